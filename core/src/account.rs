@@ -1,0 +1,317 @@
+//! The state of one shared account, and the invariants it must always satisfy
+//! ([`Account::validate`]).
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::authorization::Authorization;
+use crate::card::Card;
+use crate::command::Fingerprint;
+use crate::currency::Currency;
+use crate::funding::FundingPolicy;
+use crate::fx::RateTable;
+use crate::ids::{AccountId, AuthorizationId, CardId, IdempotencyKey, MemberId};
+use crate::member::Member;
+use crate::outcome::{BalanceView, Outcome};
+use crate::split::{SplitRule, Transfer, settle_up};
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountKind {
+    /// Two or more adults with equal standing.
+    Joint,
+    /// Flatmates, friends, a trip: a pot with a split rule.
+    Group,
+    /// A child's account run by guardians.
+    Kid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    /// Not yet opened: only `OpenAccount` is accepted.
+    Unopened,
+    Active,
+    /// No new spending; advices, clearings and credits still post.
+    Frozen,
+    /// Final.
+    Closed,
+}
+
+/// One currency balance. `available = ledger - held`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Balance {
+    pub ledger_minor: i64,
+    pub held_minor: i64,
+}
+
+impl Balance {
+    pub fn available_minor(self) -> i64 {
+        self.ledger_minor
+            .checked_sub(self.held_minor)
+            .expect("available fits in i64")
+    }
+}
+
+/// An outcome kept for idempotent repeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedOutcome {
+    pub fingerprint: Fingerprint,
+    pub outcome: Outcome,
+    pub authorization: Option<AuthorizationId>,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub kind: AccountKind,
+    pub status: AccountStatus,
+    pub opened_at: Option<Timestamp>,
+    pub balances: BTreeMap<Currency, Balance>,
+    pub members: BTreeMap<MemberId, Member>,
+    /// Each member's net position per currency (paid in minus their share of spending).
+    /// Former members stay here at zero.
+    pub positions: BTreeMap<MemberId, BTreeMap<Currency, i64>>,
+    /// Outstanding overdrafts per currency, attributed to the members whose spending the
+    /// network pushed through. Cleared when the balance is back to zero or above.
+    pub overdrafts: BTreeMap<Currency, BTreeMap<MemberId, i64>>,
+    pub cards: BTreeMap<CardId, Card>,
+    pub split_rule: SplitRule,
+    pub funding_policy: FundingPolicy,
+    /// Open lifecycles, and closed ones still within retention.
+    pub authorizations: FxHashMap<AuthorizationId, Authorization>,
+    pub outcomes: FxHashMap<IdempotencyKey, RecordedOutcome>,
+    pub tombstones: FxHashMap<AuthorizationId, Timestamp>,
+    /// Open lifecycles (kept in step by `apply`, checked by `validate`).
+    pub open_holds: usize,
+    /// Events applied so far.
+    pub seq: u64,
+}
+
+/// A broken invariant: a bug, never a business outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invariant broken: {0}")]
+pub struct InvariantViolation(pub String);
+
+impl Account {
+    pub fn new(id: AccountId) -> Self {
+        Self {
+            id,
+            kind: AccountKind::Joint,
+            status: AccountStatus::Unopened,
+            opened_at: None,
+            balances: BTreeMap::new(),
+            members: BTreeMap::new(),
+            positions: BTreeMap::new(),
+            overdrafts: BTreeMap::new(),
+            cards: BTreeMap::new(),
+            split_rule: SplitRule::default(),
+            funding_policy: FundingPolicy::default(),
+            authorizations: FxHashMap::default(),
+            outcomes: FxHashMap::default(),
+            tombstones: FxHashMap::default(),
+            open_holds: 0,
+            seq: 0,
+        }
+    }
+
+    pub fn balance(&self, currency: Currency) -> Balance {
+        self.balances.get(&currency).copied().unwrap_or_default()
+    }
+
+    pub fn balance_view(&self, currency: Currency) -> BalanceView {
+        let balance = self.balance(currency);
+        BalanceView {
+            currency,
+            ledger_minor: balance.ledger_minor,
+            held_minor: balance.held_minor,
+            available_minor: balance.available_minor(),
+        }
+    }
+
+    pub fn balance_views(&self) -> Vec<BalanceView> {
+        self.balances
+            .keys()
+            .map(|&c| self.balance_view(c))
+            .collect()
+    }
+
+    /// Available per currency, for funding.
+    pub fn available(&self) -> BTreeMap<Currency, i64> {
+        self.balances
+            .iter()
+            .map(|(&c, b)| (c, b.available_minor()))
+            .collect()
+    }
+
+    pub fn is_overdrawn(&self) -> bool {
+        self.balances.values().any(|b| b.available_minor() < 0)
+    }
+
+    pub fn position(&self, member: &MemberId, currency: Currency) -> i64 {
+        self.positions
+            .get(member)
+            .and_then(|p| p.get(&currency))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Settle-up transfers per currency (see `split::settle_up`).
+    pub fn settle_up(&self) -> Vec<Transfer> {
+        let mut currencies: Vec<Currency> = self
+            .positions
+            .values()
+            .flat_map(|p| p.keys().copied())
+            .collect();
+        currencies.sort();
+        currencies.dedup();
+        currencies
+            .into_iter()
+            .flat_map(|currency| {
+                let positions: Vec<(MemberId, i64)> = self
+                    .positions
+                    .iter()
+                    .map(|(m, p)| (m.clone(), p.get(&currency).copied().unwrap_or(0)))
+                    .collect();
+                settle_up(currency, &positions)
+            })
+            .collect()
+    }
+
+    /// The earliest time an open hold expires, for the expiry sweeper.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.authorizations
+            .values()
+            .filter(|a| a.state.is_open())
+            .map(|a| a.expires_at)
+            .min()
+    }
+
+    /// Checks every invariant from DESIGN.md that can be seen in one state. Tests call this
+    /// after every step; the actor can call it in debug builds.
+    pub fn validate(&self, rates: Option<&RateTable>) -> Result<(), InvariantViolation> {
+        let fail = |text: String| Err(InvariantViolation(text));
+        // held == Σ open holds, per currency; legs only on open lifecycles.
+        let mut held: BTreeMap<Currency, i64> = BTreeMap::new();
+        let mut open = 0;
+        for record in self.authorizations.values() {
+            if record.state.is_open() {
+                open += 1;
+            } else if !record.legs.is_empty() {
+                return fail(format!(
+                    "closed lifecycle {} still holds {:?}",
+                    record.id, record.legs
+                ));
+            }
+            for leg in &record.legs {
+                if leg.amount_minor < 0 || leg.covers_minor < 0 {
+                    return fail(format!("negative leg on {}: {leg:?}", record.id));
+                }
+                *held.entry(leg.currency).or_default() += leg.amount_minor;
+                if let Some(rates) = rates
+                    && leg.currency != record.spend_currency()
+                    && let Ok(covers) = rates.covers(
+                        leg.amount(),
+                        crate::money::Money::new(leg.covers_minor, record.spend_currency()),
+                    )
+                    && !covers
+                    && !record.network_decided
+                {
+                    return fail(format!(
+                        "leg on {} under-holds its part: {leg:?}",
+                        record.id
+                    ));
+                }
+            }
+            if record.residual_minor()
+                > record.authorized_minor.max(0) + record.cleared_minor.max(0)
+                && !record.network_decided
+            {
+                return fail(format!("{} holds more than it authorized", record.id));
+            }
+            if record.credited_minor > record.cleared_minor {
+                return fail(format!("{} credited more than it cleared", record.id));
+            }
+            if let Some(card) = &record.card
+                && record.kind != crate::authorization::SpendKind::Withdrawal
+                && card.as_str().is_empty()
+            {
+                return fail(format!("{} has an empty card id", record.id));
+            }
+        }
+        if open != self.open_holds {
+            return fail(format!(
+                "open hold count {} but {} open lifecycles",
+                self.open_holds, open
+            ));
+        }
+        for (&currency, balance) in &self.balances {
+            let expected = held.get(&currency).copied().unwrap_or(0);
+            if balance.held_minor != expected {
+                return fail(format!(
+                    "{currency} held {} but open holds sum to {expected}",
+                    balance.held_minor
+                ));
+            }
+            let positions: i64 = self
+                .positions
+                .values()
+                .filter_map(|p| p.get(&currency))
+                .sum();
+            if positions != balance.ledger_minor {
+                return fail(format!(
+                    "{currency} ledger {} but member positions sum to {positions}",
+                    balance.ledger_minor
+                ));
+            }
+            if balance.available_minor() < 0
+                && self.overdrafts.get(&currency).is_none_or(|o| o.is_empty())
+            {
+                return fail(format!(
+                    "{currency} available {} with no overdraft attributed",
+                    balance.available_minor()
+                ));
+            }
+        }
+        for (currency, amount) in &held {
+            if *amount != 0 && !self.balances.contains_key(currency) {
+                return fail(format!("hold in {currency} without a balance"));
+            }
+        }
+        for card in self.cards.values() {
+            if !self.positions.contains_key(&card.member)
+                && !self.members.contains_key(&card.member)
+            {
+                return fail(format!(
+                    "card {} belongs to unknown member {}",
+                    card.id, card.member
+                ));
+            }
+            if !self.members.contains_key(&card.member)
+                && card.status != crate::card::CardStatus::Blocked
+            {
+                return fail(format!(
+                    "card {} of a former member is not blocked",
+                    card.id
+                ));
+            }
+            if !card.usage.is_valid() {
+                return fail(format!("card {} has negative usage", card.id));
+            }
+        }
+        for member in self.members.values() {
+            if !member.usage.is_valid() {
+                return fail(format!("member {} has negative usage", member.id));
+            }
+        }
+        if self.status == AccountStatus::Closed
+            && (open > 0 || self.balances.values().any(|b| b.ledger_minor != 0))
+        {
+            return fail("closed account still holds money".into());
+        }
+        Ok(())
+    }
+}

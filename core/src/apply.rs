@@ -1,0 +1,179 @@
+//! `apply(&mut state, &event)`: folds one recorded event into the state. It decides nothing:
+//! every amount, leg, share and usage change is in the event. A panic here means the event
+//! stream is not one `decide` produced (a bug or a corrupted log), never a business outcome.
+
+use crate::account::{Account, AccountStatus, Balance, RecordedOutcome};
+use crate::card::Card;
+use crate::currency::Currency;
+use crate::event::{Event, Movement};
+use crate::member::Member;
+use crate::usage::{Usage, UsageSubject};
+
+pub fn apply(state: &mut Account, event: &Event) {
+    match event {
+        Event::AccountOpened { kind, at } => {
+            state.kind = *kind;
+            state.status = AccountStatus::Active;
+            state.opened_at = Some(*at);
+        }
+        Event::AccountStatusChanged { status } => state.status = *status,
+        Event::MemberAdded { member, role } => {
+            state
+                .members
+                .insert(member.clone(), Member::new(member.clone(), *role));
+            state.positions.entry(member.clone()).or_default();
+        }
+        Event::MemberRoleChanged { member, role } => {
+            if let Some(found) = state.members.get_mut(member) {
+                found.role = *role;
+            }
+        }
+        Event::MemberRemoved { member } => {
+            state.members.remove(member);
+        }
+        Event::CardIssued {
+            card,
+            member,
+            expiry,
+        } => {
+            state.cards.insert(
+                card.clone(),
+                Card {
+                    id: card.clone(),
+                    member: member.clone(),
+                    expiry: *expiry,
+                    status: crate::card::CardStatus::Active,
+                    controls: Default::default(),
+                    usage: Usage::default(),
+                },
+            );
+        }
+        Event::CardStatusChanged { card, status } => {
+            if let Some(found) = state.cards.get_mut(card) {
+                found.status = *status;
+            }
+        }
+        Event::MemberControlsSet { member, controls } => {
+            if let Some(found) = state.members.get_mut(member) {
+                found.controls = (**controls).clone();
+            }
+        }
+        Event::CardControlsSet { card, controls } => {
+            if let Some(found) = state.cards.get_mut(card) {
+                found.controls = (**controls).clone();
+            }
+        }
+        Event::SplitRuleSet { rule } => state.split_rule = rule.clone(),
+        Event::FundingPolicySet { policy } => state.funding_policy = policy.clone(),
+        Event::Movement(movement) => apply_movement(state, movement),
+        Event::OutcomeRecorded(record) => {
+            state.outcomes.insert(
+                record.key.clone(),
+                RecordedOutcome {
+                    fingerprint: record.fingerprint.clone(),
+                    outcome: record.outcome.clone(),
+                    authorization: record.authorization.clone(),
+                    at: record.at,
+                },
+            );
+        }
+        Event::Tombstoned { authorization, at } => {
+            state.tombstones.insert(authorization.clone(), *at);
+        }
+        Event::Forgotten {
+            outcomes,
+            authorizations,
+            tombstones,
+        } => {
+            for key in outcomes {
+                state.outcomes.remove(key);
+            }
+            for id in authorizations {
+                if let Some(removed) = state.authorizations.remove(id) {
+                    assert!(!removed.state.is_open(), "forgot an open lifecycle {id}");
+                }
+            }
+            for id in tombstones {
+                state.tombstones.remove(id);
+            }
+        }
+    }
+    state.seq += 1;
+}
+
+fn balance_mut(state: &mut Account, currency: Currency) -> &mut Balance {
+    state.balances.entry(currency).or_default()
+}
+
+fn apply_movement(state: &mut Account, movement: &Movement) {
+    let mut touched: Vec<Currency> = Vec::new();
+    for held in &movement.held {
+        let balance = balance_mut(state, held.currency);
+        balance.held_minor = balance
+            .held_minor
+            .checked_add(held.amount_minor)
+            .expect("held overflow");
+        touched.push(held.currency);
+    }
+    for entry in &movement.entries {
+        let shares: i64 = entry.shares.iter().map(|(_, s)| s).sum();
+        assert_eq!(shares, entry.amount_minor, "shares must sum to the entry");
+        let balance = balance_mut(state, entry.currency);
+        balance.ledger_minor = balance
+            .ledger_minor
+            .checked_add(entry.amount_minor)
+            .expect("ledger overflow");
+        for (member, share) in &entry.shares {
+            let position = state
+                .positions
+                .entry(member.clone())
+                .or_default()
+                .entry(entry.currency)
+                .or_default();
+            *position = position.checked_add(*share).expect("position overflow");
+        }
+        touched.push(entry.currency);
+    }
+    for delta in &movement.usage {
+        let usage = match &delta.subject {
+            UsageSubject::Member(id) => state.members.get_mut(id).map(|m| &mut m.usage),
+            UsageSubject::Card(id) => state.cards.get_mut(id).map(|c| &mut c.usage),
+        };
+        if let Some(usage) = usage {
+            usage.apply(delta);
+        }
+    }
+    for overdraft in &movement.overdraft {
+        *state
+            .overdrafts
+            .entry(overdraft.currency)
+            .or_default()
+            .entry(movement.member.clone())
+            .or_default() += overdraft.amount_minor;
+    }
+    for currency in touched {
+        if state.balance(currency).available_minor() >= 0 {
+            state.overdrafts.remove(&currency);
+        }
+    }
+    if let Some(record) = &movement.authorization {
+        let now_open = record.state.is_open();
+        let was_open = state
+            .authorizations
+            .insert(record.id.clone(), record.clone())
+            .is_some_and(|old| old.state.is_open());
+        match (was_open, now_open) {
+            (false, true) => state.open_holds += 1,
+            (true, false) => state.open_holds -= 1,
+            _ => {}
+        }
+    }
+}
+
+/// Rebuilds an account from its events.
+pub fn replay<'e>(mut state: Account, events: impl IntoIterator<Item = &'e Event>) -> Account {
+    for event in events {
+        apply(&mut state, event);
+    }
+    state
+}

@@ -1,0 +1,1963 @@
+//! `decide(&state, &command, &ctx) -> Decision`: the whole business logic, pure.
+//!
+//! A decision is an [`Outcome`] (the answer) plus the [`Event`]s to record. Declines and
+//! refusals are outcomes and are recorded too, so a repeat gets the same answer. `Err` means
+//! the core could not decide (an invariant would break); nothing is recorded then.
+//!
+//! Order of checks for a spend (each the first that fails answers): idempotency key, amount,
+//! card known, tombstone, account active, card status, member still present, card expiry,
+//! open-hold bound, channel, merchant category, country (member's controls, then the card's),
+//! limits (member's, then the card's), funds (with partial approval when allowed).
+
+use crate::account::{Account, AccountStatus};
+use crate::authorization::{Authorization, LifecycleState, SpendKind};
+use crate::card::CardStatus;
+use crate::command::{Command, CommandBody, Fingerprint, Spend};
+use crate::context::DecisionContext;
+use crate::controls::{Channel, Controls, LimitScope, Mcc, child_blocks};
+use crate::currency::Currency;
+use crate::event::{Cause, Entry, Event, Movement, OutcomeRecord};
+use crate::funding::{Leg, plan, take_from_legs};
+use crate::fx::Rounding;
+use crate::ids::{AuthorizationId, IdempotencyKey, MemberId};
+use crate::limits::{
+    AMOUNT_MINOR_MAX, BALANCES_PER_ACCOUNT_MAX, CARDS_PER_ACCOUNT_MAX, MEMBERS_PER_ACCOUNT_MAX,
+    OPEN_HOLDS_PER_ACCOUNT_MAX, SWEEP_ITEMS_MAX,
+};
+use crate::member::{Member, Role};
+use crate::money::Money;
+use crate::outcome::{ApprovalCode, BalanceView, DeclineReason, Outcome, RejectReason};
+use crate::permission::{self, Action};
+use crate::usage::{Usage, UsageDelta, UsageSubject};
+
+/// The answer to a command and what to record for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub events: Vec<Event>,
+    /// True when this is a repeat answered from the recorded outcome (nothing to record).
+    pub replayed: bool,
+}
+
+/// The core could not decide. Nothing was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecideError {
+    #[error("invariant would break: {0}")]
+    Invariant(String),
+}
+
+/// Decides `command` against `state` at `ctx`. Pure: same inputs, same decision.
+pub fn decide(
+    state: &Account,
+    command: &Command,
+    ctx: &DecisionContext<'_>,
+) -> Result<Decision, DecideError> {
+    let fingerprint = command.body.fingerprint();
+    if let Some(recorded) = state.outcomes.get(&command.key) {
+        if recorded.fingerprint.matches(&fingerprint) {
+            return Ok(Decision {
+                outcome: recorded.outcome.clone(),
+                events: Vec::new(),
+                replayed: true,
+            });
+        }
+        let outcome = if is_card_traffic(&command.body) {
+            Outcome::Declined {
+                reason: DeclineReason::DuplicateKeyMismatch,
+                balance: None,
+            }
+        } else {
+            Outcome::Rejected {
+                reason: RejectReason::DuplicateKeyMismatch,
+            }
+        };
+        return Ok(Decision {
+            outcome,
+            events: Vec::new(),
+            replayed: false,
+        });
+    }
+    let mut decider = Decider {
+        state,
+        ctx,
+        command,
+        events: Vec::with_capacity(2),
+    };
+    let outcome = decider.run()?;
+    let mut events = decider.events;
+    if !matches!(command.body, CommandBody::Sweep) {
+        events.push(Event::OutcomeRecorded(Box::new(OutcomeRecord {
+            key: command.key.clone(),
+            fingerprint,
+            outcome: outcome.clone(),
+            authorization: command.body.authorization().cloned(),
+            at: ctx.now,
+        })));
+    }
+    Ok(Decision {
+        outcome,
+        events,
+        replayed: false,
+    })
+}
+
+fn is_card_traffic(body: &CommandBody) -> bool {
+    matches!(
+        body,
+        CommandBody::Authorize { .. }
+            | CommandBody::Increment { .. }
+            | CommandBody::Reverse { .. }
+            | CommandBody::Advise { .. }
+            | CommandBody::Clear { .. }
+            | CommandBody::ForcePost { .. }
+            | CommandBody::Refund { .. }
+            | CommandBody::BalanceInquiry { .. }
+            | CommandBody::MarkTimedOut { .. }
+    )
+}
+
+fn declined(reason: DeclineReason) -> Outcome {
+    Outcome::Declined {
+        reason,
+        balance: None,
+    }
+}
+
+fn rejected(reason: RejectReason) -> Outcome {
+    Outcome::Rejected { reason }
+}
+
+fn accepted() -> Outcome {
+    Outcome::Accepted { balance: None }
+}
+
+/// Cash part of a spend, for cash (ATM) limits.
+fn cash_minor(spend: &Spend) -> i64 {
+    if spend.kind == SpendKind::Cash
+        || spend.channel == Channel::Atm
+        || spend.merchant.mcc == Mcc::ATM
+    {
+        spend.amount.amount_minor
+    } else if spend.kind == SpendKind::PurchaseWithCashback {
+        spend.cashback_minor
+    } else {
+        0
+    }
+}
+
+/// Channel, category and country rules of one set of controls.
+fn check_rules(controls: &Controls, spend: &Spend, is_child: bool) -> Result<(), DeclineReason> {
+    let is_atm = spend.channel == Channel::Atm || spend.merchant.mcc == Mcc::ATM;
+    if !controls.channels.permits(spend.channel)
+        || (is_atm && !controls.channels.permits(Channel::Atm))
+    {
+        return Err(DeclineReason::ChannelNotPermitted);
+    }
+    if !controls.permits_mcc(spend.merchant.mcc) || (is_child && child_blocks(spend.merchant.mcc)) {
+        return Err(DeclineReason::MerchantCategoryBlocked);
+    }
+    if let Some(country) = spend.merchant.country
+        && controls.blocked_countries.contains(&country)
+    {
+        return Err(DeclineReason::CountryBlocked);
+    }
+    Ok(())
+}
+
+/// Builds a minimal spend view of an existing lifecycle, for increments and postings.
+fn spend_of(record: &Authorization, amount: Money) -> Option<Spend> {
+    Some(Spend {
+        card: record.card.clone()?,
+        amount,
+        cashback_minor: 0,
+        kind: record.kind,
+        merchant: record.merchant.clone()?,
+        channel: record.channel.unwrap_or(Channel::Chip),
+        presented_expiry: None,
+        partial_allowed: false,
+    })
+}
+
+struct Decider<'a> {
+    state: &'a Account,
+    ctx: &'a DecisionContext<'a>,
+    command: &'a Command,
+    events: Vec<Event>,
+}
+
+/// Money changes being assembled for one movement.
+#[derive(Default)]
+struct Changes {
+    held: Vec<Money>,
+    entries: Vec<Entry>,
+    usage: Vec<UsageDelta>,
+}
+
+impl Changes {
+    fn hold(&mut self, legs: &[Leg]) {
+        self.held
+            .extend(legs.iter().map(|l| Money::new(l.amount_minor, l.currency)));
+    }
+
+    fn release(&mut self, legs: &[Leg]) {
+        self.held
+            .extend(legs.iter().map(|l| Money::new(-l.amount_minor, l.currency)));
+    }
+
+    fn held_in(&self, currency: Currency) -> i64 {
+        self.held
+            .iter()
+            .filter(|m| m.currency == currency)
+            .map(|m| m.amount_minor)
+            .sum()
+    }
+
+    fn ledger_in(&self, currency: Currency) -> i64 {
+        self.entries
+            .iter()
+            .filter(|e| e.currency == currency)
+            .map(|e| e.amount_minor)
+            .sum()
+    }
+
+    fn currencies(&self) -> Vec<Currency> {
+        let mut list: Vec<Currency> = self
+            .held
+            .iter()
+            .map(|m| m.currency)
+            .chain(self.entries.iter().map(|e| e.currency))
+            .collect();
+        list.sort();
+        list.dedup();
+        list
+    }
+}
+
+impl<'a> Decider<'a> {
+    fn now(&self) -> crate::time::Timestamp {
+        self.ctx.now
+    }
+
+    fn run(&mut self) -> Result<Outcome, DecideError> {
+        let state = self.state;
+        let body = &self.command.body;
+        if state.status == AccountStatus::Unopened
+            && !matches!(body, CommandBody::OpenAccount { .. })
+        {
+            return Ok(if is_card_traffic(body) {
+                declined(DeclineReason::UnknownCard)
+            } else {
+                rejected(RejectReason::AccountNotOpen)
+            });
+        }
+        if state.status == AccountStatus::Closed && !matches!(body, CommandBody::Sweep) {
+            return Ok(if is_card_traffic(body) {
+                declined(DeclineReason::AccountNotActive)
+            } else {
+                rejected(RejectReason::AccountClosed)
+            });
+        }
+        let action = match body {
+            CommandBody::OpenAccount { .. } => Action::OpenAccount,
+            CommandBody::Sweep => Action::Housekeeping,
+            b if is_card_traffic(b) => Action::CardTraffic,
+            _ => Action::ManageAccount,
+        };
+        // Commands whose permission depends on their target check it in their handler.
+        let checked_here = matches!(
+            action,
+            Action::OpenAccount | Action::Housekeeping | Action::CardTraffic
+        ) || matches!(
+            body,
+            CommandBody::SetAccountStatus { .. }
+                | CommandBody::CloseAccount
+                | CommandBody::AddMember { .. }
+                | CommandBody::UpdateMember { .. }
+                | CommandBody::RemoveMember { .. }
+                | CommandBody::SetSplitRule { .. }
+                | CommandBody::SetFundingPolicy { .. }
+        );
+        if checked_here && let Err(reason) = permission::check(state, &self.command.actor, action) {
+            return Ok(rejected(reason));
+        }
+        match body {
+            CommandBody::OpenAccount { kind } => {
+                if state.status != AccountStatus::Unopened {
+                    return Ok(rejected(RejectReason::AccountAlreadyOpen));
+                }
+                self.events.push(Event::AccountOpened {
+                    kind: *kind,
+                    at: self.now(),
+                });
+                Ok(accepted())
+            }
+            CommandBody::SetAccountStatus { status } => self.set_account_status(*status),
+            CommandBody::CloseAccount => self.close_account(),
+            CommandBody::AddMember { member, role } => self.add_member(member, *role),
+            CommandBody::UpdateMember { member, role } => self.update_member(member, *role),
+            CommandBody::RemoveMember { member } => self.remove_member(member),
+            CommandBody::IssueCard {
+                card,
+                member,
+                expiry,
+            } => self.issue_card(card, member, *expiry),
+            CommandBody::ReplaceCard {
+                card,
+                new_card,
+                expiry,
+            } => self.replace_card(card, new_card, *expiry),
+            CommandBody::SetCardStatus { card, status } => self.set_card_status(card, *status),
+            CommandBody::SetMemberControls { member, controls } => {
+                self.set_member_controls(member, controls)
+            }
+            CommandBody::SetCardControls { card, controls } => {
+                self.set_card_controls(card, controls)
+            }
+            CommandBody::SetSplitRule { rule } => {
+                if rule.validate().is_err() {
+                    return Ok(rejected(RejectReason::InvalidSplitRule));
+                }
+                let names: Vec<&MemberId> = match rule {
+                    crate::split::SplitRule::Weighted { weights } => {
+                        weights.iter().map(|(m, _)| m).collect()
+                    }
+                    crate::split::SplitRule::Fixed { amounts, .. } => {
+                        amounts.iter().map(|(m, _)| m).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                if names.iter().any(|m| !state.members.contains_key(*m)) {
+                    return Ok(rejected(RejectReason::UnknownMember));
+                }
+                self.events.push(Event::SplitRuleSet { rule: rule.clone() });
+                Ok(accepted())
+            }
+            CommandBody::SetFundingPolicy { policy } => {
+                if policy.validate().is_err() {
+                    return Ok(rejected(RejectReason::InvalidFundingPolicy));
+                }
+                self.events.push(Event::FundingPolicySet {
+                    policy: policy.clone(),
+                });
+                Ok(accepted())
+            }
+            CommandBody::Deposit { member, amount } => self.deposit(member, *amount),
+            CommandBody::Withdraw {
+                withdrawal,
+                member,
+                amount,
+            } => self.withdraw(withdrawal, member, *amount),
+            CommandBody::CompleteWithdrawal { withdrawal } => {
+                self.finish_withdrawal(withdrawal, true)
+            }
+            CommandBody::CancelWithdrawal { withdrawal } => {
+                self.finish_withdrawal(withdrawal, false)
+            }
+            CommandBody::RecordSettlement { from, to, amount } => {
+                self.record_settlement(from, to, *amount)
+            }
+            CommandBody::Authorize {
+                authorization,
+                spend,
+                single_message,
+            } => self.authorize(authorization, spend, *single_message),
+            CommandBody::Increment {
+                authorization,
+                amount,
+            } => self.increment(authorization, *amount),
+            CommandBody::Reverse {
+                authorization,
+                replacement,
+            } => self.reverse(authorization, *replacement),
+            CommandBody::Advise {
+                authorization,
+                spend,
+                network_approved,
+            } => self.advise(authorization, spend, *network_approved),
+            CommandBody::Clear {
+                authorization,
+                spend,
+                final_clearing,
+            } => self.clear(authorization, spend, *final_clearing),
+            CommandBody::ForcePost {
+                authorization,
+                spend,
+            } => self.clear(authorization, spend, true),
+            CommandBody::Refund { spend, .. } => self.refund(spend),
+            CommandBody::BalanceInquiry { card } => self.balance_inquiry(card),
+            CommandBody::MarkTimedOut {
+                authorization,
+                original_key,
+            } => self.mark_timed_out(authorization, original_key),
+            CommandBody::Sweep => self.sweep(),
+        }
+    }
+
+    // ----- account management -------------------------------------------------------------
+
+    fn set_account_status(&mut self, status: AccountStatus) -> Result<Outcome, DecideError> {
+        if !matches!(status, AccountStatus::Active | AccountStatus::Frozen) {
+            return Ok(rejected(RejectReason::NotPermitted));
+        }
+        if self.state.status != status {
+            self.events.push(Event::AccountStatusChanged { status });
+        }
+        Ok(accepted())
+    }
+
+    fn close_account(&mut self) -> Result<Outcome, DecideError> {
+        if self.state.open_holds > 0 {
+            return Ok(rejected(RejectReason::AccountHasOpenHolds));
+        }
+        if self.state.balances.values().any(|b| b.ledger_minor != 0) {
+            return Ok(rejected(RejectReason::AccountHasBalance));
+        }
+        self.events.push(Event::AccountStatusChanged {
+            status: AccountStatus::Closed,
+        });
+        Ok(accepted())
+    }
+
+    fn owners(&self) -> usize {
+        self.state
+            .members
+            .values()
+            .filter(|m| m.role == Role::Owner)
+            .count()
+    }
+
+    fn add_member(&mut self, member: &MemberId, role: Role) -> Result<Outcome, DecideError> {
+        if self.state.members.contains_key(member) {
+            return Ok(rejected(RejectReason::MemberExists));
+        }
+        if self.state.members.len() >= MEMBERS_PER_ACCOUNT_MAX {
+            return Ok(rejected(RejectReason::TooManyMembers));
+        }
+        self.events.push(Event::MemberAdded {
+            member: member.clone(),
+            role,
+        });
+        Ok(accepted())
+    }
+
+    fn update_member(&mut self, member: &MemberId, role: Role) -> Result<Outcome, DecideError> {
+        let Some(current) = self.state.members.get(member) else {
+            return Ok(rejected(RejectReason::UnknownMember));
+        };
+        if current.role == Role::Owner && role != Role::Owner && self.owners() == 1 {
+            return Ok(rejected(RejectReason::LastOwner));
+        }
+        if current.role != role {
+            self.events.push(Event::MemberRoleChanged {
+                member: member.clone(),
+                role,
+            });
+        }
+        Ok(accepted())
+    }
+
+    fn remove_member(&mut self, member: &MemberId) -> Result<Outcome, DecideError> {
+        let Some(current) = self.state.members.get(member) else {
+            return Ok(rejected(RejectReason::UnknownMember));
+        };
+        if current.role == Role::Owner && self.owners() == 1 {
+            return Ok(rejected(RejectReason::LastOwner));
+        }
+        if self
+            .state
+            .positions
+            .get(member)
+            .is_some_and(|p| p.values().any(|v| *v != 0))
+        {
+            return Ok(rejected(RejectReason::MemberHasPosition));
+        }
+        if self
+            .state
+            .authorizations
+            .values()
+            .any(|a| a.state.is_open() && &a.member == member)
+        {
+            return Ok(rejected(RejectReason::AccountHasOpenHolds));
+        }
+        for card in self
+            .state
+            .cards
+            .values()
+            .filter(|c| &c.member == member && c.status != CardStatus::Blocked)
+        {
+            self.events.push(Event::CardStatusChanged {
+                card: card.id.clone(),
+                status: CardStatus::Blocked,
+            });
+        }
+        self.events.push(Event::MemberRemoved {
+            member: member.clone(),
+        });
+        Ok(accepted())
+    }
+
+    fn issue_card(
+        &mut self,
+        card: &crate::ids::CardId,
+        member: &MemberId,
+        expiry: crate::time::YearMonth,
+    ) -> Result<Outcome, DecideError> {
+        let Some(holder) = self.state.members.get(member) else {
+            return Ok(rejected(RejectReason::UnknownMember));
+        };
+        if let Err(reason) = permission::check(
+            self.state,
+            &self.command.actor,
+            Action::IssueCardTo { member: holder },
+        ) {
+            return Ok(rejected(reason));
+        }
+        if self.state.cards.contains_key(card) {
+            return Ok(rejected(RejectReason::CardExists));
+        }
+        if self.state.cards.len() >= CARDS_PER_ACCOUNT_MAX {
+            return Ok(rejected(RejectReason::TooManyCards));
+        }
+        self.events.push(Event::CardIssued {
+            card: card.clone(),
+            member: member.clone(),
+            expiry,
+        });
+        Ok(accepted())
+    }
+
+    fn replace_card(
+        &mut self,
+        card: &crate::ids::CardId,
+        new_card: &crate::ids::CardId,
+        expiry: crate::time::YearMonth,
+    ) -> Result<Outcome, DecideError> {
+        let Some(old) = self.state.cards.get(card) else {
+            return Ok(rejected(RejectReason::UnknownCard));
+        };
+        if let Err(reason) = permission::check(
+            self.state,
+            &self.command.actor,
+            Action::ReplaceCard { card: old },
+        ) {
+            return Ok(rejected(reason));
+        }
+        if !self.state.members.contains_key(&old.member) {
+            return Ok(rejected(RejectReason::UnknownMember));
+        }
+        if self.state.cards.contains_key(new_card) {
+            return Ok(rejected(RejectReason::CardExists));
+        }
+        if self.state.cards.len() >= CARDS_PER_ACCOUNT_MAX {
+            return Ok(rejected(RejectReason::TooManyCards));
+        }
+        self.events.push(Event::CardIssued {
+            card: new_card.clone(),
+            member: old.member.clone(),
+            expiry,
+        });
+        if old.controls != Controls::default() {
+            self.events.push(Event::CardControlsSet {
+                card: new_card.clone(),
+                controls: Box::new(old.controls.clone()),
+            });
+        }
+        if old.status != CardStatus::Blocked {
+            self.events.push(Event::CardStatusChanged {
+                card: card.clone(),
+                status: CardStatus::Blocked,
+            });
+        }
+        Ok(accepted())
+    }
+
+    fn set_card_status(
+        &mut self,
+        card: &crate::ids::CardId,
+        status: CardStatus,
+    ) -> Result<Outcome, DecideError> {
+        let Some(current) = self.state.cards.get(card) else {
+            return Ok(rejected(RejectReason::UnknownCard));
+        };
+        if let Err(reason) = permission::check(
+            self.state,
+            &self.command.actor,
+            Action::ChangeCardStatus {
+                card: current,
+                to: status,
+            },
+        ) {
+            return Ok(rejected(reason));
+        }
+        if current.status == CardStatus::Blocked && status != CardStatus::Blocked {
+            return Ok(rejected(RejectReason::CardBlocked));
+        }
+        if current.status != status {
+            self.events.push(Event::CardStatusChanged {
+                card: card.clone(),
+                status,
+            });
+        }
+        Ok(accepted())
+    }
+
+    fn set_member_controls(
+        &mut self,
+        member: &MemberId,
+        controls: &Controls,
+    ) -> Result<Outcome, DecideError> {
+        let Some(target) = self.state.members.get(member) else {
+            return Ok(rejected(RejectReason::UnknownMember));
+        };
+        if let Err(reason) = permission::check(
+            self.state,
+            &self.command.actor,
+            Action::SetControlsOf { member: target },
+        ) {
+            return Ok(rejected(reason));
+        }
+        if controls.validate().is_err() {
+            return Ok(rejected(RejectReason::InvalidControls));
+        }
+        self.events.push(Event::MemberControlsSet {
+            member: member.clone(),
+            controls: Box::new(controls.clone()),
+        });
+        Ok(accepted())
+    }
+
+    fn set_card_controls(
+        &mut self,
+        card: &crate::ids::CardId,
+        controls: &Controls,
+    ) -> Result<Outcome, DecideError> {
+        let Some(current) = self.state.cards.get(card) else {
+            return Ok(rejected(RejectReason::UnknownCard));
+        };
+        let Some(holder) = self.state.members.get(&current.member) else {
+            return Ok(rejected(RejectReason::UnknownMember));
+        };
+        if let Err(reason) = permission::check(
+            self.state,
+            &self.command.actor,
+            Action::SetControlsOf { member: holder },
+        ) {
+            return Ok(rejected(reason));
+        }
+        if controls.validate().is_err() {
+            return Ok(rejected(RejectReason::InvalidControls));
+        }
+        self.events.push(Event::CardControlsSet {
+            card: card.clone(),
+            controls: Box::new(controls.clone()),
+        });
+        Ok(accepted())
+    }
+
+    // ----- money in and out by members -----------------------------------------------------
+
+    fn room_for_currency(&self, currency: Currency) -> bool {
+        self.state.balances.contains_key(&currency)
+            || self.state.balances.len() < BALANCES_PER_ACCOUNT_MAX
+    }
+
+    fn deposit(&mut self, member: &MemberId, amount: Money) -> Result<Outcome, DecideError> {
+        if !self.state.members.contains_key(member) {
+            return Ok(rejected(RejectReason::UnknownMember));
+        }
+        if let Err(reason) = permission::check(
+            self.state,
+            &self.command.actor,
+            Action::Deposit { for_member: member },
+        ) {
+            return Ok(rejected(reason));
+        }
+        if !(1..=AMOUNT_MINOR_MAX).contains(&amount.amount_minor) {
+            return Ok(rejected(RejectReason::AmountOutOfRange));
+        }
+        if !self.room_for_currency(amount.currency) {
+            return Ok(rejected(RejectReason::TooManyBalances));
+        }
+        let balance = self.state.balance(amount.currency);
+        let position = self.state.position(member, amount.currency);
+        if balance
+            .ledger_minor
+            .checked_add(amount.amount_minor)
+            .is_none()
+            || position.checked_add(amount.amount_minor).is_none()
+        {
+            return Ok(rejected(RejectReason::AmountOutOfRange));
+        }
+        let changes = Changes {
+            entries: vec![Entry {
+                currency: amount.currency,
+                amount_minor: amount.amount_minor,
+                shares: vec![(member.clone(), amount.amount_minor)],
+            }],
+            ..Changes::default()
+        };
+        let balance = self.movement(Cause::Deposit, member, None, changes, amount.currency)?;
+        Ok(Outcome::Accepted {
+            balance: Some(balance),
+        })
+    }
+
+    fn withdraw(
+        &mut self,
+        withdrawal: &AuthorizationId,
+        member: &MemberId,
+        amount: Money,
+    ) -> Result<Outcome, DecideError> {
+        if !self.state.members.contains_key(member) {
+            return Ok(rejected(RejectReason::UnknownMember));
+        }
+        if let Err(reason) = permission::check(
+            self.state,
+            &self.command.actor,
+            Action::Withdraw { for_member: member },
+        ) {
+            return Ok(rejected(reason));
+        }
+        if self.state.status != AccountStatus::Active {
+            return Ok(rejected(RejectReason::AccountNotActive));
+        }
+        if !(1..=AMOUNT_MINOR_MAX).contains(&amount.amount_minor) {
+            return Ok(rejected(RejectReason::AmountOutOfRange));
+        }
+        if self.state.authorizations.contains_key(withdrawal) {
+            return Ok(rejected(RejectReason::DuplicateKeyMismatch));
+        }
+        if self.state.open_holds >= OPEN_HOLDS_PER_ACCOUNT_MAX {
+            return Ok(rejected(RejectReason::AccountHasOpenHolds));
+        }
+        if self.state.balance(amount.currency).available_minor() < amount.amount_minor {
+            return Ok(rejected(RejectReason::InsufficientFunds));
+        }
+        let legs = vec![Leg {
+            currency: amount.currency,
+            amount_minor: amount.amount_minor,
+            covers_minor: amount.amount_minor,
+            rate: rust_decimal::Decimal::ONE,
+        }];
+        let record = Authorization {
+            id: withdrawal.clone(),
+            origin_key: self.command.key.clone(),
+            card: None,
+            member: member.clone(),
+            kind: SpendKind::Withdrawal,
+            merchant: None,
+            channel: None,
+            state: LifecycleState::Pending,
+            requested: amount,
+            authorized_minor: amount.amount_minor,
+            legs: legs.clone(),
+            posted: Vec::new(),
+            cleared_minor: 0,
+            credited_minor: 0,
+            usage: Vec::new(),
+            usage_basis_minor: 0,
+            created_at: self.now(),
+            expires_at: self
+                .now()
+                .saturating_add_millis(self.ctx.policy.hold_expiry_ms),
+            closed_at: None,
+            network_decided: false,
+        };
+        let mut changes = Changes::default();
+        changes.hold(&legs);
+        let balance = self.movement(
+            Cause::WithdrawalHeld,
+            member,
+            Some(record),
+            changes,
+            amount.currency,
+        )?;
+        Ok(Outcome::Approved {
+            authorization: withdrawal.clone(),
+            approved: amount,
+            requested: amount,
+            approval_code: ApprovalCode::from_sequence(self.state.seq + 1),
+            balance,
+        })
+    }
+
+    fn finish_withdrawal(
+        &mut self,
+        withdrawal: &AuthorizationId,
+        complete: bool,
+    ) -> Result<Outcome, DecideError> {
+        let Some(record) = self
+            .state
+            .authorizations
+            .get(withdrawal)
+            .filter(|r| r.kind == SpendKind::Withdrawal)
+        else {
+            return Ok(rejected(RejectReason::UnknownWithdrawal));
+        };
+        if let Err(reason) = permission::check(
+            self.state,
+            &self.command.actor,
+            Action::Withdraw {
+                for_member: &record.member,
+            },
+        ) {
+            return Ok(rejected(reason));
+        }
+        if !record.state.is_open() {
+            return Ok(rejected(RejectReason::UnknownWithdrawal));
+        }
+        let mut record = record.clone();
+        let currency = record.spend_currency();
+        let mut changes = Changes::default();
+        let legs = std::mem::take(&mut record.legs);
+        changes.release(&legs);
+        let cause = if complete {
+            for leg in &legs {
+                changes.entries.push(Entry {
+                    currency: leg.currency,
+                    amount_minor: -leg.amount_minor,
+                    shares: vec![(record.member.clone(), -leg.amount_minor)],
+                });
+            }
+            record.cleared_minor = record.authorized_minor;
+            record.posted = legs;
+            record.state = LifecycleState::Cleared;
+            Cause::WithdrawalPosted
+        } else {
+            record.state = LifecycleState::Reversed;
+            Cause::WithdrawalCancelled
+        };
+        record.closed_at = Some(self.now());
+        let member = record.member.clone();
+        let balance = self.movement(cause, &member, Some(record), changes, currency)?;
+        Ok(Outcome::Accepted {
+            balance: Some(balance),
+        })
+    }
+
+    fn record_settlement(
+        &mut self,
+        from: &MemberId,
+        to: &MemberId,
+        amount: Money,
+    ) -> Result<Outcome, DecideError> {
+        if !self.state.members.contains_key(from)
+            || !self.state.members.contains_key(to)
+            || from == to
+        {
+            return Ok(rejected(RejectReason::UnknownMember));
+        }
+        if let Err(reason) =
+            permission::check(self.state, &self.command.actor, Action::Settle { from, to })
+        {
+            return Ok(rejected(reason));
+        }
+        if !(1..=AMOUNT_MINOR_MAX).contains(&amount.amount_minor) {
+            return Ok(rejected(RejectReason::AmountOutOfRange));
+        }
+        if !self.room_for_currency(amount.currency) {
+            return Ok(rejected(RejectReason::TooManyBalances));
+        }
+        let changes = Changes {
+            entries: vec![Entry {
+                currency: amount.currency,
+                amount_minor: 0,
+                shares: vec![
+                    (from.clone(), amount.amount_minor),
+                    (to.clone(), -amount.amount_minor),
+                ],
+            }],
+            ..Changes::default()
+        };
+        let balance = self.movement(Cause::Settlement, from, None, changes, amount.currency)?;
+        Ok(Outcome::Accepted {
+            balance: Some(balance),
+        })
+    }
+
+    // ----- card traffic --------------------------------------------------------------------
+
+    fn valid_amount(amount: Money) -> bool {
+        (1..=AMOUNT_MINOR_MAX).contains(&amount.amount_minor)
+    }
+
+    fn decline_with_balance(&self, reason: DeclineReason, currency: Currency) -> Outcome {
+        let balance = self
+            .state
+            .balances
+            .contains_key(&currency)
+            .then(|| self.state.balance_view(currency));
+        Outcome::Declined { reason, balance }
+    }
+
+    /// Card, account and member checks shared by authorizations and increments.
+    fn check_card(
+        &self,
+        spend: &Spend,
+        check_expiry: bool,
+    ) -> Result<(&'a crate::card::Card, &'a Member), DeclineReason> {
+        let card = self
+            .state
+            .cards
+            .get(&spend.card)
+            .ok_or(DeclineReason::UnknownCard)?;
+        if self.state.status != AccountStatus::Active {
+            return Err(DeclineReason::AccountNotActive);
+        }
+        match card.status {
+            CardStatus::Active => {}
+            CardStatus::Frozen => return Err(DeclineReason::CardFrozen),
+            CardStatus::Blocked => return Err(DeclineReason::CardBlocked),
+        }
+        let member = self
+            .state
+            .members
+            .get(&card.member)
+            .ok_or(DeclineReason::MemberRemoved)?;
+        if check_expiry
+            && (card.expiry.has_passed(self.now())
+                || spend.presented_expiry.is_some_and(|e| e != card.expiry))
+        {
+            return Err(DeclineReason::CardExpired);
+        }
+        Ok((card, member))
+    }
+
+    /// Usage charges for `amount` of `spend` against both subjects' limits; with `enforce`,
+    /// the first limit it would break declines it.
+    fn usage_charges(
+        &self,
+        card: &crate::card::Card,
+        member: &Member,
+        spend: &Spend,
+        amount: Money,
+        enforce: bool,
+    ) -> Result<Vec<UsageDelta>, DeclineReason> {
+        let mut charges = Vec::new();
+        let cash = if amount == spend.amount {
+            cash_minor(spend)
+        } else {
+            cash_minor(spend).min(amount.amount_minor)
+        };
+        let subjects: [(UsageSubject, &Controls, &Usage); 2] = [
+            (
+                UsageSubject::Member(member.id.clone()),
+                &member.controls,
+                &member.usage,
+            ),
+            (
+                UsageSubject::Card(card.id.clone()),
+                &card.controls,
+                &card.usage,
+            ),
+        ];
+        let now = self.now();
+        for (subject, controls, usage) in subjects {
+            if let Some(limit) = controls.per_transaction
+                && enforce
+            {
+                let counted = self
+                    .ctx
+                    .rates
+                    .convert(amount, limit.currency, Rounding::UpToCover)
+                    .map_err(|_| DeclineReason::NoExchangeRate)?;
+                if counted.amount_minor > limit.amount_minor {
+                    return Err(DeclineReason::PerTransactionLimitExceeded);
+                }
+            }
+            for limit in &controls.window_limits {
+                let counted_minor = match limit.scope {
+                    LimitScope::All => amount.amount_minor,
+                    LimitScope::Cash if cash > 0 => cash,
+                    LimitScope::Cash => continue,
+                };
+                let counted = Money::new(counted_minor, amount.currency);
+                let currency = limit.amount.map(|a| a.currency);
+                let charge_minor = match limit.amount {
+                    Some(a) => {
+                        match self
+                            .ctx
+                            .rates
+                            .convert(counted, a.currency, Rounding::UpToCover)
+                        {
+                            Ok(m) => m.amount_minor,
+                            Err(_) if enforce => return Err(DeclineReason::NoExchangeRate),
+                            Err(_) => continue,
+                        }
+                    }
+                    None => 0,
+                };
+                if enforce {
+                    let (used_minor, used_count) =
+                        usage.current(limit.scope, limit.window, now, currency);
+                    if let Some(a) = limit.amount
+                        && used_minor.saturating_add(charge_minor) > a.amount_minor
+                    {
+                        return Err(DeclineReason::AmountLimitExceeded);
+                    }
+                    if let Some(count) = limit.count
+                        && used_count.saturating_add(1) > count
+                    {
+                        return Err(DeclineReason::CountLimitExceeded);
+                    }
+                }
+                charges.push(UsageDelta {
+                    subject: subject.clone(),
+                    scope: limit.scope,
+                    window: limit.window,
+                    window_id: limit.window.id(now),
+                    currency,
+                    amount_minor: charge_minor,
+                    count: 1,
+                });
+            }
+        }
+        Ok(charges)
+    }
+
+    fn new_record(
+        &self,
+        authorization: &AuthorizationId,
+        spend: &Spend,
+        member: &MemberId,
+        approved_minor: i64,
+        legs: Vec<Leg>,
+        usage: Vec<UsageDelta>,
+        network_decided: bool,
+    ) -> Authorization {
+        Authorization {
+            id: authorization.clone(),
+            origin_key: self.command.key.clone(),
+            card: Some(spend.card.clone()),
+            member: member.clone(),
+            kind: spend.kind,
+            merchant: Some(spend.merchant.clone()),
+            channel: Some(spend.channel),
+            state: LifecycleState::Pending,
+            requested: spend.amount,
+            authorized_minor: approved_minor,
+            legs,
+            posted: Vec::new(),
+            cleared_minor: 0,
+            credited_minor: 0,
+            usage,
+            usage_basis_minor: approved_minor,
+            created_at: self.now(),
+            expires_at: self.now().saturating_add_millis(
+                self.ctx.policy.hold_expiry_ms_for(Some(spend.merchant.mcc)),
+            ),
+            closed_at: None,
+            network_decided,
+        }
+    }
+
+    fn authorize(
+        &mut self,
+        authorization: &AuthorizationId,
+        spend: &Spend,
+        single_message: bool,
+    ) -> Result<Outcome, DecideError> {
+        let currency = spend.amount.currency;
+        if !Self::valid_amount(spend.amount)
+            || !(0..=spend.amount.amount_minor).contains(&spend.cashback_minor)
+        {
+            return Ok(self.decline_with_balance(DeclineReason::InvalidAmount, currency));
+        }
+        if !self.state.cards.contains_key(&spend.card) {
+            return Ok(declined(DeclineReason::UnknownCard));
+        }
+        if self.state.tombstones.contains_key(authorization) {
+            return Ok(self.decline_with_balance(DeclineReason::VoidedByEarlierReversal, currency));
+        }
+        if self.state.authorizations.contains_key(authorization) {
+            return Ok(self.decline_with_balance(DeclineReason::DuplicateKeyMismatch, currency));
+        }
+        let (card, member) = match self.check_card(spend, true) {
+            Ok(found) => found,
+            Err(reason) => return Ok(self.decline_with_balance(reason, currency)),
+        };
+        if self.state.open_holds >= OPEN_HOLDS_PER_ACCOUNT_MAX && !single_message {
+            return Ok(self.decline_with_balance(DeclineReason::TooManyOpenHolds, currency));
+        }
+        let is_child = member.role == Role::Child;
+        if let Err(reason) = check_rules(&member.controls, spend, is_child)
+            .and_then(|()| check_rules(&card.controls, spend, is_child))
+        {
+            return Ok(self.decline_with_balance(reason, currency));
+        }
+        let mut usage = match self.usage_charges(card, member, spend, spend.amount, true) {
+            Ok(charges) => charges,
+            Err(reason) => return Ok(self.decline_with_balance(reason, currency)),
+        };
+        let available = self.state.available();
+        let funding = plan(
+            spend.amount,
+            &available,
+            &self.state.funding_policy,
+            self.ctx.rates,
+            false,
+        );
+        let approved_minor = funding.covered_minor();
+        if funding.uncovered_minor > 0 {
+            if !(spend.partial_allowed && approved_minor > 0) {
+                return Ok(self.decline_with_balance(DeclineReason::InsufficientFunds, currency));
+            }
+            // Charge usage for what is approved, not for what was asked.
+            usage = self
+                .usage_charges(
+                    card,
+                    member,
+                    spend,
+                    Money::new(approved_minor, currency),
+                    false,
+                )
+                .unwrap_or_default();
+        }
+        let mut record = self.new_record(
+            authorization,
+            spend,
+            &member.id,
+            approved_minor,
+            funding.legs,
+            usage.clone(),
+            false,
+        );
+        let first_currency = record.legs.first().map_or(currency, |l| l.currency);
+        let mut changes = Changes {
+            usage,
+            ..Changes::default()
+        };
+        let cause = if single_message {
+            let legs = std::mem::take(&mut record.legs);
+            self.debit(&mut changes, &legs, &record.member);
+            record.posted = legs;
+            record.cleared_minor = approved_minor;
+            record.state = LifecycleState::Cleared;
+            record.closed_at = Some(self.now());
+            Cause::FinancialPosted
+        } else {
+            changes.hold(&record.legs);
+            Cause::Authorized
+        };
+        let member_id = record.member.clone();
+        let balance = self.movement(cause, &member_id, Some(record), changes, first_currency)?;
+        Ok(Outcome::Approved {
+            authorization: authorization.clone(),
+            approved: Money::new(approved_minor, currency),
+            requested: spend.amount,
+            approval_code: ApprovalCode::from_sequence(self.state.seq + 1),
+            balance,
+        })
+    }
+
+    /// Debit entries for `legs`, split among members by the account's rule.
+    fn debit(&self, changes: &mut Changes, legs: &[Leg], payer: &MemberId) {
+        let members: Vec<&MemberId> = self.state.members.keys().collect();
+        for leg in legs.iter().filter(|l| l.amount_minor != 0) {
+            let shares = self
+                .state
+                .split_rule
+                .shares(leg.amount(), payer, &members)
+                .into_iter()
+                .map(|(m, s)| (m, -s))
+                .collect();
+            changes.entries.push(Entry {
+                currency: leg.currency,
+                amount_minor: -leg.amount_minor,
+                shares,
+            });
+        }
+    }
+
+    /// Credit entries for `legs` (refunds, credits after clearing), split the same way.
+    fn credit(&self, changes: &mut Changes, legs: &[Leg], payer: &MemberId) {
+        let members: Vec<&MemberId> = self.state.members.keys().collect();
+        for leg in legs.iter().filter(|l| l.amount_minor != 0) {
+            let shares = self.state.split_rule.shares(leg.amount(), payer, &members);
+            changes.entries.push(Entry {
+                currency: leg.currency,
+                amount_minor: leg.amount_minor,
+                shares,
+            });
+        }
+    }
+
+    fn increment(
+        &mut self,
+        authorization: &AuthorizationId,
+        amount: Money,
+    ) -> Result<Outcome, DecideError> {
+        let Some(record) = self
+            .state
+            .authorizations
+            .get(authorization)
+            .filter(|r| r.kind != SpendKind::Withdrawal)
+        else {
+            return Ok(
+                self.decline_with_balance(DeclineReason::UnknownAuthorization, amount.currency)
+            );
+        };
+        if !Self::valid_amount(amount) || amount.currency != record.spend_currency() {
+            return Ok(self.decline_with_balance(DeclineReason::InvalidAmount, amount.currency));
+        }
+        let Some(spend) = spend_of(record, amount) else {
+            return Ok(
+                self.decline_with_balance(DeclineReason::UnknownAuthorization, amount.currency)
+            );
+        };
+        let (card, member) = match self.check_card(&spend, false) {
+            Ok(found) => found,
+            Err(reason) => return Ok(self.decline_with_balance(reason, amount.currency)),
+        };
+        let is_child = member.role == Role::Child;
+        if let Err(reason) = check_rules(&member.controls, &spend, is_child)
+            .and_then(|()| check_rules(&card.controls, &spend, is_child))
+        {
+            return Ok(self.decline_with_balance(reason, amount.currency));
+        }
+        let usage = match self.usage_charges(card, member, &spend, amount, true) {
+            Ok(charges) => charges,
+            Err(reason) => return Ok(self.decline_with_balance(reason, amount.currency)),
+        };
+        let funding = plan(
+            amount,
+            &self.state.available(),
+            &self.state.funding_policy,
+            self.ctx.rates,
+            false,
+        );
+        if funding.uncovered_minor > 0 {
+            return Ok(self.decline_with_balance(DeclineReason::InsufficientFunds, amount.currency));
+        }
+        let mut record = record.clone();
+        let cause = if record.state.is_open() {
+            Cause::Incremented
+        } else {
+            record.state = if record.cleared_minor > 0 {
+                LifecycleState::PartiallyCleared
+            } else {
+                LifecycleState::Pending
+            };
+            record.closed_at = None;
+            Cause::Reopened
+        };
+        let first_currency = funding.legs.first().map_or(amount.currency, |l| l.currency);
+        let mut changes = Changes {
+            usage: usage.clone(),
+            ..Changes::default()
+        };
+        changes.hold(&funding.legs);
+        record.legs.extend(funding.legs);
+        record.usage.extend(usage);
+        record.usage_basis_minor += amount.amount_minor;
+        record.authorized_minor += amount.amount_minor;
+        let extended = self.now().saturating_add_millis(
+            self.ctx
+                .policy
+                .hold_expiry_ms_for(record.merchant.as_ref().map(|m| m.mcc)),
+        );
+        record.expires_at = record.expires_at.max(extended);
+        let member_id = record.member.clone();
+        let balance = self.movement(cause, &member_id, Some(record), changes, first_currency)?;
+        Ok(Outcome::Approved {
+            authorization: authorization.clone(),
+            approved: amount,
+            requested: amount,
+            approval_code: ApprovalCode::from_sequence(self.state.seq + 1),
+            balance,
+        })
+    }
+
+    /// Releases `part` of `record`'s open hold (from the last leg backwards) and gives back
+    /// the matching share of its usage charges: `part / basis` of each charge, where the basis
+    /// is the spend the charges still stand for. Releasing the whole basis gives everything
+    /// back, counts included; what was cleared stays charged.
+    fn release_part(&self, record: &mut Authorization, part: i64, changes: &mut Changes) {
+        let released = take_from_legs(&mut record.legs, part, true);
+        changes.release(&released);
+        let basis = record.usage_basis_minor;
+        let part = part.min(basis);
+        if part <= 0 {
+            return;
+        }
+        for charge in &mut record.usage {
+            let give_back = if part == basis {
+                charge.clone()
+            } else {
+                let amount_minor = i64::try_from(
+                    i128::from(charge.amount_minor) * i128::from(part) / i128::from(basis),
+                )
+                .expect("fits: below the charge");
+                UsageDelta {
+                    amount_minor,
+                    count: 0,
+                    ..charge.clone()
+                }
+            };
+            charge.amount_minor -= give_back.amount_minor;
+            charge.count -= give_back.count;
+            if give_back.amount_minor != 0 || give_back.count != 0 {
+                changes.usage.push(give_back.restoration());
+            }
+        }
+        record.usage.retain(|c| c.amount_minor != 0 || c.count != 0);
+        record.usage_basis_minor -= part;
+    }
+
+    fn release_all(&self, record: &mut Authorization, changes: &mut Changes) {
+        let residual = record.residual_minor();
+        self.release_part(record, residual, changes);
+    }
+
+    /// Closes a lifecycle whose hold was released by a reversal: `Reversed`, or `Cleared` when
+    /// some of it had already cleared.
+    fn close_reversed(&self, record: &mut Authorization) {
+        let state = if record.cleared_minor > 0 {
+            LifecycleState::Cleared
+        } else {
+            LifecycleState::Reversed
+        };
+        self.close(record, state);
+    }
+
+    fn close(&self, record: &mut Authorization, state: LifecycleState) {
+        record.state = state;
+        record.closed_at = Some(self.now());
+        record.legs.clear();
+    }
+
+    fn reverse(
+        &mut self,
+        authorization: &AuthorizationId,
+        replacement: Option<Money>,
+    ) -> Result<Outcome, DecideError> {
+        let Some(record) = self.state.authorizations.get(authorization) else {
+            if !self.state.tombstones.contains_key(authorization) {
+                self.events.push(Event::Tombstoned {
+                    authorization: authorization.clone(),
+                    at: self.now(),
+                });
+            }
+            return Ok(accepted());
+        };
+        if record.kind == SpendKind::Withdrawal {
+            return Ok(declined(DeclineReason::UnknownAuthorization));
+        }
+        let currency = record.spend_currency();
+        let new_total = match replacement {
+            None => 0,
+            Some(m)
+                if m.currency == currency && (0..=AMOUNT_MINOR_MAX).contains(&m.amount_minor) =>
+            {
+                m.amount_minor
+            }
+            Some(m) => {
+                return Ok(self.decline_with_balance(DeclineReason::InvalidAmount, m.currency));
+            }
+        };
+        let mut record = record.clone();
+        let mut changes = Changes::default();
+        let effective_posted = record.cleared_minor - record.credited_minor;
+        let cause = match record.state {
+            LifecycleState::Pending | LifecycleState::PartiallyCleared => {
+                let target_residual = (new_total - record.cleared_minor).max(0);
+                let residual = record.residual_minor();
+                if target_residual >= residual && new_total >= effective_posted {
+                    return Ok(Outcome::Accepted {
+                        balance: Some(self.state.balance_view(currency)),
+                    });
+                }
+                if residual > target_residual {
+                    self.release_part(&mut record, residual - target_residual, &mut changes);
+                }
+                if new_total < effective_posted {
+                    self.credit_back(&mut record, effective_posted - new_total, &mut changes);
+                }
+                record.authorized_minor = record
+                    .authorized_minor
+                    .min(new_total.max(record.cleared_minor));
+                if record.residual_minor() == 0 {
+                    let state = if record.cleared_minor > 0 {
+                        LifecycleState::Cleared
+                    } else {
+                        LifecycleState::Reversed
+                    };
+                    self.close(&mut record, state);
+                    Cause::Reversed
+                } else {
+                    Cause::PartiallyReversed
+                }
+            }
+            LifecycleState::Cleared if new_total < effective_posted => {
+                self.credit_back(&mut record, effective_posted - new_total, &mut changes);
+                Cause::CreditedAfterClearing
+            }
+            // Already released: a reversal never releases twice.
+            _ => {
+                return Ok(Outcome::Accepted {
+                    balance: Some(self.state.balance_view(currency)),
+                });
+            }
+        };
+        let member = record.member.clone();
+        let balance = self.movement(cause, &member, Some(record), changes, currency)?;
+        Ok(Outcome::Accepted {
+            balance: Some(balance),
+        })
+    }
+
+    /// Credits `part` of what `record` posted back to the balances it came from.
+    fn credit_back(&self, record: &mut Authorization, part: i64, changes: &mut Changes) {
+        let credited = take_from_legs(&mut record.posted, part, true);
+        let covered: i64 = credited.iter().map(|l| l.covers_minor).sum();
+        self.credit(changes, &credited, &record.member);
+        record.credited_minor += covered;
+    }
+
+    fn advise(
+        &mut self,
+        authorization: &AuthorizationId,
+        spend: &Spend,
+        network_approved: bool,
+    ) -> Result<Outcome, DecideError> {
+        let currency = spend.amount.currency;
+        let ack = |s: &Self| {
+            Ok(Outcome::Accepted {
+                balance: Some(s.state.balance_view(currency)),
+            })
+        };
+        if !Self::valid_amount(spend.amount) || self.state.tombstones.contains_key(authorization) {
+            return ack(self);
+        }
+        let existing = self.state.authorizations.get(authorization);
+        match existing {
+            Some(record) if record.kind == SpendKind::Withdrawal => ack(self),
+            Some(record) if record.state.is_open() => {
+                let mut record = record.clone();
+                let mut changes = Changes::default();
+                if !network_approved {
+                    self.release_all(&mut record, &mut changes);
+                    self.close_reversed(&mut record);
+                    let member = record.member.clone();
+                    let balance = self.movement(
+                        Cause::StandInDeclined,
+                        &member,
+                        Some(record),
+                        changes,
+                        currency,
+                    )?;
+                    return Ok(Outcome::Accepted {
+                        balance: Some(balance),
+                    });
+                }
+                if spend.amount.currency != record.spend_currency()
+                    || spend.amount.amount_minor == record.authorized_minor
+                {
+                    return ack(self);
+                }
+                if spend.amount.amount_minor < record.authorized_minor {
+                    let part = (record.authorized_minor - spend.amount.amount_minor)
+                        .min(record.residual_minor());
+                    self.release_part(&mut record, part, &mut changes);
+                    if record.residual_minor() == 0 {
+                        self.close_reversed(&mut record);
+                    }
+                } else {
+                    let delta = Money::new(
+                        spend.amount.amount_minor - record.authorized_minor,
+                        currency,
+                    );
+                    self.hold_network_decided(&mut record, delta, &mut changes);
+                }
+                record.authorized_minor = spend.amount.amount_minor;
+                record.network_decided = true;
+                let member = record.member.clone();
+                let balance = self.movement(
+                    Cause::StandInAdjusted,
+                    &member,
+                    Some(record),
+                    changes,
+                    currency,
+                )?;
+                Ok(Outcome::Accepted {
+                    balance: Some(balance),
+                })
+            }
+            Some(record) if record.state == LifecycleState::TimedOut && network_approved => {
+                let mut record = record.clone();
+                let mut changes = Changes::default();
+                record.state = LifecycleState::Pending;
+                record.closed_at = None;
+                record.authorized_minor = 0;
+                self.hold_network_decided(&mut record, spend.amount, &mut changes);
+                record.authorized_minor = spend.amount.amount_minor;
+                record.network_decided = true;
+                let member = record.member.clone();
+                let balance = self.movement(
+                    Cause::StandInApproved,
+                    &member,
+                    Some(record),
+                    changes,
+                    currency,
+                )?;
+                Ok(Outcome::Accepted {
+                    balance: Some(balance),
+                })
+            }
+            Some(_) => ack(self),
+            None if network_approved => {
+                let Some(card) = self.state.cards.get(&spend.card) else {
+                    return ack(self);
+                };
+                let mut record = self.new_record(
+                    authorization,
+                    spend,
+                    &card.member,
+                    0,
+                    Vec::new(),
+                    Vec::new(),
+                    true,
+                );
+                let mut changes = Changes::default();
+                self.hold_network_decided(&mut record, spend.amount, &mut changes);
+                record.authorized_minor = spend.amount.amount_minor;
+                let member = record.member.clone();
+                let balance = self.movement(
+                    Cause::StandInApproved,
+                    &member,
+                    Some(record),
+                    changes,
+                    currency,
+                )?;
+                Ok(Outcome::Accepted {
+                    balance: Some(balance),
+                })
+            }
+            None => ack(self),
+        }
+    }
+
+    /// Adds `amount` to `record`'s hold without checks (the network decided), overdrawing
+    /// if it must, and charges usage without enforcing limits.
+    fn hold_network_decided(
+        &self,
+        record: &mut Authorization,
+        amount: Money,
+        changes: &mut Changes,
+    ) {
+        let funding = plan(
+            amount,
+            &self.state.available(),
+            &self.state.funding_policy,
+            self.ctx.rates,
+            true,
+        );
+        changes.hold(&funding.legs);
+        record.legs.extend(funding.legs);
+        if let Some(spend) = spend_of(record, amount)
+            && let (Some(card), Some(member)) = (
+                self.state.cards.get(&spend.card),
+                self.state.members.get(&record.member),
+            )
+            && let Ok(charges) = self.usage_charges(card, member, &spend, amount, false)
+        {
+            changes.usage.extend(charges.iter().cloned());
+            record.usage.extend(charges);
+            record.usage_basis_minor += amount.amount_minor;
+        }
+    }
+
+    /// Posts `amount` with no hold behind it (force post, clearing after expiry or above the
+    /// hold): funded by policy, overdrawing if it must; usage is charged, not enforced.
+    fn post_unheld(&self, record: &mut Authorization, amount: Money, changes: &mut Changes) {
+        if amount.amount_minor == 0 {
+            return;
+        }
+        let funding = plan(
+            amount,
+            &self.state.available(),
+            &self.state.funding_policy,
+            self.ctx.rates,
+            true,
+        );
+        self.debit(changes, &funding.legs, &record.member);
+        record.posted.extend(funding.legs);
+        if let Some(spend) = spend_of(record, amount)
+            && let (Some(card), Some(member)) = (
+                self.state.cards.get(&spend.card),
+                self.state.members.get(&record.member),
+            )
+            && let Ok(charges) = self.usage_charges(card, member, &spend, amount, false)
+        {
+            changes.usage.extend(charges);
+        }
+    }
+
+    fn clear(
+        &mut self,
+        authorization: &AuthorizationId,
+        spend: &Spend,
+        final_clearing: bool,
+    ) -> Result<Outcome, DecideError> {
+        let currency = spend.amount.currency;
+        if !(0..=AMOUNT_MINOR_MAX).contains(&spend.amount.amount_minor) {
+            return Ok(self.decline_with_balance(DeclineReason::InvalidAmount, currency));
+        }
+        let amount_minor = spend.amount.amount_minor;
+        let existing = self.state.authorizations.get(authorization);
+        let mut changes = Changes::default();
+        let (record, cause) = match existing {
+            Some(record) if record.kind == SpendKind::Withdrawal => {
+                return Ok(declined(DeclineReason::UnknownAuthorization));
+            }
+            Some(record) if record.state.is_open() && record.spend_currency() == currency => {
+                let mut record = record.clone();
+                let residual = record.residual_minor();
+                let consumed = take_from_legs(&mut record.legs, amount_minor.min(residual), false);
+                changes.release(&consumed);
+                self.debit(&mut changes, &consumed, &record.member);
+                record.posted.extend(consumed);
+                let cause = if amount_minor > residual {
+                    self.post_unheld(
+                        &mut record,
+                        Money::new(amount_minor - residual, currency),
+                        &mut changes,
+                    );
+                    Cause::ClearedAboveHold
+                } else {
+                    Cause::Cleared
+                };
+                record.cleared_minor += amount_minor;
+                if final_clearing {
+                    let rest = record.residual_minor();
+                    self.release_part(&mut record, rest, &mut changes);
+                    self.close(&mut record, LifecycleState::Cleared);
+                } else {
+                    record.state = LifecycleState::PartiallyCleared;
+                }
+                (record, cause)
+            }
+            Some(record) => {
+                // Closed (expired, reversed, timed out, cleared) or another currency: post it.
+                let mut record = record.clone();
+                let cause = if record.state == LifecycleState::Expired {
+                    Cause::ClearedAfterExpiry
+                } else {
+                    Cause::ForcePosted
+                };
+                if record.spend_currency() != currency {
+                    // A clearing in another currency than the hold: post it as its own amount,
+                    // and leave the hold to its own lifecycle.
+                    let mut side = record.clone();
+                    side.requested = spend.amount;
+                    self.post_unheld(&mut side, spend.amount, &mut changes);
+                    let member = record.member.clone();
+                    let balance =
+                        self.movement(Cause::ForcePosted, &member, None, changes, currency)?;
+                    return Ok(Outcome::Accepted {
+                        balance: Some(balance),
+                    });
+                }
+                self.post_unheld(&mut record, spend.amount, &mut changes);
+                record.cleared_minor += amount_minor;
+                if record.state.is_open() {
+                    // (open but other currency is handled above)
+                } else {
+                    record.state = LifecycleState::Cleared;
+                    record.closed_at = Some(self.now());
+                }
+                (record, cause)
+            }
+            None => {
+                let Some(card) = self.state.cards.get(&spend.card) else {
+                    return Ok(declined(DeclineReason::UnknownCard));
+                };
+                if self.state.tombstones.contains_key(authorization) && amount_minor == 0 {
+                    return Ok(accepted());
+                }
+                let mut record = self.new_record(
+                    authorization,
+                    spend,
+                    &card.member,
+                    amount_minor,
+                    Vec::new(),
+                    Vec::new(),
+                    true,
+                );
+                self.post_unheld(&mut record, spend.amount, &mut changes);
+                record.cleared_minor = amount_minor;
+                record.state = LifecycleState::Cleared;
+                record.closed_at = Some(self.now());
+                (record, Cause::ForcePosted)
+            }
+        };
+        let member = record.member.clone();
+        let first = record.posted.first().map_or(currency, |l| l.currency);
+        let balance = self.movement(cause, &member, Some(record), changes, first)?;
+        Ok(Outcome::Accepted {
+            balance: Some(balance),
+        })
+    }
+
+    fn refund(&mut self, spend: &Spend) -> Result<Outcome, DecideError> {
+        let currency = spend.amount.currency;
+        if !Self::valid_amount(spend.amount) {
+            return Ok(self.decline_with_balance(DeclineReason::InvalidAmount, currency));
+        }
+        let Some(card) = self.state.cards.get(&spend.card) else {
+            return Ok(declined(DeclineReason::UnknownCard));
+        };
+        if !self.room_for_currency(currency) {
+            return Ok(rejected(RejectReason::TooManyBalances));
+        }
+        if self
+            .state
+            .balance(currency)
+            .ledger_minor
+            .checked_add(spend.amount.amount_minor)
+            .is_none()
+        {
+            return Ok(self.decline_with_balance(DeclineReason::InvalidAmount, currency));
+        }
+        let leg = Leg {
+            currency,
+            amount_minor: spend.amount.amount_minor,
+            covers_minor: spend.amount.amount_minor,
+            rate: rust_decimal::Decimal::ONE,
+        };
+        let mut changes = Changes::default();
+        self.credit(&mut changes, std::slice::from_ref(&leg), &card.member);
+        let member = card.member.clone();
+        let balance = self.movement(Cause::Refunded, &member, None, changes, currency)?;
+        Ok(Outcome::Accepted {
+            balance: Some(balance),
+        })
+    }
+
+    fn balance_inquiry(&mut self, card: &crate::ids::CardId) -> Result<Outcome, DecideError> {
+        let Some(found) = self.state.cards.get(card) else {
+            return Ok(declined(DeclineReason::UnknownCard));
+        };
+        if self.state.status != AccountStatus::Active {
+            return Ok(declined(DeclineReason::AccountNotActive));
+        }
+        match found.status {
+            CardStatus::Active => Ok(Outcome::Balances {
+                balances: self.state.balance_views(),
+            }),
+            CardStatus::Frozen => Ok(declined(DeclineReason::CardFrozen)),
+            CardStatus::Blocked => Ok(declined(DeclineReason::CardBlocked)),
+        }
+    }
+
+    fn mark_timed_out(
+        &mut self,
+        authorization: &AuthorizationId,
+        original_key: &IdempotencyKey,
+    ) -> Result<Outcome, DecideError> {
+        let record = self.state.authorizations.get(authorization);
+        let unavailable = Outcome::Declined {
+            reason: DeclineReason::IssuerUnavailable,
+            balance: None,
+        };
+        if let Some(record) = record
+            && record.state == LifecycleState::Pending
+            && record.cleared_minor == 0
+            && !record.network_decided
+            && record.kind != SpendKind::Withdrawal
+        {
+            let mut record = record.clone();
+            let mut changes = Changes::default();
+            self.release_all(&mut record, &mut changes);
+            self.close(&mut record, LifecycleState::TimedOut);
+            let member = record.member.clone();
+            let currency = record.spend_currency();
+            self.movement(Cause::TimedOut, &member, Some(record), changes, currency)?;
+        } else if record.is_some() {
+            // Cleared or settled by an advice already: the network's word stands.
+            return Ok(accepted());
+        }
+        let previous = self.state.outcomes.get(original_key);
+        if previous.is_some_and(|p| {
+            matches!(
+                p.outcome,
+                Outcome::Declined {
+                    reason: DeclineReason::IssuerUnavailable,
+                    ..
+                }
+            )
+        }) {
+            return Ok(accepted());
+        }
+        self.events
+            .push(Event::OutcomeRecorded(Box::new(OutcomeRecord {
+                key: original_key.clone(),
+                fingerprint: previous.map_or(Fingerprint::Any, |p| p.fingerprint.clone()),
+                outcome: unavailable,
+                authorization: Some(authorization.clone()),
+                at: self.now(),
+            })));
+        Ok(accepted())
+    }
+
+    fn sweep(&mut self) -> Result<Outcome, DecideError> {
+        let now = self.now();
+        let retention = self.ctx.policy.outcome_retention_ms;
+        let mut due: Vec<&Authorization> = self
+            .state
+            .authorizations
+            .values()
+            .filter(|a| a.state.is_open() && a.expires_at <= now)
+            .collect();
+        due.sort_by(|a, b| {
+            a.expires_at
+                .cmp(&b.expires_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        for record in due.into_iter().take(SWEEP_ITEMS_MAX) {
+            let mut record = record.clone();
+            let mut changes = Changes::default();
+            self.release_all(&mut record, &mut changes);
+            let state = if record.kind == SpendKind::Withdrawal {
+                LifecycleState::Reversed
+            } else if record.cleared_minor > 0 {
+                LifecycleState::Cleared
+            } else {
+                LifecycleState::Expired
+            };
+            self.close(&mut record, state);
+            let member = record.member.clone();
+            let currency = record.spend_currency();
+            self.movement(Cause::Expired, &member, Some(record), changes, currency)?;
+        }
+        let past = |at: crate::time::Timestamp| at.saturating_add_millis(retention) <= now;
+        let mut authorizations: Vec<AuthorizationId> = self
+            .state
+            .authorizations
+            .values()
+            .filter(|a| !a.state.is_open() && a.closed_at.is_some_and(past))
+            .map(|a| a.id.clone())
+            .collect();
+        authorizations.sort();
+        authorizations.truncate(SWEEP_ITEMS_MAX);
+        let lifecycle_open = |id: &AuthorizationId| {
+            self.state
+                .authorizations
+                .get(id)
+                .is_some_and(|a| a.state.is_open())
+        };
+        let mut outcomes: Vec<IdempotencyKey> = self
+            .state
+            .outcomes
+            .iter()
+            .filter(|(_, r)| past(r.at) && !r.authorization.as_ref().is_some_and(lifecycle_open))
+            .map(|(k, _)| k.clone())
+            .collect();
+        outcomes.sort();
+        outcomes.truncate(SWEEP_ITEMS_MAX);
+        let mut tombstones: Vec<AuthorizationId> = self
+            .state
+            .tombstones
+            .iter()
+            .filter(|(_, at)| past(**at))
+            .map(|(id, _)| id.clone())
+            .collect();
+        tombstones.sort();
+        tombstones.truncate(SWEEP_ITEMS_MAX);
+        if !(authorizations.is_empty() && outcomes.is_empty() && tombstones.is_empty()) {
+            self.events.push(Event::Forgotten {
+                outcomes,
+                authorizations,
+                tombstones,
+            });
+        }
+        Ok(accepted())
+    }
+
+    // ----- movements -----------------------------------------------------------------------
+
+    /// Records one movement, computing the overdraft it causes (refusing to decide if a cause
+    /// that may not overdraw would), and returns the view of `currency` afterwards.
+    fn movement(
+        &mut self,
+        cause: Cause,
+        member: &MemberId,
+        authorization: Option<Authorization>,
+        changes: Changes,
+        currency: Currency,
+    ) -> Result<BalanceView, DecideError> {
+        // Earlier movements of this same decision (a sweep expiring several holds) count too.
+        let earlier = |c: Currency| -> (i64, i64) {
+            self.events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Movement(m) => Some(m),
+                    _ => None,
+                })
+                .fold((0, 0), |(held, ledger), m| {
+                    (
+                        held + m
+                            .held
+                            .iter()
+                            .filter(|h| h.currency == c)
+                            .map(|h| h.amount_minor)
+                            .sum::<i64>(),
+                        ledger
+                            + m.entries
+                                .iter()
+                                .filter(|e| e.currency == c)
+                                .map(|e| e.amount_minor)
+                                .sum::<i64>(),
+                    )
+                })
+        };
+        let mut overdraft = Vec::new();
+        for c in changes.currencies() {
+            let balance = self.state.balance(c);
+            let (held_before, ledger_before) = earlier(c);
+            let before = balance
+                .ledger_minor
+                .checked_add(ledger_before)
+                .and_then(|l| l.checked_sub(balance.held_minor + held_before))
+                .ok_or_else(|| DecideError::Invariant(format!("{c} balance overflow")))?;
+            let after = before
+                .checked_add(changes.ledger_in(c))
+                .and_then(|a| a.checked_sub(changes.held_in(c)))
+                .ok_or_else(|| DecideError::Invariant(format!("{c} balance overflow")))?;
+            let newly_negative = if after < 0 {
+                -after - (-before).max(0)
+            } else {
+                0
+            };
+            if newly_negative > 0 {
+                if !cause.may_overdraw() {
+                    return Err(DecideError::Invariant(format!(
+                        "{cause:?} would take {c} available to {after}"
+                    )));
+                }
+                overdraft.push(Money::new(newly_negative, c));
+            }
+        }
+        let (held_before, ledger_before) = earlier(currency);
+        let balance = self.state.balance(currency);
+        let ledger_minor = balance.ledger_minor + ledger_before + changes.ledger_in(currency);
+        let held_minor = balance.held_minor + held_before + changes.held_in(currency);
+        let view = BalanceView {
+            currency,
+            ledger_minor,
+            held_minor,
+            available_minor: ledger_minor - held_minor,
+        };
+        self.events.push(Event::Movement(Box::new(Movement {
+            cause,
+            at: self.now(),
+            member: member.clone(),
+            authorization,
+            held: changes.held,
+            entries: changes.entries,
+            usage: changes.usage,
+            overdraft,
+        })));
+        Ok(view)
+    }
+}

@@ -1,0 +1,39 @@
+//! Every bound the core enforces, in one place. A limit here is part of the contract: the
+//! edges validate against the same numbers, so a request that passes the edge cannot trip
+//! an assertion deeper in.
+
+/// The largest amount a single command may carry, in minor units. ISO 8583 DE 4 has twelve
+/// digits, so nothing larger can arrive from a card network either.
+pub const AMOUNT_MINOR_MAX: i64 = 999_999_999_999;
+
+/// Identifiers (account, member, card, authorization, idempotency key) are at most this long.
+pub const ID_BYTES_MAX: usize = 64;
+
+/// Members of one account. Splits and settle-up are quadratic at worst in this number.
+pub const MEMBERS_PER_ACCOUNT_MAX: usize = 64;
+
+/// Cards of one account, blocked ones included.
+pub const CARDS_PER_ACCOUNT_MAX: usize = 256;
+
+/// Currency balances of one account.
+pub const BALANCES_PER_ACCOUNT_MAX: usize = 32;
+
+/// Merchant categories in one block or allow list; countries in one block list.
+pub const CONTROL_LIST_ENTRIES_MAX: usize = 256;
+
+/// Currencies in an owner-set funding priority list.
+pub const FUNDING_PRIORITY_ENTRIES_MAX: usize = 32;
+
+/// Currencies in one FX rate table.
+pub const RATE_TABLE_ENTRIES_MAX: usize = 256;
+
+/// Open holds on one account. Past this an authorization is declined (do not honour) rather
+/// than letting one account's state grow without bound.
+pub const OPEN_HOLDS_PER_ACCOUNT_MAX: usize = 10_000;
+
+/// Decisions one sweep forgets or expires, so one sweep is a bounded amount of work; the
+/// sweeper simply runs again.
+pub const SWEEP_ITEMS_MAX: usize = 1_024;
+
+/// Milliseconds in a day, for window boundaries.
+pub const DAY_MS: i64 = 86_400_000;
