@@ -218,7 +218,6 @@ impl Account {
                         crate::money::Money::new(leg.covers_minor, record.spend_currency()),
                     )
                     && !covers
-                    && !record.network_decided
                 {
                     return fail(format!(
                         "leg on {} under-holds its part: {leg:?}",

@@ -9,27 +9,34 @@ use crate::event::{Event, Movement};
 use crate::member::Member;
 use crate::usage::{Usage, UsageSubject};
 
+/// Applies a borrowed event (cloning what the state keeps). Replays and tests use this.
 pub fn apply(state: &mut Account, event: &Event) {
+    apply_owned(state, event.clone());
+}
+
+/// Applies an event by value, moving what the state keeps out of it: the path the actor
+/// takes once the event has been encoded for the log.
+pub fn apply_owned(state: &mut Account, event: Event) {
     match event {
         Event::AccountOpened { kind, at } => {
-            state.kind = *kind;
+            state.kind = kind;
             state.status = AccountStatus::Active;
-            state.opened_at = Some(*at);
+            state.opened_at = Some(at);
         }
-        Event::AccountStatusChanged { status } => state.status = *status,
+        Event::AccountStatusChanged { status } => state.status = status,
         Event::MemberAdded { member, role } => {
+            state.positions.entry(member.clone()).or_default();
             state
                 .members
-                .insert(member.clone(), Member::new(member.clone(), *role));
-            state.positions.entry(member.clone()).or_default();
+                .insert(member.clone(), Member::new(member, role));
         }
         Event::MemberRoleChanged { member, role } => {
-            if let Some(found) = state.members.get_mut(member) {
-                found.role = *role;
+            if let Some(found) = state.members.get_mut(&member) {
+                found.role = role;
             }
         }
         Event::MemberRemoved { member } => {
-            state.members.remove(member);
+            state.members.remove(&member);
         }
         Event::CardIssued {
             card,
@@ -39,9 +46,9 @@ pub fn apply(state: &mut Account, event: &Event) {
             state.cards.insert(
                 card.clone(),
                 Card {
-                    id: card.clone(),
-                    member: member.clone(),
-                    expiry: *expiry,
+                    id: card,
+                    member,
+                    expiry,
                     status: crate::card::CardStatus::Active,
                     controls: Default::default(),
                     usage: Usage::default(),
@@ -49,51 +56,52 @@ pub fn apply(state: &mut Account, event: &Event) {
             );
         }
         Event::CardStatusChanged { card, status } => {
-            if let Some(found) = state.cards.get_mut(card) {
-                found.status = *status;
+            if let Some(found) = state.cards.get_mut(&card) {
+                found.status = status;
             }
         }
         Event::MemberControlsSet { member, controls } => {
-            if let Some(found) = state.members.get_mut(member) {
-                found.controls = (**controls).clone();
+            if let Some(found) = state.members.get_mut(&member) {
+                found.controls = *controls;
             }
         }
         Event::CardControlsSet { card, controls } => {
-            if let Some(found) = state.cards.get_mut(card) {
-                found.controls = (**controls).clone();
+            if let Some(found) = state.cards.get_mut(&card) {
+                found.controls = *controls;
             }
         }
-        Event::SplitRuleSet { rule } => state.split_rule = rule.clone(),
-        Event::FundingPolicySet { policy } => state.funding_policy = policy.clone(),
-        Event::Movement(movement) => apply_movement(state, movement),
+        Event::SplitRuleSet { rule } => state.split_rule = rule,
+        Event::FundingPolicySet { policy } => state.funding_policy = policy,
+        Event::Movement(movement) => apply_movement(state, *movement),
         Event::OutcomeRecorded(record) => {
+            let record = *record;
             state.outcomes.insert(
-                record.key.clone(),
+                record.key,
                 RecordedOutcome {
-                    fingerprint: record.fingerprint.clone(),
-                    outcome: record.outcome.clone(),
-                    authorization: record.authorization.clone(),
+                    fingerprint: record.fingerprint,
+                    outcome: record.outcome,
+                    authorization: record.authorization,
                     at: record.at,
                 },
             );
         }
         Event::Tombstoned { authorization, at } => {
-            state.tombstones.insert(authorization.clone(), *at);
+            state.tombstones.insert(authorization, at);
         }
         Event::Forgotten {
             outcomes,
             authorizations,
             tombstones,
         } => {
-            for key in outcomes {
+            for key in &outcomes {
                 state.outcomes.remove(key);
             }
-            for id in authorizations {
+            for id in &authorizations {
                 if let Some(removed) = state.authorizations.remove(id) {
                     assert!(!removed.state.is_open(), "forgot an open lifecycle {id}");
                 }
             }
-            for id in tombstones {
+            for id in &tombstones {
                 state.tombstones.remove(id);
             }
         }
@@ -105,15 +113,13 @@ fn balance_mut(state: &mut Account, currency: Currency) -> &mut Balance {
     state.balances.entry(currency).or_default()
 }
 
-fn apply_movement(state: &mut Account, movement: &Movement) {
-    let mut touched: Vec<Currency> = Vec::new();
+fn apply_movement(state: &mut Account, movement: Movement) {
     for held in &movement.held {
         let balance = balance_mut(state, held.currency);
         balance.held_minor = balance
             .held_minor
             .checked_add(held.amount_minor)
             .expect("held overflow");
-        touched.push(held.currency);
     }
     for entry in &movement.entries {
         let shares: i64 = entry.shares.iter().map(|(_, s)| s).sum();
@@ -132,7 +138,6 @@ fn apply_movement(state: &mut Account, movement: &Movement) {
                 .or_default();
             *position = position.checked_add(*share).expect("position overflow");
         }
-        touched.push(entry.currency);
     }
     for delta in &movement.usage {
         let usage = match &delta.subject {
@@ -151,16 +156,23 @@ fn apply_movement(state: &mut Account, movement: &Movement) {
             .entry(movement.member.clone())
             .or_default() += overdraft.amount_minor;
     }
-    for currency in touched {
-        if state.balance(currency).available_minor() >= 0 {
-            state.overdrafts.remove(&currency);
+    if !state.overdrafts.is_empty() {
+        let touched = movement
+            .held
+            .iter()
+            .map(|m| m.currency)
+            .chain(movement.entries.iter().map(|e| e.currency));
+        for currency in touched {
+            if state.balance(currency).available_minor() >= 0 {
+                state.overdrafts.remove(&currency);
+            }
         }
     }
-    if let Some(record) = &movement.authorization {
+    if let Some(record) = movement.authorization {
         let now_open = record.state.is_open();
         let was_open = state
             .authorizations
-            .insert(record.id.clone(), record.clone())
+            .insert(record.id.clone(), record)
             .is_some_and(|old| old.state.is_open());
         match (was_open, now_open) {
             (false, true) => state.open_holds += 1,

@@ -23,7 +23,10 @@ pub enum CurrencyError {
 /// tie-break wherever currencies compete.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Currency {
-    code: iso_currency::Currency,
+    /// The three upper-case ASCII letters, kept inline: comparisons and map lookups never go
+    /// back to the ISO table.
+    alpha: [u8; 3],
+    numeric: u16,
     exponent: u8,
 }
 
@@ -34,7 +37,13 @@ impl Currency {
             .ok_or(CurrencyError::NoMinorUnit { code: code.code() })?;
         let exponent =
             u8::try_from(exponent).map_err(|_| CurrencyError::NoMinorUnit { code: code.code() })?;
-        Ok(Self { code, exponent })
+        let letters = code.code().as_bytes();
+        let alpha = [letters[0], letters[1], letters[2]];
+        Ok(Self {
+            alpha,
+            numeric: code.numeric(),
+            exponent,
+        })
     }
 
     /// From the three-letter code, e.g. `"EUR"`. Case matters: codes are upper case.
@@ -53,12 +62,13 @@ impl Currency {
         Self::from_iso(iso)
     }
 
-    pub fn alpha(self) -> &'static str {
-        self.code.code()
+    pub fn alpha(&self) -> &str {
+        // Built only from the ISO table's three ASCII letters.
+        std::str::from_utf8(&self.alpha).unwrap_or("XXX")
     }
 
     pub fn numeric(self) -> u16 {
-        self.code.numeric()
+        self.numeric
     }
 
     /// Digits after the decimal point: JPY 0, EUR 2, BHD 3, CLF 4.
@@ -69,7 +79,7 @@ impl Currency {
 
 impl Ord for Currency {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.alpha().cmp(other.alpha())
+        self.alpha.cmp(&other.alpha)
     }
 }
 
@@ -173,7 +183,7 @@ mod tests {
 
     #[test]
     fn currencies_order_by_alphabetic_code() {
-        let mut list = vec![
+        let mut list = [
             Currency::from_alpha("USD").unwrap(),
             Currency::from_alpha("AUD").unwrap(),
             Currency::from_alpha("EUR").unwrap(),

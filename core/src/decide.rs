@@ -164,6 +164,16 @@ fn check_rules(controls: &Controls, spend: &Spend, is_child: bool) -> Result<(),
     Ok(())
 }
 
+/// One lifecycle is one spend for count limits: more of a spend whose lifecycle already
+/// stands counted (an advice raising the hold, a clearing above it) charges the amount only.
+fn counted_once(record: &Authorization, charges: &mut [UsageDelta]) {
+    if record.usage.iter().any(|c| c.count > 0) {
+        for charge in charges {
+            charge.count = 0;
+        }
+    }
+}
+
 /// Builds a minimal spend view of an existing lifecycle, for increments and postings.
 fn spend_of(record: &Authorization, amount: Money) -> Option<Spend> {
     Some(Spend {
@@ -220,16 +230,18 @@ impl Changes {
             .sum()
     }
 
-    fn currencies(&self) -> Vec<Currency> {
-        let mut list: Vec<Currency> = self
+    /// Each currency this change touches, once (a change touches one to three currencies,
+    /// so a scan beats building a set).
+    fn currencies(&self) -> impl Iterator<Item = Currency> + '_ {
+        let all = self
             .held
             .iter()
             .map(|m| m.currency)
-            .chain(self.entries.iter().map(|e| e.currency))
-            .collect();
-        list.sort();
-        list.dedup();
-        list
+            .chain(self.entries.iter().map(|e| e.currency));
+        let earlier = all.clone();
+        all.enumerate()
+            .filter(move |(index, currency)| !earlier.clone().take(*index).any(|c| c == *currency))
+            .map(|(_, currency)| currency)
     }
 }
 
@@ -1015,14 +1027,13 @@ impl<'a> Decider<'a> {
         Ok(charges)
     }
 
+    /// A new lifecycle for `spend`, holding nothing yet: the caller adds legs, usage and the
+    /// approved amount.
     fn new_record(
         &self,
         authorization: &AuthorizationId,
         spend: &Spend,
         member: &MemberId,
-        approved_minor: i64,
-        legs: Vec<Leg>,
-        usage: Vec<UsageDelta>,
         network_decided: bool,
     ) -> Authorization {
         Authorization {
@@ -1035,13 +1046,13 @@ impl<'a> Decider<'a> {
             channel: Some(spend.channel),
             state: LifecycleState::Pending,
             requested: spend.amount,
-            authorized_minor: approved_minor,
-            legs,
+            authorized_minor: 0,
+            legs: Vec::new(),
             posted: Vec::new(),
             cleared_minor: 0,
             credited_minor: 0,
-            usage,
-            usage_basis_minor: approved_minor,
+            usage: Vec::new(),
+            usage_basis_minor: 0,
             created_at: self.now(),
             expires_at: self.now().saturating_add_millis(
                 self.ctx.policy.hold_expiry_ms_for(Some(spend.merchant.mcc)),
@@ -1089,10 +1100,9 @@ impl<'a> Decider<'a> {
             Ok(charges) => charges,
             Err(reason) => return Ok(self.decline_with_balance(reason, currency)),
         };
-        let available = self.state.available();
         let funding = plan(
             spend.amount,
-            &available,
+            &self.state.balances,
             &self.state.funding_policy,
             self.ctx.rates,
             false,
@@ -1113,15 +1123,11 @@ impl<'a> Decider<'a> {
                 )
                 .unwrap_or_default();
         }
-        let mut record = self.new_record(
-            authorization,
-            spend,
-            &member.id,
-            approved_minor,
-            funding.legs,
-            usage.clone(),
-            false,
-        );
+        let mut record = self.new_record(authorization, spend, &member.id, false);
+        record.legs = funding.legs;
+        record.usage = usage.clone();
+        record.authorized_minor = approved_minor;
+        record.usage_basis_minor = approved_minor;
         let first_currency = record.legs.first().map_or(currency, |l| l.currency);
         let mut changes = Changes {
             usage,
@@ -1221,7 +1227,7 @@ impl<'a> Decider<'a> {
         };
         let funding = plan(
             amount,
-            &self.state.available(),
+            &self.state.balances,
             &self.state.funding_policy,
             self.ctx.rates,
             false,
@@ -1509,15 +1515,7 @@ impl<'a> Decider<'a> {
                 let Some(card) = self.state.cards.get(&spend.card) else {
                     return ack(self);
                 };
-                let mut record = self.new_record(
-                    authorization,
-                    spend,
-                    &card.member,
-                    0,
-                    Vec::new(),
-                    Vec::new(),
-                    true,
-                );
+                let mut record = self.new_record(authorization, spend, &card.member, true);
                 let mut changes = Changes::default();
                 self.hold_network_decided(&mut record, spend.amount, &mut changes);
                 record.authorized_minor = spend.amount.amount_minor;
@@ -1547,7 +1545,7 @@ impl<'a> Decider<'a> {
     ) {
         let funding = plan(
             amount,
-            &self.state.available(),
+            &self.state.balances,
             &self.state.funding_policy,
             self.ctx.rates,
             true,
@@ -1559,8 +1557,9 @@ impl<'a> Decider<'a> {
                 self.state.cards.get(&spend.card),
                 self.state.members.get(&record.member),
             )
-            && let Ok(charges) = self.usage_charges(card, member, &spend, amount, false)
+            && let Ok(mut charges) = self.usage_charges(card, member, &spend, amount, false)
         {
+            counted_once(record, &mut charges);
             changes.usage.extend(charges.iter().cloned());
             record.usage.extend(charges);
             record.usage_basis_minor += amount.amount_minor;
@@ -1575,7 +1574,7 @@ impl<'a> Decider<'a> {
         }
         let funding = plan(
             amount,
-            &self.state.available(),
+            &self.state.balances,
             &self.state.funding_policy,
             self.ctx.rates,
             true,
@@ -1587,8 +1586,9 @@ impl<'a> Decider<'a> {
                 self.state.cards.get(&spend.card),
                 self.state.members.get(&record.member),
             )
-            && let Ok(charges) = self.usage_charges(card, member, &spend, amount, false)
+            && let Ok(mut charges) = self.usage_charges(card, member, &spend, amount, false)
         {
+            counted_once(record, &mut charges);
             changes.usage.extend(charges);
         }
     }
@@ -1675,15 +1675,8 @@ impl<'a> Decider<'a> {
                 if self.state.tombstones.contains_key(authorization) && amount_minor == 0 {
                     return Ok(accepted());
                 }
-                let mut record = self.new_record(
-                    authorization,
-                    spend,
-                    &card.member,
-                    amount_minor,
-                    Vec::new(),
-                    Vec::new(),
-                    true,
-                );
+                let mut record = self.new_record(authorization, spend, &card.member, true);
+                record.authorized_minor = amount_minor;
                 self.post_unheld(&mut record, spend.amount, &mut changes);
                 record.cleared_minor = amount_minor;
                 record.state = LifecycleState::Cleared;

@@ -112,6 +112,33 @@ pub fn take_from_legs(legs: &mut Vec<Leg>, mut part: i64, from_back: bool) -> Ve
     taken
 }
 
+/// What planning needs to know of an account's balances: the available amount per currency.
+/// Implemented for the account's own balances (no copy on the hot path) and for plain maps.
+pub trait AvailableBalances {
+    fn available_in(&self, currency: Currency) -> Option<i64>;
+    fn all_available(&self) -> Vec<(Currency, i64)>;
+}
+
+impl AvailableBalances for BTreeMap<Currency, i64> {
+    fn available_in(&self, currency: Currency) -> Option<i64> {
+        self.get(&currency).copied()
+    }
+    fn all_available(&self) -> Vec<(Currency, i64)> {
+        self.iter().map(|(&c, &a)| (c, a)).collect()
+    }
+}
+
+impl AvailableBalances for BTreeMap<Currency, crate::account::Balance> {
+    fn available_in(&self, currency: Currency) -> Option<i64> {
+        self.get(&currency).map(|b| b.available_minor())
+    }
+    fn all_available(&self) -> Vec<(Currency, i64)> {
+        self.iter()
+            .map(|(&c, b)| (c, b.available_minor()))
+            .collect()
+    }
+}
+
 /// The result of planning: legs covering `spend - uncovered_minor`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FundingPlan {
@@ -128,7 +155,7 @@ impl FundingPlan {
 /// The candidate balances for a spend in `spend_currency`, in funding order.
 pub fn funding_order(
     spend_currency: Currency,
-    available: &BTreeMap<Currency, i64>,
+    available: &[(Currency, i64)],
     policy: &FundingPolicy,
     rates: &RateTable,
 ) -> Vec<Currency> {
@@ -141,8 +168,8 @@ pub fn funding_order(
         FundingPolicy::LargestAvailableFirst => {
             let mut others: Vec<(Currency, Decimal)> = available
                 .iter()
-                .filter(|(c, _)| **c != spend_currency)
-                .filter_map(|(&currency, &amount)| {
+                .filter(|(c, _)| *c != spend_currency)
+                .filter_map(|&(currency, amount)| {
                     let rate = rates.rate(currency)?;
                     let major =
                         Decimal::from(amount) / Decimal::from(10i64.pow(currency.exponent()));
@@ -162,19 +189,35 @@ pub fn funding_order(
 /// decided.
 pub fn plan(
     spend: Money,
-    available: &BTreeMap<Currency, i64>,
+    balances: &impl AvailableBalances,
     policy: &FundingPolicy,
     rates: &RateTable,
     overdraft: bool,
 ) -> FundingPlan {
+    // The common case first: the spend's own balance covers it, no rate is looked at.
+    if balances
+        .available_in(spend.currency)
+        .is_some_and(|have| have >= spend.amount_minor)
+    {
+        return FundingPlan {
+            legs: vec![Leg {
+                currency: spend.currency,
+                amount_minor: spend.amount_minor,
+                covers_minor: spend.amount_minor,
+                rate: Decimal::ONE,
+            }],
+            uncovered_minor: 0,
+        };
+    }
     let mut legs: Vec<Leg> = Vec::new();
     let mut remaining = spend.amount_minor;
-    let order = funding_order(spend.currency, available, policy, rates);
+    let available = balances.all_available();
+    let order = funding_order(spend.currency, &available, policy, rates);
     for &currency in &order {
         if remaining == 0 {
             break;
         }
-        let have = available.get(&currency).copied().unwrap_or(0);
+        let have = balances.available_in(currency).unwrap_or(0);
         if have <= 0 {
             continue;
         }
@@ -192,7 +235,9 @@ pub fn plan(
         let target = order
             .iter()
             .copied()
-            .find(|c| available.contains_key(c) && rates.cross(spend.currency, *c).is_ok())
+            .find(|c| {
+                balances.available_in(*c).is_some() && rates.cross(spend.currency, *c).is_ok()
+            })
             .unwrap_or(spend.currency);
         let rest = Money::new(remaining, spend.currency);
         let cost = rates
@@ -227,7 +272,11 @@ pub fn plan(
 
 /// The largest part of `rest` (spend currency) that `have` (a positive balance) can carry.
 fn leg_within(rest: Money, have: Money, rates: &RateTable) -> Option<Leg> {
-    let rate = rates.cross(rest.currency, have.currency).ok()?;
+    let rate = if rest.currency == have.currency {
+        Decimal::ONE
+    } else {
+        rates.cross(rest.currency, have.currency).ok()?
+    };
     let need = rates
         .convert(rest, have.currency, Rounding::UpToCover)
         .ok()?;

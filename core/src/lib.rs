@@ -42,11 +42,12 @@ pub mod money;
 pub mod outcome;
 pub mod permission;
 pub mod split;
+pub mod testkit;
 pub mod time;
 pub mod usage;
 
 pub use account::{Account, AccountKind, AccountStatus, Balance, InvariantViolation};
-pub use apply::{apply, replay};
+pub use apply::{apply, apply_owned, replay};
 pub use authorization::{Authorization, LifecycleState, Merchant, SpendKind};
 pub use card::{Card, CardStatus};
 pub use command::{Actor, Command, CommandBody, Fingerprint, Spend};

@@ -1,1 +1,4 @@
-//! Filled by a later issue.
+//! # tandem-proto
+//!
+//! The gRPC contract (`tandem.v1`). Filled by the issue "The Tandem server"; depends on
+//! nothing of ours, so the server and the load tester can share it.
