@@ -138,9 +138,7 @@ fn run(c: &mut Criterion, name: &str, build: fn() -> Shape) {
                 apply(&mut probe, event);
             }
         }
-        probe
-            .validate(Some(&template.world.rates))
-            .expect("invariants hold after the batch");
+        probe.validate().expect("invariants hold after the batch");
     }
     let mut group = c.benchmark_group("decide_apply");
     group.throughput(Throughput::Elements(1));

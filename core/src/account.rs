@@ -10,7 +10,6 @@ use crate::card::Card;
 use crate::command::Fingerprint;
 use crate::currency::Currency;
 use crate::funding::FundingPolicy;
-use crate::fx::RateTable;
 use crate::ids::{AccountId, AuthorizationId, CardId, IdempotencyKey, MemberId};
 use crate::member::Member;
 use crate::outcome::{BalanceView, Outcome};
@@ -192,7 +191,7 @@ impl Account {
 
     /// Checks every invariant from DESIGN.md that can be seen in one state. Tests call this
     /// after every step; the actor can call it in debug builds.
-    pub fn validate(&self, rates: Option<&RateTable>) -> Result<(), InvariantViolation> {
+    pub fn validate(&self) -> Result<(), InvariantViolation> {
         let fail = |text: String| Err(InvariantViolation(text));
         // held == Σ open holds, per currency; legs only on open lifecycles.
         let mut held: BTreeMap<Currency, i64> = BTreeMap::new();
@@ -211,14 +210,7 @@ impl Account {
                     return fail(format!("negative leg on {}: {leg:?}", record.id));
                 }
                 *held.entry(leg.currency).or_default() += leg.amount_minor;
-                if let Some(rates) = rates
-                    && leg.currency != record.spend_currency()
-                    && let Ok(covers) = rates.covers(
-                        leg.amount(),
-                        crate::money::Money::new(leg.covers_minor, record.spend_currency()),
-                    )
-                    && !covers
-                {
+                if !leg.covers_at_its_rate(record.spend_currency()) {
                     return fail(format!(
                         "leg on {} under-holds its part: {leg:?}",
                         record.id

@@ -39,6 +39,25 @@ impl LifecycleState {
     }
 }
 
+/// Why a lifecycle deserves a person's look (a dispute candidate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewReason {
+    /// Posted with no authorization we approved.
+    ForcePosted,
+    /// Cleared above what was authorized by more than the category's tolerance (20% for
+    /// restaurants and bars, where tips are normal; any excess elsewhere).
+    ClearedAboveTolerance,
+}
+
+/// The over-capture a category tolerates, in percent of the authorized amount.
+pub fn clearing_tolerance_percent(mcc: Option<Mcc>) -> i64 {
+    match mcc.map(Mcc::code) {
+        Some(5812..=5814) => 20,
+        _ => 0,
+    }
+}
+
 /// What kind of spend a lifecycle is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -93,6 +112,8 @@ pub struct Authorization {
     pub closed_at: Option<Timestamp>,
     /// The network decided it (stand-in advice or force post), not us.
     pub network_decided: bool,
+    /// Set when the lifecycle is a dispute candidate.
+    pub review: Option<ReviewReason>,
 }
 
 impl Authorization {

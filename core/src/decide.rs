@@ -10,13 +10,15 @@
 //! limits (member's, then the card's), funds (with partial approval when allowed).
 
 use crate::account::{Account, AccountStatus};
-use crate::authorization::{Authorization, LifecycleState, SpendKind};
+use crate::authorization::{
+    Authorization, LifecycleState, ReviewReason, SpendKind, clearing_tolerance_percent,
+};
 use crate::card::CardStatus;
 use crate::command::{Command, CommandBody, Fingerprint, Spend};
 use crate::context::DecisionContext;
 use crate::controls::{Channel, Controls, LimitScope, Mcc, child_blocks};
 use crate::currency::Currency;
-use crate::event::{Cause, Entry, Event, Movement, OutcomeRecord};
+use crate::event::{Cause, Entry, EntryKind, Event, Movement, OutcomeRecord};
 use crate::funding::{Leg, plan, take_from_legs};
 use crate::fx::Rounding;
 use crate::ids::{AuthorizationId, IdempotencyKey, MemberId};
@@ -165,13 +167,10 @@ fn check_rules(controls: &Controls, spend: &Spend, is_child: bool) -> Result<(),
 }
 
 /// One lifecycle is one spend for count limits: more of a spend whose lifecycle already
-/// stands counted (an advice raising the hold, a clearing above it) charges the amount only.
-fn counted_once(record: &Authorization, charges: &mut [UsageDelta]) {
-    if record.usage.iter().any(|c| c.count > 0) {
-        for charge in charges {
-            charge.count = 0;
-        }
-    }
+/// stands counted (an increment, an advice raising the hold, a clearing above it) charges and
+/// checks the amount only.
+fn stands_counted(record: &Authorization) -> bool {
+    record.usage.iter().any(|c| c.count > 0)
 }
 
 /// Builds a minimal spend view of an existing lifecycle, for increments and postings.
@@ -702,6 +701,7 @@ impl<'a> Decider<'a> {
         }
         let changes = Changes {
             entries: vec![Entry {
+                kind: EntryKind::Principal,
                 currency: amount.currency,
                 amount_minor: amount.amount_minor,
                 shares: vec![(member.clone(), amount.amount_minor)],
@@ -774,6 +774,7 @@ impl<'a> Decider<'a> {
                 .saturating_add_millis(self.ctx.policy.hold_expiry_ms),
             closed_at: None,
             network_decided: false,
+            review: None,
         };
         let mut changes = Changes::default();
         changes.hold(&legs);
@@ -826,6 +827,7 @@ impl<'a> Decider<'a> {
         let cause = if complete {
             for leg in &legs {
                 changes.entries.push(Entry {
+                    kind: EntryKind::Principal,
                     currency: leg.currency,
                     amount_minor: -leg.amount_minor,
                     shares: vec![(record.member.clone(), -leg.amount_minor)],
@@ -872,6 +874,7 @@ impl<'a> Decider<'a> {
         }
         let changes = Changes {
             entries: vec![Entry {
+                kind: EntryKind::Principal,
                 currency: amount.currency,
                 amount_minor: 0,
                 shares: vec![
@@ -936,7 +939,8 @@ impl<'a> Decider<'a> {
     }
 
     /// Usage charges for `amount` of `spend` against both subjects' limits; with `enforce`,
-    /// the first limit it would break declines it.
+    /// the first limit it would break declines it. `new_spend` is false for more of a spend
+    /// already counted, which charges amounts but no count.
     fn usage_charges(
         &self,
         card: &crate::card::Card,
@@ -944,6 +948,7 @@ impl<'a> Decider<'a> {
         spend: &Spend,
         amount: Money,
         enforce: bool,
+        new_spend: bool,
     ) -> Result<Vec<UsageDelta>, DeclineReason> {
         let mut charges = Vec::new();
         let cash = if amount == spend.amount {
@@ -1008,6 +1013,7 @@ impl<'a> Decider<'a> {
                         return Err(DeclineReason::AmountLimitExceeded);
                     }
                     if let Some(count) = limit.count
+                        && new_spend
                         && used_count.saturating_add(1) > count
                     {
                         return Err(DeclineReason::CountLimitExceeded);
@@ -1020,7 +1026,7 @@ impl<'a> Decider<'a> {
                     window_id: limit.window.id(now),
                     currency,
                     amount_minor: charge_minor,
-                    count: 1,
+                    count: i32::from(new_spend),
                 });
             }
         }
@@ -1059,6 +1065,7 @@ impl<'a> Decider<'a> {
             ),
             closed_at: None,
             network_decided,
+            review: None,
         }
     }
 
@@ -1096,7 +1103,7 @@ impl<'a> Decider<'a> {
         {
             return Ok(self.decline_with_balance(reason, currency));
         }
-        let mut usage = match self.usage_charges(card, member, spend, spend.amount, true) {
+        let mut usage = match self.usage_charges(card, member, spend, spend.amount, true, true) {
             Ok(charges) => charges,
             Err(reason) => return Ok(self.decline_with_balance(reason, currency)),
         };
@@ -1120,6 +1127,7 @@ impl<'a> Decider<'a> {
                     spend,
                     Money::new(approved_minor, currency),
                     false,
+                    true,
                 )
                 .unwrap_or_default();
         }
@@ -1168,6 +1176,7 @@ impl<'a> Decider<'a> {
                 .map(|(m, s)| (m, -s))
                 .collect();
             changes.entries.push(Entry {
+                kind: EntryKind::Principal,
                 currency: leg.currency,
                 amount_minor: -leg.amount_minor,
                 shares,
@@ -1181,6 +1190,7 @@ impl<'a> Decider<'a> {
         for leg in legs.iter().filter(|l| l.amount_minor != 0) {
             let shares = self.state.split_rule.shares(leg.amount(), payer, &members);
             changes.entries.push(Entry {
+                kind: EntryKind::Principal,
                 currency: leg.currency,
                 amount_minor: leg.amount_minor,
                 shares,
@@ -1221,10 +1231,11 @@ impl<'a> Decider<'a> {
         {
             return Ok(self.decline_with_balance(reason, amount.currency));
         }
-        let usage = match self.usage_charges(card, member, &spend, amount, true) {
-            Ok(charges) => charges,
-            Err(reason) => return Ok(self.decline_with_balance(reason, amount.currency)),
-        };
+        let usage =
+            match self.usage_charges(card, member, &spend, amount, true, !stands_counted(record)) {
+                Ok(charges) => charges,
+                Err(reason) => return Ok(self.decline_with_balance(reason, amount.currency)),
+            };
         let funding = plan(
             amount,
             &self.state.balances,
@@ -1557,9 +1568,9 @@ impl<'a> Decider<'a> {
                 self.state.cards.get(&spend.card),
                 self.state.members.get(&record.member),
             )
-            && let Ok(mut charges) = self.usage_charges(card, member, &spend, amount, false)
+            && let Ok(charges) =
+                self.usage_charges(card, member, &spend, amount, false, !stands_counted(record))
         {
-            counted_once(record, &mut charges);
             changes.usage.extend(charges.iter().cloned());
             record.usage.extend(charges);
             record.usage_basis_minor += amount.amount_minor;
@@ -1586,9 +1597,9 @@ impl<'a> Decider<'a> {
                 self.state.cards.get(&spend.card),
                 self.state.members.get(&record.member),
             )
-            && let Ok(mut charges) = self.usage_charges(card, member, &spend, amount, false)
+            && let Ok(charges) =
+                self.usage_charges(card, member, &spend, amount, false, !stands_counted(record))
         {
-            counted_once(record, &mut charges);
             changes.usage.extend(charges);
         }
     }
@@ -1604,30 +1615,19 @@ impl<'a> Decider<'a> {
             return Ok(self.decline_with_balance(DeclineReason::InvalidAmount, currency));
         }
         let amount_minor = spend.amount.amount_minor;
-        let existing = self.state.authorizations.get(authorization);
         let mut changes = Changes::default();
-        let (record, cause) = match existing {
+        let (mut record, cause) = match self.state.authorizations.get(authorization) {
             Some(record) if record.kind == SpendKind::Withdrawal => {
                 return Ok(declined(DeclineReason::UnknownAuthorization));
             }
             Some(record) if record.state.is_open() && record.spend_currency() == currency => {
+                if amount_minor == 0 && !final_clearing {
+                    return Ok(Outcome::Accepted {
+                        balance: Some(self.state.balance_view(currency)),
+                    });
+                }
                 let mut record = record.clone();
-                let residual = record.residual_minor();
-                let consumed = take_from_legs(&mut record.legs, amount_minor.min(residual), false);
-                changes.release(&consumed);
-                self.debit(&mut changes, &consumed, &record.member);
-                record.posted.extend(consumed);
-                let cause = if amount_minor > residual {
-                    self.post_unheld(
-                        &mut record,
-                        Money::new(amount_minor - residual, currency),
-                        &mut changes,
-                    );
-                    Cause::ClearedAboveHold
-                } else {
-                    Cause::Cleared
-                };
-                record.cleared_minor += amount_minor;
+                let cause = self.clear_against_hold(&mut record, amount_minor, &mut changes);
                 if final_clearing {
                     let rest = record.residual_minor();
                     self.release_part(&mut record, rest, &mut changes);
@@ -1637,35 +1637,31 @@ impl<'a> Decider<'a> {
                 }
                 (record, cause)
             }
+            Some(record) if record.spend_currency() != currency => {
+                // A clearing in another currency than its authorization: post it as its own
+                // amount and leave the hold to its own lifecycle.
+                let mut side = self.new_record(authorization, spend, &record.member, true);
+                self.post_unheld(&mut side, spend.amount, &mut changes);
+                let member = record.member.clone();
+                let balance =
+                    self.movement(Cause::ForcePosted, &member, None, changes, currency)?;
+                return Ok(Outcome::Accepted {
+                    balance: Some(balance),
+                });
+            }
             Some(record) => {
-                // Closed (expired, reversed, timed out, cleared) or another currency: post it.
+                // Closed (expired, reversed, timed out, cleared): the network's clearing posts.
                 let mut record = record.clone();
                 let cause = if record.state == LifecycleState::Expired {
                     Cause::ClearedAfterExpiry
                 } else {
+                    record.review = Some(ReviewReason::ForcePosted);
                     Cause::ForcePosted
                 };
-                if record.spend_currency() != currency {
-                    // A clearing in another currency than the hold: post it as its own amount,
-                    // and leave the hold to its own lifecycle.
-                    let mut side = record.clone();
-                    side.requested = spend.amount;
-                    self.post_unheld(&mut side, spend.amount, &mut changes);
-                    let member = record.member.clone();
-                    let balance =
-                        self.movement(Cause::ForcePosted, &member, None, changes, currency)?;
-                    return Ok(Outcome::Accepted {
-                        balance: Some(balance),
-                    });
-                }
                 self.post_unheld(&mut record, spend.amount, &mut changes);
                 record.cleared_minor += amount_minor;
-                if record.state.is_open() {
-                    // (open but other currency is handled above)
-                } else {
-                    record.state = LifecycleState::Cleared;
-                    record.closed_at = Some(self.now());
-                }
+                record.state = LifecycleState::Cleared;
+                record.closed_at = Some(self.now());
                 (record, cause)
             }
             None => {
@@ -1677,6 +1673,7 @@ impl<'a> Decider<'a> {
                 }
                 let mut record = self.new_record(authorization, spend, &card.member, true);
                 record.authorized_minor = amount_minor;
+                record.review = Some(ReviewReason::ForcePosted);
                 self.post_unheld(&mut record, spend.amount, &mut changes);
                 record.cleared_minor = amount_minor;
                 record.state = LifecycleState::Cleared;
@@ -1684,12 +1681,106 @@ impl<'a> Decider<'a> {
                 (record, Cause::ForcePosted)
             }
         };
+        let tolerance = clearing_tolerance_percent(record.merchant.as_ref().map(|m| m.mcc));
+        let tolerated = i128::from(record.authorized_minor) * i128::from(100 + tolerance);
+        if record.review.is_none() && i128::from(record.cleared_minor) * 100 > tolerated {
+            record.review = Some(ReviewReason::ClearedAboveTolerance);
+        }
         let member = record.member.clone();
         let first = record.posted.first().map_or(currency, |l| l.currency);
         let balance = self.movement(cause, &member, Some(record), changes, first)?;
         Ok(Outcome::Accepted {
             balance: Some(balance),
         })
+    }
+
+    /// Posts `amount_minor` of a clearing against `record`'s open hold: the held legs first
+    /// (a converted leg re-priced at today's rate, the difference booked as an FX entry), then
+    /// any excess funded like a fresh spend, which may overdraw.
+    fn clear_against_hold(
+        &self,
+        record: &mut Authorization,
+        amount_minor: i64,
+        changes: &mut Changes,
+    ) -> Cause {
+        let currency = record.spend_currency();
+        let residual = record.residual_minor();
+        let consumed = take_from_legs(&mut record.legs, amount_minor.min(residual), false);
+        changes.release(&consumed);
+        self.debit(changes, &consumed, &record.member);
+        let mut repriced_any = false;
+        for leg in consumed {
+            // Re-priced only when today's rate differs from the one the hold used, so a
+            // partial clearing at an unchanged rate never books a rounding unit as FX.
+            let rate_moved = self
+                .ctx
+                .rates
+                .cross(currency, leg.currency)
+                .is_ok_and(|rate| rate != leg.rate);
+            let repriced = if leg.currency == currency || leg.covers_minor == 0 || !rate_moved {
+                None
+            } else {
+                self.ctx
+                    .rates
+                    .convert(
+                        Money::new(leg.covers_minor, currency),
+                        leg.currency,
+                        Rounding::UpToCover,
+                    )
+                    .ok()
+                    .filter(|m| m.amount_minor != leg.amount_minor)
+            };
+            match repriced {
+                Some(now) => {
+                    // Cost more today: a loss (negative); cost less: a gain.
+                    let difference = Leg {
+                        amount_minor: now.amount_minor - leg.amount_minor,
+                        ..leg.clone()
+                    };
+                    self.fx_difference(changes, &difference, &record.member);
+                    record.posted.push(Leg {
+                        amount_minor: now.amount_minor,
+                        ..leg
+                    });
+                    repriced_any = true;
+                }
+                None => record.posted.push(leg),
+            }
+        }
+        record.cleared_minor += amount_minor;
+        if amount_minor > residual {
+            self.post_unheld(
+                record,
+                Money::new(amount_minor - residual, currency),
+                changes,
+            );
+            Cause::ClearedAboveHold
+        } else if repriced_any {
+            Cause::ClearedWithFxDifference
+        } else {
+            Cause::Cleared
+        }
+    }
+
+    /// An FX-difference entry: `leg.amount_minor` more (positive) or less (negative) debited
+    /// than was held, split among members like the spend itself.
+    fn fx_difference(&self, changes: &mut Changes, leg: &Leg, payer: &MemberId) {
+        let members: Vec<&MemberId> = self.state.members.keys().collect();
+        let magnitude = Money::new(leg.amount_minor.abs(), leg.currency);
+        let sign = -leg.amount_minor.signum();
+        let shares = self
+            .state
+            .split_rule
+            .shares(magnitude, payer, &members)
+            .into_iter()
+            .map(|(m, share)| (m, share * sign))
+            .collect();
+        changes.entries.push(Entry {
+            kind: EntryKind::FxDifference,
+            currency: leg.currency,
+            amount_minor: -leg.amount_minor,
+            shares,
+        });
     }
 
     fn refund(&mut self, spend: &Spend) -> Result<Outcome, DecideError> {

@@ -43,6 +43,8 @@ pub enum Cause {
     StandInDeclined,
     Cleared,
     ClearedAboveHold,
+    /// A clearing whose converted legs cost more or less at today's rate than when held.
+    ClearedWithFxDifference,
     ClearedAfterExpiry,
     ForcePosted,
     Refunded,
@@ -57,16 +59,31 @@ impl Cause {
             Cause::StandInApproved
                 | Cause::StandInAdjusted
                 | Cause::ClearedAboveHold
+                | Cause::ClearedWithFxDifference
                 | Cause::ClearedAfterExpiry
                 | Cause::ForcePosted
         )
     }
 }
 
+/// What an entry is, within its movement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// The money the movement is about.
+    #[default]
+    Principal,
+    /// The gain (positive) or loss (negative) from re-pricing a converted leg at clearing:
+    /// the hold was converted at the authorization's rate, the clearing at the current one.
+    FxDifference,
+}
+
 /// Money posted to one currency balance: the ledger changes by `amount_minor` (negative for a
 /// debit), and each member's net position by their share; the shares sum to the amount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    #[serde(default)]
+    pub kind: EntryKind,
     pub currency: Currency,
     pub amount_minor: i64,
     pub shares: Vec<(MemberId, i64)>,

@@ -63,6 +63,22 @@ impl Leg {
         Money::new(self.amount_minor, self.currency)
     }
 
+    /// True when the amount covers its part of the spend at the rate the leg was made at.
+    /// The recorded rate has ten decimals, so the check allows the sub-unit that rounding of
+    /// the rate itself can hide; the exact property (`RateTable::covers`) is tested on the
+    /// conversion.
+    pub fn covers_at_its_rate(&self, spend_currency: Currency) -> bool {
+        if self.currency == spend_currency {
+            return self.amount_minor >= self.covers_minor;
+        }
+        let scale = |exponent: u32| Decimal::from(10i64.pow(exponent));
+        let needed = Decimal::from(self.covers_minor)
+            .checked_mul(self.rate)
+            .and_then(|n| n.checked_mul(scale(self.currency.exponent())))
+            .and_then(|n| n.checked_div(scale(spend_currency.exponent())));
+        needed.is_none_or(|needed| Decimal::from(self.amount_minor) >= needed.floor())
+    }
+
     /// Takes `part` (of the spend's currency, at most `covers_minor`) out of this leg. What
     /// stays keeps covering what stays: its amount is `ceil(remaining_covers * amount / covers)`,
     /// and the taken amount is the difference, so taking everything takes the whole amount.

@@ -149,7 +149,7 @@ impl World {
             apply(&mut self.account, event);
         }
         self.log.extend(decision.events.iter().cloned());
-        if let Err(violation) = self.account.validate(Some(&self.rates)) {
+        if let Err(violation) = self.account.validate() {
             panic!("after {command:?}: {violation}");
         }
         decision

@@ -485,6 +485,10 @@ impl Model {
     ) -> Answer {
         let now = self.now;
         match self.lives.get_mut(id) {
+            Some(life) if life.state.open() && amount == 0 && !final_clearing => {
+                // Nothing cleared and nothing closed: acknowledged, no change.
+                tags.push("clear: zero and not final (no change)");
+            }
             Some(life) if life.state.open() => {
                 let consumed = amount.min(life.hold);
                 tags.push(if amount > life.hold {

@@ -148,6 +148,11 @@ enum Op {
         card: u8,
         amount: i64,
     },
+    /// The rate feed moves one currency by a few percent.
+    RateShift {
+        currency: u8,
+        per_mille: i16,
+    },
 }
 
 fn amount() -> impl Strategy<Value = i64> {
@@ -187,6 +192,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => any::<u8>().prop_map(|back| Op::Repeat { back }),
         2 => any::<u8>().prop_map(|back| Op::RepeatChanged { back }),
         1 => (0..3u8, amount()).prop_map(|(card, amount)| Op::AuthorizeThenTimeOut { card, amount }),
+        2 => (1..5u8, -60i16..60).prop_map(|(currency, per_mille)| Op::RateShift { currency, per_mille }),
     ]
 }
 
@@ -464,7 +470,8 @@ fn command_for(world: &World, op: &Op) -> Option<(Actor, CommandBody)> {
         Op::Advance { .. }
         | Op::Repeat { .. }
         | Op::RepeatChanged { .. }
-        | Op::AuthorizeThenTimeOut { .. } => return None,
+        | Op::AuthorizeThenTimeOut { .. }
+        | Op::RateShift { .. } => return None,
         Op::CardStatus {
             card: c,
             status,
@@ -622,6 +629,19 @@ fn run_case(case: &Case, coverage: &mut Coverage) -> Result<(), TestCaseError> {
                 continue;
             }
             Op::Sweep { jump_days } => world.advance_ms(i64::from(*jump_days) * DAY_MS),
+            Op::RateShift {
+                currency: c,
+                per_mille,
+            } => {
+                let shifted = currency(CURRENCIES[usize::from(*c)]);
+                let mut rates = world.rates.rates().clone();
+                if let Some(rate) = rates.get_mut(&shifted) {
+                    let factor = rust_decimal::Decimal::new(1000 + i64::from(*per_mille), 3);
+                    *rate = (*rate * factor).round_dp(6);
+                }
+                world.rates = RateTable::new(currency("EUR"), rates).unwrap();
+                continue;
+            }
             Op::AuthorizeThenTimeOut { card: c, amount } => {
                 let authorization = auth(&format!("t{}", world.account.seq));
                 let key = world.fresh_key();
@@ -792,6 +812,7 @@ const REQUIRED: &[&str] = &[
     "cause:StandInDeclined",
     "cause:Cleared",
     "cause:ClearedAboveHold",
+    "cause:ClearedWithFxDifference",
     "cause:ClearedAfterExpiry",
     "cause:ForcePosted",
     "cause:Refunded",

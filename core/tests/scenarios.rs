@@ -7,6 +7,9 @@
 //! causes of the money movements recorded. The runner also checks that the account sequence
 //! advances by exactly the events recorded, and every test ends by replaying the event log.
 
+use tandem_core::authorization::ReviewReason;
+use tandem_core::event::EntryKind;
+use tandem_core::testkit;
 use tandem_core::testkit::{
     DAY_MS, World, auth, card, currency, good_expiry, key, member, money, spend,
 };
@@ -16,7 +19,7 @@ use tandem_core::{
     DeclineReason, LifecycleState, LimitScope, Mcc, Money, Outcome, Role, SpendKind, SplitRule,
     Transfer, Window, YearMonth,
 };
-use tandem_core::{CardStatus, Spend, WindowLimit};
+use tandem_core::{CardStatus, Event, Spend, WindowLimit};
 
 // ----- the table runner ---------------------------------------------------------------------
 
@@ -790,14 +793,14 @@ fn an_incremental_authorization_grows_the_hold_and_a_declined_increment_leaves_i
             .usage(&[(OWNER_TODAY, 10_000, 1)])
             .lifecycles(&[("a1", PENDING)]),
             step(
-                "an extra night: increment of 50.00 approved, hold grows",
+                "an extra night: increment of 50.00 approved, hold grows (still one spend for count limits)",
                 NETWORK,
                 increment("a1", eur(5_000)),
             )
             .answers("00")
             .balances(&[("EUR", 30_000, 15_000, 15_000)])
             .positions(&[("owner", "EUR", 30_000)])
-            .usage(&[(OWNER_TODAY, 15_000, 2)])
+            .usage(&[(OWNER_TODAY, 15_000, 1)])
             .lifecycles(&[("a1", PENDING)])
             .moves(&[Cause::Incremented])
             .then(|w, _| {
@@ -815,7 +818,7 @@ fn an_incremental_authorization_grows_the_hold_and_a_declined_increment_leaves_i
             .because(DeclineReason::InsufficientFunds)
             .balances(&[("EUR", 30_000, 15_000, 15_000)])
             .positions(&[("owner", "EUR", 30_000)])
-            .usage(&[(OWNER_TODAY, 15_000, 2)])
+            .usage(&[(OWNER_TODAY, 15_000, 1)])
             .lifecycles(&[("a1", PENDING)])
             .moves(&[])
             .then(|w, _| {
@@ -830,7 +833,7 @@ fn an_incremental_authorization_grows_the_hold_and_a_declined_increment_leaves_i
             .answers("00")
             .balances(&[("EUR", 15_000, 0, 15_000)])
             .positions(&[("owner", "EUR", 15_000)])
-            .usage(&[(OWNER_TODAY, 15_000, 2)])
+            .usage(&[(OWNER_TODAY, 15_000, 1)])
             .lifecycles(&[("a1", CLEARED)])
             .moves(&[Cause::Cleared]),
         ],
@@ -2688,6 +2691,136 @@ fn after_equal_split_spending_settle_up_proposes_who_pays_whom() {
             .moves(&[Cause::Settlement])
             .then(|w, _| assert_eq!(transfers(w), vec![("bob".into(), "owner".into(), 1_000)])),
         ],
+    );
+    world.assert_replay_matches();
+}
+
+// ----- FX re-pricing at clearing (domain.md part B: "for FX, re-price the converted legs") -----
+
+fn eur_only_with_card() -> World {
+    let mut world = World::open(AccountKind::Joint);
+    world.issue_card("c1", "owner");
+    world.deposit("owner", money(10_000, "EUR"));
+    world
+}
+
+fn last_movement(world: &World) -> &tandem_core::Movement {
+    world
+        .log
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::Movement(m) => Some(&**m),
+            _ => None,
+        })
+        .expect("a movement")
+}
+
+#[test]
+fn a_converted_hold_is_repriced_at_clearing_and_the_fx_loss_is_booked_to_the_members() {
+    let mut world = eur_only_with_card();
+    // 50.00 USD at 1.0842 USD per EUR costs 46.1169.. EUR: 46.12 EUR held.
+    let outcome = world.authorize("a1", testkit::spend("c1", money(5_000, "USD")));
+    assert_eq!(outcome.response_code().as_str(), "00");
+    assert_eq!(world.balance("EUR"), (10_000, 4_612, 5_388));
+    // The dollar strengthens: 1.05 USD per EUR, so 50.00 USD now costs 47.6190.. = 47.62 EUR.
+    let mut rates = world.rates.rates().clone();
+    rates.insert(currency("USD"), "1.05".parse().unwrap());
+    world.rates = tandem_core::RateTable::new(currency("EUR"), rates).unwrap();
+    let outcome = world.network(CommandBody::Clear {
+        authorization: auth("a1"),
+        spend: testkit::spend("c1", money(5_000, "USD")),
+        final_clearing: true,
+    });
+    assert_eq!(outcome.response_code().as_str(), "00");
+    assert_eq!(world.balance("EUR"), (5_238, 0, 5_238));
+    assert_eq!(world.position("owner", "EUR"), 5_238);
+    let movement = last_movement(&world);
+    assert_eq!(movement.cause, Cause::ClearedWithFxDifference);
+    let fx: Vec<_> = movement
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::FxDifference)
+        .collect();
+    assert_eq!(fx.len(), 1);
+    assert_eq!(
+        (fx[0].currency, fx[0].amount_minor),
+        (currency("EUR"), -150)
+    );
+    assert_eq!(fx[0].shares, vec![(member("owner"), -150)]);
+    assert_eq!(
+        world.account.authorizations[&auth("a1")].posted[0].amount_minor,
+        4_762
+    );
+    world.assert_replay_matches();
+}
+
+#[test]
+fn partial_clearings_at_an_unchanged_rate_book_no_fx_difference() {
+    let mut world = eur_only_with_card();
+    world.authorize("a1", testkit::spend("c1", money(5_000, "USD")));
+    for (amount, last) in [(1_234, false), (2_000, false), (1_766, true)] {
+        world.network(CommandBody::Clear {
+            authorization: auth("a1"),
+            spend: testkit::spend("c1", money(amount, "USD")),
+            final_clearing: last,
+        });
+        let movement = last_movement(&world);
+        assert_eq!(movement.cause, Cause::Cleared);
+        assert!(
+            movement
+                .entries
+                .iter()
+                .all(|e| e.kind == EntryKind::Principal)
+        );
+    }
+    // Exactly what was held is posted, in three parts.
+    assert_eq!(world.balance("EUR"), (10_000 - 4_612, 0, 10_000 - 4_612));
+    world.assert_replay_matches();
+}
+
+#[test]
+fn a_zero_clearing_that_is_not_final_changes_nothing() {
+    let mut world = eur_only_with_card();
+    world.authorize("a1", testkit::spend("c1", money(2_000, "EUR")));
+    let before = world.account.clone();
+    let outcome = world.network(CommandBody::Clear {
+        authorization: auth("a1"),
+        spend: testkit::spend("c1", money(0, "EUR")),
+        final_clearing: false,
+    });
+    assert_eq!(outcome.response_code().as_str(), "00");
+    assert_eq!(world.account.authorizations, before.authorizations);
+    assert_eq!(world.account.balances, before.balances);
+}
+
+#[test]
+fn force_posts_and_tips_above_tolerance_are_flagged_for_review() {
+    let mut world = eur_only_with_card();
+    world.network(CommandBody::ForcePost {
+        authorization: auth("f1"),
+        spend: testkit::spend("c1", money(700, "EUR")),
+    });
+    assert_eq!(
+        world.account.authorizations[&auth("f1")].review,
+        Some(ReviewReason::ForcePosted)
+    );
+    // A restaurant tolerates 20%: 10.00 authorized clears at 12.00 unflagged, another at 12.01 flagged.
+    let mut restaurant = testkit::spend("c1", money(1_000, "EUR"));
+    restaurant.merchant.mcc = Mcc::new(5812).unwrap();
+    world.authorize("r1", restaurant.clone());
+    world.authorize("r2", restaurant.clone());
+    for (id, amount) in [("r1", 1_200), ("r2", 1_201)] {
+        world.network(CommandBody::Clear {
+            authorization: auth(id),
+            spend: testkit::spend("c1", money(amount, "EUR")),
+            final_clearing: true,
+        });
+    }
+    assert_eq!(world.account.authorizations[&auth("r1")].review, None);
+    assert_eq!(
+        world.account.authorizations[&auth("r2")].review,
+        Some(ReviewReason::ClearedAboveTolerance)
     );
     world.assert_replay_matches();
 }
