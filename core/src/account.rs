@@ -81,7 +81,7 @@ pub struct Account {
     pub split_rule: SplitRule,
     pub funding_policy: FundingPolicy,
     /// Open lifecycles, and closed ones still within retention.
-    pub authorizations: FxHashMap<AuthorizationId, Authorization>,
+    pub authorizations: FxHashMap<AuthorizationId, Box<Authorization>>,
     pub outcomes: FxHashMap<IdempotencyKey, RecordedOutcome>,
     pub tombstones: FxHashMap<AuthorizationId, Timestamp>,
     /// Open lifecycles (kept in step by `apply`, checked by `validate`).

@@ -751,7 +751,7 @@ impl<'a> Decider<'a> {
             covers_minor: amount.amount_minor,
             rate: rust_decimal::Decimal::ONE,
         }];
-        let record = Authorization {
+        let record = Box::new(Authorization {
             id: withdrawal.clone(),
             origin_key: self.command.key.clone(),
             card: None,
@@ -775,7 +775,7 @@ impl<'a> Decider<'a> {
             closed_at: None,
             network_decided: false,
             review: None,
-        };
+        });
         let mut changes = Changes::default();
         changes.hold(&legs);
         let balance = self.movement(
@@ -1041,8 +1041,8 @@ impl<'a> Decider<'a> {
         spend: &Spend,
         member: &MemberId,
         network_decided: bool,
-    ) -> Authorization {
-        Authorization {
+    ) -> Box<Authorization> {
+        Box::new(Authorization {
             id: authorization.clone(),
             origin_key: self.command.key.clone(),
             card: Some(spend.card.clone()),
@@ -1066,7 +1066,7 @@ impl<'a> Decider<'a> {
             closed_at: None,
             network_decided,
             review: None,
-        }
+        })
     }
 
     fn authorize(
@@ -1887,7 +1887,7 @@ impl<'a> Decider<'a> {
     fn sweep(&mut self) -> Result<Outcome, DecideError> {
         let now = self.now();
         let retention = self.ctx.policy.outcome_retention_ms;
-        let mut due: Vec<&Authorization> = self
+        let mut due: Vec<&Box<Authorization>> = self
             .state
             .authorizations
             .values()
@@ -1966,7 +1966,7 @@ impl<'a> Decider<'a> {
         &mut self,
         cause: Cause,
         member: &MemberId,
-        authorization: Option<Authorization>,
+        authorization: Option<Box<Authorization>>,
         changes: Changes,
         currency: Currency,
     ) -> Result<BalanceView, DecideError> {

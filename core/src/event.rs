@@ -98,7 +98,7 @@ pub struct Movement {
     /// The member it is attributed to (the spender, the depositor).
     pub member: MemberId,
     /// The lifecycle after this change, when there is one.
-    pub authorization: Option<Authorization>,
+    pub authorization: Option<Box<Authorization>>,
     /// Signed change to `held`, per currency.
     pub held: Vec<Money>,
     pub entries: Vec<Entry>,
