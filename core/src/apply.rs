@@ -55,6 +55,22 @@ pub fn apply_owned(state: &mut Account, event: Event) {
                 },
             );
         }
+        Event::CardReplaced {
+            card,
+            new_card,
+            expiry,
+        } => {
+            if let Some(old) = state.cards.get_mut(&card) {
+                old.status = crate::card::CardStatus::Blocked;
+                let replacement = Card {
+                    id: new_card.clone(),
+                    expiry,
+                    status: crate::card::CardStatus::Active,
+                    ..old.clone()
+                };
+                state.cards.insert(new_card, replacement);
+            }
+        }
         Event::CardStatusChanged { card, status } => {
             if let Some(found) = state.cards.get_mut(&card) {
                 found.status = status;

@@ -69,6 +69,8 @@ pub enum SpendKind {
     PurchaseWithCashback,
     /// Money sent out of the account by a member (not a card spend).
     Withdrawal,
+    /// A merchant's credit to the card (recorded so it credits once and can be reversed).
+    Refund,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -112,6 +114,10 @@ pub struct Authorization {
     pub closed_at: Option<Timestamp>,
     /// The network decided it (stand-in advice or force post), not us.
     pub network_decided: bool,
+    /// Incremental authorizations approved so far (bounded by `INCREMENTS_PER_LIFECYCLE_MAX`).
+    pub increments: u32,
+    /// Approved and posted at once (ISO 8583 0200), with no hold in between.
+    pub single_message: bool,
     /// Set when the lifecycle is a dispute candidate.
     pub review: Option<ReviewReason>,
 }

@@ -180,12 +180,15 @@ pub struct Command {
     pub body: CommandBody,
 }
 
-/// What "the same content" means for an idempotency key: the command's type, the card (or
-/// the member or other subject) and the amount with its currency.
+/// What "the same content" means for an idempotency key: who sent it, the command's type
+/// (with the flags that change its meaning: final or not, approved or not), the lifecycle it
+/// concerns, the card (or member, or other subject) and the amount with its currency.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Fingerprint {
     Of {
+        actor: Actor,
         kind: CompactString,
+        authorization: Option<AuthorizationId>,
         subject: Option<CompactString>,
         amount: Option<Money>,
     },
@@ -260,7 +263,7 @@ impl CommandBody {
         }
     }
 
-    pub fn fingerprint(&self) -> Fingerprint {
+    pub fn fingerprint(&self, actor: &Actor) -> Fingerprint {
         let text = |s: &str| Some(CompactString::new(s));
         let (subject, amount): (Option<CompactString>, Option<Money>) = match self {
             CommandBody::AddMember { member, .. }
@@ -302,8 +305,21 @@ impl CommandBody {
             | CommandBody::SetFundingPolicy { .. }
             | CommandBody::Sweep => (None, None),
         };
+        let kind = match self {
+            CommandBody::Clear {
+                final_clearing: true,
+                ..
+            } => "clear_final",
+            CommandBody::Advise {
+                network_approved: false,
+                ..
+            } => "advise_declined",
+            _ => self.kind_name(),
+        };
         Fingerprint::Of {
-            kind: CompactString::const_new(self.kind_name()),
+            actor: actor.clone(),
+            kind: CompactString::const_new(kind),
+            authorization: self.authorization().cloned(),
             subject,
             amount,
         }

@@ -23,8 +23,9 @@ use crate::funding::{Leg, plan, take_from_legs};
 use crate::fx::Rounding;
 use crate::ids::{AuthorizationId, IdempotencyKey, MemberId};
 use crate::limits::{
-    AMOUNT_MINOR_MAX, BALANCES_PER_ACCOUNT_MAX, CARDS_PER_ACCOUNT_MAX, MEMBERS_PER_ACCOUNT_MAX,
-    OPEN_HOLDS_PER_ACCOUNT_MAX, SWEEP_ITEMS_MAX,
+    AMOUNT_MINOR_MAX, BALANCES_PER_ACCOUNT_MAX, CARDS_PER_ACCOUNT_MAX,
+    INCREMENTS_PER_LIFECYCLE_MAX, MEMBERS_PER_ACCOUNT_MAX, OPEN_HOLDS_PER_ACCOUNT_MAX,
+    SWEEP_ITEMS_MAX,
 };
 use crate::member::{Member, Role};
 use crate::money::Money;
@@ -54,7 +55,7 @@ pub fn decide(
     command: &Command,
     ctx: &DecisionContext<'_>,
 ) -> Result<Decision, DecideError> {
-    let fingerprint = command.body.fingerprint();
+    let fingerprint = command.body.fingerprint(&command.actor);
     if let Some(recorded) = state.outcomes.get(&command.key) {
         if recorded.fingerprint.matches(&fingerprint) {
             return Ok(Decision {
@@ -87,7 +88,15 @@ pub fn decide(
     };
     let outcome = decider.run()?;
     let mut events = decider.events;
-    if !matches!(command.body, CommandBody::Sweep) {
+    // A refusal for lack of permission is not recorded: a caller who may not send a command
+    // must not be able to claim its key before the one who may.
+    let unauthorized = matches!(
+        outcome,
+        Outcome::Rejected {
+            reason: RejectReason::NotPermitted | RejectReason::NotAMember
+        }
+    );
+    if !matches!(command.body, CommandBody::Sweep) && !unauthorized {
         events.push(Event::OutcomeRecorded(Box::new(OutcomeRecord {
             key: command.key.clone(),
             fingerprint,
@@ -171,6 +180,49 @@ fn check_rules(controls: &Controls, spend: &Spend, is_child: bool) -> Result<(),
 /// checks the amount only.
 fn stands_counted(record: &Authorization) -> bool {
     record.usage.iter().any(|c| c.count > 0)
+}
+
+/// Adds `new` legs to `legs`, folding a leg into one of the same currency and rate, so a
+/// lifecycle's legs stay as few as its funding balances.
+fn merge_legs(legs: &mut Vec<Leg>, new: Vec<Leg>) {
+    for leg in new {
+        match legs
+            .iter_mut()
+            .find(|l| l.currency == leg.currency && l.rate == leg.rate)
+        {
+            Some(existing) => {
+                existing.amount_minor += leg.amount_minor;
+                existing.covers_minor += leg.covers_minor;
+            }
+            None => legs.push(leg),
+        }
+    }
+}
+
+/// Adds `new` usage charges to `charges`, folding charges to the same counter together.
+fn merge_usage(charges: &mut Vec<UsageDelta>, new: Vec<UsageDelta>) {
+    for charge in new {
+        let same = |c: &&mut UsageDelta| {
+            c.subject == charge.subject
+                && c.scope == charge.scope
+                && c.window == charge.window
+                && c.window_id == charge.window_id
+                && c.currency == charge.currency
+                && c.epoch == charge.epoch
+        };
+        match charges.iter_mut().find(same) {
+            Some(existing) => {
+                existing.amount_minor += charge.amount_minor;
+                existing.count += charge.count;
+            }
+            None => charges.push(charge),
+        }
+    }
+}
+
+/// An arithmetic result that must fit; overflowing means the core cannot decide safely.
+fn checked(value: Option<i64>) -> Result<i64, DecideError> {
+    value.ok_or_else(|| DecideError::Invariant("amount arithmetic overflowed".into()))
 }
 
 /// Builds a minimal spend view of an existing lifecycle, for increments and postings.
@@ -394,7 +446,7 @@ impl<'a> Decider<'a> {
                 authorization,
                 spend,
             } => self.clear(authorization, spend, true),
-            CommandBody::Refund { spend, .. } => self.refund(spend),
+            CommandBody::Refund { refund, spend, .. } => self.refund(refund, spend),
             CommandBody::BalanceInquiry { card } => self.balance_inquiry(card),
             CommandBody::MarkTimedOut {
                 authorization,
@@ -422,6 +474,15 @@ impl<'a> Decider<'a> {
         }
         if self.state.balances.values().any(|b| b.ledger_minor != 0) {
             return Ok(rejected(RejectReason::AccountHasBalance));
+        }
+        if self
+            .state
+            .positions
+            .values()
+            .flat_map(|p| p.values())
+            .any(|v| *v != 0)
+        {
+            return Ok(rejected(RejectReason::MembersNotSettled));
         }
         self.events.push(Event::AccountStatusChanged {
             status: AccountStatus::Closed,
@@ -562,23 +623,11 @@ impl<'a> Decider<'a> {
         if self.state.cards.len() >= CARDS_PER_ACCOUNT_MAX {
             return Ok(rejected(RejectReason::TooManyCards));
         }
-        self.events.push(Event::CardIssued {
-            card: new_card.clone(),
-            member: old.member.clone(),
+        self.events.push(Event::CardReplaced {
+            card: card.clone(),
+            new_card: new_card.clone(),
             expiry,
         });
-        if old.controls != Controls::default() {
-            self.events.push(Event::CardControlsSet {
-                card: new_card.clone(),
-                controls: Box::new(old.controls.clone()),
-            });
-        }
-        if old.status != CardStatus::Blocked {
-            self.events.push(Event::CardStatusChanged {
-                card: card.clone(),
-                status: CardStatus::Blocked,
-            });
-        }
         Ok(accepted())
     }
 
@@ -676,11 +725,7 @@ impl<'a> Decider<'a> {
         if !self.state.members.contains_key(member) {
             return Ok(rejected(RejectReason::UnknownMember));
         }
-        if let Err(reason) = permission::check(
-            self.state,
-            &self.command.actor,
-            Action::Deposit { for_member: member },
-        ) {
+        if let Err(reason) = permission::check(self.state, &self.command.actor, Action::Deposit) {
             return Ok(rejected(reason));
         }
         if !(1..=AMOUNT_MINOR_MAX).contains(&amount.amount_minor) {
@@ -742,6 +787,13 @@ impl<'a> Decider<'a> {
         if self.state.open_holds >= OPEN_HOLDS_PER_ACCOUNT_MAX {
             return Ok(rejected(RejectReason::AccountHasOpenHolds));
         }
+        // In a group pot the money belongs to its members by position: one takes out only
+        // what they have in. Joint and kid accounts are shared outright.
+        if self.state.kind == crate::account::AccountKind::Group
+            && self.state.position(member, amount.currency) < amount.amount_minor
+        {
+            return Ok(rejected(RejectReason::ExceedsOwnPosition));
+        }
         if self.state.balance(amount.currency).available_minor() < amount.amount_minor {
             return Ok(rejected(RejectReason::InsufficientFunds));
         }
@@ -774,6 +826,8 @@ impl<'a> Decider<'a> {
                 .saturating_add_millis(self.ctx.policy.hold_expiry_ms),
             closed_at: None,
             network_decided: false,
+            increments: 0,
+            single_message: false,
             review: None,
         });
         let mut changes = Changes::default();
@@ -855,8 +909,9 @@ impl<'a> Decider<'a> {
         to: &MemberId,
         amount: Money,
     ) -> Result<Outcome, DecideError> {
-        if !self.state.members.contains_key(from)
-            || !self.state.members.contains_key(to)
+        // Former members keep their positions and can still be settled with.
+        if !self.state.positions.contains_key(from)
+            || !self.state.positions.contains_key(to)
             || from == to
         {
             return Ok(rejected(RejectReason::UnknownMember));
@@ -871,6 +926,13 @@ impl<'a> Decider<'a> {
         }
         if !self.room_for_currency(amount.currency) {
             return Ok(rejected(RejectReason::TooManyBalances));
+        }
+        let from_position = self.state.position(from, amount.currency);
+        let to_position = self.state.position(to, amount.currency);
+        if from_position.checked_add(amount.amount_minor).is_none()
+            || to_position.checked_sub(amount.amount_minor).is_none()
+        {
+            return Ok(rejected(RejectReason::AmountOutOfRange));
         }
         let changes = Changes {
             entries: vec![Entry {
@@ -936,6 +998,32 @@ impl<'a> Decider<'a> {
             return Err(DeclineReason::CardExpired);
         }
         Ok((card, member))
+    }
+
+    /// The member's and the card's per-transaction limits against a transaction's total.
+    fn check_per_transaction(
+        &self,
+        card: &crate::card::Card,
+        member: &Member,
+        total: Money,
+    ) -> Result<(), DeclineReason> {
+        for limit in [
+            member.controls.per_transaction,
+            card.controls.per_transaction,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let counted = self
+                .ctx
+                .rates
+                .convert(total, limit.currency, Rounding::UpToCover)
+                .map_err(|_| DeclineReason::NoExchangeRate)?;
+            if counted.amount_minor > limit.amount_minor {
+                return Err(DeclineReason::PerTransactionLimitExceeded);
+            }
+        }
+        Ok(())
     }
 
     /// Usage charges for `amount` of `spend` against both subjects' limits; with `enforce`,
@@ -1025,6 +1113,7 @@ impl<'a> Decider<'a> {
                     window: limit.window,
                     window_id: limit.window.id(now),
                     currency,
+                    epoch: usage.epoch_for(limit.scope, limit.window, now, currency),
                     amount_minor: charge_minor,
                     count: i32::from(new_spend),
                 });
@@ -1065,6 +1154,8 @@ impl<'a> Decider<'a> {
             ),
             closed_at: None,
             network_decided,
+            increments: 0,
+            single_message: false,
             review: None,
         })
     }
@@ -1096,6 +1187,10 @@ impl<'a> Decider<'a> {
         };
         if self.state.open_holds >= OPEN_HOLDS_PER_ACCOUNT_MAX && !single_message {
             return Ok(self.decline_with_balance(DeclineReason::TooManyOpenHolds, currency));
+        }
+        // Until an overdraft the network pushed through is cured, nothing new is approved.
+        if self.state.is_overdrawn() {
+            return Ok(self.decline_with_balance(DeclineReason::AccountOverdrawn, currency));
         }
         let is_child = member.role == Role::Child;
         if let Err(reason) = check_rules(&member.controls, spend, is_child)
@@ -1148,6 +1243,7 @@ impl<'a> Decider<'a> {
             record.cleared_minor = approved_minor;
             record.state = LifecycleState::Cleared;
             record.closed_at = Some(self.now());
+            record.single_message = true;
             Cause::FinancialPosted
         } else {
             changes.hold(&record.legs);
@@ -1203,18 +1299,28 @@ impl<'a> Decider<'a> {
         authorization: &AuthorizationId,
         amount: Money,
     ) -> Result<Outcome, DecideError> {
-        let Some(record) = self
-            .state
-            .authorizations
-            .get(authorization)
-            .filter(|r| r.kind != SpendKind::Withdrawal)
-        else {
+        // Open lifecycles grow; expired or reversed ones take a fresh hold (domain.md part B).
+        // Cleared and timed-out ones are settled and cannot be incremented.
+        let Some(record) = self.state.authorizations.get(authorization).filter(|r| {
+            r.kind != SpendKind::Withdrawal
+                && (r.state.is_open()
+                    || matches!(r.state, LifecycleState::Expired | LifecycleState::Reversed))
+        }) else {
             return Ok(
                 self.decline_with_balance(DeclineReason::UnknownAuthorization, amount.currency)
             );
         };
         if !Self::valid_amount(amount) || amount.currency != record.spend_currency() {
             return Ok(self.decline_with_balance(DeclineReason::InvalidAmount, amount.currency));
+        }
+        if record.increments >= INCREMENTS_PER_LIFECYCLE_MAX {
+            return Ok(self.decline_with_balance(DeclineReason::TooManyIncrements, amount.currency));
+        }
+        if !record.state.is_open() && self.state.open_holds >= OPEN_HOLDS_PER_ACCOUNT_MAX {
+            return Ok(self.decline_with_balance(DeclineReason::TooManyOpenHolds, amount.currency));
+        }
+        if self.state.is_overdrawn() {
+            return Ok(self.decline_with_balance(DeclineReason::AccountOverdrawn, amount.currency));
         }
         let Some(spend) = spend_of(record, amount) else {
             return Ok(
@@ -1236,6 +1342,17 @@ impl<'a> Decider<'a> {
                 Ok(charges) => charges,
                 Err(reason) => return Ok(self.decline_with_balance(reason, amount.currency)),
             };
+        // The per-transaction limit bounds the transaction, so an open lifecycle's increments
+        // count with what it already authorized.
+        if record.state.is_open() {
+            let total = Money::new(
+                record.authorized_minor.saturating_add(amount.amount_minor),
+                amount.currency,
+            );
+            if let Err(reason) = self.check_per_transaction(card, member, total) {
+                return Ok(self.decline_with_balance(reason, amount.currency));
+            }
+        }
         let funding = plan(
             amount,
             &self.state.balances,
@@ -1264,10 +1381,13 @@ impl<'a> Decider<'a> {
             ..Changes::default()
         };
         changes.hold(&funding.legs);
-        record.legs.extend(funding.legs);
-        record.usage.extend(usage);
-        record.usage_basis_minor += amount.amount_minor;
-        record.authorized_minor += amount.amount_minor;
+        merge_legs(&mut record.legs, funding.legs);
+        merge_usage(&mut record.usage, usage);
+        record.usage_basis_minor =
+            checked(record.usage_basis_minor.checked_add(amount.amount_minor))?;
+        record.authorized_minor =
+            checked(record.authorized_minor.checked_add(amount.amount_minor))?;
+        record.increments += 1;
         let extended = self.now().saturating_add_millis(
             self.ctx
                 .policy
@@ -1321,6 +1441,14 @@ impl<'a> Decider<'a> {
         record.usage_basis_minor -= part;
     }
 
+    /// Gives back every usage charge still standing on `record` (counts included).
+    fn give_back_usage(&self, record: &mut Authorization, changes: &mut Changes) {
+        for charge in record.usage.drain(..) {
+            changes.usage.push(charge.restoration());
+        }
+        record.usage_basis_minor = 0;
+    }
+
     fn release_all(&self, record: &mut Authorization, changes: &mut Changes) {
         let residual = record.residual_minor();
         self.release_part(record, residual, changes);
@@ -1359,6 +1487,9 @@ impl<'a> Decider<'a> {
         };
         if record.kind == SpendKind::Withdrawal {
             return Ok(declined(DeclineReason::UnknownAuthorization));
+        }
+        if record.kind == SpendKind::Refund {
+            return self.reverse_refund(record, replacement);
         }
         let currency = record.spend_currency();
         let new_total = match replacement {
@@ -1423,6 +1554,50 @@ impl<'a> Decider<'a> {
         })
     }
 
+    /// The network takes back (part of) a refund it credited: a debit of what is reversed,
+    /// split like the refund, which may overdraw (the network decided it).
+    fn reverse_refund(
+        &mut self,
+        record: &Authorization,
+        replacement: Option<Money>,
+    ) -> Result<Outcome, DecideError> {
+        let currency = record.spend_currency();
+        let remaining = record.cleared_minor - record.credited_minor;
+        let new_total = match replacement {
+            None => 0,
+            Some(m)
+                if m.currency == currency && (0..=AMOUNT_MINOR_MAX).contains(&m.amount_minor) =>
+            {
+                m.amount_minor
+            }
+            Some(m) => {
+                return Ok(self.decline_with_balance(DeclineReason::InvalidAmount, m.currency));
+            }
+        };
+        if new_total >= remaining {
+            return Ok(Outcome::Accepted {
+                balance: Some(self.state.balance_view(currency)),
+            });
+        }
+        let mut record = Box::new(record.clone());
+        let mut changes = Changes::default();
+        let taken = take_from_legs(&mut record.posted, remaining - new_total, true);
+        let reversed: i64 = taken.iter().map(|l| l.covers_minor).sum();
+        self.debit(&mut changes, &taken, &record.member);
+        record.credited_minor = checked(record.credited_minor.checked_add(reversed))?;
+        let member = record.member.clone();
+        let balance = self.movement(
+            Cause::RefundReversed,
+            &member,
+            Some(record),
+            changes,
+            currency,
+        )?;
+        Ok(Outcome::Accepted {
+            balance: Some(balance),
+        })
+    }
+
     /// Credits `part` of what `record` posted back to the balances it came from.
     fn credit_back(&self, record: &mut Authorization, part: i64, changes: &mut Changes) {
         let credited = take_from_legs(&mut record.posted, part, true);
@@ -1448,7 +1623,9 @@ impl<'a> Decider<'a> {
         }
         let existing = self.state.authorizations.get(authorization);
         match existing {
-            Some(record) if record.kind == SpendKind::Withdrawal => ack(self),
+            Some(record) if matches!(record.kind, SpendKind::Withdrawal | SpendKind::Refund) => {
+                ack(self)
+            }
             Some(record) if record.state.is_open() => {
                 let mut record = record.clone();
                 let mut changes = Changes::default();
@@ -1500,7 +1677,11 @@ impl<'a> Decider<'a> {
                     balance: Some(balance),
                 })
             }
-            Some(record) if record.state == LifecycleState::TimedOut && network_approved => {
+            Some(record)
+                if record.state == LifecycleState::TimedOut
+                    && network_approved
+                    && spend.amount.currency == record.spend_currency() =>
+            {
                 let mut record = record.clone();
                 let mut changes = Changes::default();
                 record.state = LifecycleState::Pending;
@@ -1562,7 +1743,7 @@ impl<'a> Decider<'a> {
             true,
         );
         changes.hold(&funding.legs);
-        record.legs.extend(funding.legs);
+        merge_legs(&mut record.legs, funding.legs);
         if let Some(spend) = spend_of(record, amount)
             && let (Some(card), Some(member)) = (
                 self.state.cards.get(&spend.card),
@@ -1591,7 +1772,7 @@ impl<'a> Decider<'a> {
             true,
         );
         self.debit(changes, &funding.legs, &record.member);
-        record.posted.extend(funding.legs);
+        merge_legs(&mut record.posted, funding.legs);
         if let Some(spend) = spend_of(record, amount)
             && let (Some(card), Some(member)) = (
                 self.state.cards.get(&spend.card),
@@ -1617,7 +1798,7 @@ impl<'a> Decider<'a> {
         let amount_minor = spend.amount.amount_minor;
         let mut changes = Changes::default();
         let (mut record, cause) = match self.state.authorizations.get(authorization) {
-            Some(record) if record.kind == SpendKind::Withdrawal => {
+            Some(record) if matches!(record.kind, SpendKind::Withdrawal | SpendKind::Refund) => {
                 return Ok(declined(DeclineReason::UnknownAuthorization));
             }
             Some(record) if record.state.is_open() && record.spend_currency() == currency => {
@@ -1626,8 +1807,12 @@ impl<'a> Decider<'a> {
                         balance: Some(self.state.balance_view(currency)),
                     });
                 }
+                if amount_minor == 0 && record.cleared_minor == 0 {
+                    // A final clearing of nothing: the merchant took nothing, as a reversal.
+                    return self.reverse(authorization, None);
+                }
                 let mut record = record.clone();
-                let cause = self.clear_against_hold(&mut record, amount_minor, &mut changes);
+                let cause = self.clear_against_hold(&mut record, amount_minor, &mut changes)?;
                 if final_clearing {
                     let rest = record.residual_minor();
                     self.release_part(&mut record, rest, &mut changes);
@@ -1637,9 +1822,25 @@ impl<'a> Decider<'a> {
                 }
                 (record, cause)
             }
+            Some(record)
+                if record.spend_currency() != currency
+                    && let Ok(converted) = self.ctx.rates.convert(
+                        spend.amount,
+                        record.spend_currency(),
+                        Rounding::UpToCover,
+                    ) =>
+            {
+                // A clearing in another currency than its authorization clears the same
+                // lifecycle, converted at today's rate (rounded up, as any spend).
+                let converted = Spend {
+                    amount: converted,
+                    ..spend.clone()
+                };
+                return self.clear(authorization, &converted, final_clearing);
+            }
             Some(record) if record.spend_currency() != currency => {
-                // A clearing in another currency than its authorization: post it as its own
-                // amount and leave the hold to its own lifecycle.
+                // No rate to convert with: post it as its own amount and leave the hold to its
+                // own lifecycle.
                 let mut side = self.new_record(authorization, spend, &record.member, true);
                 self.post_unheld(&mut side, spend.amount, &mut changes);
                 let member = record.member.clone();
@@ -1649,6 +1850,7 @@ impl<'a> Decider<'a> {
                     balance: Some(balance),
                 });
             }
+            Some(_) if amount_minor == 0 => return Ok(accepted()),
             Some(record) => {
                 // Closed (expired, reversed, timed out, cleared): the network's clearing posts.
                 let mut record = record.clone();
@@ -1659,7 +1861,7 @@ impl<'a> Decider<'a> {
                     Cause::ForcePosted
                 };
                 self.post_unheld(&mut record, spend.amount, &mut changes);
-                record.cleared_minor += amount_minor;
+                record.cleared_minor = checked(record.cleared_minor.checked_add(amount_minor))?;
                 record.state = LifecycleState::Cleared;
                 record.closed_at = Some(self.now());
                 (record, cause)
@@ -1702,7 +1904,7 @@ impl<'a> Decider<'a> {
         record: &mut Authorization,
         amount_minor: i64,
         changes: &mut Changes,
-    ) -> Cause {
+    ) -> Result<Cause, DecideError> {
         let currency = record.spend_currency();
         let residual = record.residual_minor();
         let consumed = take_from_legs(&mut record.legs, amount_minor.min(residual), false);
@@ -1738,17 +1940,20 @@ impl<'a> Decider<'a> {
                         ..leg.clone()
                     };
                     self.fx_difference(changes, &difference, &record.member);
-                    record.posted.push(Leg {
-                        amount_minor: now.amount_minor,
-                        ..leg
-                    });
+                    merge_legs(
+                        &mut record.posted,
+                        vec![Leg {
+                            amount_minor: now.amount_minor,
+                            ..leg
+                        }],
+                    );
                     repriced_any = true;
                 }
-                None => record.posted.push(leg),
+                None => merge_legs(&mut record.posted, vec![leg]),
             }
         }
-        record.cleared_minor += amount_minor;
-        if amount_minor > residual {
+        record.cleared_minor = checked(record.cleared_minor.checked_add(amount_minor))?;
+        Ok(if amount_minor > residual {
             self.post_unheld(
                 record,
                 Money::new(amount_minor - residual, currency),
@@ -1759,7 +1964,7 @@ impl<'a> Decider<'a> {
             Cause::ClearedWithFxDifference
         } else {
             Cause::Cleared
-        }
+        })
     }
 
     /// An FX-difference entry: `leg.amount_minor` more (positive) or less (negative) debited
@@ -1783,10 +1988,22 @@ impl<'a> Decider<'a> {
         });
     }
 
-    fn refund(&mut self, spend: &Spend) -> Result<Outcome, DecideError> {
+    fn refund(&mut self, refund: &AuthorizationId, spend: &Spend) -> Result<Outcome, DecideError> {
         let currency = spend.amount.currency;
         if !Self::valid_amount(spend.amount) {
             return Ok(self.decline_with_balance(DeclineReason::InvalidAmount, currency));
+        }
+        if let Some(existing) = self.state.authorizations.get(refund) {
+            // The same refund under another key credits once.
+            return Ok(
+                if existing.kind == SpendKind::Refund && existing.requested == spend.amount {
+                    Outcome::Accepted {
+                        balance: Some(self.state.balance_view(currency)),
+                    }
+                } else {
+                    self.decline_with_balance(DeclineReason::DuplicateKeyMismatch, currency)
+                },
+            );
         }
         let Some(card) = self.state.cards.get(&spend.card) else {
             return Ok(declined(DeclineReason::UnknownCard));
@@ -1811,8 +2028,17 @@ impl<'a> Decider<'a> {
         };
         let mut changes = Changes::default();
         self.credit(&mut changes, std::slice::from_ref(&leg), &card.member);
+        // A record of the credit, so a repeat under another key credits once and a network
+        // reversal of the refund can take it back.
+        let mut record = self.new_record(refund, spend, &card.member, true);
+        record.kind = SpendKind::Refund;
+        record.authorized_minor = spend.amount.amount_minor;
+        record.cleared_minor = spend.amount.amount_minor;
+        record.posted = vec![leg];
+        record.state = LifecycleState::Cleared;
+        record.closed_at = Some(self.now());
         let member = card.member.clone();
-        let balance = self.movement(Cause::Refunded, &member, None, changes, currency)?;
+        let balance = self.movement(Cause::Refunded, &member, Some(record), changes, currency)?;
         Ok(Outcome::Accepted {
             balance: Some(balance),
         })
@@ -1839,27 +2065,45 @@ impl<'a> Decider<'a> {
         authorization: &AuthorizationId,
         original_key: &IdempotencyKey,
     ) -> Result<Outcome, DecideError> {
-        let record = self.state.authorizations.get(authorization);
         let unavailable = Outcome::Declined {
             reason: DeclineReason::IssuerUnavailable,
             balance: None,
         };
-        if let Some(record) = record
-            && record.state == LifecycleState::Pending
-            && record.cleared_minor == 0
-            && !record.network_decided
-            && record.kind != SpendKind::Withdrawal
-        {
-            let mut record = record.clone();
-            let mut changes = Changes::default();
-            self.release_all(&mut record, &mut changes);
-            self.close(&mut record, LifecycleState::TimedOut);
-            let member = record.member.clone();
-            let currency = record.spend_currency();
-            self.movement(Cause::TimedOut, &member, Some(record), changes, currency)?;
-        } else if record.is_some() {
-            // Cleared or settled by an advice already: the network's word stands.
-            return Ok(accepted());
+        let record = self
+            .state
+            .authorizations
+            .get(authorization)
+            .filter(|r| r.kind != SpendKind::Withdrawal);
+        match record {
+            // The message that opened the lifecycle timed out, and nothing the network decided
+            // has touched it since: undo what our late answer did.
+            Some(record)
+                if record.origin_key == *original_key
+                    && !record.network_decided
+                    && record.credited_minor == 0
+                    && ((record.state == LifecycleState::Pending && record.cleared_minor == 0)
+                        || (record.state == LifecycleState::Cleared && record.single_message)) =>
+            {
+                let mut record = record.clone();
+                let mut changes = Changes::default();
+                if record.single_message {
+                    let posted = record.cleared_minor;
+                    self.credit_back(&mut record, posted, &mut changes);
+                    self.give_back_usage(&mut record, &mut changes);
+                } else {
+                    self.release_all(&mut record, &mut changes);
+                }
+                self.close(&mut record, LifecycleState::TimedOut);
+                let member = record.member.clone();
+                let currency = record.spend_currency();
+                self.movement(Cause::TimedOut, &member, Some(record), changes, currency)?;
+            }
+            // Another message on this lifecycle (an increment) timed out: the lifecycle stands as
+            // the network last knew it; only that message's answer becomes 91.
+            Some(record) if record.origin_key != *original_key => {}
+            // Cleared, or settled by an advice already: the network's word stands.
+            Some(_) => return Ok(accepted()),
+            None => {}
         }
         let previous = self.state.outcomes.get(original_key);
         if previous.is_some_and(|p| {
@@ -1891,7 +2135,7 @@ impl<'a> Decider<'a> {
             .state
             .authorizations
             .values()
-            .filter(|a| a.state.is_open() && a.expires_at <= now)
+            .filter(|a| a.state.is_open() && a.kind != SpendKind::Withdrawal && a.expires_at <= now)
             .collect();
         due.sort_by(|a, b| {
             a.expires_at
@@ -1924,17 +2168,18 @@ impl<'a> Decider<'a> {
             .collect();
         authorizations.sort();
         authorizations.truncate(SWEEP_ITEMS_MAX);
-        let lifecycle_open = |id: &AuthorizationId| {
-            self.state
-                .authorizations
-                .get(id)
-                .is_some_and(|a| a.state.is_open())
+        // An outcome of a lifecycle is kept while the lifecycle is open and for the retention
+        // window after it closed, so a repeat of its first message is still recognised.
+        let lifecycle_kept = |id: &AuthorizationId| {
+            self.state.authorizations.get(id).is_some_and(|a| {
+                a.state.is_open() || a.closed_at.is_none_or(|closed| !past(closed))
+            })
         };
         let mut outcomes: Vec<IdempotencyKey> = self
             .state
             .outcomes
             .iter()
-            .filter(|(_, r)| past(r.at) && !r.authorization.as_ref().is_some_and(lifecycle_open))
+            .filter(|(_, r)| past(r.at) && !r.authorization.as_ref().is_some_and(lifecycle_kept))
             .map(|(k, _)| k.clone())
             .collect();
         outcomes.sort();
@@ -2002,7 +2247,7 @@ impl<'a> Decider<'a> {
             let before = balance
                 .ledger_minor
                 .checked_add(ledger_before)
-                .and_then(|l| l.checked_sub(balance.held_minor + held_before))
+                .and_then(|l| l.checked_sub(balance.held_minor.checked_add(held_before)?))
                 .ok_or_else(|| DecideError::Invariant(format!("{c} balance overflow")))?;
             let after = before
                 .checked_add(changes.ledger_in(c))
@@ -2024,8 +2269,17 @@ impl<'a> Decider<'a> {
         }
         let (held_before, ledger_before) = earlier(currency);
         let balance = self.state.balance(currency);
-        let ledger_minor = balance.ledger_minor + ledger_before + changes.ledger_in(currency);
-        let held_minor = balance.held_minor + held_before + changes.held_in(currency);
+        let overflow = || DecideError::Invariant(format!("{currency} balance overflow"));
+        let ledger_minor = balance
+            .ledger_minor
+            .checked_add(ledger_before)
+            .and_then(|l| l.checked_add(changes.ledger_in(currency)))
+            .ok_or_else(overflow)?;
+        let held_minor = balance
+            .held_minor
+            .checked_add(held_before)
+            .and_then(|h| h.checked_add(changes.held_in(currency)))
+            .ok_or_else(overflow)?;
         let view = BalanceView {
             currency,
             ledger_minor,

@@ -48,6 +48,8 @@ pub enum Cause {
     ClearedAfterExpiry,
     ForcePosted,
     Refunded,
+    /// The network took back a refund it had credited.
+    RefundReversed,
     CreditedAfterClearing,
     Settlement,
 }
@@ -62,6 +64,7 @@ impl Cause {
                 | Cause::ClearedWithFxDifference
                 | Cause::ClearedAfterExpiry
                 | Cause::ForcePosted
+                | Cause::RefundReversed
         )
     }
 }
@@ -145,6 +148,13 @@ pub enum Event {
     CardStatusChanged {
         card: CardId,
         status: CardStatus,
+    },
+    /// A new card for the same member, inheriting the old card's controls and usage (so a
+    /// replacement never resets a limit); the old card is blocked.
+    CardReplaced {
+        card: CardId,
+        new_card: CardId,
+        expiry: YearMonth,
     },
     MemberControlsSet {
         member: MemberId,

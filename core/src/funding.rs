@@ -189,7 +189,7 @@ pub fn funding_order(
                     let rate = rates.rate(currency)?;
                     let major =
                         Decimal::from(amount) / Decimal::from(10i64.pow(currency.exponent()));
-                    Some((currency, major / rate))
+                    Some((currency, major.checked_div(rate)?))
                 })
                 .collect();
             others.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

@@ -30,7 +30,7 @@ pub enum Rounding {
 pub enum FxError {
     #[error("no exchange rate for {currency}")]
     NoRate { currency: Currency },
-    #[error("exchange rate for {currency} must be positive and at most 1e9, got {rate}")]
+    #[error("exchange rate for {currency} must be between 1e-9 and 1e9, got {rate}")]
     BadRate { currency: Currency, rate: Decimal },
     #[error("the base currency's own rate must be 1")]
     BaseRateNotOne,
@@ -70,6 +70,12 @@ impl From<RateTable> for RateTableWire {
     }
 }
 
+/// The smallest rate accepted: with the largest (1e9) it bounds every cross rate and every
+/// conversion well inside `Decimal`'s 28 digits.
+fn rate_min() -> Decimal {
+    Decimal::new(1, 9)
+}
+
 fn rate_max() -> Decimal {
     Decimal::from(1_000_000_000u32)
 }
@@ -85,7 +91,7 @@ impl RateTable {
                 if rate != Decimal::ONE {
                     return Err(FxError::BaseRateNotOne);
                 }
-            } else if rate <= Decimal::ZERO || rate > rate_max() {
+            } else if rate < rate_min() || rate > rate_max() {
                 return Err(FxError::BadRate { currency, rate });
             }
         }
@@ -121,7 +127,11 @@ impl RateTable {
     pub fn cross(&self, from: Currency, to: Currency) -> Result<Decimal, FxError> {
         let rate_from = self.rate(from).ok_or(FxError::NoRate { currency: from })?;
         let rate_to = self.rate(to).ok_or(FxError::NoRate { currency: to })?;
-        Ok((rate_to / rate_from).round_dp(10))
+        let cross = rate_to.checked_div(rate_from).ok_or(FxError::Overflow {
+            amount: Money::new(1, from),
+            to,
+        })?;
+        Ok(cross.round_dp(10))
     }
 
     /// The exact conversion as a fraction `numerator / denominator`, both exact decimals:

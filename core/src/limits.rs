@@ -31,6 +31,10 @@ pub const RATE_TABLE_ENTRIES_MAX: usize = 256;
 /// than letting one account's state grow without bound.
 pub const OPEN_HOLDS_PER_ACCOUNT_MAX: usize = 10_000;
 
+/// Incremental authorizations on one lifecycle. Each grows the lifecycle record that every
+/// later event of it carries, so the number is bounded.
+pub const INCREMENTS_PER_LIFECYCLE_MAX: u32 = 64;
+
 /// Decisions one sweep forgets or expires, so one sweep is a bounded amount of work; the
 /// sweeper simply runs again.
 pub const SWEEP_ITEMS_MAX: usize = 1_024;

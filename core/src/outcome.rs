@@ -83,6 +83,11 @@ pub enum DeclineReason {
     IssuerUnavailable = 19,
     /// The card's member has left the account.
     MemberRemoved = 20,
+    /// A balance is below zero through what the network pushed through (an advice, a force
+    /// post, a clearing above the hold); nothing new is approved until it is cured.
+    AccountOverdrawn = 21,
+    /// One lifecycle has had as many incremental authorizations as it may.
+    TooManyIncrements = 22,
 }
 
 impl DeclineReason {
@@ -101,13 +106,14 @@ impl DeclineReason {
             | VoidedByEarlierReversal
             | UnknownAuthorization
             | NoExchangeRate
-            | TooManyOpenHolds => ResponseCode::DoNotHonour,
+            | TooManyOpenHolds
+            | TooManyIncrements => ResponseCode::DoNotHonour,
             MerchantCategoryBlocked | ChannelNotPermitted | CountryBlocked => {
                 ResponseCode::NotPermitted
             }
             PerTransactionLimitExceeded | AmountLimitExceeded => ResponseCode::AmountLimitExceeded,
             CountLimitExceeded => ResponseCode::CountLimitExceeded,
-            InsufficientFunds => ResponseCode::InsufficientFunds,
+            InsufficientFunds | AccountOverdrawn => ResponseCode::InsufficientFunds,
             DuplicateKeyMismatch => ResponseCode::DuplicateKeyMismatch,
             IssuerUnavailable => ResponseCode::IssuerUnavailable,
         }
@@ -150,6 +156,10 @@ pub enum RejectReason {
     /// The last owner cannot leave or lose the role.
     LastOwner = 24,
     AccountNotActive = 25,
+    /// A group member may withdraw at most their own net position.
+    ExceedsOwnPosition = 26,
+    /// Members still owe each other: settle up before closing.
+    MembersNotSettled = 27,
 }
 
 impl RejectReason {
@@ -163,7 +173,7 @@ impl RejectReason {
             NotPermitted | NotAMember => ResponseCode::NotPermitted,
             UnknownCard => ResponseCode::UnknownCard,
             CardBlocked => ResponseCode::RestrictedCard,
-            InsufficientFunds => ResponseCode::InsufficientFunds,
+            InsufficientFunds | ExceedsOwnPosition => ResponseCode::InsufficientFunds,
             AmountOutOfRange => ResponseCode::InvalidAmount,
             DuplicateKeyMismatch => ResponseCode::DuplicateKeyMismatch,
             _ => ResponseCode::DoNotHonour,

@@ -8,11 +8,11 @@
 //! | issue a card to someone | yes | no | yes | to a child | no | no |
 //! | set controls of a child | yes | no | no | yes | no | no |
 //! | set controls of anyone else | yes | no | yes | no | no | no |
-//! | change a card's status | yes | no | any card | a child's card | freeze, unfreeze or block own | freeze or block own |
-//! | replace a card | yes | no | any card | a child's card | own | no |
-//! | deposit | yes | no | for anyone | for anyone | for self | for self |
+//! | change a card's status | yes | no | any card | a child's or own card | freeze, unfreeze or block own | freeze or block own |
+//! | replace a card | yes | no | any card | a child's or own card | own | no |
+//! | deposit (money confirmed in) | yes | no | no | no | no | no |
 //! | withdraw | yes | no | for self | for self | for self | no |
-//! | record a settlement | yes | no | any | as payer or payee | as payer or payee | as payer or payee |
+//! | record a settlement (the payee confirms being paid) | yes | no | any, former members too | as payee | as payee | as payee |
 
 use crate::account::Account;
 use crate::card::{Card, CardStatus};
@@ -40,9 +40,7 @@ pub enum Action<'a> {
     ReplaceCard {
         card: &'a Card,
     },
-    Deposit {
-        for_member: &'a MemberId,
-    },
+    Deposit,
     Withdraw {
         for_member: &'a MemberId,
     },
@@ -100,13 +98,12 @@ pub fn check(account: &Account, actor: &Actor, action: Action<'_>) -> Result<(),
             Role::Member => card.member == acting.id,
             Role::Child => false,
         },
-        Action::Deposit { for_member } => {
-            matches!(role, Role::Owner | Role::Guardian) || *for_member == acting.id
-        }
+        // A deposit records money that has arrived; only the platform's funding rails confirm
+        // that, so no member (app key) can create money.
+        Action::Deposit => false,
         Action::Withdraw { for_member } => role != Role::Child && *for_member == acting.id,
-        Action::Settle { from, to } => {
-            role == Role::Owner || *from == acting.id || *to == acting.id
-        }
+        // The one who was paid confirms it, so no one can wipe out their own debt alone.
+        Action::Settle { to, .. } => role == Role::Owner || *to == acting.id,
     };
     if allowed {
         Ok(())

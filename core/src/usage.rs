@@ -2,10 +2,10 @@
 //! of each configured limit.
 //!
 //! A counter belongs to one (scope, window) and remembers which window and which currency it
-//! counts in. A charge into a newer window (or a limit whose currency changed) starts the
-//! counter afresh; a restoration (a hold reversed or expired) only subtracts when it lands in
-//! the same window and currency it was charged in, so a restored amount never leaks into a
-//! later window.
+//! counts in, and an epoch that goes up every time it starts afresh. A charge into a newer
+//! window (or for a limit whose currency changed) starts the counter afresh; a restoration (a
+//! hold reversed or expired) only subtracts when it carries the epoch it was charged in, so a
+//! restored amount never leaks into a later window or a counter that restarted in between.
 //!
 //! Only configured limits count: a limit set mid-window starts from zero at the next spend.
 
@@ -27,6 +27,8 @@ pub enum UsageSubject {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Counter {
+    /// Goes up each time the counter restarts.
+    pub epoch: u32,
     pub window_id: i64,
     /// The currency `amount_minor` is counted in; `None` for a count-only limit.
     pub currency: Option<Currency>,
@@ -43,6 +45,8 @@ pub struct UsageDelta {
     pub window: Window,
     pub window_id: i64,
     pub currency: Option<Currency>,
+    /// The counter's epoch this charge belongs to (see the module notes).
+    pub epoch: u32,
     pub amount_minor: i64,
     pub count: i32,
 }
@@ -90,44 +94,52 @@ impl Usage {
         &self.counters
     }
 
-    /// Applies one delta (see the module notes for stale windows).
+    /// The epoch a charge at `now` in `currency` belongs to: the counter's own when it still
+    /// counts this window in this currency, otherwise the next one (it will restart).
+    pub fn epoch_for(
+        &self,
+        scope: LimitScope,
+        window: Window,
+        now: Timestamp,
+        currency: Option<Currency>,
+    ) -> u32 {
+        match self.counters.get(&(scope, window)) {
+            Some(counter)
+                if counter.window_id == window.id(now) && counter.currency == currency =>
+            {
+                counter.epoch
+            }
+            Some(counter) => counter.epoch.wrapping_add(1),
+            None => 1,
+        }
+    }
+
+    /// Applies one delta (see the module notes). Never panics: a restoration for a counter that
+    /// has since restarted changes nothing, and amounts never go below zero.
     pub fn apply(&mut self, delta: &UsageDelta) {
         let key = (delta.scope, delta.window);
         let charging = delta.amount_minor > 0 || delta.count > 0;
         if charging {
             let counter = self.counters.entry(key).or_default();
-            if counter.window_id != delta.window_id
-                || counter.currency != delta.currency
-                || counter.count == 0 && counter.amount_minor == 0
-            {
+            if counter.epoch != delta.epoch {
                 *counter = Counter {
+                    epoch: delta.epoch,
                     window_id: delta.window_id,
                     currency: delta.currency,
                     amount_minor: 0,
                     count: 0,
                 };
             }
-            counter.amount_minor = counter
-                .amount_minor
-                .checked_add(delta.amount_minor)
-                .expect("usage amount overflow");
-            counter.count = counter
-                .count
-                .checked_add_signed(delta.count)
-                .expect("usage count overflow");
+            counter.amount_minor = counter.amount_minor.saturating_add(delta.amount_minor);
+            counter.count = counter.count.saturating_add_signed(delta.count);
         } else if let Some(counter) = self.counters.get_mut(&key)
-            && counter.window_id == delta.window_id
-            && counter.currency == delta.currency
+            && counter.epoch == delta.epoch
         {
             counter.amount_minor = counter
                 .amount_minor
-                .checked_add(delta.amount_minor)
-                .expect("usage amount overflow");
-            counter.count = counter
-                .count
-                .checked_add_signed(delta.count)
-                .expect("usage count underflow");
-            assert!(counter.amount_minor >= 0, "usage restored below zero");
+                .saturating_add(delta.amount_minor)
+                .max(0);
+            counter.count = counter.count.saturating_add_signed(delta.count);
         }
     }
 
@@ -153,6 +165,7 @@ mod tests {
             window: Window::Day,
             window_id: Window::Day.id(at),
             currency: eur(),
+            epoch: u32::try_from(Window::Day.id(at)).unwrap(),
             amount_minor,
             count: 1,
         }

@@ -129,9 +129,10 @@ enum Cmd {
     Sweep,
 }
 
-/// What "the same message" means for a key: type, subject (card, lifecycle or member) and
-/// amount (domain.md A.5; `Fingerprint` in command.rs).
-type Print = (&'static str, String, Option<i64>);
+/// What "the same message" means for a key: type (with the flags that change its meaning),
+/// subject (card, lifecycle or member), the lifecycle it concerns, and amount (domain.md A.5;
+/// `Fingerprint` in command.rs). All network commands here share one sender.
+type Print = (&'static str, String, Option<String>, Option<i64>);
 
 impl Cmd {
     fn kind(&self) -> &'static str {
@@ -149,13 +150,45 @@ impl Cmd {
     fn print(&self) -> Print {
         let card = || "c1".to_string();
         match self {
-            Cmd::Deposit { amount } => ("deposit", "owner".into(), Some(*amount)),
-            Cmd::Authorize { amount, .. } => ("authorize", card(), Some(*amount)),
-            Cmd::Increment { id, amount } => ("increment", id.clone(), Some(*amount)),
-            Cmd::Reverse { id, replacement } => ("reverse", id.clone(), *replacement),
-            Cmd::Clear { amount, .. } => ("clear", card(), Some(*amount)),
-            Cmd::Advise { amount, .. } => ("advise", card(), Some(*amount)),
-            Cmd::Sweep => ("sweep", String::new(), None),
+            Cmd::Deposit { amount } => ("deposit", "owner".into(), None, Some(*amount)),
+            Cmd::Authorize { id, amount, .. } => {
+                ("authorize", card(), Some(id.clone()), Some(*amount))
+            }
+            Cmd::Increment { id, amount } => {
+                ("increment", id.clone(), Some(id.clone()), Some(*amount))
+            }
+            Cmd::Reverse { id, replacement } => {
+                ("reverse", id.clone(), Some(id.clone()), *replacement)
+            }
+            Cmd::Clear {
+                id,
+                amount,
+                final_clearing,
+            } => (
+                if *final_clearing {
+                    "clear_final"
+                } else {
+                    "clear"
+                },
+                card(),
+                Some(id.clone()),
+                Some(*amount),
+            ),
+            Cmd::Advise {
+                id,
+                amount,
+                approved,
+            } => (
+                if *approved {
+                    "advise"
+                } else {
+                    "advise_declined"
+                },
+                card(),
+                Some(id.clone()),
+                Some(*amount),
+            ),
+            Cmd::Sweep => ("sweep", String::new(), None, None),
         }
     }
 
@@ -179,7 +212,7 @@ impl Cmd {
         let eur = |amount: i64| money(amount, "EUR");
         match self {
             Cmd::Deposit { amount } => (
-                Actor::Member(member("owner")),
+                Actor::Platform,
                 CommandBody::Deposit {
                     member: member("owner"),
                     amount: eur(*amount),
@@ -396,6 +429,11 @@ impl Model {
             tags.push("increment: declined 05 (unknown lifecycle)");
             return Answer::Declined("05");
         };
+        // Cleared and timed-out lifecycles are settled: nothing to increment.
+        if !(life.state.open() || matches!(life.state, St::Expired | St::Reversed)) {
+            tags.push("increment: declined 05 (settled lifecycle)");
+            return Answer::Declined("05");
+        }
         // Only the increment is evaluated, with no partial approval.
         if available < amount {
             tags.push("increment: declined 51 (hold left as it was)");
@@ -404,7 +442,7 @@ impl Model {
         if life.state.open() {
             tags.push("increment: hold grows");
         } else {
-            // Expired or reversed (or cleared): a fresh hold on the same lifecycle.
+            // Expired or reversed: a fresh hold on the same lifecycle.
             tags.push("increment: reopens a closed lifecycle");
             life.state = if life.cleared > 0 {
                 St::PartiallyCleared
@@ -488,6 +526,17 @@ impl Model {
             Some(life) if life.state.open() && amount == 0 && !final_clearing => {
                 // Nothing cleared and nothing closed: acknowledged, no change.
                 tags.push("clear: zero and not final (no change)");
+            }
+            Some(life) if life.state.open() && amount == 0 && life.cleared == 0 => {
+                // A final clearing of nothing: the merchant took nothing, as a full reversal.
+                tags.push("clear: zero and final on an untouched hold (reversal)");
+                self.held -= life.hold;
+                life.hold = 0;
+                life.state = St::Reversed;
+                life.closed_at = Some(now);
+            }
+            Some(life) if !life.state.open() && amount == 0 => {
+                tags.push("clear: zero on a closed lifecycle (no change)");
             }
             Some(life) if life.state.open() => {
                 let consumed = amount.min(life.hold);
@@ -649,13 +698,15 @@ impl Model {
         if self.lives.len() < before {
             tags.push("sweep: forgot closed lifecycles");
         }
-        // Outcomes of a lifecycle that was open when the sweep began are kept.
+        // Outcomes of a lifecycle are kept while the lifecycle is open and for the retention
+        // window after it closed (the lifecycles still kept, after the line above).
         let before = self.outcomes.len();
+        let lives = &self.lives;
         self.outcomes.retain(|_, r| {
             !past(r.at)
                 || r.lifecycle
                     .as_ref()
-                    .is_some_and(|id| open_before.contains(id))
+                    .is_some_and(|id| open_before.contains(id) || lives.contains_key(id))
         });
         if self.outcomes.len() < before {
             tags.push("sweep: forgot outcomes");

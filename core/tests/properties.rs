@@ -265,7 +265,7 @@ fn command_for(world: &World, op: &Op) -> Option<(Actor, CommandBody)> {
             currency: c,
             amount,
         } => (
-            Actor::Member(member(MEMBERS[usize::from(*m)])),
+            Actor::Platform,
             CommandBody::Deposit {
                 member: member(MEMBERS[usize::from(*m)]),
                 amount: money(*amount, CURRENCIES[usize::from(*c)]),

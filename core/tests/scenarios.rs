@@ -2289,8 +2289,8 @@ fn a_child_is_held_to_the_controls_only_a_guardian_may_set() {
             .usage(&[(KID_TODAY, 0, 0)])
             .then(|w, _| assert_eq!(w.account.members[&member("kid")].controls, kid_controls())),
             step(
-                "the guardian pays in 100.00",
-                by("mum"),
+                "the guardian's top-up of 100.00 arrives (the platform confirms money in)",
+                PLATFORM,
                 deposit("mum", eur(10_000)),
             )
             .answers("00")
@@ -2676,8 +2676,8 @@ fn after_equal_split_spending_settle_up_proposes_who_pays_whom() {
                 )
             }),
             step(
-                "ann pays the owner 10.00 outside the account",
-                by("ann"),
+                "ann pays the owner 10.00 outside the account; the owner confirms it",
+                by("owner"),
                 record_settlement("ann", "owner", eur(1_000)),
             )
             .answers("00")
