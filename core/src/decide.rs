@@ -4,10 +4,11 @@
 //! refusals are outcomes and are recorded too, so a repeat gets the same answer. `Err` means
 //! the core could not decide (an invariant would break); nothing is recorded then.
 //!
-//! Order of checks for a spend (each the first that fails answers): idempotency key, amount,
-//! card known, tombstone, account active, card status, member still present, card expiry,
-//! open-hold bound, channel, merchant category, country (member's controls, then the card's),
-//! limits (member's, then the card's), funds (with partial approval when allowed).
+//! Order of checks for a spend (each the first that fails answers): idempotency key, sender's
+//! permission, amount, card known, tombstone, lifecycle id already used, account active, card
+//! status, member still present, card expiry, open-hold bound, account overdrawn, channel,
+//! merchant category, country (member's controls, then the card's), limits (member's, then the
+//! card's), funds (with partial approval when allowed).
 
 use crate::account::{Account, AccountStatus};
 use crate::authorization::{
@@ -1684,10 +1685,20 @@ impl<'a> Decider<'a> {
             {
                 let mut record = record.clone();
                 let mut changes = Changes::default();
-                record.state = LifecycleState::Pending;
-                record.closed_at = None;
-                record.authorized_minor = 0;
-                self.hold_network_decided(&mut record, spend.amount, &mut changes);
+                if record.single_message {
+                    // A single-message spend the network approved in our place: it posts, as
+                    // the 0200 itself would have.
+                    self.post_unheld(&mut record, spend.amount, &mut changes);
+                    record.cleared_minor =
+                        checked(record.cleared_minor.checked_add(spend.amount.amount_minor))?;
+                    record.state = LifecycleState::Cleared;
+                    record.closed_at = Some(self.now());
+                } else {
+                    record.state = LifecycleState::Pending;
+                    record.closed_at = None;
+                    record.authorized_minor = 0;
+                    self.hold_network_decided(&mut record, spend.amount, &mut changes);
+                }
                 record.authorized_minor = spend.amount.amount_minor;
                 record.network_decided = true;
                 let member = record.member.clone();
@@ -2069,11 +2080,11 @@ impl<'a> Decider<'a> {
             reason: DeclineReason::IssuerUnavailable,
             balance: None,
         };
-        let record = self
-            .state
-            .authorizations
-            .get(authorization)
-            .filter(|r| r.kind != SpendKind::Withdrawal);
+        let record = self.state.authorizations.get(authorization);
+        if record.is_some_and(|r| matches!(r.kind, SpendKind::Withdrawal | SpendKind::Refund)) {
+            // Not card traffic the edge answers for: nothing to undo, no answer to rewrite.
+            return Ok(accepted());
+        }
         match record {
             // The message that opened the lifecycle timed out, and nothing the network decided
             // has touched it since: undo what our late answer did.
@@ -2146,9 +2157,7 @@ impl<'a> Decider<'a> {
             let mut record = record.clone();
             let mut changes = Changes::default();
             self.release_all(&mut record, &mut changes);
-            let state = if record.kind == SpendKind::Withdrawal {
-                LifecycleState::Reversed
-            } else if record.cleared_minor > 0 {
+            let state = if record.cleared_minor > 0 {
                 LifecycleState::Cleared
             } else {
                 LifecycleState::Expired

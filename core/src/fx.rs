@@ -81,7 +81,7 @@ fn rate_max() -> Decimal {
 }
 
 impl RateTable {
-    /// Checks every rate (positive, at most 1e9, the base's own rate 1 if listed).
+    /// Checks every rate (between 1e-9 and 1e9, the base's own rate 1 if listed).
     pub fn new(base: Currency, rates: BTreeMap<Currency, Decimal>) -> Result<Self, FxError> {
         if rates.len() > RATE_TABLE_ENTRIES_MAX {
             return Err(FxError::TooManyRates);

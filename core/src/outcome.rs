@@ -76,7 +76,8 @@ pub enum DeclineReason {
     UnknownAuthorization = 15,
     /// A limit or balance in another currency could not be compared: no rate.
     NoExchangeRate = 16,
-    /// The key was used before for a different message (type, card, amount or currency).
+    /// The key was used before for a different message (sender, type, lifecycle, card, amount
+    /// or currency), or the lifecycle id is already taken.
     DuplicateKeyMismatch = 17,
     TooManyOpenHolds = 18,
     /// Answered 91 at the edge because the decision was not durable in time.

@@ -60,7 +60,7 @@ fn funded() -> World {
     world
 }
 
-// ----- 1. usage restoration can panic in apply ---------------------------------------------
+// ----- 1. (fixed) usage restoration can panic in apply ---------------------------------------------
 
 /// A limit's currency is changed twice within one window (EUR -> USD -> EUR). The USD charge
 /// resets the (scope, window) counter, the next EUR charge resets it again, and the EUR charge
@@ -101,7 +101,7 @@ fn a_restoration_after_the_limit_currency_changed_twice_leaves_the_new_counter_a
     assert!(used >= 0);
 }
 
-// ----- 2. card replacement resets card-level limits ----------------------------------------
+// ----- 2. (fixed) card replacement resets card-level limits ----------------------------------------
 
 /// The owner gives bob's card a 100.00 EUR daily limit. Bob spends it, then replaces his own
 /// card (permitted for a member): the new card copies the controls but starts with empty usage,
@@ -144,7 +144,7 @@ fn a_replacement_card_inherits_the_old_cards_usage() {
     );
 }
 
-// ----- 3. timed-out single-message (0200) spend is never undone ----------------------------
+// ----- 3. (fixed) timed-out single-message (0200) spend is never undone ----------------------------
 
 /// A 0200 financial request posts at once. Our answer was late (edge answered 91), and the
 /// network's stand-in declined it (advice, network_approved = false). The debit must go; it
@@ -189,7 +189,7 @@ fn a_timed_out_single_message_spend_is_credited_back() {
     );
 }
 
-// ----- 4. stand-in advice in another currency on a timed-out lifecycle ---------------------
+// ----- 4. (fixed) stand-in advice in another currency on a timed-out lifecycle ---------------------
 
 /// The TimedOut branch of `advise` does not check the advice currency against the lifecycle's
 /// (the open branch does). The hold is planned in USD terms but recorded on a EUR lifecycle:
@@ -222,7 +222,7 @@ fn a_stand_in_advice_in_another_currency_does_not_revive_a_timed_out_lifecycle()
     );
 }
 
-// ----- 5. MarkTimedOut trusts original_key -------------------------------------------------
+// ----- 5. (fixed) MarkTimedOut trusts original_key -------------------------------------------------
 
 /// An increment of a1 is not durable in time and the edge marks *that* message timed out.
 /// `mark_timed_out` never compares `original_key` with the lifecycle's `origin_key`, so it
@@ -254,7 +254,7 @@ fn a_timed_out_increment_leaves_the_original_hold_in_place() {
     );
 }
 
-// ----- 6. settlements overflow positions -> panic in apply ---------------------------------
+// ----- 6. (fixed) settlements overflow positions -> panic in apply ---------------------------------
 
 /// `record_settlement` checks nothing about the positions it moves (deposit does). A member may
 /// record settlements as payer with no money behind them; after ~9.2 million 999_999_999_999
@@ -296,7 +296,7 @@ fn a_settlement_that_would_overflow_a_position_is_refused() {
     ));
 }
 
-// ----- 7. idempotency: different commands replayed -----------------------------------------
+// ----- 7. (fixed) idempotency: different commands replayed -----------------------------------------
 
 /// The fingerprint of a spend is (kind, card, amount): the authorization id is not in it. A
 /// second, different authorization (a2) that reuses a1's key on the same card for the same
@@ -348,7 +348,7 @@ fn a_refused_member_cannot_claim_a_key_the_network_uses_later() {
     );
 }
 
-// ----- 8. withdrawals expire silently; completing later is refused -------------------------
+// ----- 8. (fixed) withdrawals expire silently; completing later is refused -------------------------
 
 /// A withdrawal hold is swept after the hold window like a card hold, but unlike a card
 /// clearing after expiry, completing it afterwards is refused: money that left the account is
@@ -376,7 +376,7 @@ fn a_withdrawal_never_expires_and_completes_days_later() {
     );
 }
 
-// ----- 9. per-transaction limit bypassed by increments -------------------------------------
+// ----- 9. (fixed) per-transaction limit bypassed by increments -------------------------------------
 
 /// A guardian caps a child at 50.00 per transaction. Increments are checked only on their own
 /// amount, so one transaction grows to 120.00.
@@ -413,7 +413,7 @@ fn increments_count_against_the_per_transaction_limit_with_the_original() {
     assert!(total <= 5_000, "one transaction authorized {total} > 5_000");
 }
 
-// ----- 10. overdrawn accounts are not tightened ---------------------------------------------
+// ----- 10. (fixed) overdrawn accounts are not tightened ---------------------------------------------
 
 /// domain.md B: after an overdrawing advice, "mark the account OVERDRAWN, tighten further auths
 /// until cured". Nothing in `authorize` looks at overdrafts: with EUR overdrawn (and the
@@ -442,7 +442,7 @@ fn an_overdrawn_account_approves_nothing_new_until_cured() {
     );
 }
 
-// ----- 11. one lifecycle grows without bound ----------------------------------------------
+// ----- 11. (fixed) one lifecycle grows without bound ----------------------------------------------
 
 /// Every increment appends a new leg (and new usage charges) to the lifecycle, even in the same
 /// currency, and there is no cap on increments per lifecycle. Each Movement event carries the
@@ -496,4 +496,72 @@ fn a_repeated_reversal_after_clearing_credits_once() {
         LifecycleState::Cleared
     );
     world.assert_replay_matches();
+}
+
+// ----- found while documenting -------------------------------------------------------------
+
+/// A 0200 whose answer timed out is credited back; when the network's stand-in then approves
+/// it, the spend posts (as the 0200 would have), rather than being held and later dropped.
+#[test]
+fn a_timed_out_single_message_spend_approved_by_stand_in_posts() {
+    let mut world = funded();
+    world.run_keyed(
+        key("k-0200"),
+        Actor::Network,
+        CommandBody::Authorize {
+            authorization: auth("f1"),
+            spend: spend("c1", eur(4_000)),
+            single_message: true,
+        },
+    );
+    world.network(CommandBody::MarkTimedOut {
+        authorization: auth("f1"),
+        original_key: key("k-0200"),
+    });
+    assert_eq!(world.balance("EUR"), (100_000, 0, 100_000));
+    world.network(CommandBody::Advise {
+        authorization: auth("f1"),
+        spend: spend("c1", eur(4_000)),
+        network_approved: true,
+    });
+    assert_eq!(world.balance("EUR"), (96_000, 0, 96_000));
+    assert_eq!(
+        world.account.authorizations[&auth("f1")].state,
+        LifecycleState::Cleared
+    );
+    world.advance_ms(30 * DAY_MS);
+    world.platform(CommandBody::Sweep);
+    assert_eq!(world.balance("EUR"), (96_000, 0, 96_000));
+    world.assert_replay_matches();
+}
+
+/// Marking a withdrawal timed out (not card traffic) changes nothing and rewrites no answer.
+#[test]
+fn marking_a_withdrawal_timed_out_changes_nothing() {
+    let mut world = funded();
+    let held = world.run_keyed(
+        key("w-key"),
+        Actor::Member(member("owner")),
+        CommandBody::Withdraw {
+            withdrawal: auth("w1"),
+            member: member("owner"),
+            amount: eur(1_000),
+        },
+    );
+    assert!(is_approved(&held.outcome));
+    world.network(CommandBody::MarkTimedOut {
+        authorization: auth("w1"),
+        original_key: key("w-key"),
+    });
+    assert_eq!(world.balance("EUR"), (100_000, 1_000, 99_000));
+    let repeat = world.run_keyed(
+        key("w-key"),
+        Actor::Member(member("owner")),
+        CommandBody::Withdraw {
+            withdrawal: auth("w1"),
+            member: member("owner"),
+            amount: eur(1_000),
+        },
+    );
+    assert_eq!(repeat.outcome, held.outcome);
 }
