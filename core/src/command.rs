@@ -45,7 +45,7 @@ pub struct Spend {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum CommandBody {
     OpenAccount {
         kind: AccountKind,

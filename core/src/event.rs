@@ -120,7 +120,7 @@ pub struct OutcomeRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Event {
     AccountOpened {
         kind: AccountKind,

@@ -20,7 +20,7 @@ use crate::limits::FUNDING_PRIORITY_ENTRIES_MAX;
 use crate::money::Money;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum FundingPolicy {
     /// After the spend's currency, the balance worth most in the base currency first.
     #[default]

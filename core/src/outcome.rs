@@ -217,7 +217,7 @@ impl ApprovalCode {
 
 /// The answer to one command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A hold placed (or a single-message spend posted, or a withdrawal held), possibly for
     /// less than asked when the request allowed partial approval.

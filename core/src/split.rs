@@ -15,7 +15,7 @@ use crate::money::Money;
 
 /// How an account divides each posted spend, refund and fee among its members.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum SplitRule {
     /// The member whose card (or request) it was bears it all.
     #[default]

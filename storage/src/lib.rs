@@ -1,5 +1,23 @@
 //! # tandem-storage
 //!
-//! The durable log (openraft's log, group-committed with fdatasync) and the sled state
-//! applied from it. Filled by the issue "Durable account actors"; depends only on
-//! `tandem-core`.
+//! The durable side of Tandem. The log is the truth; sled holds what is applied from it.
+//!
+//! - `codec.rs`: the versioned encoding of events and account snapshots (format 1).
+//! - `types.rs`: the openraft type configuration; a log entry is a [`LogBatch`] of many
+//!   accounts' [`AccountRecord`]s.
+//! - `log_store.rs`: the Raft log over `raft-log`, fdatasync'd by its flush worker.
+//! - `state_machine.rs`: sled: account snapshots and event tails, the card directory,
+//!   authorization routing, the expiry index; `last_applied` in the same atomic batch.
+//! - `engine.rs`: the single-voter Raft node and the committer that group-commits.
+//!
+//! `docs/durability.md` walks the path fsync by fsync.
+
+pub mod codec;
+pub mod engine;
+pub mod log_store;
+pub mod state_machine;
+pub mod types;
+
+pub use engine::{CommitError, Engine, EngineConfig, EngineStats};
+pub use state_machine::{LoadError, SledSettings, StateMachine, StateReader};
+pub use types::{AccountRecord, LogBatch};

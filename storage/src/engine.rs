@@ -1,0 +1,323 @@
+//! The durable engine: a single-voter Raft node (openraft) over [`LogStore`] and
+//! [`StateMachine`], and the committer that gives it group commit.
+//!
+//! openraft 0.9 turns each `client_write` into one log append with its own fdatasync, one at a
+//! time. The committer therefore gathers the records of many accounts that arrive while the
+//! previous write is in flight into one [`LogBatch`], so many decisions share one fdatasync.
+//! Each submitter is answered only once its batch is committed and applied.
+//!
+//! Order: one committer task drains one queue in arrival order, and writes one batch at a
+//! time, so an account's records reach the log in the order the account submitted them. If a
+//! write fails, that batch and every later one fail ("the log failed"); nothing after a
+//! failed batch is written, so no account's events are applied out of order.
+
+use openraft::error::{InstallSnapshotError, RPCError, RaftError};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::log_store::LogStore;
+use crate::state_machine::{SledSettings, StateMachine, StateReader};
+use crate::types::{AccountRecord, LogBatch, NodeId, TandemRaft};
+
+/// This node's id in the (single-voter) Raft group.
+pub const NODE_ID: NodeId = 1;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub sled: SledSettings,
+    /// Records per log entry, at most (one group commit).
+    pub batch_records_max: usize,
+    /// Submissions waiting for the committer, at most; past it `submit` answers busy.
+    pub queue_depth_max: usize,
+    /// Log entries between openraft snapshots (each syncs sled, then lets the log be purged).
+    pub snapshot_every_entries: u64,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            sled: SledSettings::default(),
+            batch_records_max: 4_096,
+            queue_depth_max: 65_536,
+            snapshot_every_entries: 20_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CommitError {
+    /// The queue to the log is full: try again shortly.
+    #[error("the log is busy")]
+    Busy,
+    /// The log failed a write; this and every later batch fail until the engine restarts.
+    #[error("the log failed: {0}")]
+    LogFailed(String),
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+impl CommitError {
+    /// Every commit error is retryable by the caller: nothing was answered as done.
+    pub fn is_retryable(&self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+struct Submission {
+    record: AccountRecord,
+    done: oneshot::Sender<Result<u64, CommitError>>,
+}
+
+/// Counters the engine keeps for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Log entries written (each one fdatasync of the log).
+    pub batches: AtomicU64,
+    /// Account records written.
+    pub records: AtomicU64,
+}
+
+/// A running engine.
+pub struct Engine {
+    raft: Raft<TandemRaft>,
+    reader: StateReader,
+    queue: mpsc::Sender<Submission>,
+    failed: Arc<AtomicBool>,
+    stats: Arc<EngineStats>,
+    committer: tokio::task::JoinHandle<()>,
+}
+
+impl Engine {
+    /// Opens the data directory (creating it), starts the Raft node and, on a fresh
+    /// directory, initializes it as the single voter. On return every committed entry has
+    /// been applied: the state is ready to load accounts from.
+    pub async fn open(config: EngineConfig) -> Result<Engine, OpenError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let log = LogStore::open(&config.data_dir.join("log"))?;
+        let machine = StateMachine::open(&config.data_dir.join("state"), config.sled)?;
+        let reader = machine.reader();
+        let fresh = log.state().0.is_none()
+            && reader
+                .applied()
+                .map_err(|e| OpenError::Raft(e.to_string()))?
+                .is_none();
+        let raft_config = Config {
+            cluster_name: "tandem".into(),
+            heartbeat_interval: 250,
+            election_timeout_min: 500,
+            election_timeout_max: 1_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: 1_000,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| OpenError::Raft(e.to_string()))?;
+        let raft = Raft::new(NODE_ID, Arc::new(raft_config), NoNetwork, log, machine)
+            .await
+            .map_err(|e| OpenError::Raft(e.to_string()))?;
+        if fresh {
+            let mut members = BTreeMap::new();
+            members.insert(NODE_ID, BasicNode::default());
+            raft.initialize(members)
+                .await
+                .map_err(|e| OpenError::Raft(e.to_string()))?;
+        }
+        // Ready once this node leads and has applied everything committed.
+        raft.wait(None)
+            .current_leader(NODE_ID, "single voter leads")
+            .await
+            .map_err(|e| OpenError::Raft(e.to_string()))?;
+        let last_log = raft.metrics().borrow().last_log_index;
+        raft.wait(None)
+            .applied_index_at_least(last_log, "replayed")
+            .await
+            .map_err(|e| OpenError::Raft(e.to_string()))?;
+        let (queue, receiver) = mpsc::channel(config.queue_depth_max);
+        let failed = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(EngineStats::default());
+        let committer = tokio::spawn(commit_loop(
+            raft.clone(),
+            receiver,
+            config.batch_records_max,
+            failed.clone(),
+            stats.clone(),
+        ));
+        Ok(Engine {
+            raft,
+            reader,
+            queue,
+            failed,
+            stats,
+            committer,
+        })
+    }
+
+    /// Read access to the applied state.
+    pub fn reader(&self) -> &StateReader {
+        &self.reader
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Queues `record` for the log. The answer is its log index once it is committed
+    /// (fdatasync'd) and applied, or why not. Order is preserved per caller.
+    pub fn submit(&self, record: AccountRecord) -> oneshot::Receiver<Result<u64, CommitError>> {
+        let (done, answer) = oneshot::channel();
+        if self.failed.load(Ordering::Acquire) {
+            let _ = done.send(Err(CommitError::LogFailed(
+                "an earlier batch failed".into(),
+            )));
+            return answer;
+        }
+        match self.queue.try_send(Submission { record, done }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(submission)) => {
+                let _ = submission.done.send(Err(CommitError::Busy));
+            }
+            Err(mpsc::error::TrySendError::Closed(submission)) => {
+                let _ = submission.done.send(Err(CommitError::ShuttingDown));
+            }
+        }
+        answer
+    }
+
+    /// Stops accepting work, lets queued batches finish, and shuts the Raft node down.
+    pub async fn shutdown(self) {
+        drop(self.queue);
+        let _ = self.committer.await;
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+async fn commit_loop(
+    raft: Raft<TandemRaft>,
+    mut receiver: mpsc::Receiver<Submission>,
+    batch_records_max: usize,
+    failed: Arc<AtomicBool>,
+    stats: Arc<EngineStats>,
+) {
+    let mut pending: Vec<Submission> = Vec::with_capacity(batch_records_max);
+    while let Some(first) = receiver.recv().await {
+        pending.push(first);
+        while pending.len() < batch_records_max {
+            match receiver.try_recv() {
+                Ok(next) => pending.push(next),
+                Err(_) => break,
+            }
+        }
+        if failed.load(Ordering::Acquire) {
+            for submission in pending.drain(..) {
+                let _ = submission.done.send(Err(CommitError::LogFailed(
+                    "an earlier batch failed".into(),
+                )));
+            }
+            continue;
+        }
+        let (records, waiters): (Vec<AccountRecord>, Vec<oneshot::Sender<_>>) =
+            pending.drain(..).map(|s| (s.record, s.done)).unzip();
+        let count = records.len() as u64;
+        match raft.client_write(LogBatch { records }).await {
+            Ok(response) => {
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                stats.records.fetch_add(count, Ordering::Relaxed);
+                for waiter in waiters {
+                    let _ = waiter.send(Ok(response.log_id.index));
+                }
+            }
+            Err(error) => {
+                failed.store(true, Ordering::Release);
+                tracing::error!(%error, "log write failed; refusing further batches");
+                let message = error.to_string();
+                for waiter in waiters {
+                    let _ = waiter.send(Err(CommitError::LogFailed(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// A single voter never talks to peers; openraft still wants a network. Every call answers
+/// "unreachable", which openraft treats as a transient network error.
+#[derive(Clone, Copy)]
+pub struct NoNetwork;
+
+#[derive(Debug)]
+struct NoPeers;
+
+impl std::fmt::Display for NoPeers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a single-voter node has no peers")
+    }
+}
+
+impl std::error::Error for NoPeers {}
+
+fn unreachable<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
+    RPCError::Unreachable(openraft::error::Unreachable::new(&NoPeers))
+}
+
+impl RaftNetworkFactory<TandemRaft> for NoNetwork {
+    type Network = NoNetwork;
+
+    async fn new_client(&mut self, _target: NodeId, _node: &BasicNode) -> Self::Network {
+        NoNetwork
+    }
+}
+
+impl RaftNetwork<TandemRaft> for NoNetwork {
+    async fn append_entries(
+        &mut self,
+        _rpc: AppendEntriesRequest<TandemRaft>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        Err(unreachable())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TandemRaft>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        Err(unreachable())
+    }
+
+    async fn vote(
+        &mut self,
+        _rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        Err(unreachable())
+    }
+}
+
+/// Where the engine keeps things inside its data directory.
+pub fn layout(data_dir: &Path) -> [(PathBuf, &'static str); 2] {
+    [
+        (data_dir.join("log"), "the Raft log (raft-log)"),
+        (data_dir.join("state"), "applied state (sled)"),
+    ]
+}

@@ -1,0 +1,335 @@
+//! The Raft log, kept by `raft-log` (a write-ahead log made for Raft by openraft's author) and
+//! adapted to openraft 0.9's `RaftLogStorage`.
+//!
+//! Durability: `append` hands the entries to raft-log and asks for a synced flush; raft-log's
+//! flush worker writes every pending flush in one batch, calls `fdatasync` once, and only then
+//! fires the callbacks, which is when openraft counts the entries as persisted. Votes and
+//! purges wait for their own synced flush before returning, as openraft requires.
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{LeaderId, OptionalSend, StorageIOError};
+use raft_log::api::raft_log_writer::RaftLogWriter;
+use serde::{Deserialize, Serialize};
+use std::fmt::Debug;
+use std::io;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::types::{Entry, LogId, StorageError, TandemRaft, Vote};
+
+/// A log id as raft-log stores it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StoredLogId {
+    pub term: u64,
+    pub node_id: u64,
+    pub index: u64,
+}
+
+impl From<&LogId> for StoredLogId {
+    fn from(id: &LogId) -> Self {
+        Self {
+            term: id.leader_id.term,
+            node_id: id.leader_id.node_id,
+            index: id.index,
+        }
+    }
+}
+
+impl From<&StoredLogId> for LogId {
+    fn from(id: &StoredLogId) -> Self {
+        LogId::new(LeaderId::new(id.term, id.node_id), id.index)
+    }
+}
+
+/// A vote as raft-log stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredVote {
+    pub term: u64,
+    pub node_id: u64,
+    pub committed: bool,
+}
+
+impl StoredVote {
+    fn vote(&self) -> Vote {
+        if self.committed {
+            Vote::new_committed(self.term, self.node_id)
+        } else {
+            Vote::new(self.term, self.node_id)
+        }
+    }
+}
+
+impl PartialOrd for StoredVote {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.vote().partial_cmp(&other.vote())
+    }
+}
+
+/// One entry's bytes: openraft's `Entry` in the storage codec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry(pub Vec<u8>);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NoUserData;
+
+/// Length-prefixed framing so raft-log can read values back from a stream.
+fn write_framed<W: io::Write>(mut w: W, bytes: &[u8]) -> io::Result<usize> {
+    let length = u32::try_from(bytes.len()).map_err(|_| io::Error::other("record too large"))?;
+    w.write_all(&length.to_be_bytes())?;
+    w.write_all(bytes)?;
+    Ok(4 + bytes.len())
+}
+
+fn read_framed<R: io::Read>(mut r: R) -> io::Result<Vec<u8>> {
+    let mut length = [0u8; 4];
+    r.read_exact(&mut length)?;
+    let mut bytes = vec![0u8; u32::from_be_bytes(length) as usize];
+    r.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn to_bytes<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    postcard::to_allocvec(value).map_err(io::Error::other)
+}
+
+fn from_bytes<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+macro_rules! framed_serde_codec {
+    ($type:ty) => {
+        impl raft_log::codeq::Encode for $type {
+            fn encode<W: io::Write>(&self, w: W) -> io::Result<usize> {
+                write_framed(w, &to_bytes(self)?)
+            }
+        }
+        impl raft_log::codeq::Decode for $type {
+            fn decode<R: io::Read>(r: R) -> io::Result<Self> {
+                from_bytes(&read_framed(r)?)
+            }
+        }
+    };
+}
+
+framed_serde_codec!(StoredLogId);
+framed_serde_codec!(StoredVote);
+
+impl raft_log::codeq::Encode for StoredEntry {
+    fn encode<W: io::Write>(&self, w: W) -> io::Result<usize> {
+        write_framed(w, &self.0)
+    }
+}
+
+impl raft_log::codeq::Decode for StoredEntry {
+    fn decode<R: io::Read>(r: R) -> io::Result<Self> {
+        Ok(StoredEntry(read_framed(r)?))
+    }
+}
+
+impl raft_log::codeq::Encode for NoUserData {
+    fn encode<W: io::Write>(&self, _w: W) -> io::Result<usize> {
+        Ok(0)
+    }
+}
+
+impl raft_log::codeq::Decode for NoUserData {
+    fn decode<R: io::Read>(_r: R) -> io::Result<Self> {
+        Ok(NoUserData)
+    }
+}
+
+/// Who to tell when a flush is durable.
+pub enum Flushed {
+    /// openraft's own completion for an `append`.
+    Raft(LogFlushed<TandemRaft>),
+    /// A waiting caller (vote, truncate, purge).
+    Wait(tokio::sync::oneshot::Sender<io::Result<()>>),
+}
+
+impl raft_log::Callback for Flushed {
+    fn send(self, result: io::Result<()>) {
+        match self {
+            Flushed::Raft(callback) => callback.log_io_completed(result),
+            Flushed::Wait(sender) => {
+                let _ = sender.send(result);
+            }
+        }
+    }
+}
+
+/// raft-log's type parameters for Tandem.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftLogTypes;
+
+impl raft_log::Types for RaftLogTypes {
+    type LogId = StoredLogId;
+    type LogPayload = StoredEntry;
+    type Vote = StoredVote;
+    type Callback = Flushed;
+    type UserData = NoUserData;
+
+    fn log_index(log_id: &StoredLogId) -> u64 {
+        log_id.index
+    }
+
+    fn payload_size(payload: &StoredEntry) -> u64 {
+        payload.0.len() as u64
+    }
+}
+
+type Inner = raft_log::RaftLog<RaftLogTypes>;
+
+/// The Raft log store. Clones share one raft-log instance.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn io_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> io::Error {
+    io::Error::other(error)
+}
+
+impl LogStore {
+    /// Opens (creating if needed) the log in `dir`. raft-log takes an exclusive lock on it.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut config = raft_log::Config::new(dir.to_string_lossy());
+        // openraft 0.9 serialises appends, so waiting to batch more only adds latency: the
+        // group commit happens a level up, where many accounts share one entry.
+        config.wal.flush_batch_wait = Some(std::time::Duration::ZERO);
+        let inner = raft_log::RaftLog::open(Arc::new(config))?;
+        Ok(Self {
+            inner: Arc::new(Mutex::new(inner)),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock means a panic while writing; the log's own recovery is what we
+        // trust then, so keep serving from it.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn synced(&self, write: impl FnOnce(&mut Inner) -> io::Result<()>) -> io::Result<()> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        {
+            let mut log = self.lock();
+            write(&mut log)?;
+            log.flush(true, Some(Flushed::Wait(sender)))?;
+        }
+        receiver.await.map_err(io_error)?
+    }
+
+    /// The last log id and the last purged one.
+    pub fn state(&self) -> (Option<LogId>, Option<LogId>) {
+        let log = self.lock();
+        let state = log.log_state();
+        (
+            state.last().map(LogId::from),
+            state.purged().map(LogId::from),
+        )
+    }
+}
+
+impl RaftLogReader<TandemRaft> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        use std::ops::Bound;
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s + 1,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e + 1,
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => u64::MAX,
+        };
+        let log = self.lock();
+        let mut entries = Vec::new();
+        for item in log.read(start, end) {
+            let (_, payload) = item.map_err(|e| StorageIOError::read_logs(&e))?;
+            let entry: Entry = from_bytes(&payload.0).map_err(|e| StorageIOError::read_logs(&e))?;
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TandemRaft> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TandemRaft>, StorageError> {
+        let (last, purged) = self.state();
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last.or(purged),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let stored = StoredVote {
+            term: vote.leader_id.term,
+            node_id: vote.leader_id.node_id,
+            committed: vote.committed,
+        };
+        self.synced(|log| log.save_vote(stored).map(|_| ()))
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.lock().log_state().vote().map(StoredVote::vote))
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TandemRaft>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut log = self.lock();
+        // Entries at or below the purge point are already applied and compacted away (openraft
+        // purges the log up to the state machine when that is ahead); raft-log refuses to move
+        // its last id backwards, so such entries are skipped rather than written.
+        let purged = log.log_state().purged().map(|id| id.index);
+        let mut stored = Vec::new();
+        for entry in entries {
+            if purged.is_some_and(|purged| entry.log_id.index <= purged) {
+                continue;
+            }
+            let bytes = to_bytes(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
+            stored.push((StoredLogId::from(&entry.log_id), StoredEntry(bytes)));
+        }
+        log.append(stored)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        // The callback runs on raft-log's flush worker after fdatasync.
+        log.flush(true, Some(Flushed::Raft(callback)))
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.synced(|log| log.truncate(log_id.index).map(|_| ()))
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let stored = StoredLogId::from(&log_id);
+        self.synced(|log| log.purge(stored).map(|_| ()))
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}

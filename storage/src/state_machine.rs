@@ -1,0 +1,521 @@
+//! The state applied from the log, in sled: account events and snapshots, the card directory,
+//! the authorization routing index and the expiry index.
+//!
+//! One sled tree with prefixed keys, so that everything one `apply` call writes — every
+//! record of every entry, and `last_applied` — goes in a single atomic sled batch: after a
+//! crash either all of it is there or none, and openraft re-applies from `last_applied`, so
+//! nothing is applied twice.
+//!
+//! Key layout (account, card and authorization ids never contain a NUL byte):
+//!
+//! | key | value |
+//! |---|---|
+//! | `m:applied` | last applied log id |
+//! | `m:membership` | last applied membership |
+//! | `a:<account>\0s` | the account's latest snapshot (`codec::encode_account`) |
+//! | `a:<account>\0e<seq_first, 8 bytes big-endian>` | events after it (`codec::encode_events`) |
+//! | `c:<card>` | the card's account |
+//! | `z:<authorization>` | the lifecycle's account |
+//! | `x:<expires_at, 8 bytes order-preserving><account>` | an account with a hold due then |
+//!
+//! Durability: sled's `flush()` is only `sync_file_range` on Linux, so [`StateMachine::sync`]
+//! flushes and then `fsync`s sled's data file itself. That happens when openraft builds a
+//! snapshot, which is the only point after which it purges the log: the log is never purged
+//! past what sled holds durably.
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{EntryPayload, OptionalSend, StorageIOError, StoredMembership};
+use serde::{Deserialize, Serialize};
+use std::io::{self, Cursor};
+use std::path::{Path, PathBuf};
+use tandem_core::{Account, AccountId, AuthorizationId, CardId};
+
+use crate::codec;
+use crate::types::{BatchApplied, Entry, LogId, NodeId, StorageError, TandemRaft};
+
+const APPLIED: &[u8] = b"m:applied";
+const MEMBERSHIP: &[u8] = b"m:membership";
+
+type Membership = StoredMembership<NodeId, openraft::BasicNode>;
+
+fn account_prefix(account: &AccountId) -> Vec<u8> {
+    let mut key = b"a:".to_vec();
+    key.extend_from_slice(account.as_str().as_bytes());
+    key.push(0);
+    key
+}
+
+fn snapshot_key(account: &AccountId) -> Vec<u8> {
+    let mut key = account_prefix(account);
+    key.push(b's');
+    key
+}
+
+fn events_prefix(account: &AccountId) -> Vec<u8> {
+    let mut key = account_prefix(account);
+    key.push(b'e');
+    key
+}
+
+fn events_key(account: &AccountId, seq_first: u64) -> Vec<u8> {
+    let mut key = events_prefix(account);
+    key.extend_from_slice(&seq_first.to_be_bytes());
+    key
+}
+
+fn card_key(card: &CardId) -> Vec<u8> {
+    [b"c:".as_slice(), card.as_str().as_bytes()].concat()
+}
+
+fn authorization_key(authorization: &AuthorizationId) -> Vec<u8> {
+    [b"z:".as_slice(), authorization.as_str().as_bytes()].concat()
+}
+
+/// Order-preserving bytes of a signed time.
+fn time_bytes(millis: i64) -> [u8; 8] {
+    ((millis as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn expiry_key(expires_at: i64, account: &AccountId) -> Vec<u8> {
+    [
+        b"x:".as_slice(),
+        &time_bytes(expires_at),
+        account.as_str().as_bytes(),
+    ]
+    .concat()
+}
+
+fn sled_error(error: sled::Error) -> io::Error {
+    io::Error::other(error)
+}
+
+/// A snapshot as openraft ships it: every key and value of the state.
+#[derive(Serialize, Deserialize)]
+struct SnapshotImage {
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Read access to the applied state, shared with the actors (sled handles are cheap clones).
+#[derive(Clone)]
+pub struct StateReader {
+    tree: sled::Tree,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored account does not decode: {0}")]
+    Codec(#[from] codec::CodecError),
+    #[error(
+        "stored events of {account} do not continue its state (expected seq {expected}, found {found})"
+    )]
+    Gap {
+        account: AccountId,
+        expected: u64,
+        found: u64,
+    },
+}
+
+impl StateReader {
+    /// Rebuilds an account from its latest snapshot and the events after it; a fresh
+    /// unopened account if nothing is stored.
+    pub fn load_account(&self, account: &AccountId) -> Result<Account, LoadError> {
+        let mut state = match self.tree.get(snapshot_key(account))? {
+            Some(bytes) => codec::decode_account(&bytes)?,
+            None => Account::new(account.clone()),
+        };
+        for item in self.tree.scan_prefix(events_prefix(account)) {
+            let (key, value) = item?;
+            let seq_bytes: [u8; 8] = key[key.len() - 8..]
+                .try_into()
+                .expect("events keys end in 8 bytes");
+            let seq_first = u64::from_be_bytes(seq_bytes);
+            if seq_first < state.seq {
+                continue; // covered by the snapshot
+            }
+            if seq_first != state.seq {
+                return Err(LoadError::Gap {
+                    account: account.clone(),
+                    expected: state.seq,
+                    found: seq_first,
+                });
+            }
+            for event in codec::decode_events(&value)? {
+                tandem_core::apply_owned(&mut state, event);
+            }
+        }
+        Ok(state)
+    }
+
+    /// The account a card belongs to (the card directory).
+    pub fn card_account(&self, card: &CardId) -> Result<Option<AccountId>, LoadError> {
+        self.lookup(&card_key(card))
+    }
+
+    /// The account an authorization belongs to.
+    pub fn authorization_account(
+        &self,
+        authorization: &AuthorizationId,
+    ) -> Result<Option<AccountId>, LoadError> {
+        self.lookup(&authorization_key(authorization))
+    }
+
+    fn lookup(&self, key: &[u8]) -> Result<Option<AccountId>, LoadError> {
+        Ok(match self.tree.get(key)? {
+            Some(bytes) => Some(codec::decode_value(&bytes)?),
+            None => None,
+        })
+    }
+
+    /// Accounts with a hold due at or before `now_ms`, oldest first, at most `limit`. Entries
+    /// stay until [`StateReader::forget_expiry`] removes them; a stale one only costs the
+    /// sweeper one needless sweep.
+    pub fn due_expiries(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, AccountId)>, LoadError> {
+        let mut due = Vec::new();
+        for item in self.tree.range(
+            b"x:".to_vec()..expiry_key(now_ms.saturating_add(1), &AccountId::new("0").expect("id")),
+        ) {
+            let (key, _) = item?;
+            if due.len() >= limit {
+                break;
+            }
+            let time = u64::from_be_bytes(
+                key[2..10]
+                    .try_into()
+                    .expect("expiry keys hold 8 time bytes"),
+            ) ^ (1 << 63);
+            let account = std::str::from_utf8(&key[10..])
+                .ok()
+                .and_then(|s| AccountId::new(s).ok());
+            if let Some(account) = account {
+                due.push((time as i64, account));
+            }
+        }
+        Ok(due)
+    }
+
+    /// Removes an expiry index entry once the sweeper has swept its account. Not part of the
+    /// replicated state: losing this removal in a crash only repeats a harmless sweep.
+    pub fn forget_expiry(&self, expires_at: i64, account: &AccountId) -> Result<(), LoadError> {
+        self.tree.remove(expiry_key(expires_at, account))?;
+        Ok(())
+    }
+
+    /// The last applied log id.
+    pub fn applied(&self) -> Result<Option<LogId>, LoadError> {
+        Ok(match self.tree.get(APPLIED)? {
+            Some(bytes) => codec::decode_value(&bytes)?,
+            None => None,
+        })
+    }
+}
+
+/// The Raft state machine.
+pub struct StateMachine {
+    db: sled::Db,
+    tree: sled::Tree,
+    path: PathBuf,
+    applied: Option<LogId>,
+    membership: Membership,
+    snapshot_index: u64,
+}
+
+/// sled settings Tandem sets explicitly.
+#[derive(Debug, Clone, Copy)]
+pub struct SledSettings {
+    /// sled's page cache, in bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for SledSettings {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl StateMachine {
+    pub fn open(path: &Path, settings: SledSettings) -> io::Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(settings.cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(sled_error)?;
+        let tree: sled::Tree = (*db).clone();
+        let mut machine = Self {
+            db,
+            tree,
+            path: path.to_path_buf(),
+            applied: None,
+            membership: Membership::default(),
+            snapshot_index: 0,
+        };
+        machine.applied = match machine.tree.get(APPLIED).map_err(sled_error)? {
+            Some(bytes) => codec::decode_value(&bytes).map_err(io::Error::other)?,
+            None => None,
+        };
+        machine.membership = match machine.tree.get(MEMBERSHIP).map_err(sled_error)? {
+            Some(bytes) => codec::decode_value(&bytes).map_err(io::Error::other)?,
+            None => Membership::default(),
+        };
+        Ok(machine)
+    }
+
+    pub fn reader(&self) -> StateReader {
+        StateReader {
+            tree: self.tree.clone(),
+        }
+    }
+
+    /// Makes everything applied so far durable: sled's flush, then an fsync of its data file
+    /// (sled's own flush is `sync_file_range`, which does not survive a power loss).
+    pub fn sync(&self) -> io::Result<()> {
+        self.db.flush().map_err(sled_error)?;
+        std::fs::File::open(self.path.join("db"))?.sync_all()?;
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> io::Result<Vec<BatchApplied>> {
+        let mut batch = sled::Batch::default();
+        let mut answers = Vec::with_capacity(entries.len());
+        // Events keys written earlier in this same batch, per account, so a snapshot later in
+        // the batch can drop them too.
+        let mut written: std::collections::HashMap<AccountId, Vec<Vec<u8>>> =
+            std::collections::HashMap::new();
+        let mut membership_changed = false;
+        for entry in entries {
+            match entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Membership(membership) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    membership_changed = true;
+                }
+                EntryPayload::Normal(log_batch) => {
+                    for record in log_batch.records {
+                        self.apply_record(&mut batch, &mut written, record)?;
+                    }
+                }
+            }
+            self.applied = Some(entry.log_id);
+            answers.push(BatchApplied {
+                index: entry.log_id.index,
+            });
+        }
+        batch.insert(
+            APPLIED,
+            codec::encode_value(&self.applied).map_err(io::Error::other)?,
+        );
+        if membership_changed {
+            batch.insert(
+                MEMBERSHIP,
+                codec::encode_value(&self.membership).map_err(io::Error::other)?,
+            );
+        }
+        self.tree.apply_batch(batch).map_err(sled_error)?;
+        Ok(answers)
+    }
+
+    fn apply_record(
+        &self,
+        batch: &mut sled::Batch,
+        written: &mut std::collections::HashMap<AccountId, Vec<Vec<u8>>>,
+        record: crate::types::AccountRecord,
+    ) -> io::Result<()> {
+        let account = record.account;
+        let value = codec::encode_value(&account).map_err(io::Error::other)?;
+        for card in &record.cards {
+            batch.insert(card_key(card), value.clone());
+        }
+        for authorization in &record.authorizations {
+            batch.insert(authorization_key(authorization), value.clone());
+        }
+        for expires_at in &record.expiries {
+            batch.insert(expiry_key(*expires_at, &account), Vec::new());
+        }
+        match record.snapshot {
+            Some(snapshot) => {
+                // The snapshot covers these events and everything before: drop the tail.
+                for item in self.tree.scan_prefix(events_prefix(&account)) {
+                    let (key, _) = item.map_err(sled_error)?;
+                    batch.remove(key);
+                }
+                for key in written.remove(&account).unwrap_or_default() {
+                    batch.remove(key);
+                }
+                batch.insert(snapshot_key(&account), snapshot);
+            }
+            None => {
+                let key = events_key(&account, record.seq_first);
+                batch.insert(key.clone(), record.events);
+                written.entry(account).or_default().push(key);
+            }
+        }
+        Ok(())
+    }
+
+    fn image(&self) -> io::Result<Vec<u8>> {
+        let mut pairs = Vec::new();
+        for item in self.tree.iter() {
+            let (key, value) = item.map_err(sled_error)?;
+            pairs.push((key.to_vec(), value.to_vec()));
+        }
+        postcard::to_allocvec(&SnapshotImage { pairs }).map_err(io::Error::other)
+    }
+
+    fn snapshot_file(&self) -> PathBuf {
+        self.path.join("raft-snapshot")
+    }
+}
+
+/// The snapshot file: meta and image, written then fsynced.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    data: Vec<u8>,
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&temporary)?;
+        io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl RaftSnapshotBuilder<TandemRaft> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TandemRaft>, StorageError> {
+        // Everything the snapshot covers must be durable in sled before openraft may purge
+        // the log up to it.
+        self.sync()
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let data = self
+            .image()
+            .map_err(|e| StorageIOError::read_state_machine(&e))?;
+        self.snapshot_index += 1;
+        let meta = SnapshotMeta {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+            snapshot_id: format!(
+                "{}-{}",
+                self.applied.map_or(0, |l| l.index),
+                self.snapshot_index
+            ),
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
+        let bytes = postcard::to_allocvec(&stored)
+            .map_err(|e| StorageIOError::write_snapshot(None, &io::Error::other(e)))?;
+        write_synced(&self.snapshot_file(), &bytes)
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TandemRaft> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchApplied>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let last = entries.last().map(|e| e.log_id);
+        self.apply_entries(entries)
+            .map_err(|e| StorageIOError::apply(last.unwrap_or_default(), &e).into())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        StateMachine {
+            db: self.db.clone(),
+            tree: self.tree.clone(),
+            path: self.path.clone(),
+            applied: self.applied,
+            membership: self.membership.clone(),
+            snapshot_index: self.snapshot_index,
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let image: SnapshotImage = postcard::from_bytes(&data).map_err(|e| {
+            StorageIOError::read_snapshot(Some(meta.signature()), &io::Error::other(e))
+        })?;
+        let mut batch = sled::Batch::default();
+        for item in self.tree.iter() {
+            let (key, _) = item.map_err(|e| StorageIOError::read_state_machine(&sled_error(e)))?;
+            batch.remove(key);
+        }
+        for (key, value) in image.pairs {
+            batch.insert(key, value);
+        }
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        batch.insert(
+            APPLIED,
+            codec::encode_value(&self.applied)
+                .map_err(|e| StorageIOError::write(&io::Error::other(e)))?,
+        );
+        batch.insert(
+            MEMBERSHIP,
+            codec::encode_value(&self.membership)
+                .map_err(|e| StorageIOError::write(&io::Error::other(e)))?,
+        );
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write(&sled_error(e)))?;
+        self.sync().map_err(|e| StorageIOError::write(&e))?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        let bytes = postcard::to_allocvec(&stored)
+            .map_err(|e| StorageIOError::write(&io::Error::other(e)))?;
+        write_synced(&self.snapshot_file(), &bytes).map_err(|e| StorageIOError::write(&e))?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TandemRaft>>, StorageError> {
+        let bytes = match std::fs::read(self.snapshot_file()) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageIOError::read_snapshot(None, &e).into()),
+        };
+        let stored: StoredSnapshot = postcard::from_bytes(&bytes)
+            .map_err(|e| StorageIOError::read_snapshot(None, &io::Error::other(e)))?;
+        Ok(Some(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
+    }
+}

@@ -1,0 +1,107 @@
+//! The openraft type configuration and what one log entry carries.
+//!
+//! One log entry is a [`LogBatch`]: the events of many accounts that share one group commit.
+//! Each [`AccountRecord`] is one account's consecutive events (already encoded), plus what
+//! the indexes need, so the state machine applies it without decoding events.
+
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use tandem_core::{AccountId, AuthorizationId, CardId};
+
+/// One account's events within a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    pub account: AccountId,
+    /// The account's sequence number before these events (its count of applied events).
+    pub seq_first: u64,
+    /// How many events `events` holds.
+    pub event_count: u32,
+    /// `codec::encode_events` of the events.
+    pub events: Vec<u8>,
+    /// `codec::encode_account` of the account after these events, when the actor decided it
+    /// is time for a snapshot; the state machine then drops the tail before it.
+    pub snapshot: Option<Vec<u8>>,
+    /// Cards issued by these events (card directory).
+    pub cards: Vec<CardId>,
+    /// Lifecycles these events touched (authorization id → account routing).
+    pub authorizations: Vec<AuthorizationId>,
+    /// Expiry times (ms) of holds these events left open (expiry index).
+    pub expiries: Vec<i64>,
+}
+
+/// The application data of one Raft log entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogBatch {
+    pub records: Vec<AccountRecord>,
+}
+
+/// What applying a batch answers (the index it was applied at).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchApplied {
+    pub index: u64,
+}
+
+openraft::declare_raft_types!(
+    /// Tandem's Raft: node ids are `u64`, entries carry [`LogBatch`]es.
+    pub TandemRaft:
+        D = LogBatch,
+        R = BatchApplied,
+);
+
+pub type NodeId = u64;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type Entry = openraft::Entry<TandemRaft>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// Keeps the default snapshot type's import in use (openraft's macro names it unqualified).
+#[allow(dead_code)]
+type SnapshotBytes = Cursor<Vec<u8>>;
+
+impl AccountRecord {
+    /// The record for `events` an account decided, starting at its sequence number
+    /// `seq_first`, with the index entries they imply; `snapshot` is the account after them
+    /// when one is due.
+    pub fn from_events(
+        account: &AccountId,
+        seq_first: u64,
+        events: &[tandem_core::Event],
+        snapshot: Option<&tandem_core::Account>,
+    ) -> Result<Self, crate::codec::CodecError> {
+        use tandem_core::Event;
+        let mut cards = Vec::new();
+        let mut authorizations = Vec::new();
+        let mut expiries = Vec::new();
+        for event in events {
+            match event {
+                Event::CardIssued { card, .. } => cards.push(card.clone()),
+                Event::CardReplaced { new_card, .. } => cards.push(new_card.clone()),
+                Event::Movement(movement) => {
+                    if let Some(record) = &movement.authorization {
+                        authorizations.push(record.id.clone());
+                        if record.state.is_open()
+                            && record.kind != tandem_core::SpendKind::Withdrawal
+                        {
+                            expiries.push(record.expires_at.millis());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        authorizations.sort();
+        authorizations.dedup();
+        expiries.sort_unstable();
+        expiries.dedup();
+        Ok(Self {
+            account: account.clone(),
+            seq_first,
+            event_count: u32::try_from(events.len()).unwrap_or(u32::MAX),
+            events: crate::codec::encode_events(events)?,
+            snapshot: snapshot.map(crate::codec::encode_account).transpose()?,
+            cards,
+            authorizations,
+            expiries,
+        })
+    }
+}
