@@ -45,6 +45,7 @@ pub mod split;
 pub mod testkit;
 pub mod time;
 pub mod usage;
+pub mod view;
 
 pub use account::{Account, AccountKind, AccountStatus, Balance, InvariantViolation};
 pub use apply::{apply, apply_owned, replay};
@@ -66,3 +67,4 @@ pub use money::Money;
 pub use outcome::{ApprovalCode, BalanceView, DeclineReason, Outcome, RejectReason, ResponseCode};
 pub use split::{SplitRule, Transfer};
 pub use time::{Timestamp, Window, YearMonth};
+pub use view::{BalanceSnapshot, LimitUsage, MemberUsage};

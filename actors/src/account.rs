@@ -1,0 +1,296 @@
+//! One actor per shared account. Its mailbox is the account's total order.
+//!
+//! Pipelining: the actor decides on its in-memory state (which already includes decisions not
+//! yet durable), hands the encoded events to the engine, and moves on. Each decision goes to
+//! the account's completion task in decision order; that task awaits the commits one by one,
+//! so callers are answered, the committed state advances and the snapshot is published only
+//! once the decision is durable — and always in decision order. A decision with no events (a
+//! decline that repeats, a replay) is answered in the same queue, after every earlier decision
+//! is durable, so no answer ever depends on something that could still be lost.
+//!
+//! Failure: when a commit fails, that decision and every later one get a retryable error, and
+//! the actor is told to stop; its supervisor starts it again from durable state.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use tandem_core::{
+    Account, AccountId, BalanceSnapshot, Cause, Command, DecisionContext, Event, Outcome,
+    Timestamp, apply_owned, decide,
+};
+use tandem_storage::{AccountRecord, CommitError};
+
+use crate::cell::SnapshotCell;
+use crate::system::Shared;
+
+/// What callers get when the engine could not give an answer. Every variant is retryable:
+/// nothing was answered as done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecuteError {
+    /// Over the per-account or global in-flight limit (ISO 8583 response 91 at the edge).
+    #[error("busy: too much work in flight")]
+    Busy,
+    /// The log could not make the decision durable.
+    #[error("the log failed: {0}")]
+    LogFailed(String),
+    /// The account's actor stopped before answering (passivated or restarting).
+    #[error("the account restarted before answering")]
+    Interrupted,
+    /// The core could not decide (an invariant would break).
+    #[error("could not decide: {0}")]
+    CouldNotDecide(String),
+    /// The stored account could not be loaded.
+    #[error("could not load the account: {0}")]
+    LoadFailed(String),
+}
+
+pub type Reply = oneshot::Sender<Result<Outcome, ExecuteError>>;
+
+/// A change to an account, as watchers receive it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub snapshot: Arc<BalanceSnapshot>,
+    /// The causes of the money movements in this change (empty for other changes).
+    pub causes: Vec<Cause>,
+}
+
+pub enum AccountMsg {
+    Execute {
+        command: Command,
+        reply: Reply,
+    },
+    /// Stop if idle (passivation).
+    IdleCheck,
+    /// The log failed a commit: stop, to be restarted from durable state.
+    LogFailed(String),
+}
+
+/// The published side of an account: its latest committed snapshot and its change stream.
+pub struct AccountView {
+    pub snapshot: SnapshotCell<BalanceSnapshot>,
+    pub changes: broadcast::Sender<Change>,
+}
+
+/// One entry of the completion queue.
+struct Completion {
+    commit: Option<oneshot::Receiver<Result<u64, CommitError>>>,
+    events: Vec<Event>,
+    reply: Reply,
+    outcome: Outcome,
+    now: Timestamp,
+}
+
+pub struct AccountActor {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub struct AccountState {
+    account: Account,
+    completions: mpsc::UnboundedSender<Completion>,
+    in_flight: Arc<AtomicUsize>,
+    events_since_snapshot: u64,
+    last_used: Instant,
+}
+
+pub struct AccountArgs {
+    pub id: AccountId,
+}
+
+fn now() -> Timestamp {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp::from_millis(millis)
+}
+
+impl Actor for AccountActor {
+    type Msg = AccountMsg;
+    type State = AccountState;
+    type Arguments = AccountArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<AccountMsg>,
+        args: AccountArgs,
+    ) -> Result<AccountState, ActorProcessingErr> {
+        let account = self.shared.engine.reader().load_account(&args.id)?;
+        let view = self
+            .shared
+            .view(&args.id, BalanceSnapshot::of(&account, now()));
+        let (completions, queue) = mpsc::unbounded_channel();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(complete_in_order(
+            queue,
+            account.clone(),
+            view,
+            in_flight.clone(),
+            self.shared.clone(),
+            myself.clone(),
+        ));
+        if let Some(idle) = self.shared.config.idle_timeout {
+            myself.send_after(idle, || AccountMsg::IdleCheck);
+        }
+        Ok(AccountState {
+            account,
+            completions,
+            in_flight,
+            events_since_snapshot: 0,
+            last_used: Instant::now(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AccountMsg>,
+        message: AccountMsg,
+        state: &mut AccountState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            AccountMsg::Execute { command, reply } => {
+                state.last_used = Instant::now();
+                self.execute(state, command, reply)?;
+            }
+            AccountMsg::IdleCheck => {
+                let idle = self.shared.config.idle_timeout.unwrap_or(Duration::MAX);
+                if state.last_used.elapsed() >= idle && state.in_flight.load(Ordering::Acquire) == 0
+                {
+                    myself.stop(Some("idle".into()));
+                } else {
+                    myself.send_after(idle, || AccountMsg::IdleCheck);
+                }
+            }
+            AccountMsg::LogFailed(reason) => {
+                return Err(format!("log failed: {reason}").into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<AccountMsg>,
+        state: &mut AccountState,
+    ) -> Result<(), ActorProcessingErr> {
+        self.shared.forget_view(&state.account.id);
+        Ok(())
+    }
+}
+
+impl AccountActor {
+    fn execute(
+        &self,
+        state: &mut AccountState,
+        command: Command,
+        reply: Reply,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.in_flight.load(Ordering::Acquire) >= self.shared.config.in_flight_per_account_max {
+            self.shared.release_admission();
+            let _ = reply.send(Err(ExecuteError::Busy));
+            return Ok(());
+        }
+        let at = now();
+        let rates = self.shared.rates.load();
+        let ctx = DecisionContext {
+            now: at,
+            rates: &rates,
+            policy: &self.shared.config.policy,
+        };
+        let decision = match decide(&state.account, &command, &ctx) {
+            Ok(decision) => decision,
+            Err(error) => {
+                self.shared.release_admission();
+                let _ = reply.send(Err(ExecuteError::CouldNotDecide(error.to_string())));
+                return Ok(());
+            }
+        };
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        let commit = if decision.events.is_empty() {
+            None
+        } else {
+            let seq_first = state.account.seq;
+            for event in decision.events.iter().cloned() {
+                apply_owned(&mut state.account, event);
+            }
+            state.events_since_snapshot += decision.events.len() as u64;
+            let snapshot_due =
+                state.events_since_snapshot >= self.shared.config.snapshot_every_events;
+            if snapshot_due {
+                state.events_since_snapshot = 0;
+            }
+            let record = AccountRecord::from_events(
+                &state.account.id,
+                seq_first,
+                &decision.events,
+                snapshot_due.then_some(&state.account),
+            )?;
+            Some(self.shared.engine.submit(record))
+        };
+        // The completion task outlives the actor only by its queue; if it is gone the actor is
+        // stopping anyway and the caller sees `Interrupted`.
+        let _ = state.completions.send(Completion {
+            commit,
+            events: decision.events,
+            reply,
+            outcome: decision.outcome,
+            now: at,
+        });
+        Ok(())
+    }
+}
+
+/// Awaits each decision's commit in decision order, then advances the committed state,
+/// publishes the snapshot, tells watchers and answers the caller.
+async fn complete_in_order(
+    mut queue: mpsc::UnboundedReceiver<Completion>,
+    mut committed: Account,
+    view: Arc<AccountView>,
+    in_flight: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    actor: ActorRef<AccountMsg>,
+) {
+    let mut failure: Option<String> = None;
+    while let Some(completion) = queue.recv().await {
+        let result = match (&failure, completion.commit) {
+            (Some(reason), _) => Err(ExecuteError::LogFailed(reason.clone())),
+            (None, None) => Ok(completion.outcome),
+            (None, Some(commit)) => match commit.await {
+                Ok(Ok(_index)) => {
+                    let causes = completion
+                        .events
+                        .iter()
+                        .filter_map(|e| match e {
+                            Event::Movement(m) => Some(m.cause),
+                            _ => None,
+                        })
+                        .collect();
+                    for event in completion.events {
+                        apply_owned(&mut committed, event);
+                    }
+                    let snapshot = Arc::new(BalanceSnapshot::of(&committed, completion.now));
+                    view.snapshot.publish(snapshot.clone());
+                    let _ = view.changes.send(Change { snapshot, causes });
+                    Ok(completion.outcome)
+                }
+                Ok(Err(error)) => {
+                    let reason = error.to_string();
+                    failure = Some(reason.clone());
+                    let _ = actor.cast(AccountMsg::LogFailed(reason.clone()));
+                    Err(ExecuteError::LogFailed(reason))
+                }
+                Err(_) => {
+                    let reason = "the engine dropped the commit".to_string();
+                    failure = Some(reason.clone());
+                    let _ = actor.cast(AccountMsg::LogFailed(reason.clone()));
+                    Err(ExecuteError::LogFailed(reason))
+                }
+            },
+        };
+        in_flight.fetch_sub(1, Ordering::AcqRel);
+        shared.release_admission();
+        let _ = completion.reply.send(result);
+    }
+}

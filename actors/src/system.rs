@@ -1,0 +1,363 @@
+//! The account system: finds or starts an account's actor, admits work within bounds,
+//! supervises actors (restarting a failed one from durable state), keeps the published views,
+//! and runs the expiry sweeper for accounts whose actors are not resident.
+
+use arc_swap::ArcSwap;
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot};
+
+use tandem_core::{
+    AccountId, Actor as CommandActor, BalanceSnapshot, Command, CommandBody, IdempotencyKey,
+    Outcome, Policy, RateTable,
+};
+use tandem_storage::Engine;
+
+use crate::account::{AccountActor, AccountArgs, AccountMsg, AccountView, Change, ExecuteError};
+use crate::cell::SnapshotCell;
+
+#[derive(Debug, Clone)]
+pub struct SystemConfig {
+    pub policy: Policy,
+    /// Decisions waiting for durability on one account, at most.
+    pub in_flight_per_account_max: usize,
+    /// Decisions waiting for durability across all accounts, at most.
+    pub in_flight_max: usize,
+    /// An actor idle this long stops; `None` keeps actors resident.
+    pub idle_timeout: Option<Duration>,
+    /// Events between account snapshots written to sled.
+    pub snapshot_every_events: u64,
+    /// How often the sweeper looks for due holds.
+    pub sweep_every: Duration,
+    /// Buffer of each account's change stream.
+    pub watch_buffer: usize,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        Self {
+            policy: Policy::default(),
+            in_flight_per_account_max: 1_024,
+            in_flight_max: 65_536,
+            idle_timeout: Some(Duration::from_secs(300)),
+            snapshot_every_events: 512,
+            sweep_every: Duration::from_secs(60),
+            watch_buffer: 256,
+        }
+    }
+}
+
+/// What actors and the system share.
+pub struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) config: SystemConfig,
+    pub(crate) rates: ArcSwap<RateTable>,
+    admitted: AtomicUsize,
+    views: RwLock<HashMap<AccountId, Arc<AccountView>>>,
+}
+
+impl Shared {
+    pub(crate) fn release_admission(&self) {
+        self.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// The account's published view, created with `initial` if it has none.
+    pub(crate) fn view(&self, account: &AccountId, initial: BalanceSnapshot) -> Arc<AccountView> {
+        let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
+        let view = views.entry(account.clone()).or_insert_with(|| {
+            let (changes, _) = broadcast::channel(self.config.watch_buffer);
+            Arc::new(AccountView {
+                snapshot: SnapshotCell::new(initial.clone()),
+                changes,
+            })
+        });
+        view.snapshot.publish(Arc::new(initial));
+        view.clone()
+    }
+
+    pub(crate) fn forget_view(&self, account: &AccountId) {
+        let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
+        // Keep it while someone watches, so a watcher survives passivation.
+        if views
+            .get(account)
+            .is_some_and(|v| v.changes.receiver_count() == 0)
+        {
+            views.remove(account);
+        }
+    }
+}
+
+/// Restarts failed account actors from durable state.
+struct Supervisor {
+    shared: Arc<Shared>,
+}
+
+impl Actor for Supervisor {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _myself: ActorRef<()>, _args: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<()>,
+        event: SupervisionEvent,
+        _state: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, error) = event {
+            tracing::warn!(actor = ?cell.get_name(), %error, "account actor failed; restarting from durable state");
+            if let Some(name) = cell.get_name()
+                && let Some(id) = name
+                    .strip_prefix(ACTOR_PREFIX)
+                    .and_then(|s| AccountId::new(s).ok())
+            {
+                // The name is unregistered before supervisors hear of the failure, so the new
+                // actor can take it. If a caller already started one, that is fine too.
+                let actor = AccountActor {
+                    shared: self.shared.clone(),
+                };
+                let _ =
+                    Actor::spawn_linked(Some(name), actor, AccountArgs { id }, myself.get_cell())
+                        .await;
+            }
+        }
+        Ok(())
+    }
+}
+
+const ACTOR_PREFIX: &str = "account:";
+
+/// The running account system.
+pub struct AccountSystem {
+    shared: Arc<Shared>,
+    supervisor: ActorRef<()>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl AccountSystem {
+    pub async fn start(
+        engine: Engine,
+        config: SystemConfig,
+        rates: RateTable,
+    ) -> Result<Arc<Self>, ractor::SpawnErr> {
+        let shared = Arc::new(Shared {
+            engine,
+            config,
+            rates: ArcSwap::from_pointee(rates),
+            admitted: AtomicUsize::new(0),
+            views: RwLock::new(HashMap::new()),
+        });
+        let (supervisor, _) = Actor::spawn(
+            None,
+            Supervisor {
+                shared: shared.clone(),
+            },
+            (),
+        )
+        .await?;
+        let system = Arc::new_cyclic(|weak: &std::sync::Weak<AccountSystem>| {
+            let sweeper = tokio::spawn(sweep_loop(weak.clone(), shared.config.sweep_every));
+            AccountSystem {
+                shared,
+                supervisor,
+                sweeper,
+            }
+        });
+        Ok(system)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// Replaces the FX rates new decisions use.
+    pub fn set_rates(&self, rates: RateTable) {
+        self.shared.rates.store(Arc::new(rates));
+    }
+
+    async fn actor(&self, account: &AccountId) -> Result<ActorRef<AccountMsg>, ExecuteError> {
+        let name = format!("{ACTOR_PREFIX}{account}");
+        for _ in 0..8 {
+            if let Some(actor) = ActorRef::<AccountMsg>::where_is(name.clone()) {
+                return Ok(actor);
+            }
+            let actor = AccountActor {
+                shared: self.shared.clone(),
+            };
+            match Actor::spawn_linked(
+                Some(name.clone()),
+                actor,
+                AccountArgs {
+                    id: account.clone(),
+                },
+                self.supervisor.get_cell(),
+            )
+            .await
+            {
+                Ok((actor, _)) => return Ok(actor),
+                // Someone else started it (or it is still stopping): look again.
+                Err(ractor::SpawnErr::ActorAlreadyRegistered(_)) => tokio::task::yield_now().await,
+                Err(error) => return Err(ExecuteError::LoadFailed(error.to_string())),
+            }
+        }
+        Err(ExecuteError::Busy)
+    }
+
+    /// Decides `command` on `account` and answers once the decision is durable.
+    pub async fn execute(
+        &self,
+        account: &AccountId,
+        command: Command,
+    ) -> Result<Outcome, ExecuteError> {
+        // An actor that stops (passivation) between our lookup and its handling drops our
+        // message unanswered; asking again is safe because the command carries its key.
+        for _ in 0..3 {
+            if self.shared.admitted.fetch_add(1, Ordering::AcqRel)
+                >= self.shared.config.in_flight_max
+            {
+                self.shared.release_admission();
+                return Err(ExecuteError::Busy);
+            }
+            let actor = match self.actor(account).await {
+                Ok(actor) => actor,
+                Err(error) => {
+                    self.shared.release_admission();
+                    return Err(error);
+                }
+            };
+            let (reply, answer) = oneshot::channel();
+            if actor
+                .cast(AccountMsg::Execute {
+                    command: command.clone(),
+                    reply,
+                })
+                .is_err()
+            {
+                self.shared.release_admission();
+                continue;
+            }
+            match answer.await {
+                Ok(result) => return result,
+                Err(_) => {
+                    // Dropped unanswered: the admission was not released by a completion.
+                    self.shared.release_admission();
+                    continue;
+                }
+            }
+        }
+        Err(ExecuteError::Interrupted)
+    }
+
+    /// The latest committed snapshot, without queueing behind the account's work. Loads the
+    /// account (starting its actor) if it is not resident.
+    pub async fn snapshot(
+        &self,
+        account: &AccountId,
+    ) -> Result<Arc<BalanceSnapshot>, ExecuteError> {
+        if let Some(view) = self.resident_view(account) {
+            return Ok(view.snapshot.load());
+        }
+        self.actor(account).await?;
+        self.resident_view(account)
+            .map(|v| v.snapshot.load())
+            .ok_or(ExecuteError::Interrupted)
+    }
+
+    /// Every committed change of `account` from now on, with the current snapshot first.
+    pub async fn watch(
+        &self,
+        account: &AccountId,
+    ) -> Result<(Arc<BalanceSnapshot>, broadcast::Receiver<Change>), ExecuteError> {
+        if self.resident_view(account).is_none() {
+            self.actor(account).await?;
+        }
+        let view = self
+            .resident_view(account)
+            .ok_or(ExecuteError::Interrupted)?;
+        let receiver = view.changes.subscribe();
+        Ok((view.snapshot.load(), receiver))
+    }
+
+    fn resident_view(&self, account: &AccountId) -> Option<Arc<AccountView>> {
+        self.shared
+            .views
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(account)
+            .cloned()
+    }
+
+    /// Accounts with a resident actor.
+    pub fn resident_accounts(&self) -> usize {
+        self.shared
+            .views
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Work admitted and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.shared.admitted.load(Ordering::Acquire)
+    }
+
+    /// Expires due holds now (what the sweeper does on its timer).
+    pub async fn sweep_due(&self) -> usize {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let due = match self.shared.engine.reader().due_expiries(now, 1_024) {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the expiry index");
+                return 0;
+            }
+        };
+        let mut swept = 0;
+        for (expires_at, account) in due {
+            let key = IdempotencyKey::new(&format!("sweep-{now}")).expect("sweep keys are valid");
+            let command = Command {
+                key,
+                actor: CommandActor::Platform,
+                body: CommandBody::Sweep,
+            };
+            if self.execute(&account, command).await.is_ok() {
+                let _ = self
+                    .shared
+                    .engine
+                    .reader()
+                    .forget_expiry(expires_at, &account);
+                swept += 1;
+            }
+        }
+        swept
+    }
+
+    /// Stops every actor and the sweeper; answers already durable have been given.
+    pub async fn shutdown(self: Arc<Self>) {
+        self.sweeper.abort();
+        self.supervisor
+            .stop_and_wait(None, Some(Duration::from_secs(5)))
+            .await
+            .ok();
+    }
+}
+
+async fn sweep_loop(system: std::sync::Weak<AccountSystem>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(system) = system.upgrade() else {
+            return;
+        };
+        system.sweep_due().await;
+    }
+}

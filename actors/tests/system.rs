@@ -1,0 +1,255 @@
+//! The account system on a real engine (raft-log files, sled), driven concurrently.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tandem_actors::{AccountSystem, ExecuteError, SystemConfig};
+use tandem_core::testkit::{auth, card, good_expiry, member, money, spend, standard_rates};
+use tandem_core::{
+    AccountId, AccountKind, Actor, Command, CommandBody, IdempotencyKey, Outcome, Role,
+};
+use tandem_storage::{Engine, EngineConfig};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn start(dir: &std::path::Path, config: SystemConfig) -> Arc<AccountSystem> {
+    let engine = Engine::open(EngineConfig::new(dir))
+        .await
+        .expect("engine opens");
+    AccountSystem::start(engine, config, standard_rates())
+        .await
+        .expect("system starts")
+}
+
+fn command(key: &str, actor: Actor, body: CommandBody) -> Command {
+    Command {
+        key: IdempotencyKey::new(key).unwrap(),
+        actor,
+        body,
+    }
+}
+
+async fn open_funded(system: &AccountSystem, account: &AccountId, cents: i64) {
+    let steps = vec![
+        (
+            Actor::Platform,
+            CommandBody::OpenAccount {
+                kind: AccountKind::Joint,
+            },
+        ),
+        (
+            Actor::Platform,
+            CommandBody::AddMember {
+                member: member("owner"),
+                role: Role::Owner,
+            },
+        ),
+        (
+            Actor::Platform,
+            CommandBody::IssueCard {
+                card: card(&format!("{account}-c")),
+                member: member("owner"),
+                expiry: good_expiry(),
+            },
+        ),
+        (
+            Actor::Platform,
+            CommandBody::Deposit {
+                member: member("owner"),
+                amount: money(cents, "EUR"),
+            },
+        ),
+    ];
+    for (i, (actor, body)) in steps.into_iter().enumerate() {
+        let outcome = system
+            .execute(account, command(&format!("setup-{i}"), actor, body))
+            .await
+            .unwrap();
+        assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
+    }
+}
+
+fn authorize(account: &AccountId, id: &str, cents: i64) -> Command {
+    command(
+        &format!("key-{id}"),
+        Actor::Network,
+        CommandBody::Authorize {
+            authorization: auth(id),
+            spend: spend(&format!("{account}-c"), money(cents, "EUR")),
+            single_message: false,
+        },
+    )
+}
+
+#[test]
+fn a_hot_shared_account_never_overspends_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = AccountId::new("hot").unwrap();
+    let approved = runtime().block_on(async {
+        let system = start(dir.path(), SystemConfig::default()).await;
+        open_funded(&system, &account, 100_000).await;
+        // 400 concurrent 3.00 spends against 1000.00: exactly 333 fit.
+        let mut tasks = Vec::new();
+        for i in 0..400 {
+            let system = system.clone();
+            let account = account.clone();
+            tasks.push(tokio::spawn(async move {
+                system
+                    .execute(&account, authorize(&account, &format!("a{i}"), 300))
+                    .await
+            }));
+        }
+        let mut approved = 0;
+        for task in tasks {
+            match task.await.unwrap().unwrap() {
+                Outcome::Approved { .. } => approved += 1,
+                Outcome::Declined { .. } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(approved, 333);
+        let snapshot = system.snapshot(&account).await.unwrap();
+        let eur = &snapshot.balances[0];
+        assert_eq!(
+            (eur.ledger_minor, eur.held_minor, eur.available_minor),
+            (100_000, 99_900, 100)
+        );
+        system.shutdown().await;
+        approved
+    });
+    runtime().block_on(async {
+        let system = start(dir.path(), SystemConfig::default()).await;
+        let snapshot = system.snapshot(&account).await.unwrap();
+        let eur = &snapshot.balances[0];
+        assert_eq!(
+            eur.held_minor,
+            approved * 300,
+            "every acknowledged approval is still held after a restart"
+        );
+        // A retransmission of an approved request gets the same answer and holds nothing more.
+        let again = system
+            .execute(&account, authorize(&account, "a0", 300))
+            .await
+            .unwrap();
+        assert_eq!(again.response_code().as_str(), "00");
+        assert_eq!(
+            system.snapshot(&account).await.unwrap().balances[0].held_minor,
+            approved * 300
+        );
+        system.shutdown().await;
+    });
+}
+
+#[test]
+fn watchers_see_every_committed_change_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = AccountId::new("watched").unwrap();
+    runtime().block_on(async {
+        let system = start(dir.path(), SystemConfig::default()).await;
+        open_funded(&system, &account, 50_000).await;
+        let (first, mut changes) = system.watch(&account).await.unwrap();
+        for i in 0..20 {
+            system
+                .execute(&account, authorize(&account, &format!("w{i}"), 100))
+                .await
+                .unwrap();
+        }
+        let mut seq = first.seq;
+        for _ in 0..20 {
+            let change = tokio::time::timeout(Duration::from_secs(5), changes.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(change.snapshot.seq > seq, "sequence numbers only go up");
+            seq = change.snapshot.seq;
+        }
+        assert_eq!(
+            system.snapshot(&account).await.unwrap().balances[0].held_minor,
+            2_000
+        );
+        system.shutdown().await;
+    });
+}
+
+#[test]
+fn over_the_per_account_limit_callers_get_a_fast_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = AccountId::new("busy").unwrap();
+    runtime().block_on(async {
+        let config = SystemConfig {
+            in_flight_per_account_max: 2,
+            ..SystemConfig::default()
+        };
+        let system = start(dir.path(), config).await;
+        open_funded(&system, &account, 1_000_000).await;
+        let mut tasks = Vec::new();
+        for i in 0..300 {
+            let system = system.clone();
+            let account = account.clone();
+            tasks.push(tokio::spawn(async move {
+                system
+                    .execute(&account, authorize(&account, &format!("b{i}"), 100))
+                    .await
+            }));
+        }
+        let mut busy = 0;
+        let mut approved = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Err(ExecuteError::Busy) => busy += 1,
+                Ok(Outcome::Approved { .. }) => approved += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(
+            busy > 0,
+            "300 concurrent requests with room for 2 in flight: none was refused"
+        );
+        assert_eq!(busy + approved, 300);
+        assert_eq!(system.in_flight(), 0, "every admission is released");
+        assert_eq!(
+            system.snapshot(&account).await.unwrap().balances[0].held_minor,
+            approved * 100
+        );
+        system.shutdown().await;
+    });
+}
+
+#[test]
+fn an_idle_actor_passivates_and_comes_back_with_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = AccountId::new("sleepy").unwrap();
+    runtime().block_on(async {
+        let config = SystemConfig {
+            idle_timeout: Some(Duration::from_millis(100)),
+            ..SystemConfig::default()
+        };
+        let system = start(dir.path(), config).await;
+        open_funded(&system, &account, 10_000).await;
+        system
+            .execute(&account, authorize(&account, "p1", 1_000))
+            .await
+            .unwrap();
+        let before = system.snapshot(&account).await.unwrap();
+        let mut waited = 0;
+        while system.resident_accounts() > 0 && waited < 100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        assert_eq!(system.resident_accounts(), 0, "the idle actor stopped");
+        let after = system.snapshot(&account).await.unwrap();
+        assert_eq!(after.balances, before.balances);
+        assert_eq!(after.seq, before.seq);
+        let outcome = system
+            .execute(&account, authorize(&account, "p2", 1_000))
+            .await
+            .unwrap();
+        assert_eq!(outcome.response_code().as_str(), "00");
+        system.shutdown().await;
+    });
+}
