@@ -1,5 +1,5 @@
 //! # tandem-tests
 //!
-//! Cross-crate integration tests that start real processes on real sockets and files
-//! (server, crash and interoperability tests). They arrive with the server; the pure core's
-//! own tests live in `core/tests/`.
+//! Cross-crate integration tests that run real processes on real files: `tests/crash.rs`
+//! kills the engine with SIGKILL at random points (through the `tandem-crash-worker`
+//! binary) and checks that every acknowledged approval survived exactly once.

@@ -1,0 +1,106 @@
+//! A workload for the crash test: runs the real engine on a data directory and drives
+//! concurrent authorizations across a few shared accounts, printing `ACK <account> <id>
+//! <amount>` for every approval it was answered (answers come only once durable). The crash
+//! test kills it with SIGKILL at random points and checks what survived.
+//!
+//! Usage: `tandem-crash-worker <data-dir> <run> <accounts>`
+
+use std::io::Write;
+use std::sync::Arc;
+use tandem_actors::{AccountSystem, SystemConfig};
+use tandem_core::testkit::{auth, card, good_expiry, member, money, spend, standard_rates};
+use tandem_core::{
+    AccountId, AccountKind, Actor, Command, CommandBody, IdempotencyKey, Outcome, Role,
+};
+use tandem_storage::{Engine, EngineConfig};
+
+fn command(key: String, actor: Actor, body: CommandBody) -> Command {
+    Command {
+        key: IdempotencyKey::new(&key).expect("key"),
+        actor,
+        body,
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = std::path::PathBuf::from(&args[1]);
+    let run: u64 = args[2].parse().expect("run number");
+    let accounts: usize = args[3].parse().expect("account count");
+    let engine = Engine::open(EngineConfig::new(&dir))
+        .await
+        .expect("engine opens");
+    let config = SystemConfig {
+        snapshot_every_events: 64,
+        ..SystemConfig::default()
+    };
+    let system = AccountSystem::start(engine, config, standard_rates())
+        .await
+        .expect("system starts");
+    for a in 0..accounts {
+        let account = AccountId::new(&format!("acct-{a}")).expect("id");
+        let setup = [
+            CommandBody::OpenAccount {
+                kind: AccountKind::Joint,
+            },
+            CommandBody::AddMember {
+                member: member("owner"),
+                role: Role::Owner,
+            },
+            CommandBody::IssueCard {
+                card: card(&format!("card-{a}")),
+                member: member("owner"),
+                expiry: good_expiry(),
+            },
+            CommandBody::Deposit {
+                member: member("owner"),
+                amount: money(1_000_000_000, "EUR"),
+            },
+        ];
+        // Fixed keys: after a restart these are answered from the recorded outcomes.
+        for (i, body) in setup.into_iter().enumerate() {
+            system
+                .execute(
+                    &account,
+                    command(format!("setup-{i}"), Actor::Platform, body),
+                )
+                .await
+                .expect("setup");
+        }
+    }
+    println!("READY");
+    std::io::stdout().flush().ok();
+    let stdout = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let mut tasks = Vec::new();
+    for worker in 0..32u64 {
+        let system = system.clone();
+        let stdout = stdout.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            loop {
+                n += 1;
+                let a = ((worker * 7919 + n) as usize) % accounts;
+                let account = AccountId::new(&format!("acct-{a}")).expect("id");
+                let id = format!("r{run}-w{worker}-n{n}");
+                let amount = 100 + (n % 50) as i64;
+                let body = CommandBody::Authorize {
+                    authorization: auth(&id),
+                    spend: spend(&format!("card-{a}"), money(amount, "EUR")),
+                    single_message: false,
+                };
+                if let Ok(Outcome::Approved { .. }) = system
+                    .execute(&account, command(format!("k-{id}"), Actor::Network, body))
+                    .await
+                {
+                    let mut out = stdout.lock().expect("stdout");
+                    writeln!(out, "ACK acct-{a} {id} {amount}").ok();
+                    out.flush().ok();
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.ok();
+    }
+}
