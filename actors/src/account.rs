@@ -92,6 +92,8 @@ pub struct AccountState {
     completions: mpsc::UnboundedSender<Completion>,
     in_flight: Arc<AtomicUsize>,
     events_since_snapshot: u64,
+    /// The earliest hold expiry the expiry index has for this account (what was last sent).
+    indexed_expiry: Option<i64>,
     last_used: Instant,
 }
 
@@ -118,6 +120,7 @@ impl Actor for AccountActor {
         args: AccountArgs,
     ) -> Result<AccountState, ActorProcessingErr> {
         let account = self.shared.engine.reader().load_account(&args.id)?;
+        let indexed_expiry = self.shared.engine.reader().indexed_expiry(&args.id)?;
         let view = self
             .shared
             .view(&args.id, BalanceSnapshot::of(&account, now()));
@@ -139,6 +142,7 @@ impl Actor for AccountActor {
             completions,
             in_flight,
             events_since_snapshot: 0,
+            indexed_expiry,
             last_used: Instant::now(),
         })
     }
@@ -208,16 +212,20 @@ impl AccountActor {
             }
         };
         state.in_flight.fetch_add(1, Ordering::AcqRel);
-        let commit = if decision.events.is_empty() {
+        let seq_first = state.account.seq;
+        for event in decision.events.iter().cloned() {
+            apply_owned(&mut state.account, event);
+        }
+        // The expiry index keeps each account's earliest open hold; tell it when that moved.
+        let next_expiry = state.account.next_expiry().map(Timestamp::millis);
+        let expiry_update = (next_expiry != state.indexed_expiry).then_some(next_expiry);
+        state.indexed_expiry = next_expiry;
+        let commit = if decision.events.is_empty() && expiry_update.is_none() {
             None
         } else {
-            let seq_first = state.account.seq;
-            for event in decision.events.iter().cloned() {
-                apply_owned(&mut state.account, event);
-            }
             state.events_since_snapshot += decision.events.len() as u64;
-            let snapshot_due =
-                state.events_since_snapshot >= self.shared.config.snapshot_every_events;
+            let snapshot_due = !decision.events.is_empty()
+                && state.events_since_snapshot >= self.shared.config.snapshot_every_events;
             if snapshot_due {
                 state.events_since_snapshot = 0;
             }
@@ -225,6 +233,7 @@ impl AccountActor {
                 &state.account.id,
                 seq_first,
                 &decision.events,
+                expiry_update,
                 snapshot_due.then_some(&state.account),
             )?;
             Some(self.shared.engine.submit(record))

@@ -321,19 +321,15 @@ impl AccountSystem {
             }
         };
         let mut swept = 0;
-        for (expires_at, account) in due {
+        for (_, account) in due {
             let key = IdempotencyKey::new(&format!("sweep-{now}")).expect("sweep keys are valid");
             let command = Command {
                 key,
                 actor: CommandActor::Platform,
                 body: CommandBody::Sweep,
             };
+            // Expiring the holds moves the account's entry in the expiry index.
             if self.execute(&account, command).await.is_ok() {
-                let _ = self
-                    .shared
-                    .engine
-                    .reader()
-                    .forget_expiry(expires_at, &account);
                 swept += 1;
             }
         }

@@ -253,3 +253,31 @@ fn an_idle_actor_passivates_and_comes_back_with_the_same_state() {
         system.shutdown().await;
     });
 }
+
+#[test]
+fn the_sweeper_expires_holds_of_accounts_that_are_not_resident() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = AccountId::new("forgotten").unwrap();
+    runtime().block_on(async {
+        let mut policy = tandem_core::Policy::default();
+        policy.hold_expiry_ms = 200;
+        let config = SystemConfig { policy, idle_timeout: Some(Duration::from_millis(50)), ..SystemConfig::default() };
+        let system = start(dir.path(), config).await;
+        open_funded(&system, &account, 10_000).await;
+        system.execute(&account, authorize(&account, "e1", 2_500)).await.unwrap();
+        assert_eq!(system.snapshot(&account).await.unwrap().balances[0].held_minor, 2_500);
+        // Let the actor passivate and the hold fall due.
+        let mut waited = 0;
+        while system.resident_accounts() > 0 && waited < 100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        assert_eq!(system.resident_accounts(), 0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(system.sweep_due().await, 1, "the expiry index names the account");
+        let snapshot = system.snapshot(&account).await.unwrap();
+        assert_eq!(snapshot.balances[0].held_minor, 0, "the hold expired");
+        assert_eq!(system.sweep_due().await, 0, "its entry moved: nothing is due any more");
+        system.shutdown().await;
+    });
+}

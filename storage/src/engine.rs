@@ -6,8 +6,11 @@
 //! previous write is in flight into one [`LogBatch`], so many decisions share one fdatasync.
 //! Each submitter is answered only once its batch is committed and applied.
 //!
-//! Order: one committer task drains one queue in arrival order, and writes one batch at a
-//! time, so an account's records reach the log in the order the account submitted them. If a
+//! Order: one committer task drains one queue in arrival order and hands batches to openraft
+//! in that order (up to `writes_in_flight_max` at once, so the append of one overlaps the apply
+//! of the one before); openraft appends them in that order and the committer answers them in
+//! that order, so an account's records reach the log, and its callers are answered, in the
+//! order the account submitted them. If a
 //! write fails, that batch and every later one fail ("the log failed"); nothing after a
 //! failed batch is written, so no account's events are applied out of order.
 
@@ -18,7 +21,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +44,9 @@ pub struct EngineConfig {
     pub queue_depth_max: usize,
     /// Log entries between openraft snapshots (each syncs sled, then lets the log be purged).
     pub snapshot_every_entries: u64,
+    /// Log writes handed to openraft and not yet answered, at most: appending one batch
+    /// overlaps applying the previous one.
+    pub writes_in_flight_max: usize,
 }
 
 impl EngineConfig {
@@ -51,6 +57,7 @@ impl EngineConfig {
             batch_records_max: 4_096,
             queue_depth_max: 65_536,
             snapshot_every_entries: 20_000,
+            writes_in_flight_max: 4,
         }
     }
 }
@@ -158,6 +165,7 @@ impl Engine {
             raft.clone(),
             receiver,
             config.batch_records_max,
+            config.writes_in_flight_max,
             failed.clone(),
             stats.clone(),
         ));
@@ -214,43 +222,80 @@ async fn commit_loop(
     raft: Raft<TandemRaft>,
     mut receiver: mpsc::Receiver<Submission>,
     batch_records_max: usize,
+    writes_in_flight_max: usize,
     failed: Arc<AtomicBool>,
     stats: Arc<EngineStats>,
 ) {
-    let mut pending: Vec<Submission> = Vec::with_capacity(batch_records_max);
-    while let Some(first) = receiver.recv().await {
-        pending.push(first);
-        while pending.len() < batch_records_max {
-            match receiver.try_recv() {
-                Ok(next) => pending.push(next),
-                Err(_) => break,
-            }
-        }
-        if failed.load(Ordering::Acquire) {
-            for submission in pending.drain(..) {
-                let _ = submission.done.send(Err(CommitError::LogFailed(
-                    "an earlier batch failed".into(),
-                )));
-            }
-            continue;
-        }
-        let (records, waiters): (Vec<AccountRecord>, Vec<oneshot::Sender<_>>) =
-            pending.drain(..).map(|s| (s.record, s.done)).unzip();
-        let count = records.len() as u64;
-        match raft.client_write(LogBatch { records }).await {
-            Ok(response) => {
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-                stats.records.fetch_add(count, Ordering::Relaxed);
-                for waiter in waiters {
-                    let _ = waiter.send(Ok(response.log_id.index));
+    type Responder =
+        <openraft::impls::OneshotResponder<TandemRaft> as openraft::raft::responder::Responder<
+            TandemRaft,
+        >>::Receiver;
+    // Writes handed to openraft and not yet answered, oldest first. openraft appends them in
+    // the order they were handed over, so answering the oldest first keeps log order.
+    let mut in_flight: VecDeque<(
+        Responder,
+        Vec<oneshot::Sender<Result<u64, CommitError>>>,
+        u64,
+    )> = VecDeque::new();
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        tokio::select! {
+            biased;
+            written = async { (&mut in_flight.front_mut().expect("checked").0).await }, if !in_flight.is_empty() => {
+                let (_, waiters, count) = in_flight.pop_front().expect("checked");
+                let result = match written {
+                    Ok(Ok(response)) => Ok(response.log_id.index),
+                    Ok(Err(error)) => Err(error.to_string()),
+                    Err(_) => Err("openraft dropped the write".to_string()),
+                };
+                match result {
+                    Ok(index) => {
+                        stats.batches.fetch_add(1, Ordering::Relaxed);
+                        stats.records.fetch_add(count, Ordering::Relaxed);
+                        for waiter in waiters {
+                            let _ = waiter.send(Ok(index));
+                        }
+                    }
+                    Err(message) => {
+                        failed.store(true, Ordering::Release);
+                        tracing::error!(%message, "log write failed; refusing further batches");
+                        for waiter in waiters {
+                            let _ = waiter.send(Err(CommitError::LogFailed(message.clone())));
+                        }
+                    }
                 }
             }
-            Err(error) => {
-                failed.store(true, Ordering::Release);
-                tracing::error!(%error, "log write failed; refusing further batches");
-                let message = error.to_string();
-                for waiter in waiters {
-                    let _ = waiter.send(Err(CommitError::LogFailed(message.clone())));
+            first = receiver.recv(), if open && in_flight.len() < writes_in_flight_max => {
+                let Some(first) = first else {
+                    open = false;
+                    continue;
+                };
+                let mut pending = Vec::with_capacity(batch_records_max.min(1_024));
+                pending.push(first);
+                while pending.len() < batch_records_max {
+                    match receiver.try_recv() {
+                        Ok(next) => pending.push(next),
+                        Err(_) => break,
+                    }
+                }
+                if failed.load(Ordering::Acquire) {
+                    for submission in pending {
+                        let _ = submission.done.send(Err(CommitError::LogFailed("an earlier batch failed".into())));
+                    }
+                    continue;
+                }
+                let (records, waiters): (Vec<AccountRecord>, Vec<oneshot::Sender<_>>) =
+                    pending.into_iter().map(|s| (s.record, s.done)).unzip();
+                let count = records.len() as u64;
+                match raft.client_write_ff(LogBatch { records }).await {
+                    Ok(responder) => in_flight.push_back((responder, waiters, count)),
+                    Err(error) => {
+                        failed.store(true, Ordering::Release);
+                        let message = error.to_string();
+                        for waiter in waiters {
+                            let _ = waiter.send(Err(CommitError::LogFailed(message.clone())));
+                        }
+                    }
                 }
             }
         }

@@ -198,6 +198,9 @@ impl LogStore {
         // openraft 0.9 serialises appends, so waiting to batch more only adds latency: the
         // group commit happens a level up, where many accounts share one entry.
         config.wal.flush_batch_wait = Some(std::time::Duration::ZERO);
+        // A record torn by a power loss was never acknowledged (its fdatasync did not return):
+        // drop it on open instead of refusing to start.
+        config.wal.truncate_incomplete_record = Some(true);
         let inner = raft_log::RaftLog::open(Arc::new(config))?;
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),

@@ -15,8 +15,8 @@
 //! | `a:<account>\0s` | the account's latest snapshot (`codec::encode_account`) |
 //! | `a:<account>\0e<seq_first, 8 bytes big-endian>` | events after it (`codec::encode_events`) |
 //! | `c:<card>` | the card's account |
-//! | `z:<authorization>` | the lifecycle's account |
-//! | `x:<expires_at, 8 bytes order-preserving><account>` | an account with a hold due then |
+//! | `x:<expires_at, 8 bytes order-preserving><account>` | an account whose earliest hold is due then |
+//! | `w:<account>` | that time, so the entry can be moved when it changes |
 //!
 //! Durability: sled's `flush()` is only `sync_file_range` on Linux, so [`StateMachine::sync`]
 //! flushes and then `fsync`s sled's data file itself. That happens when openraft builds a
@@ -28,7 +28,7 @@ use openraft::{EntryPayload, OptionalSend, StorageIOError, StoredMembership};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
-use tandem_core::{Account, AccountId, AuthorizationId, CardId};
+use tandem_core::{Account, AccountId, CardId};
 
 use crate::codec;
 use crate::types::{BatchApplied, Entry, LogId, NodeId, StorageError, TandemRaft};
@@ -67,8 +67,8 @@ fn card_key(card: &CardId) -> Vec<u8> {
     [b"c:".as_slice(), card.as_str().as_bytes()].concat()
 }
 
-fn authorization_key(authorization: &AuthorizationId) -> Vec<u8> {
-    [b"z:".as_slice(), authorization.as_str().as_bytes()].concat()
+fn expiry_pointer_key(account: &AccountId) -> Vec<u8> {
+    [b"w:".as_slice(), account.as_str().as_bytes()].concat()
 }
 
 /// Order-preserving bytes of a signed time.
@@ -153,14 +153,6 @@ impl StateReader {
         self.lookup(&card_key(card))
     }
 
-    /// The account an authorization belongs to.
-    pub fn authorization_account(
-        &self,
-        authorization: &AuthorizationId,
-    ) -> Result<Option<AccountId>, LoadError> {
-        self.lookup(&authorization_key(authorization))
-    }
-
     fn lookup(&self, key: &[u8]) -> Result<Option<AccountId>, LoadError> {
         Ok(match self.tree.get(key)? {
             Some(bytes) => Some(codec::decode_value(&bytes)?),
@@ -168,9 +160,9 @@ impl StateReader {
         })
     }
 
-    /// Accounts with a hold due at or before `now_ms`, oldest first, at most `limit`. Entries
-    /// stay until [`StateReader::forget_expiry`] removes them; a stale one only costs the
-    /// sweeper one needless sweep.
+    /// Accounts whose earliest open hold is due at or before `now_ms`, oldest first, at most
+    /// `limit`. An account's entry moves when its earliest expiry changes (the actor sends the
+    /// new one with its next record), so a swept account drops out by itself.
     pub fn due_expiries(
         &self,
         now_ms: i64,
@@ -199,11 +191,12 @@ impl StateReader {
         Ok(due)
     }
 
-    /// Removes an expiry index entry once the sweeper has swept its account. Not part of the
-    /// replicated state: losing this removal in a crash only repeats a harmless sweep.
-    pub fn forget_expiry(&self, expires_at: i64, account: &AccountId) -> Result<(), LoadError> {
-        self.tree.remove(expiry_key(expires_at, account))?;
-        Ok(())
+    /// The account's earliest hold expiry as the index has it.
+    pub fn indexed_expiry(&self, account: &AccountId) -> Result<Option<i64>, LoadError> {
+        Ok(match self.tree.get(expiry_pointer_key(account))? {
+            Some(bytes) => Some(codec::decode_value(&bytes)?),
+            None => None,
+        })
     }
 
     /// The last applied log id.
@@ -289,6 +282,8 @@ impl StateMachine {
         // the batch can drop them too.
         let mut written: std::collections::HashMap<AccountId, Vec<Vec<u8>>> =
             std::collections::HashMap::new();
+        let mut expiry_moves: std::collections::HashMap<AccountId, Option<i64>> =
+            std::collections::HashMap::new();
         let mut membership_changed = false;
         for entry in entries {
             match entry.payload {
@@ -299,7 +294,7 @@ impl StateMachine {
                 }
                 EntryPayload::Normal(log_batch) => {
                     for record in log_batch.records {
-                        self.apply_record(&mut batch, &mut written, record)?;
+                        self.apply_record(&mut batch, &mut written, &mut expiry_moves, record)?;
                     }
                 }
             }
@@ -326,6 +321,7 @@ impl StateMachine {
         &self,
         batch: &mut sled::Batch,
         written: &mut std::collections::HashMap<AccountId, Vec<Vec<u8>>>,
+        expiry_moves: &mut std::collections::HashMap<AccountId, Option<i64>>,
         record: crate::types::AccountRecord,
     ) -> io::Result<()> {
         let account = record.account;
@@ -333,11 +329,32 @@ impl StateMachine {
         for card in &record.cards {
             batch.insert(card_key(card), value.clone());
         }
-        for authorization in &record.authorizations {
-            batch.insert(authorization_key(authorization), value.clone());
+        if let Some(next) = record.next_expiry {
+            let pointer = expiry_pointer_key(&account);
+            // The entry as this batch left it, else as stored.
+            let old = match expiry_moves.get(&account) {
+                Some(moved) => *moved,
+                None => match self.tree.get(&pointer).map_err(sled_error)? {
+                    Some(bytes) => {
+                        Some(codec::decode_value::<i64>(&bytes).map_err(io::Error::other)?)
+                    }
+                    None => None,
+                },
+            };
+            if let Some(old) = old {
+                batch.remove(expiry_key(old, &account));
+            }
+            expiry_moves.insert(account.clone(), next);
+            match next {
+                Some(at) => {
+                    batch.insert(expiry_key(at, &account), Vec::new());
+                    batch.insert(pointer, codec::encode_value(&at).map_err(io::Error::other)?);
+                }
+                None => batch.remove(pointer),
+            }
         }
-        for expires_at in &record.expiries {
-            batch.insert(expiry_key(*expires_at, &account), Vec::new());
+        if record.event_count == 0 {
+            return Ok(());
         }
         match record.snapshot {
             Some(snapshot) => {

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
-use tandem_core::{AccountId, AuthorizationId, CardId};
+use tandem_core::{AccountId, CardId};
 
 /// One account's events within a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,10 +23,10 @@ pub struct AccountRecord {
     pub snapshot: Option<Vec<u8>>,
     /// Cards issued by these events (card directory).
     pub cards: Vec<CardId>,
-    /// Lifecycles these events touched (authorization id → account routing).
-    pub authorizations: Vec<AuthorizationId>,
-    /// Expiry times (ms) of holds these events left open (expiry index).
-    pub expiries: Vec<i64>,
+    /// The account's earliest open-hold expiry (ms) after these events, when it changed:
+    /// `Some(None)` when no hold is open any more. The expiry index keeps one entry per
+    /// account, so most records write none.
+    pub next_expiry: Option<Option<i64>>,
 }
 
 /// The application data of one Raft log entry.
@@ -60,48 +60,37 @@ type SnapshotBytes = Cursor<Vec<u8>>;
 
 impl AccountRecord {
     /// The record for `events` an account decided, starting at its sequence number
-    /// `seq_first`, with the index entries they imply; `snapshot` is the account after them
+    /// `seq_first`, with the card directory entries they imply; `next_expiry` is the
+    /// account's earliest hold expiry when it changed; `snapshot` is the account after them
     /// when one is due.
     pub fn from_events(
         account: &AccountId,
         seq_first: u64,
         events: &[tandem_core::Event],
+        next_expiry: Option<Option<i64>>,
         snapshot: Option<&tandem_core::Account>,
     ) -> Result<Self, crate::codec::CodecError> {
         use tandem_core::Event;
-        let mut cards = Vec::new();
-        let mut authorizations = Vec::new();
-        let mut expiries = Vec::new();
-        for event in events {
-            match event {
-                Event::CardIssued { card, .. } => cards.push(card.clone()),
-                Event::CardReplaced { new_card, .. } => cards.push(new_card.clone()),
-                Event::Movement(movement) => {
-                    if let Some(record) = &movement.authorization {
-                        authorizations.push(record.id.clone());
-                        if record.state.is_open()
-                            && record.kind != tandem_core::SpendKind::Withdrawal
-                        {
-                            expiries.push(record.expires_at.millis());
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        authorizations.sort();
-        authorizations.dedup();
-        expiries.sort_unstable();
-        expiries.dedup();
+        let cards = events
+            .iter()
+            .filter_map(|event| match event {
+                Event::CardIssued { card, .. } => Some(card.clone()),
+                Event::CardReplaced { new_card, .. } => Some(new_card.clone()),
+                _ => None,
+            })
+            .collect();
         Ok(Self {
             account: account.clone(),
             seq_first,
             event_count: u32::try_from(events.len()).unwrap_or(u32::MAX),
-            events: crate::codec::encode_events(events)?,
+            events: if events.is_empty() {
+                Vec::new()
+            } else {
+                crate::codec::encode_events(events)?
+            },
             snapshot: snapshot.map(crate::codec::encode_account).transpose()?,
             cards,
-            authorizations,
-            expiries,
+            next_expiry,
         })
     }
 }

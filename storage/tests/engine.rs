@@ -55,9 +55,14 @@ fn committed_records_reload_exactly_after_a_restart() {
             } else {
                 None
             };
-            let record =
-                AccountRecord::from_events(&world.account.id, seq, events, snapshot.as_ref())
-                    .unwrap();
+            let record = AccountRecord::from_events(
+                &world.account.id,
+                seq,
+                events,
+                Some(world.account.next_expiry().map(|t| t.millis())),
+                snapshot.as_ref(),
+            )
+            .unwrap();
             seq += events.len() as u64;
             let index = engine.submit(record).await.unwrap().unwrap();
             assert!(index > 0);
@@ -94,7 +99,8 @@ fn concurrent_accounts_share_group_commits() {
         let mut answers = Vec::new();
         for (world, batches) in &accounts {
             let all: Vec<Event> = batches.iter().flatten().cloned().collect();
-            let record = AccountRecord::from_events(&world.account.id, 0, &all, None).unwrap();
+            let record =
+                AccountRecord::from_events(&world.account.id, 0, &all, None, None).unwrap();
             answers.push(engine.submit(record));
         }
         for answer in answers {
