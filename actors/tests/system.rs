@@ -261,11 +261,21 @@ fn the_sweeper_expires_holds_of_accounts_that_are_not_resident() {
     runtime().block_on(async {
         let mut policy = tandem_core::Policy::default();
         policy.hold_expiry_ms = 200;
-        let config = SystemConfig { policy, idle_timeout: Some(Duration::from_millis(50)), ..SystemConfig::default() };
+        let config = SystemConfig {
+            policy,
+            idle_timeout: Some(Duration::from_millis(50)),
+            ..SystemConfig::default()
+        };
         let system = start(dir.path(), config).await;
         open_funded(&system, &account, 10_000).await;
-        system.execute(&account, authorize(&account, "e1", 2_500)).await.unwrap();
-        assert_eq!(system.snapshot(&account).await.unwrap().balances[0].held_minor, 2_500);
+        system
+            .execute(&account, authorize(&account, "e1", 2_500))
+            .await
+            .unwrap();
+        assert_eq!(
+            system.snapshot(&account).await.unwrap().balances[0].held_minor,
+            2_500
+        );
         // Let the actor passivate and the hold fall due.
         let mut waited = 0;
         while system.resident_accounts() > 0 && waited < 100 {
@@ -274,10 +284,18 @@ fn the_sweeper_expires_holds_of_accounts_that_are_not_resident() {
         }
         assert_eq!(system.resident_accounts(), 0);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(system.sweep_due().await, 1, "the expiry index names the account");
+        assert_eq!(
+            system.sweep_due().await,
+            1,
+            "the expiry index names the account"
+        );
         let snapshot = system.snapshot(&account).await.unwrap();
         assert_eq!(snapshot.balances[0].held_minor, 0, "the hold expired");
-        assert_eq!(system.sweep_due().await, 0, "its entry moved: nothing is due any more");
+        assert_eq!(
+            system.sweep_due().await,
+            0,
+            "its entry moved: nothing is due any more"
+        );
         system.shutdown().await;
     });
 }

@@ -218,6 +218,15 @@ impl Engine {
     }
 }
 
+/// A write handed to openraft: its answer, who waits for it, and how many records it holds.
+type InFlight = (
+    <openraft::impls::OneshotResponder<TandemRaft> as openraft::raft::responder::Responder<
+        TandemRaft,
+    >>::Receiver,
+    Vec<oneshot::Sender<Result<u64, CommitError>>>,
+    u64,
+);
+
 async fn commit_loop(
     raft: Raft<TandemRaft>,
     mut receiver: mpsc::Receiver<Submission>,
@@ -226,17 +235,9 @@ async fn commit_loop(
     failed: Arc<AtomicBool>,
     stats: Arc<EngineStats>,
 ) {
-    type Responder =
-        <openraft::impls::OneshotResponder<TandemRaft> as openraft::raft::responder::Responder<
-            TandemRaft,
-        >>::Receiver;
     // Writes handed to openraft and not yet answered, oldest first. openraft appends them in
     // the order they were handed over, so answering the oldest first keeps log order.
-    let mut in_flight: VecDeque<(
-        Responder,
-        Vec<oneshot::Sender<Result<u64, CommitError>>>,
-        u64,
-    )> = VecDeque::new();
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut open = true;
     while open || !in_flight.is_empty() {
         tokio::select! {
