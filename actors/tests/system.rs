@@ -259,8 +259,10 @@ fn the_sweeper_expires_holds_of_accounts_that_are_not_resident() {
     let dir = tempfile::tempdir().unwrap();
     let account = AccountId::new("forgotten").unwrap();
     runtime().block_on(async {
-        let mut policy = tandem_core::Policy::default();
-        policy.hold_expiry_ms = 200;
+        let policy = tandem_core::Policy {
+            hold_expiry_ms: 200,
+            ..tandem_core::Policy::default()
+        };
         let config = SystemConfig {
             policy,
             idle_timeout: Some(Duration::from_millis(50)),
