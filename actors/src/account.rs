@@ -224,8 +224,13 @@ impl AccountActor {
             None
         } else {
             state.events_since_snapshot += decision.events.len() as u64;
+            // A snapshot re-encodes the whole account, so it waits at least as many events as
+            // the account holds records: its cost stays constant per event however large the
+            // account grows.
+            let size = (state.account.authorizations.len() + state.account.outcomes.len()) as u64;
             let snapshot_due = !decision.events.is_empty()
-                && state.events_since_snapshot >= self.shared.config.snapshot_every_events;
+                && state.events_since_snapshot
+                    >= self.shared.config.snapshot_every_events.max(size);
             if snapshot_due {
                 state.events_since_snapshot = 0;
             }

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p tandem-benches --example durable -- \
-//!     [--accounts 10000] [--concurrency 512] [--seconds 10] [--rate 0] [--data DIR]
+//!     [--accounts 10000] [--concurrency 512] [--seconds 10] [--rate 0] [--data DIR] \
+//!     [--financial true]
 //! ```
 //!
 //! `--rate 0` runs closed-loop (`--concurrency` callers, each waiting for its answer) to find
@@ -28,6 +29,9 @@ struct Options {
     seconds: u64,
     rate: u64,
     data: Option<std::path::PathBuf>,
+    /// Single-message (0200) spends, which post at once: a hot account's holds would
+    /// otherwise pile up to the open-hold bound.
+    financial: bool,
 }
 
 fn options() -> Options {
@@ -37,6 +41,7 @@ fn options() -> Options {
         seconds: 10,
         rate: 0,
         data: None,
+        financial: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -47,6 +52,7 @@ fn options() -> Options {
             "--seconds" => options.seconds = value.parse().expect("--seconds N"),
             "--rate" => options.rate = value.parse().expect("--rate N"),
             "--data" => options.data = Some(value.into()),
+            "--financial" => options.financial = value == "true",
             other => panic!("unknown option {other}"),
         }
     }
@@ -108,13 +114,13 @@ async fn provision(system: &Arc<AccountSystem>, accounts: usize) {
 }
 
 /// A Sweep-free authorization on a pseudo-randomly chosen account.
-fn authorization(n: u64, accounts: usize) -> (AccountId, Command) {
+fn authorization(n: u64, accounts: usize, financial: bool) -> (AccountId, Command) {
     let a = (n.wrapping_mul(2_654_435_761) as usize) % accounts;
     let id = format!("n{n}");
     let body = CommandBody::Authorize {
         authorization: auth(&id),
         spend: spend(&format!("card-{a}"), money(100 + (n % 900) as i64, "EUR")),
-        single_message: false,
+        single_message: financial,
     };
     (
         account_id(a),
@@ -152,11 +158,12 @@ fn main() {
                 let (system, next, answered, approved, histogram) =
                     (system.clone(), next.clone(), answered.clone(), approved.clone(), histogram.clone());
                 let accounts = options.accounts;
+                let financial = options.financial;
                 tasks.push(tokio::spawn(async move {
                     let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
                     while Instant::now() < deadline {
                         let n = next.fetch_add(1, Ordering::Relaxed);
-                        let (account, command) = authorization(n, accounts);
+                        let (account, command) = authorization(n, accounts, financial);
                         let sent = Instant::now();
                         let outcome = system.execute(&account, command).await;
                         local.saturating_record(sent.elapsed().as_micros() as u64);
@@ -183,7 +190,7 @@ fn main() {
                 if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
                     tokio::time::sleep(wait).await;
                 }
-                let (account, command) = authorization(n, options.accounts);
+                let (account, command) = authorization(n, options.accounts, options.financial);
                 n += 1;
                 let (system, answered, approved, histogram) = (system.clone(), answered.clone(), approved.clone(), histogram.clone());
                 let due = scheduled;

@@ -86,6 +86,10 @@ pub struct Account {
     pub tombstones: FxHashMap<AuthorizationId, Timestamp>,
     /// Open lifecycles (kept in step by `apply`, checked by `validate`).
     pub open_holds: usize,
+    /// Expiry times of open card holds (kept in step by `apply`, checked by `validate`), so
+    /// the earliest is found without scanning every lifecycle.
+    #[serde(default)]
+    pub open_expiries: std::collections::BTreeSet<(Timestamp, AuthorizationId)>,
     /// Events applied so far.
     pub seq: u64,
 }
@@ -113,6 +117,7 @@ impl Account {
             outcomes: FxHashMap::default(),
             tombstones: FxHashMap::default(),
             open_holds: 0,
+            open_expiries: std::collections::BTreeSet::new(),
             seq: 0,
         }
     }
@@ -183,11 +188,7 @@ impl Account {
     /// The earliest time an open card hold expires, for the expiry sweeper. Withdrawals do not
     /// expire: the payout they stand for may already have left.
     pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.authorizations
-            .values()
-            .filter(|a| a.state.is_open() && a.kind != crate::authorization::SpendKind::Withdrawal)
-            .map(|a| a.expires_at)
-            .min()
+        self.open_expiries.first().map(|(at, _)| *at)
     }
 
     /// Checks every invariant from DESIGN.md that can be seen in one state. Tests call this
@@ -227,6 +228,15 @@ impl Account {
             if record.credited_minor > record.cleared_minor {
                 return fail(format!("{} credited more than it cleared", record.id));
             }
+        }
+        let expiries: std::collections::BTreeSet<(Timestamp, AuthorizationId)> = self
+            .authorizations
+            .values()
+            .filter(|a| a.state.is_open() && a.kind != crate::authorization::SpendKind::Withdrawal)
+            .map(|a| (a.expires_at, a.id.clone()))
+            .collect();
+        if expiries != self.open_expiries {
+            return fail("the expiry set does not match the open card holds".into());
         }
         if open != self.open_holds {
             return fail(format!(

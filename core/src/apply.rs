@@ -186,10 +186,20 @@ fn apply_movement(state: &mut Account, movement: Movement) {
     }
     if let Some(record) = movement.authorization {
         let now_open = record.state.is_open();
-        let was_open = state
-            .authorizations
-            .insert(record.id.clone(), record)
-            .is_some_and(|old| old.state.is_open());
+        let expiring = now_open && record.kind != crate::authorization::SpendKind::Withdrawal;
+        let key = (record.expires_at, record.id.clone());
+        let previous = state.authorizations.insert(record.id.clone(), record);
+        let was_open = previous.as_ref().is_some_and(|old| old.state.is_open());
+        if let Some(old) = previous
+            && old.state.is_open()
+        {
+            state
+                .open_expiries
+                .remove(&(old.expires_at, old.id.clone()));
+        }
+        if expiring {
+            state.open_expiries.insert(key);
+        }
         match (was_open, now_open) {
             (false, true) => state.open_holds += 1,
             (true, false) => state.open_holds -= 1,

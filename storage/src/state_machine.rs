@@ -13,7 +13,7 @@
 //! | `m:applied` | last applied log id |
 //! | `m:membership` | last applied membership |
 //! | `a:<account>\0s` | the account's latest snapshot (`codec::encode_account`) |
-//! | `a:<account>\0e<seq_first, 8 bytes big-endian>` | events after it (`codec::encode_events`) |
+//! | `a:<account>\0e<seq_first, 8 bytes big-endian>` | events after it: the records of one apply, each `codec::encode_events` behind a 4-byte length |
 //! | `c:<card>` | the card's account |
 //! | `x:<expires_at, 8 bytes order-preserving><account>` | an account whose earliest hold is due then |
 //! | `w:<account>` | that time, so the entry can be moved when it changes |
@@ -85,6 +85,25 @@ fn expiry_key(expires_at: i64, account: &AccountId) -> Vec<u8> {
     .concat()
 }
 
+/// An events value holds one or more encoded records, each with a 4-byte length.
+fn push_chunk(value: &mut Vec<u8>, record: &[u8]) {
+    value.extend_from_slice(&(record.len() as u32).to_be_bytes());
+    value.extend_from_slice(record);
+}
+
+fn chunks(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = value;
+    std::iter::from_fn(move || {
+        if rest.len() < 4 {
+            return None;
+        }
+        let length = u32::from_be_bytes(rest[..4].try_into().ok()?) as usize;
+        let chunk = rest.get(4..4 + length)?;
+        rest = &rest[4 + length..];
+        Some(chunk)
+    })
+}
+
 fn sled_error(error: sled::Error) -> io::Error {
     io::Error::other(error)
 }
@@ -141,8 +160,10 @@ impl StateReader {
                     found: seq_first,
                 });
             }
-            for event in codec::decode_events(&value)? {
-                tandem_core::apply_owned(&mut state, event);
+            for chunk in chunks(&value) {
+                for event in codec::decode_events(chunk)? {
+                    tandem_core::apply_owned(&mut state, event);
+                }
             }
         }
         Ok(state)
@@ -278,9 +299,9 @@ impl StateMachine {
     fn apply_entries(&mut self, entries: Vec<Entry>) -> io::Result<Vec<BatchApplied>> {
         let mut batch = sled::Batch::default();
         let mut answers = Vec::with_capacity(entries.len());
-        // Events keys written earlier in this same batch, per account, so a snapshot later in
-        // the batch can drop them too.
-        let mut written: std::collections::HashMap<AccountId, Vec<Vec<u8>>> =
+        // Each account's records in this call, gathered into one value (first seq, chunks):
+        // a busy account costs one sled insert per apply, not one per decision.
+        let mut tails: std::collections::HashMap<AccountId, (u64, Vec<u8>)> =
             std::collections::HashMap::new();
         let mut expiry_moves: std::collections::HashMap<AccountId, Option<i64>> =
             std::collections::HashMap::new();
@@ -294,7 +315,7 @@ impl StateMachine {
                 }
                 EntryPayload::Normal(log_batch) => {
                     for record in log_batch.records {
-                        self.apply_record(&mut batch, &mut written, &mut expiry_moves, record)?;
+                        self.apply_record(&mut batch, &mut tails, &mut expiry_moves, record)?;
                     }
                 }
             }
@@ -302,6 +323,9 @@ impl StateMachine {
             answers.push(BatchApplied {
                 index: entry.log_id.index,
             });
+        }
+        for (account, (seq_first, chunks)) in tails {
+            batch.insert(events_key(&account, seq_first), chunks);
         }
         batch.insert(
             APPLIED,
@@ -320,7 +344,7 @@ impl StateMachine {
     fn apply_record(
         &self,
         batch: &mut sled::Batch,
-        written: &mut std::collections::HashMap<AccountId, Vec<Vec<u8>>>,
+        tails: &mut std::collections::HashMap<AccountId, (u64, Vec<u8>)>,
         expiry_moves: &mut std::collections::HashMap<AccountId, Option<i64>>,
         record: crate::types::AccountRecord,
     ) -> io::Result<()> {
@@ -363,15 +387,14 @@ impl StateMachine {
                     let (key, _) = item.map_err(sled_error)?;
                     batch.remove(key);
                 }
-                for key in written.remove(&account).unwrap_or_default() {
-                    batch.remove(key);
-                }
+                tails.remove(&account);
                 batch.insert(snapshot_key(&account), snapshot);
             }
             None => {
-                let key = events_key(&account, record.seq_first);
-                batch.insert(key.clone(), record.events);
-                written.entry(account).or_default().push(key);
+                let (_, chunks) = tails
+                    .entry(account)
+                    .or_insert_with(|| (record.seq_first, Vec::new()));
+                push_chunk(chunks, &record.events);
             }
         }
         Ok(())
