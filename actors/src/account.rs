@@ -71,7 +71,9 @@ pub enum AccountMsg {
 /// The published side of an account: its latest committed snapshot and its change stream.
 pub struct AccountView {
     pub snapshot: SnapshotCell<BalanceSnapshot>,
-    pub changes: broadcast::Sender<Change>,
+    /// Created by the first watcher: most accounts are never watched, and a channel
+    /// pre-allocates its whole buffer.
+    pub changes: std::sync::OnceLock<broadcast::Sender<Change>>,
 }
 
 /// One entry of the completion queue.
@@ -286,7 +288,9 @@ async fn complete_in_order(
                     }
                     let snapshot = Arc::new(BalanceSnapshot::of(&committed, completion.now));
                     view.snapshot.publish(snapshot.clone());
-                    let _ = view.changes.send(Change { snapshot, causes });
+                    if let Some(changes) = view.changes.get() {
+                        let _ = changes.send(Change { snapshot, causes });
+                    }
                     Ok(completion.outcome)
                 }
                 Ok(Err(error)) => {

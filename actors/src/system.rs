@@ -68,10 +68,9 @@ impl Shared {
     pub(crate) fn view(&self, account: &AccountId, initial: BalanceSnapshot) -> Arc<AccountView> {
         let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
         let view = views.entry(account.clone()).or_insert_with(|| {
-            let (changes, _) = broadcast::channel(self.config.watch_buffer);
             Arc::new(AccountView {
                 snapshot: SnapshotCell::new(initial.clone()),
-                changes,
+                changes: std::sync::OnceLock::new(),
             })
         });
         view.snapshot.publish(Arc::new(initial));
@@ -83,7 +82,7 @@ impl Shared {
         // Keep it while someone watches, so a watcher survives passivation.
         if views
             .get(account)
-            .is_some_and(|v| v.changes.receiver_count() == 0)
+            .is_some_and(|v| v.changes.get().is_none_or(|c| c.receiver_count() == 0))
         {
             views.remove(account);
         }
@@ -280,7 +279,11 @@ impl AccountSystem {
         let view = self
             .resident_view(account)
             .ok_or(ExecuteError::Interrupted)?;
-        let receiver = view.changes.subscribe();
+        let buffer = self.shared.config.watch_buffer;
+        let receiver = view
+            .changes
+            .get_or_init(|| broadcast::channel(buffer).0)
+            .subscribe();
         Ok((view.snapshot.load(), receiver))
     }
 

@@ -180,6 +180,11 @@ impl raft_log::Types for RaftLogTypes {
 
 type Inner = raft_log::RaftLog<RaftLogTypes>;
 
+/// Log entries raft-log keeps in memory, at most.
+pub const LOG_CACHE_ENTRIES_MAX: usize = 1_024;
+/// Bytes of log entries raft-log keeps in memory, at most.
+pub const LOG_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
 /// The Raft log store. Clones share one raft-log instance.
 #[derive(Clone)]
 pub struct LogStore {
@@ -201,6 +206,11 @@ impl LogStore {
         // A record torn by a power loss was never acknowledged (its fdatasync did not return):
         // drop it on open instead of refusing to start.
         config.wal.truncate_incomplete_record = Some(true);
+        // raft-log caches entries in memory (by default up to 100,000 entries or 1 GiB); ours
+        // are whole group commits, and openraft reads each back once, right after appending it
+        // to apply it, so a small cache serves that and keeps memory flat.
+        config.log_cache_max_items = Some(LOG_CACHE_ENTRIES_MAX);
+        config.log_cache_capacity = Some(LOG_CACHE_BYTES_MAX);
         let inner = raft_log::RaftLog::open(Arc::new(config))?;
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),

@@ -1,0 +1,139 @@
+//! Memory per resident account, and recovery time, on the real engine:
+//!
+//! ```text
+//! cargo run --release -p tandem-benches --example resident -- [ACCOUNTS] [DATA_DIR]
+//! ```
+//!
+//! Provisions ACCOUNTS (default 100,000) typical accounts — 2 members, 2 cards, a deposit and
+//! 5 open holds — keeps every actor resident, and reports the process's resident set (RSS)
+//! per account, with sled's cache set explicitly. Then it stops, reopens the same data
+//! directory as a restart would, and reports the time back to ready (engine open and replay)
+//! and to every account loaded.
+
+use std::sync::Arc;
+use std::time::Instant;
+use tandem_actors::{AccountSystem, SystemConfig};
+use tandem_core::testkit::{auth, card, good_expiry, member, money, spend, standard_rates};
+use tandem_core::{AccountId, AccountKind, Actor, Command, CommandBody, IdempotencyKey, Role};
+use tandem_storage::{Engine, EngineConfig, SledSettings};
+
+const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn command(key: &str, actor: Actor, body: CommandBody) -> Command {
+    Command {
+        key: IdempotencyKey::new(key).expect("key"),
+        actor,
+        body,
+    }
+}
+
+fn config(dir: &std::path::Path) -> EngineConfig {
+    let mut config = EngineConfig::new(dir);
+    config.sled = SledSettings {
+        cache_bytes: SLED_CACHE_BYTES,
+    };
+    config
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let accounts: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let dir = args
+        .get(2)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::current_dir()
+                .expect("cwd")
+                .join("target")
+                .join(format!("bench-resident-{}", std::process::id()))
+        });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let baseline = rss_bytes();
+    let events = runtime.block_on(async {
+        let engine = Engine::open(config(&dir)).await.expect("engine");
+        let system_config = SystemConfig { idle_timeout: None, ..SystemConfig::default() };
+        let system = AccountSystem::start(engine, system_config, standard_rates()).await.expect("system");
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for chunk in 0..256usize {
+            let system: Arc<AccountSystem> = system.clone();
+            tasks.push(tokio::spawn(async move {
+                for a in (chunk..accounts).step_by(256) {
+                    let account = AccountId::new(&format!("acct-{a}")).expect("id");
+                    let mut steps = vec![
+                        (Actor::Platform, CommandBody::OpenAccount { kind: AccountKind::Joint }),
+                        (Actor::Platform, CommandBody::AddMember { member: member("ana"), role: Role::Owner }),
+                        (Actor::Platform, CommandBody::AddMember { member: member("ben"), role: Role::Owner }),
+                        (Actor::Platform, CommandBody::IssueCard { card: card(&format!("a{a}")), member: member("ana"), expiry: good_expiry() }),
+                        (Actor::Platform, CommandBody::IssueCard { card: card(&format!("b{a}")), member: member("ben"), expiry: good_expiry() }),
+                        (Actor::Platform, CommandBody::Deposit { member: member("ana"), amount: money(100_000, "EUR") }),
+                    ];
+                    for h in 0..5 {
+                        let card_name = if h % 2 == 0 { format!("a{a}") } else { format!("b{a}") };
+                        steps.push((
+                            Actor::Network,
+                            CommandBody::Authorize { authorization: auth(&format!("h{h}")), spend: spend(&card_name, money(1_000 + h, "EUR")), single_message: false },
+                        ));
+                    }
+                    for (i, (actor, body)) in steps.into_iter().enumerate() {
+                        system.execute(&account, command(&format!("s{i}"), actor, body)).await.expect("provision");
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("provisioning");
+        }
+        let resident = system.resident_accounts();
+        let rss = rss_bytes();
+        println!(
+            "{accounts} accounts provisioned in {:.1?}; resident actors {resident}; RSS {:.0} MiB (baseline {:.0} MiB, sled cache {} MiB): {:.0} bytes per resident account",
+            started.elapsed(),
+            rss as f64 / 1048576.0,
+            baseline as f64 / 1048576.0,
+            SLED_CACHE_BYTES / 1048576,
+            (rss.saturating_sub(baseline)) as f64 / resident.max(1) as f64,
+        );
+        let events = system.snapshot(&AccountId::new("acct-0").expect("id")).await.expect("snapshot").seq * accounts as u64;
+        system.shutdown().await;
+        events
+    });
+    drop(runtime);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let started = Instant::now();
+        let engine = Engine::open(config(&dir)).await.expect("engine reopens");
+        let ready = started.elapsed();
+        let mut loaded = 0usize;
+        for a in 0..accounts {
+            let account = engine.reader().load_account(&AccountId::new(&format!("acct-{a}")).expect("id")).expect("loads");
+            loaded += usize::from(account.open_holds == 5);
+        }
+        println!(
+            "restart with {accounts} accounts and about {events} events: ready (log replayed) in {:.2?}; every account loaded in {:.2?} ({loaded} with their 5 holds)",
+            ready,
+            started.elapsed()
+        );
+    });
+    if args.get(2).is_none() {
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
