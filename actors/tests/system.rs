@@ -301,3 +301,74 @@ fn the_sweeper_expires_holds_of_accounts_that_are_not_resident() {
         system.shutdown().await;
     });
 }
+
+#[test]
+fn a_full_disk_refuses_new_work_with_a_retryable_error_and_corrupts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = AccountId::new("full").unwrap();
+    let faults = tandem_storage::WriteFaults::default();
+    runtime().block_on(async {
+        let mut config = EngineConfig::new(dir.path());
+        config.write_faults = faults.clone();
+        let engine = Engine::open(config).await.unwrap();
+        let system = AccountSystem::start(engine, SystemConfig::default(), standard_rates())
+            .await
+            .unwrap();
+        open_funded(&system, &account, 10_000).await;
+        assert!(
+            system
+                .execute(&account, authorize(&account, "ok1", 1_000))
+                .await
+                .unwrap()
+                .is_approved()
+        );
+        // The disk fills up: writes fail with ENOSPC.
+        faults.fail_with_no_space(true);
+        for id in ["full1", "full2", "full3"] {
+            match system
+                .execute(&account, authorize(&account, id, 1_000))
+                .await
+            {
+                Err(ExecuteError::LogFailed(_)) | Err(ExecuteError::Interrupted) => {}
+                other => panic!("a write on a full disk answered {other:?}"),
+            }
+        }
+        let held = system
+            .snapshot(&account)
+            .await
+            .map(|s| s.balances[0].held_minor);
+        assert!(
+            held.is_err() || held == Ok(1_000),
+            "only the durable approval is visible: {held:?}"
+        );
+        system.shutdown().await;
+    });
+    // Space is back; the node restarts on the same directory.
+    runtime().block_on(async {
+        let system = start(dir.path(), SystemConfig::default()).await;
+        let account_state = system.engine().reader().load_account(&account).unwrap();
+        account_state
+            .validate()
+            .expect("nothing stored was corrupted");
+        assert!(account_state.authorizations.contains_key(&auth("ok1")));
+        for id in ["full1", "full2", "full3"] {
+            assert!(
+                !account_state.authorizations.contains_key(&auth(id)),
+                "{id} was refused, so it must not exist"
+            );
+        }
+        assert_eq!(
+            system.snapshot(&account).await.unwrap().balances[0].held_minor,
+            1_000
+        );
+        let retried = system
+            .execute(&account, authorize(&account, "full1", 1_000))
+            .await
+            .unwrap();
+        assert!(
+            retried.is_approved(),
+            "the refused request succeeds when retried"
+        );
+        system.shutdown().await;
+    });
+}

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::log_store::LogStore;
+use crate::pan_key::PanKey;
 use crate::state_machine::{SledSettings, StateMachine, StateReader};
 use crate::types::{AccountRecord, LogBatch, NodeId, TandemRaft};
 
@@ -47,6 +48,23 @@ pub struct EngineConfig {
     /// Log writes handed to openraft and not yet answered, at most: appending one batch
     /// overlaps applying the previous one.
     pub writes_in_flight_max: usize,
+    /// Makes the log's writes fail with ENOSPC while set: how tests exercise a full disk.
+    pub write_faults: WriteFaults,
+}
+
+/// A switch that makes log writes fail as on a full disk (ENOSPC). Off unless a test turns
+/// it on.
+#[derive(Debug, Clone, Default)]
+pub struct WriteFaults(Arc<AtomicBool>);
+
+impl WriteFaults {
+    pub fn fail_with_no_space(&self, on: bool) {
+        self.0.store(on, Ordering::Release);
+    }
+
+    pub fn failing(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl EngineConfig {
@@ -58,6 +76,7 @@ impl EngineConfig {
             queue_depth_max: 65_536,
             snapshot_every_entries: 20_000,
             writes_in_flight_max: 4,
+            write_faults: WriteFaults::default(),
         }
     }
 }
@@ -111,6 +130,7 @@ pub struct Engine {
     failed: Arc<AtomicBool>,
     stats: Arc<EngineStats>,
     committer: tokio::task::JoinHandle<()>,
+    pan_key: PanKey,
 }
 
 impl Engine {
@@ -119,7 +139,9 @@ impl Engine {
     /// been applied: the state is ready to load accounts from.
     pub async fn open(config: EngineConfig) -> Result<Engine, OpenError> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let log = LogStore::open(&config.data_dir.join("log"))?;
+        let pan_key = PanKey::load_or_create(&config.data_dir)?;
+        let log =
+            LogStore::open(&config.data_dir.join("log"))?.with_faults(config.write_faults.clone());
         let machine = StateMachine::open(&config.data_dir.join("state"), config.sled)?;
         let reader = machine.reader();
         let fresh = log.state().0.is_none()
@@ -176,7 +198,13 @@ impl Engine {
             failed,
             stats,
             committer,
+            pan_key,
         })
+    }
+
+    /// The data directory's PAN hashing key (generated at first start).
+    pub fn pan_key(&self) -> &PanKey {
+        &self.pan_key
     }
 
     /// Read access to the applied state.

@@ -15,9 +15,11 @@
 pub mod codec;
 pub mod engine;
 pub mod log_store;
+pub mod pan_key;
 pub mod state_machine;
 pub mod types;
 
-pub use engine::{CommitError, Engine, EngineConfig, EngineStats};
+pub use engine::{CommitError, Engine, EngineConfig, EngineStats, WriteFaults};
+pub use pan_key::PanKey;
 pub use state_machine::{LoadError, SledSettings, StateMachine, StateReader};
 pub use types::{AccountRecord, LogBatch};

@@ -189,6 +189,7 @@ pub const LOG_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
+    faults: crate::engine::WriteFaults,
 }
 
 fn io_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> io::Error {
@@ -214,7 +215,23 @@ impl LogStore {
         let inner = raft_log::RaftLog::open(Arc::new(config))?;
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
+            faults: Default::default(),
         })
+    }
+
+    /// The same store with `faults` deciding whether writes fail as on a full disk.
+    pub fn with_faults(mut self, faults: crate::engine::WriteFaults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    fn no_space(&self) -> io::Result<()> {
+        if self.faults.failing() {
+            // ENOSPC: what a full disk answers.
+            Err(io::Error::from_raw_os_error(28))
+        } else {
+            Ok(())
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -312,6 +329,8 @@ impl RaftLogStorage<TandemRaft> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        self.no_space()
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         let mut log = self.lock();
         // Entries at or below the purge point are already applied and compacted away (openraft
         // purges the log up to the state machine when that is ahead); raft-log refuses to move
