@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::latch::FailureLatch;
 use crate::log_store::LogStore;
 use crate::pan_key::PanKey;
 use crate::state_machine::{SledSettings, StateMachine, StateReader};
@@ -127,7 +128,7 @@ pub struct Engine {
     raft: Raft<TandemRaft>,
     reader: StateReader,
     queue: mpsc::Sender<Submission>,
-    failed: Arc<AtomicBool>,
+    failed: Arc<FailureLatch>,
     stats: Arc<EngineStats>,
     committer: tokio::task::JoinHandle<()>,
     pan_key: PanKey,
@@ -181,7 +182,7 @@ impl Engine {
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
         let (queue, receiver) = mpsc::channel(config.queue_depth_max);
-        let failed = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(FailureLatch::new());
         let stats = Arc::new(EngineStats::default());
         let committer = tokio::spawn(commit_loop(
             raft.clone(),
@@ -220,7 +221,7 @@ impl Engine {
     /// (fdatasync'd) and applied, or why not. Order is preserved per caller.
     pub fn submit(&self, record: AccountRecord) -> oneshot::Receiver<Result<u64, CommitError>> {
         let (done, answer) = oneshot::channel();
-        if self.failed.load(Ordering::Acquire) {
+        if self.failed.is_tripped() {
             let _ = done.send(Err(CommitError::LogFailed(
                 "an earlier batch failed".into(),
             )));
@@ -260,7 +261,7 @@ async fn commit_loop(
     mut receiver: mpsc::Receiver<Submission>,
     batch_records_max: usize,
     writes_in_flight_max: usize,
-    failed: Arc<AtomicBool>,
+    failed: Arc<FailureLatch>,
     stats: Arc<EngineStats>,
 ) {
     // Writes handed to openraft and not yet answered, oldest first. openraft appends them in
@@ -286,7 +287,7 @@ async fn commit_loop(
                         }
                     }
                     Err(message) => {
-                        failed.store(true, Ordering::Release);
+                        failed.trip();
                         tracing::error!(%message, "log write failed; refusing further batches");
                         for waiter in waiters {
                             let _ = waiter.send(Err(CommitError::LogFailed(message.clone())));
@@ -307,7 +308,7 @@ async fn commit_loop(
                         Err(_) => break,
                     }
                 }
-                if failed.load(Ordering::Acquire) {
+                if failed.is_tripped() {
                     for submission in pending {
                         let _ = submission.done.send(Err(CommitError::LogFailed("an earlier batch failed".into())));
                     }
@@ -319,7 +320,7 @@ async fn commit_loop(
                 match raft.client_write_ff(LogBatch { records }).await {
                     Ok(responder) => in_flight.push_back((responder, waiters, count)),
                     Err(error) => {
-                        failed.store(true, Ordering::Release);
+                        failed.trip();
                         let message = error.to_string();
                         for waiter in waiters {
                             let _ = waiter.send(Err(CommitError::LogFailed(message.clone())));

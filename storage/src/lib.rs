@@ -8,18 +8,30 @@
 //! - `log_store.rs`: the Raft log over `raft-log`, fdatasync'd by its flush worker.
 //! - `state_machine.rs`: sled: account snapshots and event tails, the card directory,
 //!   authorization routing, the expiry index; `last_applied` in the same atomic batch.
-//! - `engine.rs`: the single-voter Raft node and the committer that group-commits.
+//! - `engine.rs`: the single-voter Raft node and the committer that group-commits;
+//!   `latch.rs`: its failure latch (once a write fails, nothing later is written), loom-checked.
 //!
 //! `docs/durability.md` walks the path fsync by fsync.
 
+#[cfg(not(loom))]
 pub mod codec;
+#[cfg(not(loom))]
 pub mod engine;
+pub mod latch;
+#[cfg(not(loom))]
 pub mod log_store;
+#[cfg(not(loom))]
 pub mod pan_key;
+#[cfg(not(loom))]
 pub mod state_machine;
+#[cfg(not(loom))]
 pub mod types;
 
+#[cfg(not(loom))]
 pub use engine::{CommitError, Engine, EngineConfig, EngineStats, WriteFaults};
+#[cfg(not(loom))]
 pub use pan_key::PanKey;
+#[cfg(not(loom))]
 pub use state_machine::{LoadError, SledSettings, StateMachine, StateReader};
+#[cfg(not(loom))]
 pub use types::{AccountRecord, LogBatch};

@@ -100,6 +100,7 @@ fn every_acknowledged_approval_survives_kill_9_exactly_once() {
             .await
             .expect("engine reopens after SIGKILL");
         let mut found: BTreeSet<String> = BTreeSet::new();
+        let mut accounts = BTreeMap::new();
         for a in 0..ACCOUNTS {
             let id = AccountId::new(&format!("acct-{a}")).unwrap();
             let account = engine.reader().load_account(&id).expect("account loads");
@@ -131,13 +132,10 @@ fn every_acknowledged_approval_survives_kill_9_exactly_once() {
                     record.id
                 );
             }
+            accounts.insert(format!("acct-{a}"), account);
         }
         for (id, (account, amount)) in &acknowledged {
-            let loaded = engine
-                .reader()
-                .load_account(&AccountId::new(account).unwrap())
-                .unwrap();
-            let record = loaded
+            let record = accounts[account]
                 .authorizations
                 .get(&AuthorizationId::new(id).unwrap())
                 .unwrap_or_else(|| panic!("acknowledged approval {id} on {account} was lost"));
