@@ -897,11 +897,7 @@ impl<'a> Decider<'a> {
             Cause::WithdrawalCancelled
         };
         record.closed_at = Some(self.now());
-        let member = record.member.clone();
-        let balance = self.movement(cause, &member, Some(record), changes, currency)?;
-        Ok(Outcome::Accepted {
-            balance: Some(balance),
-        })
+        self.accept(cause, record, changes, currency)
     }
 
     fn record_settlement(
@@ -1548,11 +1544,7 @@ impl<'a> Decider<'a> {
                 });
             }
         };
-        let member = record.member.clone();
-        let balance = self.movement(cause, &member, Some(record), changes, currency)?;
-        Ok(Outcome::Accepted {
-            balance: Some(balance),
-        })
+        self.accept(cause, record, changes, currency)
     }
 
     /// The network takes back (part of) a refund it credited: a debit of what is reversed,
@@ -1586,17 +1578,7 @@ impl<'a> Decider<'a> {
         let reversed: i64 = taken.iter().map(|l| l.covers_minor).sum();
         self.debit(&mut changes, &taken, &record.member);
         record.credited_minor = checked(record.credited_minor.checked_add(reversed))?;
-        let member = record.member.clone();
-        let balance = self.movement(
-            Cause::RefundReversed,
-            &member,
-            Some(record),
-            changes,
-            currency,
-        )?;
-        Ok(Outcome::Accepted {
-            balance: Some(balance),
-        })
+        self.accept(Cause::RefundReversed, record, changes, currency)
     }
 
     /// Credits `part` of what `record` posted back to the balances it came from.
@@ -1666,17 +1648,7 @@ impl<'a> Decider<'a> {
                 }
                 record.authorized_minor = spend.amount.amount_minor;
                 record.network_decided = true;
-                let member = record.member.clone();
-                let balance = self.movement(
-                    Cause::StandInAdjusted,
-                    &member,
-                    Some(record),
-                    changes,
-                    currency,
-                )?;
-                Ok(Outcome::Accepted {
-                    balance: Some(balance),
-                })
+                self.accept(Cause::StandInAdjusted, record, changes, currency)
             }
             Some(record)
                 if record.state == LifecycleState::TimedOut
@@ -1701,17 +1673,7 @@ impl<'a> Decider<'a> {
                 }
                 record.authorized_minor = spend.amount.amount_minor;
                 record.network_decided = true;
-                let member = record.member.clone();
-                let balance = self.movement(
-                    Cause::StandInApproved,
-                    &member,
-                    Some(record),
-                    changes,
-                    currency,
-                )?;
-                Ok(Outcome::Accepted {
-                    balance: Some(balance),
-                })
+                self.accept(Cause::StandInApproved, record, changes, currency)
             }
             Some(_) => ack(self),
             None if network_approved => {
@@ -1722,17 +1684,7 @@ impl<'a> Decider<'a> {
                 let mut changes = Changes::default();
                 self.hold_network_decided(&mut record, spend.amount, &mut changes);
                 record.authorized_minor = spend.amount.amount_minor;
-                let member = record.member.clone();
-                let balance = self.movement(
-                    Cause::StandInApproved,
-                    &member,
-                    Some(record),
-                    changes,
-                    currency,
-                )?;
-                Ok(Outcome::Accepted {
-                    balance: Some(balance),
-                })
+                self.accept(Cause::StandInApproved, record, changes, currency)
             }
             None => ack(self),
         }
@@ -2213,6 +2165,21 @@ impl<'a> Decider<'a> {
     }
 
     // ----- movements -----------------------------------------------------------------------
+
+    /// Records `record`'s movement and answers `Accepted` with the balance after it.
+    fn accept(
+        &mut self,
+        cause: Cause,
+        record: Box<Authorization>,
+        changes: Changes,
+        currency: Currency,
+    ) -> Result<Outcome, DecideError> {
+        let member = record.member.clone();
+        let balance = self.movement(cause, &member, Some(record), changes, currency)?;
+        Ok(Outcome::Accepted {
+            balance: Some(balance),
+        })
+    }
 
     /// Records one movement, computing the overdraft it causes (refusing to decide if a cause
     /// that may not overdraw would), and returns the view of `currency` afterwards.
