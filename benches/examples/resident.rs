@@ -1,8 +1,11 @@
 //! Memory per resident account, and recovery time, on the real engine:
 //!
 //! ```text
-//! cargo run --release -p tandem-benches --example resident -- [ACCOUNTS] [DATA_DIR]
+//! cargo run --release -p tandem-benches --example resident -- [ACCOUNTS] [DATA_DIR|-] [IDLE_MS] [HOLDS]
 //! ```
+//!
+//! With IDLE_MS, actors passivate after that long idle: the resident set stays bounded however
+//! many accounts are registered (HOLDS open holds per account, default 5).
 //!
 //! Provisions ACCOUNTS (default 100,000) typical accounts — 2 members, 2 cards, a deposit and
 //! 5 open holds — keeps every actor resident, and reports the process's resident set (RSS)
@@ -48,8 +51,14 @@ fn config(dir: &std::path::Path) -> EngineConfig {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let accounts: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let idle: Option<std::time::Duration> = args
+        .get(3)
+        .and_then(|a| a.parse().ok())
+        .map(std::time::Duration::from_millis);
+    let holds: i64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(5);
     let dir = args
         .get(2)
+        .filter(|d| d.as_str() != "-")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
             std::env::current_dir()
@@ -65,7 +74,7 @@ fn main() {
     let baseline = rss_bytes();
     let events = runtime.block_on(async {
         let engine = Engine::open(config(&dir)).await.expect("engine");
-        let system_config = SystemConfig { idle_timeout: None, ..SystemConfig::default() };
+        let system_config = SystemConfig { idle_timeout: idle, ..SystemConfig::default() };
         let system = AccountSystem::start(engine, system_config, standard_rates()).await.expect("system");
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -82,7 +91,7 @@ fn main() {
                         (Actor::Platform, CommandBody::IssueCard { card: card(&format!("b{a}")), member: member("ben"), expiry: good_expiry() }),
                         (Actor::Platform, CommandBody::Deposit { member: member("ana"), amount: money(100_000, "EUR") }),
                     ];
-                    for h in 0..5 {
+                    for h in 0..holds {
                         let card_name = if h % 2 == 0 { format!("a{a}") } else { format!("b{a}") };
                         steps.push((
                             Actor::Network,
@@ -125,15 +134,15 @@ fn main() {
         let mut loaded = 0usize;
         for a in 0..accounts {
             let account = engine.reader().load_account(&AccountId::new(&format!("acct-{a}")).expect("id")).expect("loads");
-            loaded += usize::from(account.open_holds == 5);
+            loaded += usize::from(account.open_holds as i64 == holds);
         }
         println!(
-            "restart with {accounts} accounts and about {events} events: ready (log replayed) in {:.2?}; every account loaded in {:.2?} ({loaded} with their 5 holds)",
+            "restart with {accounts} accounts and about {events} events: ready (log replayed) in {:.2?}; every account loaded in {:.2?} ({loaded} with their {holds} holds)",
             ready,
             started.elapsed()
         );
     });
-    if args.get(2).is_none() {
+    if args.get(2).is_none_or(|d| d == "-") {
         std::fs::remove_dir_all(&dir).ok();
     }
 }
