@@ -143,14 +143,6 @@ impl Account {
             .collect()
     }
 
-    /// Available per currency, for funding.
-    pub fn available(&self) -> BTreeMap<Currency, i64> {
-        self.balances
-            .iter()
-            .map(|(&c, b)| (c, b.available_minor()))
-            .collect()
-    }
-
     pub fn is_overdrawn(&self) -> bool {
         self.balances.values().any(|b| b.available_minor() < 0)
     }

@@ -1485,10 +1485,8 @@ impl<'a> Decider<'a> {
         if record.kind == SpendKind::Withdrawal {
             return Ok(declined(DeclineReason::UnknownAuthorization));
         }
-        if record.kind == SpendKind::Refund {
-            return self.reverse_refund(record, replacement);
-        }
         let currency = record.spend_currency();
+        // The new total the lifecycle should stand at (0 for a full reversal).
         let new_total = match replacement {
             None => 0,
             Some(m)
@@ -1500,6 +1498,9 @@ impl<'a> Decider<'a> {
                 return Ok(self.decline_with_balance(DeclineReason::InvalidAmount, m.currency));
             }
         };
+        if record.kind == SpendKind::Refund {
+            return self.reverse_refund(record, new_total);
+        }
         let mut record = record.clone();
         let mut changes = Changes::default();
         let effective_posted = record.cleared_minor - record.credited_minor;
@@ -1522,12 +1523,7 @@ impl<'a> Decider<'a> {
                     .authorized_minor
                     .min(new_total.max(record.cleared_minor));
                 if record.residual_minor() == 0 {
-                    let state = if record.cleared_minor > 0 {
-                        LifecycleState::Cleared
-                    } else {
-                        LifecycleState::Reversed
-                    };
-                    self.close(&mut record, state);
+                    self.close_reversed(&mut record);
                     Cause::Reversed
                 } else {
                     Cause::PartiallyReversed
@@ -1552,21 +1548,10 @@ impl<'a> Decider<'a> {
     fn reverse_refund(
         &mut self,
         record: &Authorization,
-        replacement: Option<Money>,
+        new_total: i64,
     ) -> Result<Outcome, DecideError> {
         let currency = record.spend_currency();
         let remaining = record.cleared_minor - record.credited_minor;
-        let new_total = match replacement {
-            None => 0,
-            Some(m)
-                if m.currency == currency && (0..=AMOUNT_MINOR_MAX).contains(&m.amount_minor) =>
-            {
-                m.amount_minor
-            }
-            Some(m) => {
-                return Ok(self.decline_with_balance(DeclineReason::InvalidAmount, m.currency));
-            }
-        };
         if new_total >= remaining {
             return Ok(Outcome::Accepted {
                 balance: Some(self.state.balance_view(currency)),

@@ -22,7 +22,7 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
@@ -82,6 +82,7 @@ impl EngineConfig {
     }
 }
 
+/// Why a record was not committed. Every one is retryable: nothing was answered as done.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CommitError {
     /// The queue to the log is full: try again shortly.
@@ -92,13 +93,6 @@ pub enum CommitError {
     LogFailed(String),
     #[error("the engine is shutting down")]
     ShuttingDown,
-}
-
-impl CommitError {
-    /// Every commit error is retryable by the caller: nothing was answered as done.
-    pub fn is_retryable(&self) -> bool {
-        true
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -387,12 +381,4 @@ impl RaftNetwork<TandemRaft> for NoNetwork {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         Err(unreachable())
     }
-}
-
-/// Where the engine keeps things inside its data directory.
-pub fn layout(data_dir: &Path) -> [(PathBuf, &'static str); 2] {
-    [
-        (data_dir.join("log"), "the Raft log (raft-log)"),
-        (data_dir.join("state"), "applied state (sled)"),
-    ]
 }
