@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::account::{Account, AccountStatus};
+use crate::account::{Account, AccountKind, AccountStatus};
 use crate::controls::{LimitScope, WindowLimit};
 use crate::ids::{AccountId, MemberId};
 use crate::member::Role;
@@ -37,6 +37,7 @@ pub struct BalanceSnapshot {
     pub account: AccountId,
     /// Events applied: a reader can tell which of two snapshots is newer.
     pub seq: u64,
+    pub kind: AccountKind,
     pub status: AccountStatus,
     pub balances: Vec<BalanceView>,
     pub members: Vec<MemberUsage>,
@@ -62,6 +63,7 @@ impl BalanceSnapshot {
         BalanceSnapshot {
             account: account.id.clone(),
             seq: account.seq,
+            kind: account.kind,
             status: account.status,
             balances: account.balance_views(),
             members: account

@@ -1,14 +1,128 @@
-//! `tandem`: the server binary. The durable engine (issue "Durable account actors") and the
-//! gRPC/HTTP server (issue "The Tandem server") fill this in; until then it says so plainly
-//! instead of pretending to serve.
+//! `tandem`: the Tandem server.
+//!
+//! - `tandem serve` runs a node on its embedded default (single voter, `./data`).
+//! - `tandem backup --to DIR` has a running node write a consistent copy into DIR.
+//! - `tandem restore --from DIR --data-dir NEW` makes a data directory from a backup.
 
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use tandem_server::config::Settings;
+
+#[derive(Parser)]
+#[command(name = "tandem", version, about = "Tandem: real-time card authorization for shared accounts")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node: gRPC, HTTP/JSON with live balance streams, health and metrics.
+    ///
+    /// Options come from the TOML file given with --config, then TANDEM_* environment
+    /// variables, then flags (later wins). TANDEM_ADMIN_TOKEN adds an admin API key; with no
+    /// key configured, one is generated into <data-dir>/admin.token.
+    Serve {
+        /// A TOML file with any of the options below (names with `_`, e.g. grpc_listen).
+        #[arg(long, env = "TANDEM_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Ask a running node to write a consistent backup into a new directory on its host.
+    Backup {
+        /// The backup directory (absolute; must not exist or be empty).
+        #[arg(long)]
+        to: PathBuf,
+        /// The node's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "TANDEM_HTTP_LISTEN")]
+        server: String,
+        /// An admin API key.
+        #[arg(long, env = "TANDEM_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Build a data directory from a backup (the node must not be running on it).
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+fn init_tracing(json: bool, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 fn main() -> ExitCode {
-    eprintln!(
-        "tandem {}: the server is not built yet; the pure authorization core (crate tandem-core) is. \
-         Run the test suite with: cargo test --workspace --all-targets",
-        env!("CARGO_PKG_VERSION")
-    );
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tandem: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve { config, settings } => settings
+            .over_file(config.as_deref())
+            .and_then(Settings::resolve)
+            .and_then(|config| {
+                init_tracing(config.log_json, &config.log);
+                runtime.block_on(tandem_server::serve::run(config))
+            }),
+        Command::Backup { to, server, token } => runtime.block_on(backup(&server, &token, &to)),
+        Command::Restore { from, data_dir } => runtime
+            .block_on(tandem_server::backup::restore(&from, &data_dir))
+            .map(|index| {
+                println!("restored {} up to log index {index}", data_dir.display());
+            }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("tandem: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn backup(server: &str, token: &str, to: &std::path::Path) -> Result<(), String> {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    let to = std::path::absolute(to).map_err(|e| format!("--to: {e}"))?;
+    let body = serde_json::json!({ "to": to }).to_string();
+    let request = hyper::Request::post(format!("http://{server}/v1/admin/backup"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(hyper::body::Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| format!("cannot reach {server}: {e}"))?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    if status.is_success() {
+        println!("{text}");
+        Ok(())
+    } else {
+        Err(format!("backup refused ({status}): {text}"))
+    }
 }

@@ -22,7 +22,7 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
@@ -233,6 +233,39 @@ impl Engine {
         answer
     }
 
+    /// Writes a consistent copy of the node to `dir` (which must not exist or be empty): a
+    /// fresh snapshot covering everything applied when this is called (so every answer given
+    /// before it), and the PAN hashing key. [`restore`] turns it back into a data directory.
+    pub async fn backup(&self, data_dir: &Path, dir: &Path) -> Result<BackupInfo, BackupError> {
+        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+            return Err(BackupError::NotEmpty(dir.display().to_string()));
+        }
+        let wanted = self.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| BackupError::Raft(e.to_string()))?;
+        self.raft
+            .wait(Some(std::time::Duration::from_secs(600)))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= wanted),
+                "snapshot covers the backup point",
+            )
+            .await
+            .map_err(|e| BackupError::Raft(e.to_string()))?;
+        std::fs::create_dir_all(dir)?;
+        let snapshot = std::fs::read(data_dir.join("state").join("raft-snapshot"))?;
+        write_copy(&dir.join(BACKUP_SNAPSHOT), &snapshot)?;
+        let key = std::fs::read(data_dir.join(crate::pan_key::PAN_KEY_FILE))?;
+        write_copy(&dir.join(crate::pan_key::PAN_KEY_FILE), &key)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(BackupInfo {
+            covers_index: wanted,
+            bytes: snapshot.len() as u64 + key.len() as u64,
+        })
+    }
+
     /// Stops accepting work, lets queued batches finish, and shuts the Raft node down.
     pub async fn shutdown(self) {
         drop(self.queue);
@@ -381,4 +414,61 @@ impl RaftNetwork<TandemRaft> for NoNetwork {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         Err(unreachable())
     }
+}
+
+/// The snapshot file's name inside a backup directory.
+pub const BACKUP_SNAPSHOT: &str = "snapshot.bin";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    /// The log index the copy covers: every decision answered before the backup began.
+    pub covers_index: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0} is not empty; back up into a new directory")]
+    NotEmpty(String),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+fn write_copy(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Builds a data directory at `data_dir` (which must not exist or be empty) from a backup
+/// made by [`Engine::backup`]. Starting an engine on it serves the backed-up state.
+pub async fn restore(backup: &Path, data_dir: &Path) -> Result<u64, BackupError> {
+    if data_dir.exists() && std::fs::read_dir(data_dir)?.next().is_some() {
+        return Err(BackupError::NotEmpty(data_dir.display().to_string()));
+    }
+    let snapshot = std::fs::read(backup.join(BACKUP_SNAPSHOT))?;
+    let key = std::fs::read(backup.join(crate::pan_key::PAN_KEY_FILE))?;
+    std::fs::create_dir_all(data_dir)?;
+    write_copy(&data_dir.join(crate::pan_key::PAN_KEY_FILE), &key)?;
+    let mut machine = StateMachine::open(&data_dir.join("state"), SledSettings::default())?;
+    let covers = machine.restore(&snapshot).await?;
+    machine.sync()?;
+    drop(machine);
+    // The log starts empty, purged up to the snapshot: openraft resumes after it.
+    let mut log = LogStore::open(&data_dir.join("log"))?;
+    if let Some(last) = covers {
+        openraft::storage::RaftLogStorage::purge(&mut log, last)
+            .await
+            .map_err(|e| BackupError::Raft(e.to_string()))?;
+    }
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(covers.map_or(0, |l| l.index))
 }

@@ -28,7 +28,9 @@ pub mod state_machine;
 pub mod types;
 
 #[cfg(not(loom))]
-pub use engine::{CommitError, Engine, EngineConfig, EngineStats, WriteFaults};
+pub use engine::{
+    BackupError, BackupInfo, CommitError, Engine, EngineConfig, EngineStats, WriteFaults, restore,
+};
 #[cfg(not(loom))]
 pub use pan_key::PanKey;
 #[cfg(not(loom))]

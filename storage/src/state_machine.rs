@@ -67,6 +67,10 @@ fn card_key(card: &CardId) -> Vec<u8> {
     [b"c:".as_slice(), card.as_str().as_bytes()].concat()
 }
 
+fn pan_key(hash: &[u8]) -> Vec<u8> {
+    [b"p:".as_slice(), hash].concat()
+}
+
 fn expiry_pointer_key(account: &AccountId) -> Vec<u8> {
     [b"w:".as_slice(), account.as_str().as_bytes()].concat()
 }
@@ -144,29 +148,71 @@ impl StateReader {
             Some(bytes) => codec::decode_account(&bytes)?,
             None => Account::new(account.clone()),
         };
-        for item in self.tree.scan_prefix(events_prefix(account)) {
+        let start = state.seq;
+        let mut gap = None;
+        self.each_event(account, start, |seq, event| {
+            if seq != state.seq {
+                gap = Some(seq);
+                return false;
+            }
+            tandem_core::apply_owned(&mut state, event);
+            true
+        })?;
+        if let Some(found) = gap {
+            return Err(LoadError::Gap {
+                account: account.clone(),
+                expected: state.seq,
+                found,
+            });
+        }
+        Ok(state)
+    }
+
+    /// The account's recorded events with sequence number `from` and later, in order, each
+    /// with its sequence number (the account's `seq` before it), until `visit` answers false.
+    pub fn each_event(
+        &self,
+        account: &AccountId,
+        from: u64,
+        mut visit: impl FnMut(u64, tandem_core::Event) -> bool,
+    ) -> Result<(), LoadError> {
+        let prefix = events_prefix(account);
+        // The chunk holding `from` starts at or before it: the last key at or below it.
+        let start = match self
+            .tree
+            .range(prefix.clone()..=events_key(account, from))
+            .next_back()
+        {
+            Some(item) => item?.0.to_vec(),
+            None => prefix.clone(),
+        };
+        for item in self.tree.range(start..) {
             let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
             let seq_bytes: [u8; 8] = key[key.len() - 8..]
                 .try_into()
                 .expect("events keys end in 8 bytes");
-            let seq_first = u64::from_be_bytes(seq_bytes);
-            if seq_first < state.seq {
-                continue; // covered by the snapshot
-            }
-            if seq_first != state.seq {
-                return Err(LoadError::Gap {
-                    account: account.clone(),
-                    expected: state.seq,
-                    found: seq_first,
-                });
-            }
+            let mut seq = u64::from_be_bytes(seq_bytes);
             for chunk in chunks(&value) {
                 for event in codec::decode_events(chunk)? {
-                    tandem_core::apply_owned(&mut state, event);
+                    if seq >= from && !visit(seq, event) {
+                        return Ok(());
+                    }
+                    seq += 1;
                 }
             }
         }
-        Ok(state)
+        Ok(())
+    }
+
+    /// The account and card a keyed PAN hash belongs to (the PAN directory).
+    pub fn pan_card(&self, hash: &[u8]) -> Result<Option<(AccountId, CardId)>, LoadError> {
+        Ok(match self.tree.get(pan_key(hash))? {
+            Some(bytes) => Some(codec::decode_value(&bytes)?),
+            None => None,
+        })
     }
 
     /// The account a card belongs to (the card directory).
@@ -353,6 +399,10 @@ impl StateMachine {
         for card in &record.cards {
             batch.insert(card_key(card), value.clone());
         }
+        for (hash, card) in &record.pans {
+            let link = codec::encode_value(&(&account, card)).map_err(io::Error::other)?;
+            batch.insert(pan_key(hash), link);
+        }
         if let Some(next) = record.next_expiry {
             let pointer = expiry_pointer_key(&account);
             // The entry as this batch left it, else as stored.
@@ -380,23 +430,15 @@ impl StateMachine {
         if record.event_count == 0 {
             return Ok(());
         }
-        match record.snapshot {
-            Some(snapshot) => {
-                // The snapshot covers these events and everything before: drop the tail.
-                for item in self.tree.scan_prefix(events_prefix(&account)) {
-                    let (key, _) = item.map_err(sled_error)?;
-                    batch.remove(key);
-                }
-                tails.remove(&account);
-                batch.insert(snapshot_key(&account), snapshot);
-            }
-            None => {
-                let (_, chunks) = tails
-                    .entry(account)
-                    .or_insert_with(|| (record.seq_first, Vec::new()));
-                push_chunk(chunks, &record.events);
-            }
+        // Events are kept after a snapshot covers them: they are the account's history (the
+        // posted-entries feed reads them). Loading starts at the snapshot.
+        if let Some(snapshot) = record.snapshot {
+            batch.insert(snapshot_key(&account), snapshot);
         }
+        let (_, chunks) = tails
+            .entry(account)
+            .or_insert_with(|| (record.seq_first, Vec::new()));
+        push_chunk(chunks, &record.events);
         Ok(())
     }
 
@@ -435,16 +477,20 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-impl RaftSnapshotBuilder<TandemRaft> for StateMachine {
+/// Builds a snapshot from an image taken on the state machine's task: no apply runs while
+/// the image is read, so it is exactly the state at `applied`.
+pub struct ImageBuilder {
+    image: io::Result<Vec<u8>>,
+    applied: Option<LogId>,
+    membership: Membership,
+    file: PathBuf,
+    snapshot_index: u64,
+}
+
+impl RaftSnapshotBuilder<TandemRaft> for ImageBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TandemRaft>, StorageError> {
-        // Everything the snapshot covers must be durable in sled before openraft may purge
-        // the log up to it.
-        self.sync()
-            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        let data = self
-            .image()
+        let data = std::mem::replace(&mut self.image, Ok(Vec::new()))
             .map_err(|e| StorageIOError::read_state_machine(&e))?;
-        self.snapshot_index += 1;
         let meta = SnapshotMeta {
             last_log_id: self.applied,
             last_membership: self.membership.clone(),
@@ -460,8 +506,7 @@ impl RaftSnapshotBuilder<TandemRaft> for StateMachine {
         };
         let bytes = postcard::to_allocvec(&stored)
             .map_err(|e| StorageIOError::write_snapshot(None, &io::Error::other(e)))?;
-        write_synced(&self.snapshot_file(), &bytes)
-            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        write_synced(&self.file, &bytes).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -469,8 +514,25 @@ impl RaftSnapshotBuilder<TandemRaft> for StateMachine {
     }
 }
 
+impl StateMachine {
+    /// Restores a snapshot file written by [`ImageBuilder`] (a backup) into this fresh state.
+    pub async fn restore(&mut self, snapshot_file: &[u8]) -> io::Result<Option<LogId>> {
+        let stored: StoredSnapshot = postcard::from_bytes(snapshot_file)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        self.install_snapshot(&stored.meta, Box::new(Cursor::new(stored.data)))
+            .await
+            .map_err(io::Error::other)?;
+        Ok(stored.meta.last_log_id)
+    }
+
+    /// Where the latest snapshot file is.
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.snapshot_file()
+    }
+}
+
 impl RaftStateMachine<TandemRaft> for StateMachine {
-    type SnapshotBuilder = StateMachine;
+    type SnapshotBuilder = ImageBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
         Ok((self.applied, self.membership.clone()))
@@ -488,12 +550,14 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        StateMachine {
-            db: self.db.clone(),
-            tree: self.tree.clone(),
-            path: self.path.clone(),
+        // Everything the snapshot covers must be durable in sled before openraft may purge
+        // the log up to it; the image is read here, between applies.
+        self.snapshot_index += 1;
+        ImageBuilder {
+            image: self.sync().and_then(|()| self.image()),
             applied: self.applied,
             membership: self.membership.clone(),
+            file: self.snapshot_file(),
             snapshot_index: self.snapshot_index,
         }
     }

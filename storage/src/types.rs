@@ -27,6 +27,9 @@ pub struct AccountRecord {
     /// `Some(None)` when no hold is open any more. The expiry index keeps one entry per
     /// account, so most records write none.
     pub next_expiry: Option<Option<i64>>,
+    /// PAN directory entries to write: (keyed PAN hash, card). Written by the edge that
+    /// issued the card, in a record of its own (no events) once the card exists.
+    pub pans: Vec<(Vec<u8>, CardId)>,
 }
 
 /// The application data of one Raft log entry.
@@ -91,6 +94,21 @@ impl AccountRecord {
             snapshot: snapshot.map(crate::codec::encode_account).transpose()?,
             cards,
             next_expiry,
+            pans: Vec::new(),
         })
+    }
+
+    /// A record that only links keyed PAN hashes to cards of `account` (no events).
+    pub fn pan_links(account: &AccountId, pans: Vec<(Vec<u8>, CardId)>) -> Self {
+        Self {
+            account: account.clone(),
+            seq_first: 0,
+            event_count: 0,
+            events: Vec::new(),
+            snapshot: None,
+            cards: Vec::new(),
+            next_expiry: None,
+            pans,
+        }
     }
 }

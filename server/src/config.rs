@@ -1,0 +1,195 @@
+//! Configuration: a TOML file (`--config`), then environment variables, then flags, each
+//! overriding the one before; anything left unset takes the embedded default. Every option
+//! is documented by `tandem serve --help`.
+
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every option, each optional so the three sources can be layered. The same struct reads
+/// the TOML file (keys are the long flag names with `_`).
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the log, state, keys and PAN hashing key live [default: ./data]
+    #[arg(long, env = "TANDEM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:50051]
+    #[arg(long, env = "TANDEM_GRPC_LISTEN")]
+    pub grpc_listen: Option<SocketAddr>,
+    /// HTTP/JSON, SSE, health and metrics listen address [default: 127.0.0.1:8080]
+    #[arg(long, env = "TANDEM_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Log format: text or json [default: text]
+    #[arg(long, env = "TANDEM_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, tracing's env-filter syntax [default: info, openraft and its log at warn]
+    #[arg(long, env = "TANDEM_LOG")]
+    pub log: Option<String>,
+    /// Largest request body accepted, bytes (HTTP and gRPC) [default: 65536]
+    #[arg(long, env = "TANDEM_REQUEST_BODY_MAX_BYTES")]
+    pub request_body_max_bytes: Option<usize>,
+    /// A unary request not answered within this many milliseconds gets a timeout
+    /// [default: 10000]
+    #[arg(long, env = "TANDEM_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Concurrent HTTP/2 streams per connection [default: 1024]
+    #[arg(long, env = "TANDEM_STREAMS_PER_CONNECTION_MAX")]
+    pub streams_per_connection_max: Option<u32>,
+    /// Requests per second per API key, 0 for no limit [default: 0]
+    #[arg(long, env = "TANDEM_RATE_LIMIT_PER_KEY")]
+    pub rate_limit_per_key: Option<u32>,
+    /// Seconds an account actor may be idle before it is passivated [default: 300]
+    #[arg(long, env = "TANDEM_ACTOR_IDLE_SECS")]
+    pub actor_idle_secs: Option<u64>,
+    /// Decisions in flight across all accounts before callers get "busy" [default: 65536]
+    #[arg(long, env = "TANDEM_IN_FLIGHT_MAX")]
+    pub in_flight_max: Option<usize>,
+    /// Decisions in flight on one account before callers get "busy" [default: 1024]
+    #[arg(long, env = "TANDEM_IN_FLIGHT_PER_ACCOUNT_MAX")]
+    pub in_flight_per_account_max: Option<usize>,
+    /// Seconds between sweeps for expired holds [default: 60]
+    #[arg(long, env = "TANDEM_SWEEP_EVERY_SECS")]
+    pub sweep_every_secs: Option<u64>,
+    /// The FX base currency until rates are set [default: EUR]
+    #[arg(long, env = "TANDEM_FX_BASE")]
+    pub fx_base: Option<String>,
+    /// sled's page cache, bytes [default: 268435456]
+    #[arg(long, env = "TANDEM_SLED_CACHE_BYTES")]
+    pub sled_cache_bytes: Option<u64>,
+    /// Seconds SIGTERM waits for in-flight requests and open streams [default: 10]
+    #[arg(long, env = "TANDEM_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub grpc_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub log_json: bool,
+    pub log: String,
+    pub request_body_max_bytes: usize,
+    pub request_timeout: Duration,
+    pub streams_per_connection_max: u32,
+    pub rate_limit_per_key: u32,
+    pub actor_idle: Duration,
+    pub in_flight_max: usize,
+    pub in_flight_per_account_max: usize,
+    pub sweep_every: Duration,
+    pub fx_base: String,
+    pub sled_cache_bytes: u64,
+    pub shutdown_grace: Duration,
+}
+
+macro_rules! layer {
+    ($over:expr, $under:expr, $($field:ident),*) => {
+        Settings { $($field: $over.$field.or($under.$field)),* }
+    };
+}
+
+impl Settings {
+    /// `self` (flags and environment, as clap read them) over the file at `path`.
+    pub fn over_file(self, path: Option<&std::path::Path>) -> Result<Settings, String> {
+        let file = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+                toml::from_str::<Settings>(&text)
+                    .map_err(|e| format!("config file {}: {e}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        Ok(layer!(
+            self,
+            file,
+            data_dir,
+            grpc_listen,
+            http_listen,
+            log_format,
+            log,
+            request_body_max_bytes,
+            request_timeout_ms,
+            streams_per_connection_max,
+            rate_limit_per_key,
+            actor_idle_secs,
+            in_flight_max,
+            in_flight_per_account_max,
+            sweep_every_secs,
+            fx_base,
+            sled_cache_bytes,
+            shutdown_grace_secs
+        ))
+    }
+
+    pub fn resolve(self) -> Result<Config, String> {
+        let log_json = match self.log_format.as_deref().unwrap_or("text") {
+            "text" => false,
+            "json" => true,
+            other => return Err(format!("log_format must be text or json, got {other:?}")),
+        };
+        Ok(Config {
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("data")),
+            grpc_listen: self
+                .grpc_listen
+                .unwrap_or_else(|| "127.0.0.1:50051".parse().expect("literal address")),
+            http_listen: self
+                .http_listen
+                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("literal address")),
+            log_json,
+            log: self.log.unwrap_or_else(|| "info,openraft=warn,chunked_wal=warn,raft_log=warn".to_owned()),
+            request_body_max_bytes: self.request_body_max_bytes.unwrap_or(64 * 1024),
+            request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(10_000)),
+            streams_per_connection_max: self.streams_per_connection_max.unwrap_or(1_024),
+            rate_limit_per_key: self.rate_limit_per_key.unwrap_or(0),
+            actor_idle: Duration::from_secs(self.actor_idle_secs.unwrap_or(300)),
+            in_flight_max: self.in_flight_max.unwrap_or(65_536),
+            in_flight_per_account_max: self.in_flight_per_account_max.unwrap_or(1_024),
+            sweep_every: Duration::from_secs(self.sweep_every_secs.unwrap_or(60).max(1)),
+            fx_base: self.fx_base.unwrap_or_else(|| "EUR".to_owned()),
+            sled_cache_bytes: self.sled_cache_bytes.unwrap_or(256 * 1024 * 1024),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs.unwrap_or(10)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_environment_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tandem.toml");
+        std::fs::write(
+            &path,
+            "grpc_listen = \"127.0.0.1:6000\"\nhttp_listen = \"127.0.0.1:6001\"\nlog_format = \"json\"\n",
+        )
+        .expect("write");
+        let from_flags = Settings {
+            http_listen: Some("127.0.0.1:7001".parse().expect("addr")),
+            ..Settings::default()
+        };
+        let config = from_flags
+            .over_file(Some(&path))
+            .expect("layered")
+            .resolve()
+            .expect("resolved");
+        assert_eq!(config.grpc_listen.port(), 6000, "from the file");
+        assert_eq!(config.http_listen.port(), 7001, "the flag wins");
+        assert!(config.log_json);
+        assert_eq!(config.data_dir, PathBuf::from("data"), "the default");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tandem.toml");
+        std::fs::write(&path, "grpc_port = 1\n").expect("write");
+        let error = Settings::default().over_file(Some(&path)).unwrap_err();
+        assert!(error.contains("grpc_port"), "{error}");
+    }
+}

@@ -1,0 +1,449 @@
+//! HTTP/JSON: the public contract's paths (docs/api.md) over the same operations and
+//! messages as gRPC. Bodies are parsed here so a malformed one gets a problem+json answer.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tandem_proto::v1 as pb;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::keys::Principal;
+
+/// A JSON body parsed into a `tandem.v1` message, with a precise error when it does not fit.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::malformed(format!("could not read the body: {e}")))?;
+        if bytes.is_empty() {
+            return serde_json::from_slice(b"{}")
+                .map(Body)
+                .map_err(|e| ApiError::malformed(format!("body: {e}")));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| ApiError::malformed(format!("body is not valid JSON for this call: {e}")))
+    }
+}
+
+type Shared = State<Arc<App>>;
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    (status, axum::Json(value)).into_response()
+}
+
+fn ok<T: serde::Serialize>(value: Result<T, ApiError>) -> Response {
+    match value {
+        Ok(value) => json(StatusCode::OK, &value),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn created<T: serde::Serialize>(value: Result<T, ApiError>) -> Response {
+    match value {
+        Ok(value) => json(StatusCode::CREATED, &value),
+        Err(error) => error.into_response(),
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/accounts", post(open_account))
+        .route("/v1/accounts/{account_id}/members", post(add_member))
+        .route(
+            "/v1/accounts/{account_id}/members/{member_id}",
+            put(update_member).delete(remove_member),
+        )
+        .route(
+            "/v1/accounts/{account_id}/members/{member_id}/controls",
+            put(member_controls),
+        )
+        .route("/v1/accounts/{account_id}/cards", post(issue_card))
+        .route("/v1/cards/{card_id}/status", put(card_status))
+        .route("/v1/cards/{card_id}/controls", put(card_controls))
+        .route("/v1/cards/{card_id}/replace", post(replace_card))
+        .route("/v1/accounts/{account_id}/split-rule", put(split_rule))
+        .route("/v1/accounts/{account_id}/funding-policy", put(funding_policy))
+        .route("/v1/accounts/{account_id}/deposits", post(deposit))
+        .route("/v1/accounts/{account_id}/withdrawals", post(withdraw))
+        .route("/v1/fx/rates", put(set_rates))
+        .route("/v1/authorizations", post(authorize))
+        .route("/v1/authorizations/{authorization_id}/increments", post(increment))
+        .route("/v1/authorizations/{authorization_id}/reversals", post(reverse))
+        .route("/v1/authorizations/{authorization_id}/clearings", post(clear))
+        .route("/v1/advices", post(advise))
+        .route("/v1/force-posts", post(force_post))
+        .route("/v1/refunds", post(refund))
+        .route("/v1/balance-inquiries", post(balance_inquiry))
+        .route("/v1/accounts/{account_id}/balance", get(balance))
+        .route("/v1/accounts/{account_id}/balance/stream", get(balance_stream))
+        .route("/v1/accounts/{account_id}/holds", get(holds))
+        .route("/v1/accounts/{account_id}/positions", get(positions))
+        .route("/v1/accounts/{account_id}/entries", get(entries))
+        .route("/v1/api-keys", post(issue_key))
+        .route("/v1/api-keys/{key_id}", delete(revoke_key))
+        .route("/v1/admin/backup", post(backup))
+        .with_state(app)
+}
+
+async fn open_account(
+    State(app): Shared,
+    principal: Principal,
+    Body(request): Body<pb::OpenAccountRequest>,
+) -> Response {
+    created(app.open_account(&principal, request).await)
+}
+
+async fn add_member(
+    State(app): Shared,
+    principal: Principal,
+    Path(account_id): Path<String>,
+    Body(mut request): Body<pb::MemberRequest>,
+) -> Response {
+    request.account_id = account_id;
+    created(app.add_member(&principal, request).await)
+}
+
+async fn update_member(
+    State(app): Shared,
+    principal: Principal,
+    Path((account_id, member_id)): Path<(String, String)>,
+    Body(mut request): Body<pb::MemberRequest>,
+) -> Response {
+    request.account_id = account_id;
+    request.member_id = member_id;
+    ok(app.update_member(&principal, request).await)
+}
+
+async fn remove_member(
+    State(app): Shared,
+    principal: Principal,
+    Path((account_id, member_id)): Path<(String, String)>,
+) -> Response {
+    let request = pb::RemoveMemberRequest {
+        account_id,
+        member_id,
+    };
+    ok(app.remove_member(&principal, request).await)
+}
+
+async fn member_controls(
+    State(app): Shared,
+    principal: Principal,
+    Path((account_id, member_id)): Path<(String, String)>,
+    Body(controls): Body<pb::Controls>,
+) -> Response {
+    let request = pb::MemberControlsRequest {
+        account_id,
+        member_id,
+        controls: Some(controls),
+    };
+    ok(app.set_member_controls(&principal, request).await)
+}
+
+async fn issue_card(
+    State(app): Shared,
+    principal: Principal,
+    Path(account_id): Path<String>,
+    Body(mut request): Body<pb::IssueCardRequest>,
+) -> Response {
+    request.account_id = account_id;
+    created(app.issue_card(&principal, request).await)
+}
+
+async fn card_status(
+    State(app): Shared,
+    principal: Principal,
+    Path(card_id): Path<String>,
+    Body(mut request): Body<pb::CardStatusRequest>,
+) -> Response {
+    request.card_id = card_id;
+    ok(app.set_card_status(&principal, request).await)
+}
+
+async fn card_controls(
+    State(app): Shared,
+    principal: Principal,
+    Path(card_id): Path<String>,
+    Body(controls): Body<pb::Controls>,
+) -> Response {
+    let request = pb::CardControlsRequest {
+        card_id,
+        controls: Some(controls),
+    };
+    ok(app.set_card_controls(&principal, request).await)
+}
+
+async fn replace_card(
+    State(app): Shared,
+    principal: Principal,
+    Path(card_id): Path<String>,
+    Body(mut request): Body<pb::ReplaceCardRequest>,
+) -> Response {
+    request.card_id = card_id;
+    created(app.replace_card(&principal, request).await)
+}
+
+async fn split_rule(
+    State(app): Shared,
+    principal: Principal,
+    Path(account_id): Path<String>,
+    Body(mut request): Body<pb::SplitRuleRequest>,
+) -> Response {
+    request.account_id = account_id;
+    ok(app.set_split_rule(&principal, request).await)
+}
+
+async fn funding_policy(
+    State(app): Shared,
+    principal: Principal,
+    Path(account_id): Path<String>,
+    Body(mut request): Body<pb::FundingPolicyRequest>,
+) -> Response {
+    request.account_id = account_id;
+    ok(app.set_funding_policy(&principal, request).await)
+}
+
+async fn deposit(
+    State(app): Shared,
+    principal: Principal,
+    Path(account_id): Path<String>,
+    Body(mut request): Body<pb::MoneyRequest>,
+) -> Response {
+    request.account_id = account_id;
+    created(app.deposit(&principal, request).await)
+}
+
+async fn withdraw(
+    State(app): Shared,
+    principal: Principal,
+    Path(account_id): Path<String>,
+    Body(mut request): Body<pb::MoneyRequest>,
+) -> Response {
+    request.account_id = account_id;
+    created(app.withdraw(&principal, request).await)
+}
+
+async fn set_rates(
+    State(app): Shared,
+    principal: Principal,
+    Body(request): Body<pb::SetRatesRequest>,
+) -> Response {
+    ok(app.set_rates(&principal, request).await)
+}
+
+async fn authorize(
+    State(app): Shared,
+    principal: Principal,
+    Body(request): Body<pb::AuthorizeRequest>,
+) -> Response {
+    ok(app.authorize(&principal, request).await)
+}
+
+async fn increment(
+    State(app): Shared,
+    principal: Principal,
+    Path(authorization_id): Path<String>,
+    Body(mut request): Body<pb::IncrementRequest>,
+) -> Response {
+    request.authorization_id = authorization_id;
+    ok(app.increment(&principal, request).await)
+}
+
+async fn reverse(
+    State(app): Shared,
+    principal: Principal,
+    Path(authorization_id): Path<String>,
+    Body(mut request): Body<pb::ReverseRequest>,
+) -> Response {
+    request.authorization_id = authorization_id;
+    ok(app.reverse(&principal, request).await)
+}
+
+async fn clear(
+    State(app): Shared,
+    principal: Principal,
+    Path(authorization_id): Path<String>,
+    Body(mut request): Body<pb::PostingRequest>,
+) -> Response {
+    request.authorization_id = authorization_id;
+    ok(app.clear(&principal, request).await)
+}
+
+async fn advise(
+    State(app): Shared,
+    principal: Principal,
+    Body(request): Body<pb::PostingRequest>,
+) -> Response {
+    ok(app.advise(&principal, request).await)
+}
+
+async fn force_post(
+    State(app): Shared,
+    principal: Principal,
+    Body(request): Body<pb::PostingRequest>,
+) -> Response {
+    ok(app.force_post(&principal, request).await)
+}
+
+async fn refund(
+    State(app): Shared,
+    principal: Principal,
+    Body(request): Body<pb::PostingRequest>,
+) -> Response {
+    ok(app.refund(&principal, request).await)
+}
+
+async fn balance_inquiry(
+    State(app): Shared,
+    principal: Principal,
+    Body(request): Body<pb::BalanceInquiryRequest>,
+) -> Response {
+    ok(app.balance_inquiry(&principal, request).await)
+}
+
+async fn balance(State(app): Shared, principal: Principal, Path(account_id): Path<String>) -> Response {
+    ok(app.balance(&principal, pb::AccountRef { account_id }).await)
+}
+
+async fn holds(State(app): Shared, principal: Principal, Path(account_id): Path<String>) -> Response {
+    ok(app.holds(&principal, pb::AccountRef { account_id }).await)
+}
+
+async fn positions(
+    State(app): Shared,
+    principal: Principal,
+    Path(account_id): Path<String>,
+) -> Response {
+    ok(app.positions(&principal, pb::AccountRef { account_id }).await)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Page {
+    after: String,
+    limit: u32,
+}
+
+async fn entries(
+    State(app): Shared,
+    principal: Principal,
+    Path(account_id): Path<String>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(page) = match page {
+        Ok(page) => page,
+        Err(e) => return ApiError::malformed(format!("query: {e}")).into_response(),
+    };
+    let request = pb::EntriesRequest {
+        account_id,
+        after: page.after,
+        limit: page.limit,
+    };
+    ok(app.entries(&principal, request).await)
+}
+
+/// Server-Sent Events: the current state, then one event per committed change. Each event's
+/// id is the account's sequence number; a client reconnecting with `Last-Event-ID` gets the
+/// current state only if it is newer than what it saw.
+async fn balance_stream(
+    State(app): Shared,
+    principal: Principal,
+    Path(account_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let seen: Option<u64> = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    match crate::watch::changes(&app, &principal, &account_id, seen).await {
+        Ok(stream) => Sse::new(sse_events(stream))
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn sse_events(
+    stream: impl Stream<Item = pb::BalanceSnapshot> + Send + 'static,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static {
+    use futures_util::StreamExt;
+    stream.map(|snapshot| {
+        let data = serde_json::to_string(&snapshot).unwrap_or_default();
+        Ok(SseEvent::default()
+            .id(snapshot.seq.to_string())
+            .event("balance")
+            .data(data))
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct KeyRequest {
+    role: String,
+    account_id: String,
+    member_id: String,
+}
+
+async fn issue_key(
+    State(app): Shared,
+    principal: Principal,
+    Body(request): Body<KeyRequest>,
+) -> Response {
+    created(app.issue_key(
+        &principal,
+        &request.role,
+        &request.account_id,
+        &request.member_id,
+    ))
+}
+
+async fn revoke_key(State(app): Shared, principal: Principal, Path(key_id): Path<String>) -> Response {
+    match app.revoke_key(&principal, &key_id) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct BackupRequest {
+    to: String,
+}
+
+async fn backup(
+    State(app): Shared,
+    principal: Principal,
+    Body(request): Body<BackupRequest>,
+) -> Response {
+    created(crate::backup::take(&app, &principal, &request.to).await)
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthenticated("a bearer API key is required"))
+    }
+}

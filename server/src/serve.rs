@@ -1,0 +1,302 @@
+//! `tandem serve`: opens the data directory (refusing if another process has it), recovers,
+//! and serves gRPC and HTTP on one hyper/tower stack until SIGTERM, which stops accepting,
+//! drains in-flight requests and stops.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tandem_actors::{AccountSystem, SystemConfig};
+use tandem_proto::v1::accounts_server::AccountsServer;
+use tandem_proto::v1::authorizations_server::AuthorizationsServer;
+use tandem_proto::v1::balances_server::BalancesServer;
+use tandem_storage::{Engine, EngineConfig, SledSettings};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::keys::{KeyRole, KeyStore};
+
+/// Holds the data directory's lock for as long as the server runs.
+pub struct DirectoryLock(#[allow(dead_code)] std::fs::File);
+
+pub fn lock_data_dir(dir: &std::path::Path) -> Result<DirectoryLock, String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+    let path = dir.join("tandem.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DirectoryLock(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "data directory {} is in use by another tandem process; stop it first or choose another --data-dir",
+            dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(format!("cannot lock {}: {e}", path.display()))
+        }
+    }
+}
+
+/// The first start with no key configured: an admin key, written where only the owner can
+/// read it. Never an open server.
+fn bootstrap_admin_key(keys: &KeyStore, config: &Config) -> Result<(), String> {
+    if let Ok(token) = std::env::var("TANDEM_ADMIN_TOKEN")
+        && !token.is_empty()
+    {
+        keys.add_ephemeral_admin(&token);
+        return Ok(());
+    }
+    if !keys.is_empty() {
+        return Ok(());
+    }
+    let (id, token) = keys
+        .issue(KeyRole::Admin, None, None, "first start")
+        .map_err(|e| e.to_string())?;
+    let path = config.data_dir.join("admin.token");
+    crate::keys::write_private(&path, format!("{token}\n").as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!(
+        "tandem: no API key was configured, so an admin key ({id}) was generated into {} (mode 0600)",
+        path.display()
+    );
+    Ok(())
+}
+
+fn initial_rates(config: &Config) -> Result<tandem_core::RateTable, String> {
+    let path = config.data_dir.join("fx-rates.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let request: tandem_proto::v1::SetRatesRequest = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            crate::app::rates_table(&request).map_err(|e| format!("{}: {}", path.display(), e.message))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let base = tandem_core::Currency::from_alpha(&config.fx_base)
+                .map_err(|e| format!("fx_base: {e}"))?;
+            Ok(tandem_core::RateTable::only(base))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    "ok\n"
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
+    if app.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "recovering\n")
+    }
+}
+
+async fn render_metrics(
+    State((app, handle)): State<(Arc<App>, PrometheusHandle)>,
+) -> impl IntoResponse {
+    if let Ok(system) = app.system() {
+        metrics::gauge!("tandem_resident_accounts").set(system.resident_accounts() as f64);
+        metrics::gauge!("tandem_in_flight_decisions").set(system.in_flight() as f64);
+        let stats = system.engine().stats();
+        metrics::gauge!("tandem_log_batches").set(stats.batches.load(Ordering::Relaxed) as f64);
+        metrics::gauge!("tandem_log_records").set(stats.records.load(Ordering::Relaxed) as f64);
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+}
+
+/// Serves `router` on `listener` until `stop` fires, then lets open connections finish their
+/// requests for up to `grace`.
+async fn serve(
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    streams_max: u32,
+    mut stop: watch::Receiver<bool>,
+    grace: std::time::Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http2().max_concurrent_streams(streams_max);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(listener = name, %error, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = TowerToHyperService::new(router.clone());
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(listener = name, "connections still open after the grace period; closing them");
+    }
+}
+
+pub async fn run(config: Config) -> Result<(), String> {
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("metrics: {e}"))?;
+    let keys = KeyStore::open(&config.data_dir, config.rate_limit_per_key).map_err(|e| e.to_string())?;
+    bootstrap_admin_key(&keys, &config)?;
+    let rates = initial_rates(&config)?;
+    let app = Arc::new(App::new(keys, config.data_dir.clone()));
+
+    // Listen first, so health and readiness answer while recovery runs.
+    let grpc_listener = TcpListener::bind(config.grpc_listen)
+        .await
+        .map_err(|e| format!("cannot listen for gRPC on {}: {e}", config.grpc_listen))?;
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|e| format!("cannot listen for HTTP on {}: {e}", config.http_listen))?;
+    let grpc_addr: SocketAddr = grpc_listener.local_addr().map_err(|e| e.to_string())?;
+    let http_addr: SocketAddr = http_listener.local_addr().map_err(|e| e.to_string())?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tandem_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let service = crate::grpc::Service { app: app.clone() };
+    let limit = config.request_body_max_bytes;
+    let grpc_router = tonic::service::Routes::new(
+        AuthorizationsServer::new(service.clone()).max_decoding_message_size(limit),
+    )
+    .add_service(AccountsServer::new(service.clone()).max_decoding_message_size(limit))
+    .add_service(BalancesServer::new(service).max_decoding_message_size(limit))
+    .add_service(health_service)
+    .add_service(reflection)
+    .into_axum_router();
+    let http_router = crate::http::router(app.clone())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz).with_state(app.clone()))
+        .route(
+            "/metrics",
+            get(render_metrics).with_state((app.clone(), handle.clone())),
+        );
+    // One set of layers for both protocols.
+    let layered = |router: Router| {
+        router
+            .layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                crate::observe::authenticate,
+            ))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                config.request_timeout,
+            ))
+            .layer(RequestBodyLimitLayer::new(limit))
+            .layer(axum::middleware::from_fn(crate::observe::measure))
+    };
+    let (stop_sender, stop) = watch::channel(false);
+    let grpc_task = tokio::spawn(serve(
+        "grpc",
+        grpc_listener,
+        layered(grpc_router),
+        config.streams_per_connection_max,
+        stop.clone(),
+        config.shutdown_grace,
+    ));
+    let http_task = tokio::spawn(serve(
+        "http",
+        http_listener,
+        layered(http_router),
+        config.streams_per_connection_max,
+        stop,
+        config.shutdown_grace,
+    ));
+
+    let started = std::time::Instant::now();
+    let mut engine_config = EngineConfig::new(&config.data_dir);
+    engine_config.sled = SledSettings {
+        cache_bytes: config.sled_cache_bytes,
+    };
+    let engine = Engine::open(engine_config)
+        .await
+        .map_err(|e| format!("cannot open the data directory {}: {e}", config.data_dir.display()))?;
+    let system_config = SystemConfig {
+        in_flight_per_account_max: config.in_flight_per_account_max,
+        in_flight_max: config.in_flight_max,
+        idle_timeout: Some(config.actor_idle),
+        sweep_every: config.sweep_every,
+        ..SystemConfig::default()
+    };
+    let system = AccountSystem::start(engine, system_config, rates)
+        .await
+        .map_err(|e| format!("cannot start the account system: {e}"))?;
+    app.recovered(system.clone());
+    health_reporter.set_serving::<AuthorizationsServer<crate::grpc::Service>>().await;
+    health_reporter.set_serving::<AccountsServer<crate::grpc::Service>>().await;
+    health_reporter.set_serving::<BalancesServer<crate::grpc::Service>>().await;
+    tracing::info!(
+        grpc = %grpc_addr,
+        http = %http_addr,
+        data_dir = %config.data_dir.display(),
+        recovery_ms = started.elapsed().as_millis() as u64,
+        "tandem ready"
+    );
+    // Tests and scripts read this line to find the ports.
+    println!("tandem ready: grpc={grpc_addr} http={http_addr}");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    app.ready.store(false, Ordering::Release);
+    health_reporter.set_not_serving::<AuthorizationsServer<crate::grpc::Service>>().await;
+    let _ = stop_sender.send(true);
+    let _ = grpc_task.await;
+    let _ = http_task.await;
+    system.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,66 @@
+//! Live balance streams (gRPC `WatchBalance`, HTTP Server-Sent Events): the current committed
+//! state first, then every committed change with its cause. A reader that falls behind the
+//! change buffer gets the latest state instead of the changes it missed (states, not deltas,
+//! so nothing is lost by skipping); sequence numbers only ever increase on one stream.
+
+use futures_util::Stream;
+use tandem_proto::v1 as pb;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::app::App;
+use crate::convert;
+use crate::error::ApiError;
+use crate::keys::Principal;
+
+pub async fn changes(
+    app: &App,
+    principal: &Principal,
+    account_id: &str,
+    seen: Option<u64>,
+) -> Result<impl Stream<Item = pb::BalanceSnapshot> + Send + 'static, ApiError> {
+    let account = app.reader_account(principal, account_id)?;
+    let (current, receiver) = app.system()?.watch(&account).await?;
+    if current.status == tandem_core::AccountStatus::Unopened {
+        return Err(ApiError::not_found(format!("no account {account}")));
+    }
+    let system = app.system()?.clone();
+    let first = (seen.is_none_or(|s| current.seq > s)).then(|| convert::snapshot(&current, String::new()));
+    let last = seen.unwrap_or(0).max(first.as_ref().map_or(0, |f| f.seq));
+    metrics::gauge!("tandem_watchers").increment(1.0);
+    let guard = WatchGuard;
+    let state = (first, receiver, last, system, account, guard);
+    Ok(futures_util::stream::unfold(
+        state,
+        |(first, mut receiver, mut last, system, account, guard)| async move {
+            if let Some(first) = first {
+                return Some((first, (None, receiver, last, system, account, guard)));
+            }
+            loop {
+                let next = match receiver.recv().await {
+                    Ok(change) => {
+                        let causes: Vec<String> =
+                            change.causes.iter().map(convert::snake).collect();
+                        convert::snapshot(&change.snapshot, causes.join(","))
+                    }
+                    Err(RecvError::Lagged(_)) => match system.snapshot(&account).await {
+                        Ok(snapshot) => convert::snapshot(&snapshot, "resync".to_owned()),
+                        Err(_) => return None,
+                    },
+                    Err(RecvError::Closed) => return None,
+                };
+                if next.seq > last {
+                    last = next.seq;
+                    return Some((next, (None, receiver, last, system, account, guard)));
+                }
+            }
+        },
+    ))
+}
+
+struct WatchGuard;
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        metrics::gauge!("tandem_watchers").decrement(1.0);
+    }
+}
