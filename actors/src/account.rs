@@ -213,6 +213,9 @@ impl AccountActor {
                 return Ok(());
             }
         };
+        if decision.replayed {
+            metrics::counter!("tandem_idempotent_replays_total").increment(1);
+        }
         state.in_flight.fetch_add(1, Ordering::AcqRel);
         let seq_first = state.account.seq;
         for event in decision.events.iter().cloned() {

@@ -26,9 +26,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|e| ApiError::malformed(format!("could not read the body: {e}")))?;
+        let bytes = Bytes::from_request(request, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(e.body_text())
+            } else {
+                ApiError::malformed(format!("could not read the body: {}", e.body_text()))
+            }
+        })?;
         if bytes.is_empty() {
             return serde_json::from_slice(b"{}")
                 .map(Body)

@@ -22,7 +22,6 @@ use tandem_proto::v1::balances_server::BalancesServer;
 use tandem_storage::{Engine, EngineConfig, SledSettings};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::app::App;
@@ -221,9 +220,11 @@ pub async fn run(config: Config) -> Result<(), String> {
                 StatusCode::REQUEST_TIMEOUT,
                 config.request_timeout,
             ))
-            .layer(RequestBodyLimitLayer::new(limit))
             .layer(axum::middleware::from_fn(crate::observe::measure))
     };
+    // Body limits: per message for gRPC (a stream's total is unbounded by design), per body
+    // for HTTP, where the extractor turns an overrun into a problem+json 413.
+    let http_router = http_router.layer(axum::extract::DefaultBodyLimit::max(limit));
     let (stop_sender, stop) = watch::channel(false);
     let grpc_task = tokio::spawn(serve(
         "grpc",

@@ -281,6 +281,7 @@ type InFlight = (
     >>::Receiver,
     Vec<oneshot::Sender<Result<u64, CommitError>>>,
     u64,
+    std::time::Instant,
 );
 
 async fn commit_loop(
@@ -299,7 +300,7 @@ async fn commit_loop(
         tokio::select! {
             biased;
             written = async { (&mut in_flight.front_mut().expect("checked").0).await }, if !in_flight.is_empty() => {
-                let (_, waiters, count) = in_flight.pop_front().expect("checked");
+                let (_, waiters, count, handed) = in_flight.pop_front().expect("checked");
                 let result = match written {
                     Ok(Ok(response)) => Ok(response.log_id.index),
                     Ok(Err(error)) => Err(error.to_string()),
@@ -309,6 +310,9 @@ async fn commit_loop(
                     Ok(index) => {
                         stats.batches.fetch_add(1, Ordering::Relaxed);
                         stats.records.fetch_add(count, Ordering::Relaxed);
+                        metrics::histogram!("tandem_commit_batch_records").record(count as f64);
+                        metrics::histogram!("tandem_commit_seconds")
+                            .record(handed.elapsed().as_secs_f64());
                         for waiter in waiters {
                             let _ = waiter.send(Ok(index));
                         }
@@ -345,7 +349,9 @@ async fn commit_loop(
                     pending.into_iter().map(|s| (s.record, s.done)).unzip();
                 let count = records.len() as u64;
                 match raft.client_write_ff(LogBatch { records }).await {
-                    Ok(responder) => in_flight.push_back((responder, waiters, count)),
+                    Ok(responder) => {
+                        in_flight.push_back((responder, waiters, count, std::time::Instant::now()))
+                    }
                     Err(error) => {
                         failed.trip();
                         let message = error.to_string();

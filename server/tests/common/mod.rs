@@ -1,0 +1,244 @@
+//! Starts the real `tandem` binary on free ports and talks to it with real clients: an HTTP
+//! client (hyper), a tonic gRPC client and a raw SSE reader.
+#![allow(dead_code)]
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const ADMIN: &str = "test-admin-token";
+
+pub struct Node {
+    pub child: Child,
+    pub http: String,
+    pub grpc: String,
+    pub data_dir: PathBuf,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_tandem")
+}
+
+impl Node {
+    pub fn start(data_dir: &Path) -> Node {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts a node and waits for its "ready" line (recovery done, listeners up).
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Node {
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("TANDEM_ADMIN_TOKEN", ADMIN)
+            .env("TANDEM_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tandem");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Some(rest) = line.strip_prefix("tandem ready: ") {
+                    let _ = sender.send(rest.to_owned());
+                }
+            }
+        });
+        let ready = receiver
+            .recv_timeout(Duration::from_secs(120))
+            .expect("tandem did not report ready");
+        let mut grpc = String::new();
+        let mut http = String::new();
+        for part in ready.split_whitespace() {
+            if let Some(a) = part.strip_prefix("grpc=") {
+                grpc = a.to_owned();
+            }
+            if let Some(a) = part.strip_prefix("http=") {
+                http = a.to_owned();
+            }
+        }
+        Node {
+            child,
+            http,
+            grpc,
+            data_dir: data_dir.to_owned(),
+            client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "tandem did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+        self.raw(method, path, token, bytes.into_bytes()).await
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.http))
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(Bytes::from(body))).expect("request");
+        let response = self.client.request(request).await.expect("HTTP call");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let value = if content_type.contains("json") && !bytes.is_empty() {
+            serde_json::from_slice(&bytes).expect("JSON body")
+        } else {
+            Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        };
+        if status >= 400 {
+            assert_eq!(
+                content_type, "application/problem+json",
+                "errors are problem+json: {status} {value}"
+            );
+        }
+        (status, value)
+    }
+
+    pub async fn admin(&self, method: &str, path: &str, body: Value) -> Value {
+        let (status, value) = self.call(method, path, Some(ADMIN), Some(body)).await;
+        assert!((200..300).contains(&status), "{method} {path} -> {status} {value}");
+        value
+    }
+
+    /// Opens an account with the given members (first is owner), one card each (`<member>-card`),
+    /// and deposits.
+    pub async fn account(&self, account: &str, kind: &str, members: &[(&str, &str)], deposit: Option<(&str, i64)>) {
+        self.admin("POST", "/v1/accounts", serde_json::json!({"account_id": account, "kind": kind}))
+            .await;
+        for (member, role) in members {
+            self.admin(
+                "POST",
+                &format!("/v1/accounts/{account}/members"),
+                serde_json::json!({"member_id": member, "role": role}),
+            )
+            .await;
+            self.admin(
+                "POST",
+                &format!("/v1/accounts/{account}/cards"),
+                serde_json::json!({"card_id": format!("{account}-{member}-card"), "member_id": member}),
+            )
+            .await;
+        }
+        if let Some((currency, amount)) = deposit {
+            self.admin(
+                "POST",
+                &format!("/v1/accounts/{account}/deposits"),
+                serde_json::json!({
+                    "idempotency_key": format!("seed-{account}"),
+                    "currency": currency,
+                    "amount_minor": amount,
+                    "member_id": members[0].0,
+                }),
+            )
+            .await;
+        }
+    }
+
+    pub async fn balance(&self, account: &str) -> Value {
+        let (status, value) = self
+            .call("GET", &format!("/v1/accounts/{account}/balance"), Some(ADMIN), None)
+            .await;
+        assert_eq!(status, 200, "{value}");
+        value
+    }
+
+    /// Opens an SSE stream; answers the response body to read events from.
+    pub async fn sse(&self, path: &str, token: &str, last_event_id: Option<u64>) -> (u16, hyper::body::Incoming) {
+        let mut request = hyper::Request::get(format!("http://{}{path}", self.http))
+            .header("authorization", format!("Bearer {token}"))
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let response = client
+            .request(request.body(Full::new(Bytes::new())).expect("request"))
+            .await
+            .expect("SSE call");
+        (response.status().as_u16(), response.into_body())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads SSE frames until one complete event arrives; answers (id, data JSON).
+pub async fn next_event(body: &mut hyper::body::Incoming, buffer: &mut String) -> (u64, Value) {
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let mut id = None;
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            if let Some(id) = id {
+                return (id, serde_json::from_str(&data).expect("event JSON"));
+            }
+            continue; // a keep-alive comment
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(30), body.frame())
+            .await
+            .expect("an SSE event within 30 s")
+            .expect("stream open")
+            .expect("frame");
+        if let Ok(data) = frame.into_data() {
+            buffer.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+}
+
+pub fn authorize_body(key: &str, card: &str, amount: i64) -> Value {
+    serde_json::json!({
+        "idempotency_key": key,
+        "card_id": card,
+        "amount_minor": amount,
+        "currency": "EUR",
+        "mcc": "5411",
+        "channel": "chip",
+        "merchant_name": "Corner Shop",
+        "merchant_country": "GB",
+    })
+}
