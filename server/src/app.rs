@@ -201,9 +201,9 @@ impl App {
     }
 
     pub fn system(&self) -> Result<&Arc<AccountSystem>, ApiError> {
-        self.system
-            .get()
-            .ok_or_else(|| ApiError::unavailable("recovering", "the node is still recovering; retry shortly"))
+        self.system.get().ok_or_else(|| {
+            ApiError::unavailable("recovering", "the node is still recovering; retry shortly")
+        })
     }
 
     // ------------------------------------------------------------------ scope checks
@@ -274,7 +274,8 @@ impl App {
         if principal.role == KeyRole::Admin {
             self.audit(principal, command_name, account, &key);
         }
-        let outcome = self.system()?
+        let outcome = self
+            .system()?
             .execute(account, Command { key, actor, body })
             .await;
         metrics::histogram!("tandem_decision_seconds", "command" => command_name)
@@ -291,7 +292,13 @@ impl App {
         Ok(outcome?)
     }
 
-    fn audit(&self, principal: &Principal, action: &str, account: &AccountId, key: &IdempotencyKey) {
+    fn audit(
+        &self,
+        principal: &Principal,
+        action: &str,
+        account: &AccountId,
+        key: &IdempotencyKey,
+    ) {
         let line = serde_json::json!({
             "at_ms": now_ms(),
             "key_id": principal.key_id,
@@ -365,7 +372,10 @@ impl App {
             if existing.kind != kind {
                 return Err(ApiError::conflict(
                     "account_exists",
-                    format!("account {account} exists as a {} account", snake(&existing.kind)),
+                    format!(
+                        "account {account} exists as a {} account",
+                        snake(&existing.kind)
+                    ),
                 ));
             }
             return Ok(pb::Created {
@@ -488,7 +498,8 @@ impl App {
         let hash = match pan {
             Some(pan) => {
                 let hash = self.system()?.engine().pan_key().hash(pan);
-                match self.system()?
+                match self
+                    .system()?
                     .engine()
                     .reader()
                     .pan_card(hash.as_bytes())
@@ -511,7 +522,12 @@ impl App {
     }
 
     /// Records the PAN directory entry for a card that exists.
-    async fn link_pan(&self, account: &AccountId, card: &CardId, hash: String) -> Result<(), ApiError> {
+    async fn link_pan(
+        &self,
+        account: &AccountId,
+        card: &CardId,
+        hash: String,
+    ) -> Result<(), ApiError> {
         let record = AccountRecord::pan_links(account, vec![(hash.into_bytes(), card.clone())]);
         match self.system()?.engine().submit(record).await {
             Ok(Ok(_)) => Ok(()),
@@ -519,7 +535,10 @@ impl App {
                 "log_unavailable",
                 format!("the card exists but its PAN could not be recorded ({error}); retry"),
             )),
-            Err(_) => Err(ApiError::unavailable("shutting_down", "the server is stopping")),
+            Err(_) => Err(ApiError::unavailable(
+                "shutting_down",
+                "the server is stopping",
+            )),
         }
     }
 
@@ -532,7 +551,9 @@ impl App {
         let actor = self.actor_for(principal, &account)?;
         let card = card_id("card_id", &request.card_id)?;
         let member = member_id(&request.member_id)?;
-        let pan = (!request.pan.is_empty()).then(|| pan(&request.pan)).transpose()?;
+        let pan = (!request.pan.is_empty())
+            .then(|| pan(&request.pan))
+            .transpose()?;
         let expiry = convert::expiry(&request.expiry, now_ms())?;
         let _directory = self.directory.lock().await;
         let (hash, exists_here) = self.claim_card(&account, &card, pan.as_deref()).await?;
@@ -577,7 +598,9 @@ impl App {
     ) -> Result<pb::Created, ApiError> {
         let card = card_id("card_id", &request.card_id)?;
         let new_card = card_id("new_card_id", &request.new_card_id)?;
-        let pan = (!request.pan.is_empty()).then(|| pan(&request.pan)).transpose()?;
+        let pan = (!request.pan.is_empty())
+            .then(|| pan(&request.pan))
+            .transpose()?;
         let expiry = convert::expiry(&request.expiry, now_ms())?;
         let account = self.routed_card(&card).await?;
         let actor = self.actor_for(principal, &account)?;
@@ -810,10 +833,13 @@ impl App {
     ) -> Result<pb::CommandResult, ApiError> {
         self.admin_only(principal, "setting FX rates")?;
         let table = rates_table(&request)?;
-        let bytes = serde_json::to_vec_pretty(&request)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(&request).map_err(|e| ApiError::internal(e.to_string()))?;
         crate::keys::write_private(&self.data_dir.join("fx-rates.json"), &bytes).map_err(|e| {
-            ApiError::unavailable("storage_unavailable", format!("could not save the rates: {e}"))
+            ApiError::unavailable(
+                "storage_unavailable",
+                format!("could not save the rates: {e}"),
+            )
         })?;
         self.system()?.set_rates(table);
         tracing::info!(target: "tandem::audit", key_id = %principal.key_id, base = %request.base, count = request.rates.len(), "FX rates set");
@@ -1126,7 +1152,9 @@ impl App {
         let (account, key, refund, mut spend) = match &original {
             Some(original) => {
                 let (account, key, refund, _) = self.card_posting(principal, &request).await?;
-                let spend = self.posting_spend(&account, Some(original), &request).await?;
+                let spend = self
+                    .posting_spend(&account, Some(original), &request)
+                    .await?;
                 (account, key, refund, spend)
             }
             None => self.card_posting(principal, &request).await?,
@@ -1255,7 +1283,9 @@ impl App {
                 member_id: member.to_string(),
                 net: by_currency
                     .iter()
-                    .map(|(currency, amount)| convert::money(tandem_core::Money::new(*amount, *currency)))
+                    .map(|(currency, amount)| {
+                        convert::money(tandem_core::Money::new(*amount, *currency))
+                    })
                     .collect(),
             })
             .collect();
@@ -1292,7 +1322,9 @@ impl App {
                 .after
                 .split_once('-')
                 .and_then(|(s, i)| Some((s.parse::<u64>().ok()?, i.parse::<usize>().ok()?)))
-                .ok_or_else(|| ApiError::invalid("after", "is a cursor like \"12-0\" from an earlier page"))?;
+                .ok_or_else(|| {
+                    ApiError::invalid("after", "is a cursor like \"12-0\" from an earlier page")
+                })?;
             (seq, Some(index))
         };
         let reader = self.system()?.engine().reader().clone();
@@ -1412,9 +1444,9 @@ pub fn rates_table(request: &pb::SetRatesRequest) -> Result<RateTable, ApiError>
     let mut rates: BTreeMap<Currency, rust_decimal::Decimal> = BTreeMap::new();
     for (code, text) in &request.rates {
         let currency = convert::currency("rates", code)?;
-        let rate: rust_decimal::Decimal = text
-            .parse()
-            .map_err(|_| ApiError::invalid("rates", format!("{code}: {text:?} is not a decimal")))?;
+        let rate: rust_decimal::Decimal = text.parse().map_err(|_| {
+            ApiError::invalid("rates", format!("{code}: {text:?} is not a decimal"))
+        })?;
         rates.insert(currency, rate);
     }
     RateTable::new(base, rates).map_err(|e| ApiError::invalid("rates", e))

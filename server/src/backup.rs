@@ -11,13 +11,20 @@ use crate::keys::{KeyRole, Principal};
 /// Files beside the state that a restored node needs as well.
 const SIDE_FILES: &[&str] = &["api-keys.json", "fx-rates.json"];
 
-pub async fn take(app: &App, principal: &Principal, to: &str) -> Result<serde_json::Value, ApiError> {
+pub async fn take(
+    app: &App,
+    principal: &Principal,
+    to: &str,
+) -> Result<serde_json::Value, ApiError> {
     if principal.role != KeyRole::Admin {
         return Err(ApiError::forbidden("backups need an admin key"));
     }
     let dir = Path::new(to);
     if to.is_empty() || !dir.is_absolute() {
-        return Err(ApiError::invalid("to", "must be an absolute directory path on the server's host"));
+        return Err(ApiError::invalid(
+            "to",
+            "must be an absolute directory path on the server's host",
+        ));
     }
     let system = app.system()?;
     let info = system
@@ -25,7 +32,9 @@ pub async fn take(app: &App, principal: &Principal, to: &str) -> Result<serde_js
         .backup(&app.data_dir, dir)
         .await
         .map_err(|e| match e {
-            tandem_storage::BackupError::NotEmpty(_) => ApiError::conflict("backup_exists", e.to_string()),
+            tandem_storage::BackupError::NotEmpty(_) => {
+                ApiError::conflict("backup_exists", e.to_string())
+            }
             other => ApiError::unavailable("backup_failed", other.to_string()),
         })?;
     for name in SIDE_FILES {

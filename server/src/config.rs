@@ -140,7 +140,9 @@ impl Settings {
                 .http_listen
                 .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("literal address")),
             log_json,
-            log: self.log.unwrap_or_else(|| "info,openraft=warn,chunked_wal=warn,raft_log=warn".to_owned()),
+            log: self
+                .log
+                .unwrap_or_else(|| "info,openraft=warn,chunked_wal=warn,raft_log=warn".to_owned()),
             request_body_max_bytes: self.request_body_max_bytes.unwrap_or(64 * 1024),
             request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(10_000)),
             streams_per_connection_max: self.streams_per_connection_max.unwrap_or(1_024),

@@ -5,8 +5,8 @@ use serde::Serialize;
 use tandem_core::controls::Channels;
 use tandem_core::limits::AMOUNT_MINOR_MAX;
 use tandem_core::{
-    AccountKind, AmountLimit, BalanceSnapshot, BalanceView, CardStatus, Channel, Controls,
-    Country, Currency, LimitScope, Mcc, Money, Role, SpendKind, Window, WindowLimit, YearMonth,
+    AccountKind, AmountLimit, BalanceSnapshot, BalanceView, CardStatus, Channel, Controls, Country,
+    Currency, LimitScope, Mcc, Money, Role, SpendKind, Window, WindowLimit, YearMonth,
 };
 use tandem_proto::v1 as pb;
 
@@ -88,9 +88,16 @@ pub fn country(field: &str, text: &str) -> Result<Option<Country>, ApiError> {
 }
 
 /// Parses a lower-case name through the core type's serde names.
-fn named<T: serde::de::DeserializeOwned>(field: &str, text: &str, allowed: &str) -> Result<T, ApiError> {
+fn named<T: serde::de::DeserializeOwned>(
+    field: &str,
+    text: &str,
+    allowed: &str,
+) -> Result<T, ApiError> {
     if text.is_empty() {
-        return Err(ApiError::invalid(field, format!("is required (one of {allowed})")));
+        return Err(ApiError::invalid(
+            field,
+            format!("is required (one of {allowed})"),
+        ));
     }
     serde_json::from_value(serde_json::Value::String(text.to_owned()))
         .map_err(|_| ApiError::invalid(field, format!("must be one of {allowed}, got {text:?}")))
@@ -170,7 +177,12 @@ pub fn controls(value: &pb::Controls) -> Result<Controls, ApiError> {
         }
     }
     if daily_amount.is_some() || value.count_daily.is_some() {
-        window(LimitScope::All, Window::Day, daily_amount, value.count_daily);
+        window(
+            LimitScope::All,
+            Window::Day,
+            daily_amount,
+            value.count_daily,
+        );
     }
     if monthly_amount.is_some() || value.count_monthly.is_some() {
         window(
@@ -181,7 +193,12 @@ pub fn controls(value: &pb::Controls) -> Result<Controls, ApiError> {
         );
     }
     if let Some(atm) = &value.atm_daily {
-        window(LimitScope::Cash, Window::Day, Some(limit("atm_daily", atm)?), None);
+        window(
+            LimitScope::Cash,
+            Window::Day,
+            Some(limit("atm_daily", atm)?),
+            None,
+        );
     }
     if let Some(per_transaction) = &limits.per_transaction {
         controls.per_transaction = Some(limit("limits.per_transaction", per_transaction)?);

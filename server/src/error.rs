@@ -155,13 +155,17 @@ impl From<ExecuteError> for ApiError {
             ExecuteError::Busy => ApiError::unavailable("busy", "too much work in flight; retry"),
             ExecuteError::LogFailed(why) => ApiError::unavailable(
                 "log_unavailable",
-                format!("the decision could not be made durable ({why}); nothing was recorded, retry later"),
+                format!(
+                    "the decision could not be made durable ({why}); nothing was recorded, retry later"
+                ),
             ),
             ExecuteError::Interrupted => ApiError::unavailable(
                 "interrupted",
                 "the account restarted before answering; retry with the same idempotency key",
             ),
-            ExecuteError::CouldNotDecide(why) => ApiError::internal(format!("could not decide: {why}")),
+            ExecuteError::CouldNotDecide(why) => {
+                ApiError::internal(format!("could not decide: {why}"))
+            }
             ExecuteError::LoadFailed(why) => {
                 ApiError::internal(format!("could not load the account: {why}"))
             }

@@ -1,9 +1,9 @@
 //! gRPC (`tandem.v1`): thin adapters from tonic to [`App`]. The caller's [`Principal`] was put
 //! in the request's extensions by the authentication layer shared with HTTP.
 
+use futures_util::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
-use futures_util::{Stream, StreamExt};
 use tandem_proto::v1 as pb;
 use tandem_proto::v1::accounts_server::Accounts;
 use tandem_proto::v1::authorizations_server::Authorizations;
@@ -47,28 +47,52 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 
 #[tonic::async_trait]
 impl Authorizations for Service {
-    async fn authorize(&self, request: Request<pb::AuthorizeRequest>) -> Result<Response<pb::AuthorizeResponse>, Status> {
+    async fn authorize(
+        &self,
+        request: Request<pb::AuthorizeRequest>,
+    ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         unary!(self, request, authorize)
     }
-    async fn increment_authorization(&self, request: Request<pb::IncrementRequest>) -> Result<Response<pb::AuthorizeResponse>, Status> {
+    async fn increment_authorization(
+        &self,
+        request: Request<pb::IncrementRequest>,
+    ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         unary!(self, request, increment)
     }
-    async fn reverse(&self, request: Request<pb::ReverseRequest>) -> Result<Response<pb::AuthorizeResponse>, Status> {
+    async fn reverse(
+        &self,
+        request: Request<pb::ReverseRequest>,
+    ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         unary!(self, request, reverse)
     }
-    async fn advise(&self, request: Request<pb::PostingRequest>) -> Result<Response<pb::AuthorizeResponse>, Status> {
+    async fn advise(
+        &self,
+        request: Request<pb::PostingRequest>,
+    ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         unary!(self, request, advise)
     }
-    async fn clear(&self, request: Request<pb::PostingRequest>) -> Result<Response<pb::AuthorizeResponse>, Status> {
+    async fn clear(
+        &self,
+        request: Request<pb::PostingRequest>,
+    ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         unary!(self, request, clear)
     }
-    async fn force_post(&self, request: Request<pb::PostingRequest>) -> Result<Response<pb::AuthorizeResponse>, Status> {
+    async fn force_post(
+        &self,
+        request: Request<pb::PostingRequest>,
+    ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         unary!(self, request, force_post)
     }
-    async fn refund(&self, request: Request<pb::PostingRequest>) -> Result<Response<pb::AuthorizeResponse>, Status> {
+    async fn refund(
+        &self,
+        request: Request<pb::PostingRequest>,
+    ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         unary!(self, request, refund)
     }
-    async fn balance_inquiry(&self, request: Request<pb::BalanceInquiryRequest>) -> Result<Response<pb::BalanceInquiryResponse>, Status> {
+    async fn balance_inquiry(
+        &self,
+        request: Request<pb::BalanceInquiryRequest>,
+    ) -> Result<Response<pb::BalanceInquiryResponse>, Status> {
         unary!(self, request, balance_inquiry)
     }
 
@@ -77,10 +101,14 @@ impl Authorizations for Service {
     /// Every request is handled as soon as it arrives, concurrently with the others on the
     /// stream, and answered the moment it is durable: answers come back in completion order,
     /// matched by correlation id.
-    async fn stream(&self, request: Request<Streaming<pb::StreamRequest>>) -> Result<Response<Self::StreamStream>, Status> {
+    async fn stream(
+        &self,
+        request: Request<Streaming<pb::StreamRequest>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
         let principal = principal(&request)?;
         let mut inbound = request.into_inner();
-        let (answers, outbound) = mpsc::channel::<Result<pb::StreamResponse, Status>>(STREAM_IN_FLIGHT_MAX);
+        let (answers, outbound) =
+            mpsc::channel::<Result<pb::StreamResponse, Status>>(STREAM_IN_FLIGHT_MAX);
         let app = self.app.clone();
         tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(STREAM_IN_FLIGHT_MAX));
@@ -110,7 +138,11 @@ impl Authorizations for Service {
     }
 }
 
-async fn handle_stream_message(app: &App, principal: &Principal, message: pb::StreamRequest) -> pb::StreamResponse {
+async fn handle_stream_message(
+    app: &App,
+    principal: &Principal,
+    message: pb::StreamRequest,
+) -> pb::StreamResponse {
     use pb::stream_request::Request as R;
     let correlation_id = message.correlation_id;
     let answer = match message.request {
@@ -121,13 +153,19 @@ async fn handle_stream_message(app: &App, principal: &Principal, message: pb::St
         Some(R::Clear(r)) => app.clear(principal, r).await,
         Some(R::ForcePost(r)) => app.force_post(principal, r).await,
         Some(R::Refund(r)) => app.refund(principal, r).await,
-        Some(R::BalanceInquiry(r)) => app.balance_inquiry(principal, r).await.map(|b| pb::AuthorizeResponse {
-            status: "accepted".into(),
-            response_code: b.response_code,
-            balance: b.balances.into_iter().next(),
-            ..Default::default()
-        }),
-        None => Err(ApiError::malformed("request: one of the request kinds must be set")),
+        Some(R::BalanceInquiry(r)) => {
+            app.balance_inquiry(principal, r)
+                .await
+                .map(|b| pb::AuthorizeResponse {
+                    status: "accepted".into(),
+                    response_code: b.response_code,
+                    balance: b.balances.into_iter().next(),
+                    ..Default::default()
+                })
+        }
+        None => Err(ApiError::malformed(
+            "request: one of the request kinds must be set",
+        )),
     };
     match answer {
         Ok(result) => pb::StreamResponse {
@@ -147,73 +185,131 @@ async fn handle_stream_message(app: &App, principal: &Principal, message: pb::St
 
 #[tonic::async_trait]
 impl Accounts for Service {
-    async fn open_account(&self, request: Request<pb::OpenAccountRequest>) -> Result<Response<pb::Created>, Status> {
+    async fn open_account(
+        &self,
+        request: Request<pb::OpenAccountRequest>,
+    ) -> Result<Response<pb::Created>, Status> {
         unary!(self, request, open_account)
     }
-    async fn add_member(&self, request: Request<pb::MemberRequest>) -> Result<Response<pb::Created>, Status> {
+    async fn add_member(
+        &self,
+        request: Request<pb::MemberRequest>,
+    ) -> Result<Response<pb::Created>, Status> {
         unary!(self, request, add_member)
     }
-    async fn update_member(&self, request: Request<pb::MemberRequest>) -> Result<Response<pb::CommandResult>, Status> {
+    async fn update_member(
+        &self,
+        request: Request<pb::MemberRequest>,
+    ) -> Result<Response<pb::CommandResult>, Status> {
         unary!(self, request, update_member)
     }
-    async fn remove_member(&self, request: Request<pb::RemoveMemberRequest>) -> Result<Response<pb::CommandResult>, Status> {
+    async fn remove_member(
+        &self,
+        request: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::CommandResult>, Status> {
         unary!(self, request, remove_member)
     }
-    async fn issue_card(&self, request: Request<pb::IssueCardRequest>) -> Result<Response<pb::Created>, Status> {
+    async fn issue_card(
+        &self,
+        request: Request<pb::IssueCardRequest>,
+    ) -> Result<Response<pb::Created>, Status> {
         unary!(self, request, issue_card)
     }
-    async fn replace_card(&self, request: Request<pb::ReplaceCardRequest>) -> Result<Response<pb::Created>, Status> {
+    async fn replace_card(
+        &self,
+        request: Request<pb::ReplaceCardRequest>,
+    ) -> Result<Response<pb::Created>, Status> {
         unary!(self, request, replace_card)
     }
-    async fn set_card_status(&self, request: Request<pb::CardStatusRequest>) -> Result<Response<pb::CommandResult>, Status> {
+    async fn set_card_status(
+        &self,
+        request: Request<pb::CardStatusRequest>,
+    ) -> Result<Response<pb::CommandResult>, Status> {
         unary!(self, request, set_card_status)
     }
-    async fn set_member_controls(&self, request: Request<pb::MemberControlsRequest>) -> Result<Response<pb::CommandResult>, Status> {
+    async fn set_member_controls(
+        &self,
+        request: Request<pb::MemberControlsRequest>,
+    ) -> Result<Response<pb::CommandResult>, Status> {
         unary!(self, request, set_member_controls)
     }
-    async fn set_card_controls(&self, request: Request<pb::CardControlsRequest>) -> Result<Response<pb::CommandResult>, Status> {
+    async fn set_card_controls(
+        &self,
+        request: Request<pb::CardControlsRequest>,
+    ) -> Result<Response<pb::CommandResult>, Status> {
         unary!(self, request, set_card_controls)
     }
-    async fn set_split_rule(&self, request: Request<pb::SplitRuleRequest>) -> Result<Response<pb::CommandResult>, Status> {
+    async fn set_split_rule(
+        &self,
+        request: Request<pb::SplitRuleRequest>,
+    ) -> Result<Response<pb::CommandResult>, Status> {
         unary!(self, request, set_split_rule)
     }
-    async fn set_funding_policy(&self, request: Request<pb::FundingPolicyRequest>) -> Result<Response<pb::CommandResult>, Status> {
+    async fn set_funding_policy(
+        &self,
+        request: Request<pb::FundingPolicyRequest>,
+    ) -> Result<Response<pb::CommandResult>, Status> {
         unary!(self, request, set_funding_policy)
     }
-    async fn deposit(&self, request: Request<pb::MoneyRequest>) -> Result<Response<pb::CommandResult>, Status> {
+    async fn deposit(
+        &self,
+        request: Request<pb::MoneyRequest>,
+    ) -> Result<Response<pb::CommandResult>, Status> {
         unary!(self, request, deposit)
     }
-    async fn withdraw(&self, request: Request<pb::MoneyRequest>) -> Result<Response<pb::WithdrawalResponse>, Status> {
+    async fn withdraw(
+        &self,
+        request: Request<pb::MoneyRequest>,
+    ) -> Result<Response<pb::WithdrawalResponse>, Status> {
         unary!(self, request, withdraw)
     }
-    async fn set_rates(&self, request: Request<pb::SetRatesRequest>) -> Result<Response<pb::CommandResult>, Status> {
+    async fn set_rates(
+        &self,
+        request: Request<pb::SetRatesRequest>,
+    ) -> Result<Response<pb::CommandResult>, Status> {
         unary!(self, request, set_rates)
     }
 }
 
 #[tonic::async_trait]
 impl Balances for Service {
-    async fn get_balance(&self, request: Request<pb::AccountRef>) -> Result<Response<pb::BalanceSnapshot>, Status> {
+    async fn get_balance(
+        &self,
+        request: Request<pb::AccountRef>,
+    ) -> Result<Response<pb::BalanceSnapshot>, Status> {
         unary!(self, request, balance)
     }
 
     type WatchBalanceStream = BoxStream<pb::BalanceSnapshot>;
 
-    async fn watch_balance(&self, request: Request<pb::AccountRef>) -> Result<Response<Self::WatchBalanceStream>, Status> {
+    async fn watch_balance(
+        &self,
+        request: Request<pb::AccountRef>,
+    ) -> Result<Response<Self::WatchBalanceStream>, Status> {
         let principal = principal(&request)?;
-        let stream = crate::watch::changes(&self.app, &principal, &request.get_ref().account_id, None)
-            .await
-            .map_err(Status::from)?;
+        let stream =
+            crate::watch::changes(&self.app, &principal, &request.get_ref().account_id, None)
+                .await
+                .map_err(Status::from)?;
         Ok(Response::new(Box::pin(stream.map(Ok))))
     }
 
-    async fn list_holds(&self, request: Request<pb::AccountRef>) -> Result<Response<pb::Holds>, Status> {
+    async fn list_holds(
+        &self,
+        request: Request<pb::AccountRef>,
+    ) -> Result<Response<pb::Holds>, Status> {
         unary!(self, request, holds)
     }
-    async fn get_positions(&self, request: Request<pb::AccountRef>) -> Result<Response<pb::Positions>, Status> {
+    async fn get_positions(
+        &self,
+        request: Request<pb::AccountRef>,
+    ) -> Result<Response<pb::Positions>, Status> {
         unary!(self, request, positions)
     }
-    async fn list_entries(&self, request: Request<pb::EntriesRequest>) -> Result<Response<pb::Entries>, Status> {
+    async fn list_entries(
+        &self,
+        request: Request<pb::EntriesRequest>,
+    ) -> Result<Response<pb::Entries>, Status> {
         unary!(self, request, entries)
     }
 }

@@ -81,20 +81,35 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/cards/{card_id}/controls", put(card_controls))
         .route("/v1/cards/{card_id}/replace", post(replace_card))
         .route("/v1/accounts/{account_id}/split-rule", put(split_rule))
-        .route("/v1/accounts/{account_id}/funding-policy", put(funding_policy))
+        .route(
+            "/v1/accounts/{account_id}/funding-policy",
+            put(funding_policy),
+        )
         .route("/v1/accounts/{account_id}/deposits", post(deposit))
         .route("/v1/accounts/{account_id}/withdrawals", post(withdraw))
         .route("/v1/fx/rates", put(set_rates))
         .route("/v1/authorizations", post(authorize))
-        .route("/v1/authorizations/{authorization_id}/increments", post(increment))
-        .route("/v1/authorizations/{authorization_id}/reversals", post(reverse))
-        .route("/v1/authorizations/{authorization_id}/clearings", post(clear))
+        .route(
+            "/v1/authorizations/{authorization_id}/increments",
+            post(increment),
+        )
+        .route(
+            "/v1/authorizations/{authorization_id}/reversals",
+            post(reverse),
+        )
+        .route(
+            "/v1/authorizations/{authorization_id}/clearings",
+            post(clear),
+        )
         .route("/v1/advices", post(advise))
         .route("/v1/force-posts", post(force_post))
         .route("/v1/refunds", post(refund))
         .route("/v1/balance-inquiries", post(balance_inquiry))
         .route("/v1/accounts/{account_id}/balance", get(balance))
-        .route("/v1/accounts/{account_id}/balance/stream", get(balance_stream))
+        .route(
+            "/v1/accounts/{account_id}/balance/stream",
+            get(balance_stream),
+        )
         .route("/v1/accounts/{account_id}/holds", get(holds))
         .route("/v1/accounts/{account_id}/positions", get(positions))
         .route("/v1/accounts/{account_id}/entries", get(entries))
@@ -320,11 +335,19 @@ async fn balance_inquiry(
     ok(app.balance_inquiry(&principal, request).await)
 }
 
-async fn balance(State(app): Shared, principal: Principal, Path(account_id): Path<String>) -> Response {
+async fn balance(
+    State(app): Shared,
+    principal: Principal,
+    Path(account_id): Path<String>,
+) -> Response {
     ok(app.balance(&principal, pb::AccountRef { account_id }).await)
 }
 
-async fn holds(State(app): Shared, principal: Principal, Path(account_id): Path<String>) -> Response {
+async fn holds(
+    State(app): Shared,
+    principal: Principal,
+    Path(account_id): Path<String>,
+) -> Response {
     ok(app.holds(&principal, pb::AccountRef { account_id }).await)
 }
 
@@ -333,7 +356,9 @@ async fn positions(
     principal: Principal,
     Path(account_id): Path<String>,
 ) -> Response {
-    ok(app.positions(&principal, pb::AccountRef { account_id }).await)
+    ok(app
+        .positions(&principal, pb::AccountRef { account_id })
+        .await)
 }
 
 #[derive(Deserialize, Default)]
@@ -416,7 +441,11 @@ async fn issue_key(
     ))
 }
 
-async fn revoke_key(State(app): Shared, principal: Principal, Path(key_id): Path<String>) -> Response {
+async fn revoke_key(
+    State(app): Shared,
+    principal: Principal,
+    Path(key_id): Path<String>,
+) -> Response {
     match app.revoke_key(&principal, &key_id) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),

@@ -129,7 +129,10 @@ impl KeyStore {
             let principal = Principal {
                 key_id: key.id.clone(),
                 role: key.role,
-                account: key.account_id.as_deref().and_then(|a| AccountId::new(a).ok()),
+                account: key
+                    .account_id
+                    .as_deref()
+                    .and_then(|a| AccountId::new(a).ok()),
                 member: key.member_id.as_deref().and_then(|m| MemberId::new(m).ok()),
             };
             keys.insert(key.token_sha256.clone(), (principal, key));
@@ -143,7 +146,10 @@ impl KeyStore {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).is_empty()
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 
     /// Accepts `token` as an admin key for this run (from `TANDEM_ADMIN_TOKEN`); not stored.

@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use tandem_server::config::Settings;
 
 #[derive(Parser)]
-#[command(name = "tandem", version, about = "Tandem: real-time card authorization for shared accounts")]
+#[command(
+    name = "tandem",
+    version,
+    about = "Tandem: real-time card authorization for shared accounts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,7 +59,9 @@ enum Command {
 fn init_tracing(json: bool, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -65,7 +71,10 @@ fn init_tracing(json: bool, filter: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("tandem: cannot start the runtime: {e}");

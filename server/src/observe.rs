@@ -37,7 +37,11 @@ fn refuse(grpc: bool, error: ApiError) -> Response {
 
 /// Checks the bearer key before anything else runs and puts the caller's principal in the
 /// request's extensions; missing or unknown keys are refused with 401 / UNAUTHENTICATED.
-pub async fn authenticate(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(app): State<Arc<App>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     if public(request.uri().path()) {
         return next.run(request).await;
     }
@@ -55,7 +59,10 @@ pub async fn authenticate(State(app): State<Arc<App>>, mut request: Request, nex
         );
     };
     let Some(principal) = app.keys.check(token) else {
-        return refuse(grpc, ApiError::unauthenticated("unknown or revoked API key"));
+        return refuse(
+            grpc,
+            ApiError::unauthenticated("unknown or revoked API key"),
+        );
     };
     if !app.keys.admit(&principal.key_id) {
         metrics::counter!("tandem_rate_limited_total").increment(1);

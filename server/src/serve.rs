@@ -47,9 +47,7 @@ pub fn lock_data_dir(dir: &std::path::Path) -> Result<DirectoryLock, String> {
             "data directory {} is in use by another tandem process; stop it first or choose another --data-dir",
             dir.display()
         )),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(format!("cannot lock {}: {e}", path.display()))
-        }
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
 }
 
@@ -82,9 +80,10 @@ fn initial_rates(config: &Config) -> Result<tandem_core::RateTable, String> {
     let path = config.data_dir.join("fx-rates.json");
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let request: tandem_proto::v1::SetRatesRequest = serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            crate::app::rates_table(&request).map_err(|e| format!("{}: {}", path.display(), e.message))
+            let request: tandem_proto::v1::SetRatesRequest =
+                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            crate::app::rates_table(&request)
+                .map_err(|e| format!("{}: {}", path.display(), e.message))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let base = tandem_core::Currency::from_alpha(&config.fx_base)
@@ -118,7 +117,10 @@ async fn render_metrics(
         metrics::gauge!("tandem_log_records").set(stats.records.load(Ordering::Relaxed) as f64);
     }
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         handle.render(),
     )
 }
@@ -161,8 +163,14 @@ async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(listener = name, "connections still open after the grace period; closing them");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = name,
+            "connections still open after the grace period; closing them"
+        );
     }
 }
 
@@ -171,7 +179,8 @@ pub async fn run(config: Config) -> Result<(), String> {
     let handle = PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| format!("metrics: {e}"))?;
-    let keys = KeyStore::open(&config.data_dir, config.rate_limit_per_key).map_err(|e| e.to_string())?;
+    let keys =
+        KeyStore::open(&config.data_dir, config.rate_limit_per_key).map_err(|e| e.to_string())?;
     bootstrap_admin_key(&keys, &config)?;
     let rates = initial_rates(&config)?;
     let app = Arc::new(App::new(keys, config.data_dir.clone()));
@@ -248,9 +257,12 @@ pub async fn run(config: Config) -> Result<(), String> {
     engine_config.sled = SledSettings {
         cache_bytes: config.sled_cache_bytes,
     };
-    let engine = Engine::open(engine_config)
-        .await
-        .map_err(|e| format!("cannot open the data directory {}: {e}", config.data_dir.display()))?;
+    let engine = Engine::open(engine_config).await.map_err(|e| {
+        format!(
+            "cannot open the data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
     let system_config = SystemConfig {
         in_flight_per_account_max: config.in_flight_per_account_max,
         in_flight_max: config.in_flight_max,
@@ -262,9 +274,15 @@ pub async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot start the account system: {e}"))?;
     app.recovered(system.clone());
-    health_reporter.set_serving::<AuthorizationsServer<crate::grpc::Service>>().await;
-    health_reporter.set_serving::<AccountsServer<crate::grpc::Service>>().await;
-    health_reporter.set_serving::<BalancesServer<crate::grpc::Service>>().await;
+    health_reporter
+        .set_serving::<AuthorizationsServer<crate::grpc::Service>>()
+        .await;
+    health_reporter
+        .set_serving::<AccountsServer<crate::grpc::Service>>()
+        .await;
+    health_reporter
+        .set_serving::<BalancesServer<crate::grpc::Service>>()
+        .await;
     tracing::info!(
         grpc = %grpc_addr,
         http = %http_addr,
@@ -278,11 +296,14 @@ pub async fn run(config: Config) -> Result<(), String> {
     shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
     app.ready.store(false, Ordering::Release);
-    health_reporter.set_not_serving::<AuthorizationsServer<crate::grpc::Service>>().await;
+    health_reporter
+        .set_not_serving::<AuthorizationsServer<crate::grpc::Service>>()
+        .await;
     let _ = stop_sender.send(true);
     let _ = grpc_task.await;
     let _ = http_task.await;
-    system.shutdown().await;
+    system.clone().shutdown().await;
+    system.engine().stop().await;
     tracing::info!("stopped");
     Ok(())
 }

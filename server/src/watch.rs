@@ -24,7 +24,8 @@ pub async fn changes(
         return Err(ApiError::not_found(format!("no account {account}")));
     }
     let system = app.system()?.clone();
-    let first = (seen.is_none_or(|s| current.seq > s)).then(|| convert::snapshot(&current, String::new()));
+    let first =
+        (seen.is_none_or(|s| current.seq > s)).then(|| convert::snapshot(&current, String::new()));
     let last = seen.unwrap_or(0).max(first.as_ref().map_or(0, |f| f.seq));
     metrics::gauge!("tandem_watchers").increment(1.0);
     let guard = WatchGuard;

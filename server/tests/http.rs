@@ -16,7 +16,9 @@ fn available(balance: &Value, currency: &str) -> i64 {
 }
 
 async fn network_key(node: &Node) -> String {
-    let key = node.admin("POST", "/v1/api-keys", json!({"role": "network"})).await;
+    let key = node
+        .admin("POST", "/v1/api-keys", json!({"role": "network"}))
+        .await;
     key["token"].as_str().expect("token").to_owned()
 }
 
@@ -24,41 +26,73 @@ async fn network_key(node: &Node) -> String {
 async fn a_spend_lifecycle_over_http_keeps_every_minor_unit() {
     let dir = tempfile::tempdir().expect("dir");
     let node = Node::start(dir.path());
-    node.account("flat", "group", &[("ana", "owner"), ("ben", "member")], Some(("EUR", 100_00)))
-        .await;
-    node.admin("PUT", "/v1/accounts/flat/split-rule", json!({"rule": "equal"})).await;
+    node.account(
+        "flat",
+        "group",
+        &[("ana", "owner"), ("ben", "member")],
+        Some(("EUR", 100_00)),
+    )
+    .await;
+    node.admin(
+        "PUT",
+        "/v1/accounts/flat/split-rule",
+        json!({"rule": "equal"}),
+    )
+    .await;
     let network = network_key(&node).await;
     let card = "flat-ben-card";
 
     // Approve, and the retransmission answers the same without a second hold.
     let (status, first) = node
-        .call("POST", "/v1/authorizations", Some(&network), Some(authorize_body("n-1", card, 30_00)))
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(&network),
+            Some(authorize_body("n-1", card, 30_00)),
+        )
         .await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["status"], "approved");
     assert_eq!(first["response_code"], "00");
     let (_, again) = node
-        .call("POST", "/v1/authorizations", Some(&network), Some(authorize_body("n-1", card, 30_00)))
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(&network),
+            Some(authorize_body("n-1", card, 30_00)),
+        )
         .await;
     assert_eq!(again, first, "a repeat returns the first answer");
     assert_eq!(available(&node.balance("flat").await, "EUR"), 70_00);
 
     // The same key with another amount is a different message: 94, nothing held.
     let (_, mismatch) = node
-        .call("POST", "/v1/authorizations", Some(&network), Some(authorize_body("n-1", card, 31_00)))
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(&network),
+            Some(authorize_body("n-1", card, 31_00)),
+        )
         .await;
     assert_eq!(mismatch["response_code"], "94", "{mismatch}");
 
     // Too much: 51. Partial allowed: approved for what is available.
     let (_, declined) = node
-        .call("POST", "/v1/authorizations", Some(&network), Some(authorize_body("n-2", card, 500_00)))
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(&network),
+            Some(authorize_body("n-2", card, 500_00)),
+        )
         .await;
     assert_eq!(declined["status"], "declined");
     assert_eq!(declined["response_code"], "51");
     assert_eq!(declined["decline_reason"], "insufficient_funds");
     let mut partial = authorize_body("n-3", card, 90_00);
     partial["partial_allowed"] = json!(true);
-    let (_, partial) = node.call("POST", "/v1/authorizations", Some(&network), Some(partial)).await;
+    let (_, partial) = node
+        .call("POST", "/v1/authorizations", Some(&network), Some(partial))
+        .await;
     assert_eq!(partial["status"], "partially_approved", "{partial}");
     assert_eq!(partial["response_code"], "10");
     assert_eq!(partial["approved_amount_minor"], 70_00);
@@ -97,8 +131,14 @@ async fn a_spend_lifecycle_over_http_keeps_every_minor_unit() {
     assert_eq!(cleared["status"], "accepted");
     let balance = node.balance("flat").await;
     assert_eq!(available(&balance, "EUR"), 80_00);
-    let (_, holds) = node.call("GET", "/v1/accounts/flat/holds", Some(ADMIN), None).await;
-    assert_eq!(holds["holds"].as_array().expect("holds").len(), 0, "{holds}");
+    let (_, holds) = node
+        .call("GET", "/v1/accounts/flat/holds", Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        holds["holds"].as_array().expect("holds").len(),
+        0,
+        "{holds}"
+    );
 
     // The entries feed sums to the ledger, page by page; shares sum to each entry.
     let mut after = String::new();
@@ -106,12 +146,22 @@ async fn a_spend_lifecycle_over_http_keeps_every_minor_unit() {
     let mut pages = 0;
     loop {
         let (status, page) = node
-            .call("GET", &format!("/v1/accounts/flat/entries?limit=1&after={after}"), Some(ADMIN), None)
+            .call(
+                "GET",
+                &format!("/v1/accounts/flat/entries?limit=1&after={after}"),
+                Some(ADMIN),
+                None,
+            )
             .await;
         assert_eq!(status, 200, "{page}");
         for entry in page["entries"].as_array().expect("entries") {
             let amount = entry["amount_minor"].as_i64().expect("amount");
-            let shares: i64 = entry["shares"].as_array().expect("shares").iter().map(|s| s["amount_minor"].as_i64().expect("share")).sum();
+            let shares: i64 = entry["shares"]
+                .as_array()
+                .expect("shares")
+                .iter()
+                .map(|s| s["amount_minor"].as_i64().expect("share"))
+                .sum();
             assert_eq!(shares, amount, "shares sum to the entry: {entry}");
             total += amount;
         }
@@ -122,12 +172,22 @@ async fn a_spend_lifecycle_over_http_keeps_every_minor_unit() {
         }
     }
     assert_eq!(pages, 2, "a deposit and a clearing, one per page");
-    let ledger = balance["balances"][0]["ledger_minor"].as_i64().expect("ledger");
+    let ledger = balance["balances"][0]["ledger_minor"]
+        .as_i64()
+        .expect("ledger");
     assert_eq!(total, ledger);
 
     // Positions: an equal split of 20.00 — ana paid 100.00 in and bears 10.00.
-    let (_, positions) = node.call("GET", "/v1/accounts/flat/positions", Some(ADMIN), None).await;
-    let ana = positions["positions"].as_array().expect("positions").iter().find(|p| p["member_id"] == "ana").expect("ana").clone();
+    let (_, positions) = node
+        .call("GET", "/v1/accounts/flat/positions", Some(ADMIN), None)
+        .await;
+    let ana = positions["positions"]
+        .as_array()
+        .expect("positions")
+        .iter()
+        .find(|p| p["member_id"] == "ana")
+        .expect("ana")
+        .clone();
     assert_eq!(ana["net"][0]["amount_minor"], 90_00, "{positions}");
 
     // A refund credits the account.
@@ -147,59 +207,117 @@ async fn a_spend_lifecycle_over_http_keeps_every_minor_unit() {
 async fn keys_are_checked_before_anything_is_touched() {
     let dir = tempfile::tempdir().expect("dir");
     let node = Node::start(dir.path());
-    node.account("home", "joint", &[("ana", "owner"), ("ben", "member")], Some(("EUR", 50_00)))
+    node.account(
+        "home",
+        "joint",
+        &[("ana", "owner"), ("ben", "member")],
+        Some(("EUR", 50_00)),
+    )
+    .await;
+    node.account("other", "joint", &[("cy", "owner")], None)
         .await;
-    node.account("other", "joint", &[("cy", "owner")], None).await;
 
     // No key, a wrong key.
-    let (status, body) = node.call("GET", "/v1/accounts/home/balance", None, None).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")));
-    let (status, _) = node.call("GET", "/v1/accounts/home/balance", Some("nope"), None).await;
+    let (status, body) = node
+        .call("GET", "/v1/accounts/home/balance", None, None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let (status, _) = node
+        .call("GET", "/v1/accounts/home/balance", Some("nope"), None)
+        .await;
     assert_eq!(status, 401);
 
     // An app key for ben: reads his account, not another; may not add members (owners do).
     let ben = node
-        .admin("POST", "/v1/api-keys", json!({"role": "app", "account_id": "home", "member_id": "ben"}))
+        .admin(
+            "POST",
+            "/v1/api-keys",
+            json!({"role": "app", "account_id": "home", "member_id": "ben"}),
+        )
         .await;
     let ben_token = ben["token"].as_str().expect("token");
-    let (status, _) = node.call("GET", "/v1/accounts/home/balance", Some(ben_token), None).await;
+    let (status, _) = node
+        .call("GET", "/v1/accounts/home/balance", Some(ben_token), None)
+        .await;
     assert_eq!(status, 200);
-    let (status, body) = node.call("GET", "/v1/accounts/other/balance", Some(ben_token), None).await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("permission_denied")));
     let (status, body) = node
-        .call("POST", "/v1/accounts/home/members", Some(ben_token), Some(json!({"member_id": "eve", "role": "owner"})))
+        .call("GET", "/v1/accounts/other/balance", Some(ben_token), None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("permission_denied"))
+    );
+    let (status, body) = node
+        .call(
+            "POST",
+            "/v1/accounts/home/members",
+            Some(ben_token),
+            Some(json!({"member_id": "eve", "role": "owner"})),
+        )
         .await;
     assert_eq!(status, 403, "{body}");
     let (status, _) = node
-        .call("POST", "/v1/authorizations", Some(ben_token), Some(authorize_body("x", "home-ben-card", 1_00)))
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(ben_token),
+            Some(authorize_body("x", "home-ben-card", 1_00)),
+        )
         .await;
     assert_eq!(status, 403, "apps do not send card traffic");
     let snapshot = node.balance("home").await;
-    assert_eq!(snapshot["members"].as_array().expect("members").len(), 2, "nothing was added");
+    assert_eq!(
+        snapshot["members"].as_array().expect("members").len(),
+        2,
+        "nothing was added"
+    );
 
     // An owner's app key may add a member.
     let ana = node
-        .admin("POST", "/v1/api-keys", json!({"role": "app", "account_id": "home", "member_id": "ana"}))
+        .admin(
+            "POST",
+            "/v1/api-keys",
+            json!({"role": "app", "account_id": "home", "member_id": "ana"}),
+        )
         .await;
     let (status, body) = node
-        .call("POST", "/v1/accounts/home/members", Some(ana["token"].as_str().expect("token")), Some(json!({"member_id": "eve", "role": "member"})))
+        .call(
+            "POST",
+            "/v1/accounts/home/members",
+            Some(ana["token"].as_str().expect("token")),
+            Some(json!({"member_id": "eve", "role": "member"})),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
 
     // Network keys move card traffic but read nothing and manage nothing.
     let network = network_key(&node).await;
-    let (status, _) = node.call("GET", "/v1/accounts/home/balance", Some(&network), None).await;
+    let (status, _) = node
+        .call("GET", "/v1/accounts/home/balance", Some(&network), None)
+        .await;
     assert_eq!(status, 403);
     let (status, _) = node
-        .call("POST", "/v1/accounts", Some(&network), Some(json!({"account_id": "x", "kind": "joint"})))
+        .call(
+            "POST",
+            "/v1/accounts",
+            Some(&network),
+            Some(json!({"account_id": "x", "kind": "joint"})),
+        )
         .await;
     assert_eq!(status, 403);
 
     // Revoked keys stop working at once.
     let id = ben["id"].as_str().expect("id");
-    let (status, _) = node.call("DELETE", &format!("/v1/api-keys/{id}"), Some(ADMIN), None).await;
+    let (status, _) = node
+        .call("DELETE", &format!("/v1/api-keys/{id}"), Some(ADMIN), None)
+        .await;
     assert_eq!(status, 204);
-    let (status, _) = node.call("GET", "/v1/accounts/home/balance", Some(ben_token), None).await;
+    let (status, _) = node
+        .call("GET", "/v1/accounts/home/balance", Some(ben_token), None)
+        .await;
     assert_eq!(status, 401);
 }
 
@@ -207,7 +325,8 @@ async fn keys_are_checked_before_anything_is_touched() {
 async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("dir");
     let node = Node::start_with(dir.path(), &["--request-body-max-bytes", "4096"]);
-    node.account("acct", "joint", &[("ana", "owner")], Some(("EUR", 10_00))).await;
+    node.account("acct", "joint", &[("ana", "owner")], Some(("EUR", 10_00)))
+        .await;
     let network = network_key(&node).await;
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"{not json".to_vec(), "valid JSON"),
@@ -218,42 +337,113 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
         (serde_json::to_vec(&json!({"card_id": "acct-ana-card", "amount_minor": 5, "currency": "EUR", "mcc": "5411", "channel": "chip"})).expect("json"), "idempotency_key"),
     ];
     for (body, field) in cases {
-        let (status, problem) = node.raw("POST", "/v1/authorizations", Some(&network), body).await;
+        let (status, problem) = node
+            .raw("POST", "/v1/authorizations", Some(&network), body)
+            .await;
         assert_eq!(status, 400, "{problem}");
         assert_eq!(problem["code"], "invalid_argument");
-        assert!(problem["detail"].as_str().expect("detail").contains(field), "{problem} names {field}");
+        assert!(
+            problem["detail"].as_str().expect("detail").contains(field),
+            "{problem} names {field}"
+        );
     }
     // Oversized bodies are refused; an unknown card is an answer (14), not an error.
-    let (status, _) = node.raw("POST", "/v1/authorizations", Some(&network), vec![b' '; 10_000]).await;
+    let (status, _) = node
+        .raw(
+            "POST",
+            "/v1/authorizations",
+            Some(&network),
+            vec![b' '; 10_000],
+        )
+        .await;
     assert_eq!(status, 413);
     let (status, unknown) = node
-        .call("POST", "/v1/authorizations", Some(&network), Some(authorize_body("u", "no-such-card", 1_00)))
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(&network),
+            Some(authorize_body("u", "no-such-card", 1_00)),
+        )
         .await;
-    assert_eq!((status, unknown["response_code"].as_str()), (200, Some("14")));
+    assert_eq!(
+        (status, unknown["response_code"].as_str()),
+        (200, Some("14"))
+    );
     let (status, _) = node
-        .call("POST", "/v1/authorizations/acct:0000000000000000/increments", Some(&network), Some(json!({"idempotency_key": "i", "amount_minor": 1, "currency": "EUR"})))
+        .call(
+            "POST",
+            "/v1/authorizations/acct:0000000000000000/increments",
+            Some(&network),
+            Some(json!({"idempotency_key": "i", "amount_minor": 1, "currency": "EUR"})),
+        )
         .await;
-    assert_eq!(status, 200, "an unknown lifecycle is declined by the account, not an error");
-    let (status, body) = node.call("GET", "/v1/accounts/nobody/balance", Some(ADMIN), None).await;
+    assert_eq!(
+        status, 200,
+        "an unknown lifecycle is declined by the account, not an error"
+    );
+    let (status, body) = node
+        .call("GET", "/v1/accounts/nobody/balance", Some(ADMIN), None)
+        .await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
     // Creating calls: the same content again is the same resource; different content is 409.
-    let (status, _) = node.call("POST", "/v1/accounts", Some(ADMIN), Some(json!({"account_id": "acct", "kind": "joint"}))).await;
-    assert_eq!(status, 201);
-    let (status, body) = node.call("POST", "/v1/accounts", Some(ADMIN), Some(json!({"account_id": "acct", "kind": "kid"}))).await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("account_exists")));
-    node.account("elsewhere", "joint", &[("zed", "owner")], None).await;
-    let (status, body) = node
-        .call("POST", "/v1/accounts/elsewhere/cards", Some(ADMIN), Some(json!({"card_id": "acct-ana-card", "member_id": "zed"})))
-        .await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("card_exists")), "card ids are unique across accounts");
     let (status, _) = node
-        .call("POST", "/v1/accounts/acct/cards", Some(ADMIN), Some(json!({"card_id": "p1", "member_id": "ana", "pan": "4000123412341234"})))
+        .call(
+            "POST",
+            "/v1/accounts",
+            Some(ADMIN),
+            Some(json!({"account_id": "acct", "kind": "joint"})),
+        )
         .await;
     assert_eq!(status, 201);
     let (status, body) = node
-        .call("POST", "/v1/accounts/elsewhere/cards", Some(ADMIN), Some(json!({"card_id": "p2", "member_id": "zed", "pan": "4000123412341234"})))
+        .call(
+            "POST",
+            "/v1/accounts",
+            Some(ADMIN),
+            Some(json!({"account_id": "acct", "kind": "kid"})),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("pan_exists")), "PANs are unique across accounts");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("account_exists"))
+    );
+    node.account("elsewhere", "joint", &[("zed", "owner")], None)
+        .await;
+    let (status, body) = node
+        .call(
+            "POST",
+            "/v1/accounts/elsewhere/cards",
+            Some(ADMIN),
+            Some(json!({"card_id": "acct-ana-card", "member_id": "zed"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("card_exists")),
+        "card ids are unique across accounts"
+    );
+    let (status, _) = node
+        .call(
+            "POST",
+            "/v1/accounts/acct/cards",
+            Some(ADMIN),
+            Some(json!({"card_id": "p1", "member_id": "ana", "pan": "4000123412341234"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = node
+        .call(
+            "POST",
+            "/v1/accounts/elsewhere/cards",
+            Some(ADMIN),
+            Some(json!({"card_id": "p2", "member_id": "zed", "pan": "4000123412341234"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("pan_exists")),
+        "PANs are unique across accounts"
+    );
     // Nothing of the above moved money.
     assert_eq!(available(&node.balance("acct").await, "EUR"), 10_00);
     let (status, _) = node.call("GET", "/healthz", None, None).await;
@@ -264,29 +454,54 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
 async fn the_balance_stream_sends_each_change_and_resumes_by_sequence() {
     let dir = tempfile::tempdir().expect("dir");
     let node = Node::start(dir.path());
-    node.account("trip", "group", &[("ana", "owner")], Some(("EUR", 20_00))).await;
+    node.account("trip", "group", &[("ana", "owner")], Some(("EUR", 20_00)))
+        .await;
     let app = node
-        .admin("POST", "/v1/api-keys", json!({"role": "app", "account_id": "trip", "member_id": "ana"}))
+        .admin(
+            "POST",
+            "/v1/api-keys",
+            json!({"role": "app", "account_id": "trip", "member_id": "ana"}),
+        )
         .await;
     let token = app["token"].as_str().expect("token");
-    let (status, mut body) = node.sse("/v1/accounts/trip/balance/stream", token, None).await;
+    let (status, mut body) = node
+        .sse("/v1/accounts/trip/balance/stream", token, None)
+        .await;
     assert_eq!(status, 200);
     let mut buffer = String::new();
     let (first_id, first) = next_event(&mut body, &mut buffer).await;
     assert_eq!(available(&first, "EUR"), 20_00);
     let network = network_key(&node).await;
-    node.call("POST", "/v1/authorizations", Some(&network), Some(authorize_body("s-1", "trip-ana-card", 5_00)))
-        .await;
+    node.call(
+        "POST",
+        "/v1/authorizations",
+        Some(&network),
+        Some(authorize_body("s-1", "trip-ana-card", 5_00)),
+    )
+    .await;
     let (second_id, second) = next_event(&mut body, &mut buffer).await;
     assert!(second_id > first_id);
     assert_eq!(available(&second, "EUR"), 15_00);
-    assert!(second["cause"].as_str().expect("cause").contains("authorized"), "{second}");
+    assert!(
+        second["cause"]
+            .as_str()
+            .expect("cause")
+            .contains("authorized"),
+        "{second}"
+    );
 
     // Reconnecting with the last id seen: nothing old is replayed; the next change arrives.
-    let (_, mut resumed) = node.sse("/v1/accounts/trip/balance/stream", token, Some(second_id)).await;
-    let mut resumed_buffer = String::new();
-    node.call("POST", "/v1/authorizations", Some(&network), Some(authorize_body("s-2", "trip-ana-card", 1_00)))
+    let (_, mut resumed) = node
+        .sse("/v1/accounts/trip/balance/stream", token, Some(second_id))
         .await;
+    let mut resumed_buffer = String::new();
+    node.call(
+        "POST",
+        "/v1/authorizations",
+        Some(&network),
+        Some(authorize_body("s-2", "trip-ana-card", 1_00)),
+    )
+    .await;
     let (third_id, third) = next_event(&mut resumed, &mut resumed_buffer).await;
     assert!(third_id > second_id);
     assert_eq!(available(&third, "EUR"), 14_00);
@@ -296,7 +511,8 @@ async fn the_balance_stream_sends_each_change_and_resumes_by_sequence() {
 async fn metrics_health_and_readiness_are_served() {
     let dir = tempfile::tempdir().expect("dir");
     let node = Node::start(dir.path());
-    node.account("m", "joint", &[("ana", "owner")], Some(("EUR", 1_00))).await;
+    node.account("m", "joint", &[("ana", "owner")], Some(("EUR", 1_00)))
+        .await;
     let (status, ready) = node.call("GET", "/readyz", None, None).await;
     assert_eq!((status, ready.as_str()), (200, Some("ready\n")));
     let (status, text) = node.call("GET", "/metrics", None, None).await;

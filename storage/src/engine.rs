@@ -240,7 +240,12 @@ impl Engine {
         if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
             return Err(BackupError::NotEmpty(dir.display().to_string()));
         }
-        let wanted = self.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        let wanted = self
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index);
         self.raft
             .trigger()
             .snapshot()
@@ -264,6 +269,12 @@ impl Engine {
             covers_index: wanted,
             bytes: snapshot.len() as u64 + key.len() as u64,
         })
+    }
+
+    /// Shuts the Raft node down while others still hold the engine: later submissions fail
+    /// as `LogFailed`. Everything answered before is already durable.
+    pub async fn stop(&self) {
+        let _ = self.raft.shutdown().await;
     }
 
     /// Stops accepting work, lets queued batches finish, and shuts the Raft node down.

@@ -37,7 +37,12 @@ impl Node {
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args([
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .env("TANDEM_ADMIN_TOKEN", ADMIN)
             .env("TANDEM_LOG", "warn")
@@ -86,17 +91,32 @@ impl Node {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(std::time::Instant::now() < deadline, "tandem did not stop on SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tandem did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let bytes = body.map(|b| b.to_string()).unwrap_or_default();
         self.raw(method, path, token, bytes.into_bytes()).await
     }
 
-    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.http))
@@ -112,7 +132,12 @@ impl Node {
             .get("content-type")
             .map(|v| v.to_str().unwrap_or("").to_owned())
             .unwrap_or_default();
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         let value = if content_type.contains("json") && !bytes.is_empty() {
             serde_json::from_slice(&bytes).expect("JSON body")
         } else {
@@ -129,15 +154,28 @@ impl Node {
 
     pub async fn admin(&self, method: &str, path: &str, body: Value) -> Value {
         let (status, value) = self.call(method, path, Some(ADMIN), Some(body)).await;
-        assert!((200..300).contains(&status), "{method} {path} -> {status} {value}");
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} -> {status} {value}"
+        );
         value
     }
 
     /// Opens an account with the given members (first is owner), one card each (`<member>-card`),
     /// and deposits.
-    pub async fn account(&self, account: &str, kind: &str, members: &[(&str, &str)], deposit: Option<(&str, i64)>) {
-        self.admin("POST", "/v1/accounts", serde_json::json!({"account_id": account, "kind": kind}))
-            .await;
+    pub async fn account(
+        &self,
+        account: &str,
+        kind: &str,
+        members: &[(&str, &str)],
+        deposit: Option<(&str, i64)>,
+    ) {
+        self.admin(
+            "POST",
+            "/v1/accounts",
+            serde_json::json!({"account_id": account, "kind": kind}),
+        )
+        .await;
         for (member, role) in members {
             self.admin(
                 "POST",
@@ -169,14 +207,24 @@ impl Node {
 
     pub async fn balance(&self, account: &str) -> Value {
         let (status, value) = self
-            .call("GET", &format!("/v1/accounts/{account}/balance"), Some(ADMIN), None)
+            .call(
+                "GET",
+                &format!("/v1/accounts/{account}/balance"),
+                Some(ADMIN),
+                None,
+            )
             .await;
         assert_eq!(status, 200, "{value}");
         value
     }
 
     /// Opens an SSE stream; answers the response body to read events from.
-    pub async fn sse(&self, path: &str, token: &str, last_event_id: Option<u64>) -> (u16, hyper::body::Incoming) {
+    pub async fn sse(
+        &self,
+        path: &str,
+        token: &str,
+        last_event_id: Option<u64>,
+    ) -> (u16, hyper::body::Incoming) {
         let mut request = hyper::Request::get(format!("http://{}{path}", self.http))
             .header("authorization", format!("Bearer {token}"))
             .header("accept", "text/event-stream");

@@ -1,0 +1,190 @@
+//! Operating the binary: one node per data directory, clean stops on SIGTERM, restarts that
+//! keep every answer, and backup/restore of a running node.
+
+mod common;
+
+use common::{ADMIN, Node, authorize_body};
+use serde_json::json;
+use std::process::Command;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_serves_one_node_and_survives_restarts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(dir.path());
+    node.account("r", "joint", &[("ana", "owner")], Some(("EUR", 50_00)))
+        .await;
+    let (_, approved) = node
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(ADMIN),
+            Some(authorize_body("k-1", "r-ana-card", 7_00)),
+        )
+        .await;
+    assert_eq!(approved["status"], "approved");
+    let before = node.balance("r").await;
+
+    // A second node on the same directory refuses to start, saying why.
+    let second = Command::new(common::binary())
+        .args([
+            "serve",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("TANDEM_ADMIN_TOKEN", ADMIN)
+        .output()
+        .expect("run");
+    assert!(!second.status.success());
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        message.contains("in use by another tandem process"),
+        "{message}"
+    );
+
+    // SIGTERM stops it cleanly; a restart serves the same state and the same answers.
+    let status = node.stop();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    let node = Node::start(dir.path());
+    assert_eq!(node.balance("r").await, before);
+    let (_, repeat) = node
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(ADMIN),
+            Some(authorize_body("k-1", "r-ana-card", 7_00)),
+        )
+        .await;
+    assert_eq!(
+        repeat, approved,
+        "the repeat after a restart gets the first answer"
+    );
+    assert_eq!(node.balance("r").await, before, "and no second hold");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_a_running_node_restores_to_the_same_balances() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let node = Node::start(&data);
+    node.account(
+        "b",
+        "group",
+        &[("ana", "owner"), ("ben", "member")],
+        Some(("EUR", 80_00)),
+    )
+    .await;
+    node.admin(
+        "PUT",
+        "/v1/fx/rates",
+        json!({"base": "EUR", "rates": {"GBP": "0.8571"}}),
+    )
+    .await;
+    node.admin(
+        "POST",
+        "/v1/accounts/b/cards",
+        json!({"card_id": "b-pan", "member_id": "ben", "pan": "5500000000000004"}),
+    )
+    .await;
+    for i in 0..20 {
+        node.call(
+            "POST",
+            "/v1/authorizations",
+            Some(ADMIN),
+            Some(authorize_body(&format!("a-{i}"), "b-ben-card", 1_00)),
+        )
+        .await;
+    }
+    let at_backup = node.balance("b").await;
+    let (_, holds_at_backup) = node
+        .call("GET", "/v1/accounts/b/holds", Some(ADMIN), None)
+        .await;
+
+    let backup_dir = dir.path().join("backup");
+    let output = Command::new(common::binary())
+        .args(["backup", "--server", &node.http, "--token", ADMIN, "--to"])
+        .arg(&backup_dir)
+        .output()
+        .expect("backup");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Work after the backup is not in it.
+    node.call(
+        "POST",
+        "/v1/authorizations",
+        Some(ADMIN),
+        Some(authorize_body("late", "b-ben-card", 9_00)),
+    )
+    .await;
+    assert_ne!(node.balance("b").await, at_backup);
+    assert!(node.stop().success());
+
+    let restored = dir.path().join("restored");
+    let output = Command::new(common::binary())
+        .args(["restore", "--from"])
+        .arg(&backup_dir)
+        .arg("--data-dir")
+        .arg(&restored)
+        .output()
+        .expect("restore");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let node = Node::start(&restored);
+    assert_eq!(node.balance("b").await, at_backup);
+    let (_, holds) = node
+        .call("GET", "/v1/accounts/b/holds", Some(ADMIN), None)
+        .await;
+    assert_eq!(holds, holds_at_backup);
+    // The restored node keeps working: new decisions, the card directory and the rates.
+    let (_, approved) = node
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(ADMIN),
+            Some(authorize_body("after", "b-ben-card", 2_00)),
+        )
+        .await;
+    assert_eq!(approved["status"], "approved", "{approved}");
+    let (status, body) = node
+        .call(
+            "POST",
+            "/v1/accounts/b/cards",
+            Some(ADMIN),
+            Some(json!({"card_id": "other", "member_id": "ben", "pan": "5500000000000004"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("pan_exists")),
+        "the PAN directory came back"
+    );
+    let mut gbp = authorize_body("fx", "b-ben-card", 1_00);
+    gbp["currency"] = json!("GBP");
+    let (_, fx) = node
+        .call("POST", "/v1/authorizations", Some(ADMIN), Some(gbp))
+        .await;
+    assert_eq!(fx["status"], "approved", "the FX rates came back: {fx}");
+    assert!(node.stop().success());
+    let node = Node::start(&restored);
+    let (_, repeat) = node
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(ADMIN),
+            Some(authorize_body("after", "b-ben-card", 2_00)),
+        )
+        .await;
+    assert_eq!(
+        repeat, approved,
+        "decisions after the restore are durable too"
+    );
+}
