@@ -115,6 +115,29 @@ fn pan(text: &str) -> Result<String, ApiError> {
     Ok(text.to_owned())
 }
 
+/// The wire fields of a card spend, before parsing.
+struct SpendFields<'a> {
+    amount_minor: i64,
+    currency: &'a str,
+    mcc: &'a str,
+    channel: &'a str,
+    merchant_name: &'a str,
+    merchant_country: &'a str,
+}
+
+fn spend(card: CardId, fields: SpendFields<'_>) -> Result<Spend, ApiError> {
+    Ok(Spend {
+        card,
+        amount: convert::amount(fields.amount_minor, fields.currency)?,
+        cashback_minor: 0,
+        kind: tandem_core::SpendKind::Purchase,
+        merchant: merchant(fields.mcc, fields.merchant_country, fields.merchant_name)?,
+        channel: convert::channel(fields.channel)?,
+        presented_expiry: None,
+        partial_allowed: false,
+    })
+}
+
 pub fn result(outcome: &Outcome) -> pb::CommandResult {
     let (status, reason, balance) = match outcome {
         Outcome::Approved {
@@ -848,28 +871,6 @@ impl App {
 
     // ------------------------------------------------------------------ card traffic
 
-    fn spend(
-        &self,
-        card: CardId,
-        amount_minor: i64,
-        currency: &str,
-        mcc: &str,
-        channel: &str,
-        merchant_name: &str,
-        merchant_country: &str,
-    ) -> Result<Spend, ApiError> {
-        Ok(Spend {
-            card,
-            amount: convert::amount(amount_minor, currency)?,
-            cashback_minor: 0,
-            kind: tandem_core::SpendKind::Purchase,
-            merchant: merchant(mcc, merchant_country, merchant_name)?,
-            channel: convert::channel(channel)?,
-            presented_expiry: None,
-            partial_allowed: false,
-        })
-    }
-
     pub async fn authorize(
         &self,
         principal: &Principal,
@@ -878,14 +879,16 @@ impl App {
         self.network_only(principal)?;
         let key = key(&request.idempotency_key)?;
         let card = card_id("card_id", &request.card_id)?;
-        let mut spend = self.spend(
+        let mut spend = spend(
             card.clone(),
-            request.amount_minor,
-            &request.currency,
-            &request.mcc,
-            &request.channel,
-            &request.merchant_name,
-            &request.merchant_country,
+            SpendFields {
+                amount_minor: request.amount_minor,
+                currency: &request.currency,
+                mcc: &request.mcc,
+                channel: &request.channel,
+                merchant_name: &request.merchant_name,
+                merchant_country: &request.merchant_country,
+            },
         )?;
         spend.kind = convert::spend_kind(&request.kind)?;
         spend.partial_allowed = request.partial_allowed;
@@ -1027,14 +1030,16 @@ impl App {
             channel = "chip".to_owned();
         }
         let card = card_id("card_id", &card)?;
-        self.spend(
+        spend(
             card,
-            request.amount_minor,
-            &currency,
-            &mcc,
-            &channel,
-            &name,
-            &country,
+            SpendFields {
+                amount_minor: request.amount_minor,
+                currency: &currency,
+                mcc: &mcc,
+                channel: &channel,
+                merchant_name: &name,
+                merchant_country: &country,
+            },
         )
     }
 

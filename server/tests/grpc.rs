@@ -2,6 +2,9 @@
 //! the processor stream (answers out of lock-step, matched by correlation id), the balance
 //! watch stream, access control, and the standard health service.
 
+// Amounts are written as major_minor (100_00 is 100.00) on purpose.
+#![allow(clippy::inconsistent_digit_grouping)]
+
 mod common;
 
 use common::{ADMIN, Node};

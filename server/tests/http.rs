@@ -1,6 +1,9 @@
 //! HTTP/JSON against the real binary: the whole lifecycle, access control, bad input, the
 //! SSE balance stream and the metrics endpoint.
 
+// Amounts are written as major_minor (100_00 is 100.00) on purpose.
+#![allow(clippy::inconsistent_digit_grouping)]
+
 mod common;
 
 use common::{ADMIN, Node, authorize_body, next_event};

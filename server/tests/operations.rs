@@ -1,6 +1,9 @@
 //! Operating the binary: one node per data directory, clean stops on SIGTERM, restarts that
 //! keep every answer, and backup/restore of a running node.
 
+// Amounts are written as major_minor (100_00 is 100.00) on purpose.
+#![allow(clippy::inconsistent_digit_grouping)]
+
 mod common;
 
 use common::{ADMIN, Node, authorize_body};
