@@ -1,12 +1,347 @@
-//! `tandem-loadtest`: the SRE's load tester (issue "tandem-loadtest"). It needs the server;
-//! until that exists it says so plainly.
+//! `tandem-loadtest run --target grpc://127.0.0.1:50051 --rate 20000 --duration 60s
+//! --scenario mixed`: provisions its own accounts, drives traffic, reports latency from the
+//! scheduled send time, and audits the money at the end (a non-zero exit on any finding).
 
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tandem_loadtest::audit::{AuditSummary, Ledger, Observed, check_account};
+use tandem_loadtest::report::{Report, RunContext, load_average};
+use tandem_loadtest::run::{Load, Shared, run};
+use tandem_loadtest::scenario::{Population, Scenario, Traffic};
+use tandem_loadtest::target::{Protocol, Target};
+use tandem_loadtest::{provision, report};
+
+#[derive(Parser)]
+#[command(
+    name = "tandem-loadtest",
+    version,
+    about = "Load tests a Tandem server honestly"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Provision accounts, drive traffic, report, audit.
+    Run(RunArgs),
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, "s"), |i| text.split_at(i));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {text}"))?;
+    let seconds = match unit {
+        "ms" => value / 1_000.0,
+        "s" | "" => value,
+        "m" => value * 60.0,
+        other => return Err(format!("unknown unit {other:?} in {text} (use ms, s or m)")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// grpc://HOST:PORT or http://HOST:PORT
+    #[arg(long, default_value = "grpc://127.0.0.1:50051")]
+    target: String,
+    /// An admin API key (it provisions accounts and sends card traffic).
+    #[arg(long, env = "TANDEM_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Requests per second (open loop).
+    #[arg(long, default_value_t = 1_000.0)]
+    rate: f64,
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    duration: Duration,
+    /// authorize, lifecycle, hot, kids, fx or mixed
+    #[arg(long, default_value = "authorize")]
+    scenario: String,
+    /// Over gRPC, send card traffic on the bidirectional processor stream instead of unary calls.
+    #[arg(long)]
+    stream: bool,
+    /// gRPC channels (or processor streams) to spread the load over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    #[arg(long, default_value_t = 1_000)]
+    accounts: usize,
+    #[arg(long, default_value_t = 2)]
+    members_per_account: usize,
+    /// Share of accounts that are kid accounts (0..1).
+    #[arg(long, default_value_t = 0.1)]
+    kid_share: f64,
+    /// Currencies each adult account holds, comma separated (the first is the spend currency).
+    #[arg(long, default_value = "EUR,GBP,USD")]
+    currencies: String,
+    /// Closed loop: this many workers back to back, to find the maximum throughput.
+    #[arg(long)]
+    closed_loop: bool,
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Raise the rate step by step (×1.25) from --rate until p99 breaks --slo-p99.
+    #[arg(long)]
+    step: bool,
+    #[arg(long, default_value = "10ms", value_parser = duration)]
+    slo_p99: Duration,
+    /// Length of each step.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    step_duration: Duration,
+    /// Requests outstanding at most in open loop.
+    #[arg(long, default_value_t = 100_000)]
+    outstanding_max: usize,
+    /// Where to write report.json and report.md.
+    #[arg(long, default_value = "loadtest-report")]
+    report: PathBuf,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+    /// Skip the money audit at the end.
+    #[arg(long)]
+    no_audit: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
 
 fn main() -> ExitCode {
-    eprintln!(
-        "tandem-loadtest {}: needs the Tandem server, which is not built yet",
-        env!("CARGO_PKG_VERSION")
+    let Cli {
+        command: Command::Run(args),
+    } = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tandem-loadtest: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main_run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(3),
+        Err(message) => {
+            eprintln!("tandem-loadtest: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Answers whether the run passed (a clean audit).
+async fn main_run(args: RunArgs) -> Result<bool, String> {
+    let scenario = Scenario::parse(&args.scenario)?;
+    let load_before = load_average();
+    let target =
+        Arc::new(Target::connect(&args.target, &args.token, args.stream, args.connections).await?);
+    let run_id = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     );
-    ExitCode::from(2)
+    let kid_every = if args.kid_share > 0.0 {
+        (1.0 / args.kid_share).round().max(1.0) as usize
+    } else {
+        0
+    };
+    let population = Population {
+        run_id,
+        accounts: args.accounts.max(1),
+        members_per_account: args.members_per_account,
+        kid_every,
+        currencies: args
+            .currencies
+            .split(',')
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect(),
+        deposit_minor: 100_000_000_00,
+        kid_deposit_minor: 200_00,
+    };
+    if !args.quiet {
+        eprintln!("provisioning {} accounts ...", population.accounts);
+    }
+    provision::provision(&target, &population, 64).await?;
+    let mut ledger = Ledger::default();
+    for index in 0..population.accounts {
+        for call in provision::account_calls(&population, index) {
+            if let tandem_loadtest::target::AdminCall::Deposit(d) = call {
+                *ledger
+                    .deposits
+                    .entry(d.account_id)
+                    .or_default()
+                    .entry(d.currency)
+                    .or_default() += d.amount_minor;
+            }
+        }
+    }
+    let shared = Arc::new(Shared {
+        target: target.clone(),
+        traffic: Mutex::new(Traffic::new(scenario, population.clone(), args.seed)),
+        recorder: report::Recorder::default(),
+        ledger: Mutex::new(ledger),
+        population: population.clone(),
+    });
+    let protocol = match target.protocol {
+        Protocol::GrpcUnary => "gRPC unary",
+        Protocol::GrpcStream => "gRPC stream",
+        Protocol::Http => "HTTP/JSON",
+    };
+    let context = |mode: String| RunContext {
+        command_line: std::env::args()
+            .map(|a| {
+                if a == args.token {
+                    "<token>".to_owned()
+                } else {
+                    a
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        target: args.target.clone(),
+        protocol: protocol.to_owned(),
+        scenario: args.scenario.clone(),
+        mode,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load_average_before: load_before.clone(),
+        load_average_after: load_average(),
+    };
+    let mut report: Report = if args.step {
+        step(&shared, &args, &context).await
+    } else {
+        let load = Load {
+            rate: args.rate,
+            duration: args.duration,
+            closed_loop: args.closed_loop.then_some(args.concurrency),
+            outstanding_max: args.outstanding_max,
+            seed: args.seed,
+            quiet: args.quiet,
+        };
+        let elapsed = run(shared.clone(), &load).await;
+        let mode = match load.closed_loop {
+            Some(n) => format!(
+                "closed loop, {n} workers, {:.0} s",
+                args.duration.as_secs_f64()
+            ),
+            None => format!(
+                "open loop, Poisson at {:.0}/s for {:.0} s",
+                args.rate,
+                args.duration.as_secs_f64()
+            ),
+        };
+        shared.recorder.report(context(mode), elapsed)
+    };
+    let passed = if args.no_audit {
+        true
+    } else {
+        let summary = audit(&shared).await;
+        let clean = summary.findings.is_empty();
+        report.audit = Some(summary);
+        clean
+    };
+    std::fs::create_dir_all(&args.report).map_err(|e| format!("{}: {e}", args.report.display()))?;
+    let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(args.report.join("report.json"), json).map_err(|e| e.to_string())?;
+    let markdown = report.markdown();
+    std::fs::write(args.report.join("report.md"), &markdown).map_err(|e| e.to_string())?;
+    println!("{markdown}");
+    Ok(passed)
+}
+
+/// Raises the rate by 25% per step until p99 breaks the SLO (or errors appear); reports the
+/// last step that held.
+async fn step(
+    shared: &Arc<Shared>,
+    args: &RunArgs,
+    context: &dyn Fn(String) -> RunContext,
+) -> Report {
+    let mut rate = args.rate;
+    let mut held: Option<Report> = None;
+    let slo_us = args.slo_p99.as_micros() as u64;
+    loop {
+        let step_shared = Arc::new(Shared {
+            target: shared.target.clone(),
+            traffic: Mutex::new(Traffic::new(
+                shared
+                    .traffic
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .scenario,
+                shared.population.clone(),
+                args.seed.wrapping_add(rate as u64),
+            )),
+            recorder: report::Recorder::default(),
+            ledger: Mutex::new(Ledger::default()),
+            population: shared.population.clone(),
+        });
+        let load = Load {
+            rate,
+            duration: args.step_duration,
+            closed_loop: None,
+            outstanding_max: args.outstanding_max,
+            seed: args.seed,
+            quiet: args.quiet,
+        };
+        let elapsed = run(step_shared.clone(), &load).await;
+        merge_ledger(shared, &step_shared);
+        let report = step_shared.recorder.report(
+            context(format!(
+                "step: highest rate with p99 under {} ms, here {rate:.0}/s",
+                slo_us as f64 / 1_000.0
+            )),
+            elapsed,
+        );
+        let errors: u64 = report.errors.values().sum();
+        let broke = report.total.p99_us > slo_us || errors * 100 > report.total.count;
+        eprintln!(
+            "step {rate:.0}/s: p99 {:.2} ms, {errors} errors -> {}",
+            report.total.p99_us as f64 / 1_000.0,
+            if broke { "broke the SLO" } else { "held" }
+        );
+        if broke {
+            return held.unwrap_or(report);
+        }
+        held = Some(report);
+        rate *= 1.25;
+    }
+}
+
+fn merge_ledger(into: &Shared, from: &Shared) {
+    let from = std::mem::take(&mut *from.ledger.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut into = into.ledger.lock().unwrap_or_else(|p| p.into_inner());
+    into.authorizations.extend(from.authorizations);
+    into.declined.extend(from.declined);
+    into.uncertain.extend(from.uncertain);
+    into.uncertain_accounts.extend(from.uncertain_accounts);
+    into.touched.extend(from.touched);
+}
+
+async fn audit(shared: &Arc<Shared>) -> AuditSummary {
+    let ledger = std::mem::take(&mut *shared.ledger.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut summary = AuditSummary::default();
+    for index in 0..shared.population.accounts {
+        let account = shared.population.account_id(index);
+        let observed = async {
+            Ok::<_, String>(Observed {
+                balance: shared.target.balance(&account).await?,
+                holds: shared.target.holds(&account).await?.holds,
+                entries: shared.target.entries(&account).await?,
+            })
+        }
+        .await;
+        match observed {
+            Ok(observed) => check_account(&ledger, &account, &observed, &mut summary),
+            Err(error) => summary
+                .findings
+                .push(format!("{account}: could not be read: {error}")),
+        }
+    }
+    summary
 }

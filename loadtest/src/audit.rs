@@ -1,0 +1,342 @@
+//! The money audit at the end of a run. The tester keeps what it was told (every approval,
+//! decline, clearing, reversal, increment and deposit); afterwards it reads each account's
+//! balance, open holds and posted entries from the server and checks they agree. Any
+//! mismatch is a finding, and a run with findings fails.
+
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use tandem_proto::v1 as pb;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldState {
+    Open,
+    Closed,
+}
+
+/// One authorization as the tester saw it.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub account: String,
+    pub currency: String,
+    /// Approved so far (first approval plus increments).
+    pub approved_minor: i64,
+    pub state: HoldState,
+    /// Cleared (posted) in total.
+    pub cleared_minor: i64,
+}
+
+/// What the tester was told, per authorization and account.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    pub authorizations: HashMap<String, Expected>,
+    pub declined: HashSet<String>,
+    /// Lifecycles with an answer we did not get (a transport error): not checked.
+    pub uncertain: HashSet<String>,
+    /// account -> currency -> deposited.
+    pub deposits: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Accounts where an authorization got no answer: a hold we were never told of may exist.
+    pub uncertain_accounts: HashSet<String>,
+    pub touched: HashSet<String>,
+}
+
+/// What the server holds for one account.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub balance: pb::BalanceSnapshot,
+    pub holds: Vec<pb::Hold>,
+    pub entries: Vec<pb::PostedEntry>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditSummary {
+    pub accounts_checked: usize,
+    pub holds_checked: usize,
+    pub entries_checked: usize,
+    pub findings: Vec<String>,
+}
+
+/// Checks one account's observed state against the ledger; appends findings.
+pub fn check_account(
+    ledger: &Ledger,
+    account: &str,
+    observed: &Observed,
+    summary: &mut AuditSummary,
+) {
+    summary.accounts_checked += 1;
+    summary.holds_checked += observed.holds.len();
+    summary.entries_checked += observed.entries.len();
+    let findings = &mut summary.findings;
+
+    // Holds: every open approval exactly once at its amount; nothing else.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for hold in &observed.holds {
+        *seen.entry(hold.authorization_id.as_str()).or_default() += 1;
+        let id = hold.authorization_id.as_str();
+        if ledger.uncertain.contains(id) {
+            continue;
+        }
+        match ledger.authorizations.get(id) {
+            Some(expected) if expected.state == HoldState::Open => {
+                let same_currency: i64 = hold
+                    .held
+                    .iter()
+                    .filter(|a| a.currency == expected.currency)
+                    .map(|a| a.amount_minor)
+                    .sum();
+                let in_spend_currency =
+                    hold.held.len() == 1 && hold.held[0].currency == expected.currency;
+                if in_spend_currency && same_currency != expected.approved_minor {
+                    findings.push(format!(
+                        "{account}: hold {id} holds {same_currency} {}, the tester was approved {}",
+                        expected.currency, expected.approved_minor
+                    ));
+                }
+            }
+            Some(_) => findings.push(format!(
+                "{account}: hold {id} is open but was cleared or reversed"
+            )),
+            None if ledger.declined.contains(id) => {
+                findings.push(format!("{account}: hold {id} exists but was declined"))
+            }
+            None if ledger.uncertain_accounts.contains(account) => {}
+            None => findings.push(format!(
+                "{account}: hold {id} was never approved to the tester"
+            )),
+        }
+    }
+    for (id, count) in &seen {
+        if *count > 1 {
+            findings.push(format!("{account}: hold {id} appears {count} times"));
+        }
+    }
+    for (id, expected) in &ledger.authorizations {
+        if expected.account == account
+            && expected.state == HoldState::Open
+            && !ledger.uncertain.contains(id)
+            && !seen.contains_key(id.as_str())
+        {
+            findings.push(format!("{account}: approved hold {id} is missing"));
+        }
+    }
+
+    // Entries: shares sum to each entry; the ledger is the sum of the entries.
+    let mut posted: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut by_authorization: HashMap<&str, BTreeMap<&str, i64>> = HashMap::new();
+    let mut deposits: BTreeMap<&str, i64> = BTreeMap::new();
+    for entry in &observed.entries {
+        let shares: i64 = entry.shares.iter().map(|s| s.amount_minor).sum();
+        if shares != entry.amount_minor {
+            findings.push(format!(
+                "{account}: entry {} of {} has shares summing to {shares}",
+                entry.id, entry.amount_minor
+            ));
+        }
+        *posted.entry(entry.currency.as_str()).or_default() += entry.amount_minor;
+        if entry.cause == "deposit" {
+            *deposits.entry(entry.currency.as_str()).or_default() += entry.amount_minor;
+        }
+        if !entry.authorization_id.is_empty() && entry.kind == "principal" {
+            *by_authorization
+                .entry(entry.authorization_id.as_str())
+                .or_default()
+                .entry(entry.currency.as_str())
+                .or_default() += entry.amount_minor;
+        }
+    }
+    for balance in &observed.balance.balances {
+        let sum = posted.get(balance.currency.as_str()).copied().unwrap_or(0);
+        if sum != balance.ledger_minor {
+            findings.push(format!(
+                "{account}: {} ledger is {} but its entries sum to {sum}",
+                balance.currency, balance.ledger_minor
+            ));
+        }
+        if balance.available_minor < 0 {
+            findings.push(format!(
+                "{account}: {} available is {} (no network-decided postings were sent)",
+                balance.currency, balance.available_minor
+            ));
+        }
+        if balance.ledger_minor - balance.held_minor != balance.available_minor {
+            findings.push(format!(
+                "{account}: {} available is not ledger minus held",
+                balance.currency
+            ));
+        }
+    }
+    // What was posted for each authorization matches what the tester cleared.
+    for (id, expected) in &ledger.authorizations {
+        if expected.account != account || ledger.uncertain.contains(id) {
+            continue;
+        }
+        let debited = by_authorization
+            .get(id.as_str())
+            .and_then(|by| by.get(expected.currency.as_str()))
+            .copied()
+            .unwrap_or(0);
+        let single_currency = by_authorization
+            .get(id.as_str())
+            .is_none_or(|by| by.len() <= 1);
+        if single_currency && debited != -expected.cleared_minor {
+            findings.push(format!(
+                "{account}: {id} posted {debited} {}, the tester cleared {}",
+                expected.currency, expected.cleared_minor
+            ));
+        }
+    }
+    // Deposits.
+    if let Some(made) = ledger.deposits.get(account) {
+        for (currency, amount) in made {
+            let found = deposits.get(currency.as_str()).copied().unwrap_or(0);
+            if found != *amount {
+                findings.push(format!("{account}: deposits of {currency} sum to {found}, the tester deposited {amount}"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn balance(currency: &str, ledger: i64, held: i64) -> pb::Balance {
+        pb::Balance {
+            currency: currency.into(),
+            ledger_minor: ledger,
+            held_minor: held,
+            available_minor: ledger - held,
+        }
+    }
+
+    fn entry(id: &str, cause: &str, amount: i64, authorization: &str) -> pb::PostedEntry {
+        pb::PostedEntry {
+            id: id.into(),
+            cause: cause.into(),
+            kind: "principal".into(),
+            currency: "EUR".into(),
+            amount_minor: amount,
+            authorization_id: authorization.into(),
+            shares: vec![pb::Share {
+                member_id: "m0".into(),
+                amount_minor: amount,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn hold(id: &str, amount: i64) -> pb::Hold {
+        pb::Hold {
+            authorization_id: id.into(),
+            held: vec![pb::Amount {
+                currency: "EUR".into(),
+                amount_minor: amount,
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// A consistent account: deposit 100.00, one open hold of 10.00, one cleared spend of 5.00.
+    fn consistent() -> (Ledger, Observed) {
+        let mut ledger = Ledger::default();
+        ledger
+            .deposits
+            .entry("a".into())
+            .or_default()
+            .insert("EUR".into(), 10_000);
+        ledger.authorizations.insert(
+            "a:open".into(),
+            Expected {
+                account: "a".into(),
+                currency: "EUR".into(),
+                approved_minor: 1_000,
+                state: HoldState::Open,
+                cleared_minor: 0,
+            },
+        );
+        ledger.authorizations.insert(
+            "a:done".into(),
+            Expected {
+                account: "a".into(),
+                currency: "EUR".into(),
+                approved_minor: 500,
+                state: HoldState::Closed,
+                cleared_minor: 500,
+            },
+        );
+        ledger.declined.insert("a:no".into());
+        let observed = Observed {
+            balance: pb::BalanceSnapshot {
+                balances: vec![balance("EUR", 9_500, 1_000)],
+                ..Default::default()
+            },
+            holds: vec![hold("a:open", 1_000)],
+            entries: vec![
+                entry("1-0", "deposit", 10_000, ""),
+                entry("5-0", "cleared", -500, "a:done"),
+            ],
+        };
+        (ledger, observed)
+    }
+
+    #[test]
+    fn a_consistent_account_audits_clean() {
+        let (ledger, observed) = consistent();
+        let mut summary = AuditSummary::default();
+        check_account(&ledger, "a", &observed, &mut summary);
+        assert!(summary.findings.is_empty(), "{:?}", summary.findings);
+        assert_eq!((summary.holds_checked, summary.entries_checked), (1, 2));
+    }
+
+    #[test]
+    fn each_planted_discrepancy_is_found() {
+        let plants: Vec<(&str, Box<dyn Fn(&mut Observed)>)> = vec![
+            (
+                "hold a:no exists but was declined",
+                Box::new(|o: &mut Observed| o.holds.push(hold("a:no", 1))),
+            ),
+            (
+                "approved hold a:open is missing",
+                Box::new(|o: &mut Observed| o.holds.clear()),
+            ),
+            (
+                "appears 2 times",
+                Box::new(|o: &mut Observed| o.holds.push(hold("a:open", 1_000))),
+            ),
+            (
+                "holds 999 EUR",
+                Box::new(|o: &mut Observed| o.holds[0] = hold("a:open", 999)),
+            ),
+            (
+                "entries sum to",
+                Box::new(|o: &mut Observed| o.entries.pop().map(|_| ()).unwrap_or(())),
+            ),
+            (
+                "never approved",
+                Box::new(|o: &mut Observed| o.holds.push(hold("x:ghost", 5))),
+            ),
+            (
+                "shares summing",
+                Box::new(|o: &mut Observed| o.entries[0].shares[0].amount_minor = 1),
+            ),
+            (
+                "available is -1",
+                Box::new(|o: &mut Observed| o.balance.balances[0] = balance("EUR", 999, 1_000)),
+            ),
+            (
+                "the tester cleared 500",
+                Box::new(|o: &mut Observed| o.entries[1].amount_minor = -400),
+            ),
+        ];
+        for (expected, plant) in plants {
+            let (ledger, mut observed) = consistent();
+            plant(&mut observed);
+            let mut summary = AuditSummary::default();
+            check_account(&ledger, "a", &observed, &mut summary);
+            assert!(
+                summary.findings.iter().any(|f| f.contains(expected)),
+                "planted `{expected}`, found {:?}",
+                summary.findings
+            );
+        }
+    }
+}

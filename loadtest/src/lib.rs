@@ -1,0 +1,16 @@
+//! # tandem-loadtest
+//!
+//! The SRE's load tester. `schedule` decides when requests are sent (Poisson arrivals, Zipf
+//! account choice), `scenario` what they are and which accounts exist, `provision` creates
+//! those accounts through the admin API, `target` speaks gRPC (unary or the processor stream)
+//! or HTTP, `run` drives open-loop, closed-loop or stepped load, `report` keeps HDR
+//! histograms and writes JSON and Markdown, and `audit` checks the server's money against
+//! every answer the tester was given.
+
+pub mod audit;
+pub mod provision;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod schedule;
+pub mod target;

@@ -1,0 +1,238 @@
+//! Drives traffic: open loop (Poisson arrivals, latency from the scheduled send time), closed
+//! loop (N workers back to back, for maximum throughput), or steps of rising rate until p99
+//! breaks the SLO. Keeps what the server answered, for the audit.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+use crate::audit::{Expected, HoldState, Ledger};
+use crate::report::Recorder;
+use crate::scenario::{Population, Traffic, Work};
+use crate::schedule::Arrivals;
+use crate::target::{Answer, Op, Target};
+
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub rate: f64,
+    pub duration: Duration,
+    /// `Some(n)`: closed loop with n workers instead of a schedule.
+    pub closed_loop: Option<usize>,
+    /// Requests outstanding at most (open loop); past it new sends wait, and the wait counts
+    /// in their latency.
+    pub outstanding_max: usize,
+    pub seed: u64,
+    pub quiet: bool,
+}
+
+/// Everything shared by the tasks of one run.
+pub struct Shared {
+    pub target: Arc<Target>,
+    pub traffic: Mutex<Traffic>,
+    pub recorder: Recorder,
+    pub ledger: Mutex<Ledger>,
+    pub population: Population,
+}
+
+fn note(ledger: &Mutex<Ledger>, account: &str, op: &Op, result: &Result<Answer, String>) {
+    let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+    ledger.touched.insert(account.to_owned());
+    match (op, result) {
+        (Op::Authorize(_), Err(_)) => {
+            ledger.uncertain_accounts.insert(account.to_owned());
+        }
+        (Op::Authorize(request), Ok(Answer::Card(answer))) => {
+            if answer.status == "approved" || answer.status == "partially_approved" {
+                ledger.authorizations.insert(
+                    answer.authorization_id.clone(),
+                    Expected {
+                        account: account.to_owned(),
+                        currency: request.currency.clone(),
+                        approved_minor: answer.approved_amount_minor,
+                        state: HoldState::Open,
+                        cleared_minor: 0,
+                    },
+                );
+            } else if !answer.authorization_id.is_empty() {
+                ledger.declined.insert(answer.authorization_id.clone());
+            }
+        }
+        (Op::Clear(r), result) => {
+            let id = r.authorization_id.clone();
+            match result {
+                Ok(Answer::Card(answer)) if answer.response_code == "00" => {
+                    if let Some(expected) = ledger.authorizations.get_mut(&id) {
+                        expected.cleared_minor += r.amount_minor;
+                        if r.r#final {
+                            expected.state = HoldState::Closed;
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    ledger.uncertain.insert(id);
+                }
+            }
+        }
+        (Op::Reverse(r), result) => match result {
+            Ok(Answer::Card(answer)) if answer.response_code == "00" => {
+                if let Some(expected) = ledger.authorizations.get_mut(&r.authorization_id) {
+                    expected.state = HoldState::Closed;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => {
+                ledger.uncertain.insert(r.authorization_id.clone());
+            }
+        },
+        (Op::Increment(r), result) => match result {
+            Ok(Answer::Card(answer))
+                if answer.status == "approved" || answer.status == "partially_approved" =>
+            {
+                if let Some(expected) = ledger.authorizations.get_mut(&r.authorization_id) {
+                    expected.approved_minor += answer.approved_amount_minor;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => {
+                ledger.uncertain.insert(r.authorization_id.clone());
+            }
+        },
+        _ => {}
+    }
+}
+
+async fn send(
+    shared: &Shared,
+    start: Instant,
+    due: Instant,
+    account: &str,
+    op: Op,
+) -> Result<Answer, String> {
+    let name = op.name();
+    let result = shared.target.call(op.clone()).await;
+    let second = due.saturating_duration_since(start).as_secs() as usize;
+    shared.recorder.record(name, second, due.elapsed(), &result);
+    note(&shared.ledger, account, &op, &result);
+    result
+}
+
+/// Executes one unit of work that was due at `due`.
+pub async fn execute(shared: Arc<Shared>, start: Instant, due: Instant, work: Work) {
+    match work {
+        Work::Single { account, op } => {
+            let account = shared.population.account_id(account);
+            let _ = send(&shared, start, due, &account, op).await;
+        }
+        Work::Lifecycle {
+            account,
+            authorize,
+            then,
+        } => {
+            let account = shared.population.account_id(account);
+            let result = send(
+                &shared,
+                start,
+                due,
+                &account,
+                Op::Authorize(authorize.clone()),
+            )
+            .await;
+            if let Ok(Answer::Card(answer)) = result
+                && (answer.status == "approved" || answer.status == "partially_approved")
+            {
+                let follow_up = shared
+                    .traffic
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .follow_up(then, &answer, &authorize);
+                if let Some(op) = follow_up {
+                    let _ = send(&shared, start, Instant::now(), &account, op).await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs `load` against the shared target; answers the time it took.
+pub async fn run(shared: Arc<Shared>, load: &Load) -> Duration {
+    let start = Instant::now();
+    let reporter = {
+        let shared = shared.clone();
+        let quiet = load.quiet;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(1));
+            ticker.tick().await;
+            let mut last = 0;
+            loop {
+                ticker.tick().await;
+                let (count, errors, percentiles) = shared.recorder.snapshot();
+                if !quiet {
+                    let (p50, p99) = percentiles.unwrap_or((0, 0));
+                    eprintln!(
+                        "[{:>4}s] {:>8} done ({:>7}/s)  errors {:>6}  p50 {:>7.2} ms  p99 {:>7.2} ms",
+                        start.elapsed().as_secs(),
+                        count,
+                        count - last,
+                        errors,
+                        p50 as f64 / 1_000.0,
+                        p99 as f64 / 1_000.0
+                    );
+                }
+                last = count;
+            }
+        })
+    };
+    match load.closed_loop {
+        Some(workers) => {
+            let deadline = start + load.duration;
+            let mut tasks = Vec::new();
+            for _ in 0..workers.max(1) {
+                let shared = shared.clone();
+                tasks.push(tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let work = shared
+                            .traffic
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .next();
+                        execute(shared.clone(), start, Instant::now(), work).await;
+                    }
+                }));
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
+        }
+        None => {
+            let permits = Arc::new(Semaphore::new(load.outstanding_max.max(1)));
+            let mut tasks = tokio::task::JoinSet::new();
+            for offset in Arrivals::poisson(load.rate, load.duration, load.seed) {
+                let due = start + offset;
+                let now = Instant::now();
+                if due > now + Duration::from_micros(200) {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let work = shared
+                    .traffic
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .next();
+                let shared = shared.clone();
+                tasks.spawn(async move {
+                    execute(shared, start, due, work).await;
+                    drop(permit);
+                });
+                while let Some(done) = tasks.try_join_next() {
+                    let _ = done;
+                }
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+    reporter.abort();
+    start.elapsed()
+}

@@ -1,0 +1,325 @@
+//! What the traffic looks like: the accounts a run provisions and the requests each scenario
+//! sends, in realistic proportions.
+
+use rand::RngExt;
+use tandem_proto::v1 as pb;
+
+use crate::schedule::AccountPicker;
+use crate::target::Op;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Approve-heavy authorizations on uniformly chosen accounts.
+    Authorize,
+    /// Authorizations followed by clearings, partial clearings, reversals, increments or
+    /// nothing (left to expire).
+    Lifecycle,
+    /// A Zipf law over accounts plus a handful of very busy shared accounts.
+    Hot,
+    /// Children spending against limits and blocked categories: declines are exercised.
+    Kids,
+    /// Spends in currencies the account does not hold.
+    Fx,
+    /// All of the above, plus spend apps reading balances.
+    Mixed,
+}
+
+impl Scenario {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "authorize" => Scenario::Authorize,
+            "lifecycle" => Scenario::Lifecycle,
+            "hot" => Scenario::Hot,
+            "kids" => Scenario::Kids,
+            "fx" => Scenario::Fx,
+            "mixed" => Scenario::Mixed,
+            other => {
+                return Err(format!(
+                    "--scenario must be one of authorize, lifecycle, hot, kids, fx, mixed; got {other}"
+                ));
+            }
+        })
+    }
+}
+
+/// The accounts a run creates.
+#[derive(Debug, Clone)]
+pub struct Population {
+    pub run_id: String,
+    pub accounts: usize,
+    pub members_per_account: usize,
+    /// Every `kid_every`-th account is a kid account (0: none).
+    pub kid_every: usize,
+    pub currencies: Vec<String>,
+    /// Deposited per currency into each adult account, minor units.
+    pub deposit_minor: i64,
+    /// Deposited into each kid account (its first currency).
+    pub kid_deposit_minor: i64,
+}
+
+impl Population {
+    pub fn account_id(&self, index: usize) -> String {
+        format!("lt-{}-{index}", self.run_id)
+    }
+
+    pub fn is_kid(&self, index: usize) -> bool {
+        self.kid_every > 0 && index % self.kid_every == self.kid_every - 1
+    }
+
+    /// The members of account `index` with their roles; the spender set is everyone but
+    /// guardians.
+    pub fn members(&self, index: usize) -> Vec<(String, &'static str)> {
+        if self.is_kid(index) {
+            vec![("guardian".into(), "guardian"), ("child".into(), "child")]
+        } else {
+            (0..self.members_per_account.max(1))
+                .map(|m| (format!("m{m}"), if m == 0 { "owner" } else { "member" }))
+                .collect()
+        }
+    }
+
+    pub fn card_id(&self, index: usize, member: &str) -> String {
+        format!("{}-{member}", self.account_id(index))
+    }
+}
+
+/// One unit of traffic: a request, or an authorization and what follows it.
+#[derive(Debug, Clone)]
+pub enum Work {
+    Single {
+        account: usize,
+        op: Op,
+    },
+    Lifecycle {
+        account: usize,
+        authorize: pb::AuthorizeRequest,
+        then: FollowUp,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUp {
+    ClearFull,
+    ClearPartial,
+    Reverse,
+    Increment,
+    /// Nothing: the hold stays until it expires.
+    Leave,
+}
+
+const GROCERY: &str = "5411";
+const RESTAURANT: &str = "5812";
+const GAMBLING: &str = "7995";
+const CHANNELS: [&str; 4] = ["chip", "contactless", "ecommerce", "wallet"];
+
+/// Makes the requests of a scenario.
+pub struct Traffic {
+    pub scenario: Scenario,
+    pub population: Population,
+    picker: AccountPicker,
+    sequence: u64,
+    /// Share of mixed traffic that is balance reads.
+    pub read_share: f64,
+}
+
+impl Traffic {
+    pub fn new(scenario: Scenario, population: Population, seed: u64) -> Self {
+        let accounts = population.accounts;
+        let picker = match scenario {
+            Scenario::Hot | Scenario::Mixed => {
+                AccountPicker::zipf(accounts, 1.1, 4.min(accounts), 0.2, seed)
+            }
+            _ => AccountPicker::uniform(accounts, seed),
+        };
+        Self {
+            scenario,
+            population,
+            picker,
+            sequence: 0,
+            read_share: 0.1,
+        }
+    }
+
+    fn key(&mut self) -> String {
+        self.sequence += 1;
+        format!("lt-{}-{}", self.population.run_id, self.sequence)
+    }
+
+    fn spender(&mut self, account: usize) -> String {
+        let members = self.population.members(account);
+        let spenders: Vec<&(String, &str)> = members
+            .iter()
+            .filter(|(_, role)| *role != "guardian")
+            .collect();
+        let pick = self.picker.rng().random_range(0..spenders.len());
+        spenders[pick].0.clone()
+    }
+
+    fn spend(
+        &mut self,
+        account: usize,
+        amount_minor: i64,
+        currency: &str,
+        mcc: &str,
+    ) -> pb::AuthorizeRequest {
+        let member = self.spender(account);
+        let channel = CHANNELS[self.picker.rng().random_range(0..CHANNELS.len())];
+        pb::AuthorizeRequest {
+            idempotency_key: self.key(),
+            card_id: self.population.card_id(account, &member),
+            amount_minor,
+            currency: currency.to_owned(),
+            mcc: mcc.to_owned(),
+            channel: channel.to_owned(),
+            merchant_name: "Load Test Merchant".to_owned(),
+            merchant_country: "GB".to_owned(),
+            partial_allowed: self.picker.rng().random_bool(0.1),
+            ..Default::default()
+        }
+    }
+
+    /// An adult account (retries a few picks; falls back to any account).
+    fn adult(&mut self) -> usize {
+        for _ in 0..8 {
+            let account = self.picker.pick();
+            if !self.population.is_kid(account) {
+                return account;
+            }
+        }
+        self.picker.pick()
+    }
+
+    fn kid(&mut self) -> usize {
+        for _ in 0..64 {
+            let account = self.picker.pick();
+            if self.population.is_kid(account) {
+                return account;
+            }
+        }
+        self.picker.pick()
+    }
+
+    pub fn next(&mut self) -> Work {
+        let scenario = match self.scenario {
+            Scenario::Mixed => {
+                let roll: f64 = self.picker.rng().random();
+                if roll < self.read_share {
+                    let account = self.picker.pick();
+                    return Work::Single {
+                        account,
+                        op: Op::GetBalance(self.population.account_id(account)),
+                    };
+                }
+                match self.picker.rng().random_range(0..5) {
+                    0 => Scenario::Authorize,
+                    1 => Scenario::Lifecycle,
+                    2 => Scenario::Hot,
+                    3 if self.population.kid_every > 0 => Scenario::Kids,
+                    _ => Scenario::Fx,
+                }
+            }
+            other => other,
+        };
+        let home = self
+            .population
+            .currencies
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "EUR".into());
+        match scenario {
+            Scenario::Authorize | Scenario::Hot | Scenario::Mixed => {
+                let account = self.adult();
+                let amount = self.picker.rng().random_range(100..20_000);
+                let request = self.spend(account, amount, &home, GROCERY);
+                Work::Single {
+                    account,
+                    op: Op::Authorize(request),
+                }
+            }
+            Scenario::Fx => {
+                let account = self.adult();
+                let foreign = ["JPY", "CHF", "SEK"][self.picker.rng().random_range(0..3)];
+                let amount = self.picker.rng().random_range(100..20_000);
+                let request = self.spend(account, amount, foreign, RESTAURANT);
+                Work::Single {
+                    account,
+                    op: Op::Authorize(request),
+                }
+            }
+            Scenario::Kids => {
+                let account = self.kid();
+                let roll: f64 = self.picker.rng().random();
+                let (amount, mcc) = if roll < 0.1 {
+                    (500, GAMBLING) // always blocked for a child: 57
+                } else if roll < 0.2 {
+                    (8_000, GROCERY) // over the per-transaction limit: 61
+                } else {
+                    (self.picker.rng().random_range(50..1_500), GROCERY)
+                };
+                let request = self.spend(account, amount, &home, mcc);
+                Work::Single {
+                    account,
+                    op: Op::Authorize(request),
+                }
+            }
+            Scenario::Lifecycle => {
+                let account = self.adult();
+                let amount = self.picker.rng().random_range(1_000..20_000);
+                let mut authorize = self.spend(account, amount, &home, RESTAURANT);
+                authorize.partial_allowed = false;
+                let roll: f64 = self.picker.rng().random();
+                let then = if roll < 0.55 {
+                    FollowUp::ClearFull
+                } else if roll < 0.70 {
+                    FollowUp::ClearPartial
+                } else if roll < 0.82 {
+                    FollowUp::Reverse
+                } else if roll < 0.90 {
+                    FollowUp::Increment
+                } else {
+                    FollowUp::Leave
+                };
+                Work::Lifecycle {
+                    account,
+                    authorize,
+                    then,
+                }
+            }
+        }
+    }
+
+    /// The follow-up request for an approved lifecycle.
+    pub fn follow_up(
+        &mut self,
+        then: FollowUp,
+        approved: &pb::AuthorizeResponse,
+        request: &pb::AuthorizeRequest,
+    ) -> Option<Op> {
+        let amount = approved.approved_amount_minor;
+        let posting = |key: String, amount_minor: i64, last: bool| pb::PostingRequest {
+            idempotency_key: key,
+            authorization_id: approved.authorization_id.clone(),
+            amount_minor,
+            currency: request.currency.clone(),
+            r#final: last,
+            ..Default::default()
+        };
+        Some(match then {
+            FollowUp::ClearFull => Op::Clear(posting(self.key(), amount, true)),
+            FollowUp::ClearPartial => Op::Clear(posting(self.key(), (amount / 2).max(1), true)),
+            FollowUp::Reverse => Op::Reverse(pb::ReverseRequest {
+                idempotency_key: self.key(),
+                authorization_id: approved.authorization_id.clone(),
+                amount_minor: None,
+                currency: request.currency.clone(),
+            }),
+            FollowUp::Increment => Op::Increment(pb::IncrementRequest {
+                idempotency_key: self.key(),
+                authorization_id: approved.authorization_id.clone(),
+                amount_minor: 500,
+                currency: request.currency.clone(),
+            }),
+            FollowUp::Leave => return None,
+        })
+    }
+}

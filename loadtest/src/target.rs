@@ -1,0 +1,526 @@
+//! The server under test, over gRPC (unary or the bidirectional processor stream) or
+//! HTTP/JSON. Every call answers what the server said or why the call failed.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tandem_proto::v1 as pb;
+use tandem_proto::v1::accounts_client::AccountsClient;
+use tandem_proto::v1::authorizations_client::AuthorizationsClient;
+use tandem_proto::v1::balances_client::BalancesClient;
+use tokio::sync::{mpsc, oneshot};
+use tonic::transport::Channel;
+
+/// One request of the traffic.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Authorize(pb::AuthorizeRequest),
+    Increment(pb::IncrementRequest),
+    Reverse(pb::ReverseRequest),
+    Clear(pb::PostingRequest),
+    Advise(pb::PostingRequest),
+    Refund(pb::PostingRequest),
+    GetBalance(String),
+}
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Authorize(_) => "authorize",
+            Op::Increment(_) => "increment",
+            Op::Reverse(_) => "reverse",
+            Op::Clear(_) => "clear",
+            Op::Advise(_) => "advise",
+            Op::Refund(_) => "refund",
+            Op::GetBalance(_) => "get_balance",
+        }
+    }
+}
+
+/// What the server answered.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Card(pb::AuthorizeResponse),
+    Balance(pb::BalanceSnapshot),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    GrpcUnary,
+    GrpcStream,
+    Http,
+}
+
+/// A connected target.
+pub struct Target {
+    pub protocol: Protocol,
+    token: String,
+    channels: Vec<Channel>,
+    streams: Vec<StreamConnection>,
+    http: Option<(HttpClient<HttpConnector, Full<Bytes>>, String)>,
+    next: AtomicUsize,
+}
+
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+fn status_text(status: tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+impl Target {
+    /// `url` is `grpc://host:port` or `http://host:port`; `stream` uses the processor stream
+    /// for card traffic over gRPC; `connections` channels (or streams) share the load.
+    pub async fn connect(
+        url: &str,
+        token: &str,
+        stream: bool,
+        connections: usize,
+    ) -> Result<Self, String> {
+        let connections = connections.max(1);
+        if let Some(address) = url.strip_prefix("grpc://") {
+            let mut channels = Vec::new();
+            for _ in 0..connections {
+                let channel = Channel::from_shared(format!("http://{address}"))
+                    .map_err(|e| e.to_string())?
+                    .connect()
+                    .await
+                    .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+                channels.push(channel);
+            }
+            let mut streams = Vec::new();
+            if stream {
+                for channel in &channels {
+                    streams.push(StreamConnection::open(channel.clone(), token).await?);
+                }
+            }
+            Ok(Self {
+                protocol: if stream {
+                    Protocol::GrpcStream
+                } else {
+                    Protocol::GrpcUnary
+                },
+                token: token.to_owned(),
+                channels,
+                streams,
+                http: None,
+                next: AtomicUsize::new(0),
+            })
+        } else if let Some(address) = url.strip_prefix("http://") {
+            let client = HttpClient::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_max_idle_per_host(connections.max(64))
+                .build_http();
+            Ok(Self {
+                protocol: Protocol::Http,
+                token: token.to_owned(),
+                channels: Vec::new(),
+                streams: Vec::new(),
+                http: Some((client, address.trim_end_matches('/').to_owned())),
+                next: AtomicUsize::new(0),
+            })
+        } else {
+            Err(format!(
+                "--target must be grpc://HOST:PORT or http://HOST:PORT, got {url}"
+            ))
+        }
+    }
+
+    fn channel(&self) -> Channel {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.channels[n % self.channels.len()].clone()
+    }
+
+    /// The admin (setup) client over gRPC, or `None` for HTTP targets.
+    pub fn accounts(&self) -> Option<AccountsClient<Channel>> {
+        (!self.channels.is_empty()).then(|| AccountsClient::new(self.channel()))
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub async fn call(&self, op: Op) -> Result<Answer, String> {
+        match self.protocol {
+            Protocol::Http => self.call_http(op).await,
+            Protocol::GrpcStream if !matches!(op, Op::GetBalance(_)) => {
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                self.streams[n % self.streams.len()].call(op).await
+            }
+            _ => self.call_unary(op).await,
+        }
+    }
+
+    async fn call_unary(&self, op: Op) -> Result<Answer, String> {
+        let token = &self.token;
+        let mut client = AuthorizationsClient::new(self.channel());
+        let answer = match op {
+            Op::Authorize(r) => client.authorize(with_token(r, token)).await,
+            Op::Increment(r) => client.increment_authorization(with_token(r, token)).await,
+            Op::Reverse(r) => client.reverse(with_token(r, token)).await,
+            Op::Clear(r) => client.clear(with_token(r, token)).await,
+            Op::Advise(r) => client.advise(with_token(r, token)).await,
+            Op::Refund(r) => client.refund(with_token(r, token)).await,
+            Op::GetBalance(account) => {
+                let mut balances = BalancesClient::new(self.channel());
+                return balances
+                    .get_balance(with_token(
+                        pb::AccountRef {
+                            account_id: account,
+                        },
+                        token,
+                    ))
+                    .await
+                    .map(|r| Answer::Balance(r.into_inner()))
+                    .map_err(status_text);
+            }
+        };
+        answer
+            .map(|r| Answer::Card(r.into_inner()))
+            .map_err(status_text)
+    }
+
+    async fn call_http(&self, op: Op) -> Result<Answer, String> {
+        let (client, address) = self.http.as_ref().expect("an HTTP target");
+        let (method, path, body) = match &op {
+            Op::Authorize(r) => (
+                "POST",
+                "/v1/authorizations".to_owned(),
+                serde_json::to_vec(r),
+            ),
+            Op::Increment(r) => (
+                "POST",
+                format!("/v1/authorizations/{}/increments", r.authorization_id),
+                serde_json::to_vec(r),
+            ),
+            Op::Reverse(r) => (
+                "POST",
+                format!("/v1/authorizations/{}/reversals", r.authorization_id),
+                serde_json::to_vec(r),
+            ),
+            Op::Clear(r) => (
+                "POST",
+                format!("/v1/authorizations/{}/clearings", r.authorization_id),
+                serde_json::to_vec(r),
+            ),
+            Op::Advise(r) => ("POST", "/v1/advices".to_owned(), serde_json::to_vec(r)),
+            Op::Refund(r) => ("POST", "/v1/refunds".to_owned(), serde_json::to_vec(r)),
+            Op::GetBalance(account) => (
+                "GET",
+                format!("/v1/accounts/{account}/balance"),
+                Ok(Vec::new()),
+            ),
+        };
+        let body = body.map_err(|e| e.to_string())?;
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{address}{path}"))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("HTTP: {e}"))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("HTTP body: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
+        match op {
+            Op::GetBalance(_) => serde_json::from_slice(&bytes).map(Answer::Balance),
+            _ => serde_json::from_slice(&bytes).map(Answer::Card),
+        }
+        .map_err(|e| format!("answer does not parse: {e}"))
+    }
+
+    /// Reads an account's balance (for the audit).
+    pub async fn balance(&self, account: &str) -> Result<pb::BalanceSnapshot, String> {
+        match self.call(Op::GetBalance(account.to_owned())).await? {
+            Answer::Balance(b) => Ok(b),
+            Answer::Card(_) => Err("unexpected answer".into()),
+        }
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        let (client, address) = self.http.as_ref().expect("an HTTP target");
+        let request = hyper::Request::get(format!("http://{address}{path}"))
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("HTTP: {e}"))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "GET {path}: HTTP {}: {}",
+                status.as_u16(),
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| format!("GET {path}: {e}"))
+    }
+
+    /// Reads an account's open holds (for the audit).
+    pub async fn holds(&self, account: &str) -> Result<pb::Holds, String> {
+        if self.http.is_some() {
+            return self
+                .get_json(&format!("/v1/accounts/{account}/holds"))
+                .await;
+        }
+        let mut balances = BalancesClient::new(self.channel());
+        balances
+            .list_holds(with_token(
+                pb::AccountRef {
+                    account_id: account.to_owned(),
+                },
+                &self.token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+            .map_err(status_text)
+    }
+
+    /// Reads all of an account's posted entries (for the audit).
+    pub async fn entries(&self, account: &str) -> Result<Vec<pb::PostedEntry>, String> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        if self.http.is_some() {
+            loop {
+                let page: pb::Entries = self
+                    .get_json(&format!(
+                        "/v1/accounts/{account}/entries?limit=1000&after={after}"
+                    ))
+                    .await?;
+                all.extend(page.entries);
+                if page.next.is_empty() {
+                    return Ok(all);
+                }
+                after = page.next;
+            }
+        }
+        let mut balances = BalancesClient::new(self.channel());
+        loop {
+            let page = balances
+                .list_entries(with_token(
+                    pb::EntriesRequest {
+                        account_id: account.to_owned(),
+                        after: after.clone(),
+                        limit: 1_000,
+                    },
+                    &self.token,
+                ))
+                .await
+                .map_err(status_text)?
+                .into_inner();
+            all.extend(page.entries);
+            if page.next.is_empty() {
+                return Ok(all);
+            }
+            after = page.next;
+        }
+    }
+}
+
+type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<pb::AuthorizeResponse, String>>>>>;
+
+/// One bidirectional processor stream: requests go out as they come; answers are matched back
+/// by correlation id in whatever order they return.
+struct StreamConnection {
+    outbound: mpsc::Sender<pb::StreamRequest>,
+    waiters: Waiters,
+    ids: AtomicU64,
+}
+
+impl StreamConnection {
+    async fn open(channel: Channel, token: &str) -> Result<Self, String> {
+        let (outbound, receiver) = mpsc::channel::<pb::StreamRequest>(65_536);
+        let mut client = AuthorizationsClient::new(channel);
+        let mut answers = client
+            .stream(with_token(
+                tokio_stream::wrappers::ReceiverStream::new(receiver),
+                token,
+            ))
+            .await
+            .map_err(status_text)?
+            .into_inner();
+        let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
+        let reader = waiters.clone();
+        tokio::spawn(async move {
+            loop {
+                let message = answers.message().await;
+                let answer = match message {
+                    Ok(Some(answer)) => answer,
+                    Ok(None) | Err(_) => break,
+                };
+                let Ok(id) = answer.correlation_id.parse::<u64>() else {
+                    continue;
+                };
+                let waiter = reader.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                if let Some(waiter) = waiter {
+                    let result = match answer.result {
+                        Some(result) => Ok(result),
+                        None => Err(format!(
+                            "stream error {}: {}",
+                            answer.error_code, answer.error_message
+                        )),
+                    };
+                    let _ = waiter.send(result);
+                }
+            }
+            // The stream ended: everyone still waiting learns it.
+            for (_, waiter) in reader.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+                let _ = waiter.send(Err("the stream closed".into()));
+            }
+        });
+        Ok(Self {
+            outbound,
+            waiters,
+            ids: AtomicU64::new(0),
+        })
+    }
+
+    async fn call(&self, op: Op) -> Result<Answer, String> {
+        use pb::stream_request::Request as R;
+        let request = match op {
+            Op::Authorize(r) => R::Authorize(r),
+            Op::Increment(r) => R::Increment(r),
+            Op::Reverse(r) => R::Reverse(r),
+            Op::Clear(r) => R::Clear(r),
+            Op::Advise(r) => R::Advise(r),
+            Op::Refund(r) => R::Refund(r),
+            Op::GetBalance(_) => return Err("balances are not on the processor stream".into()),
+        };
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, sender);
+        self.outbound
+            .send(pb::StreamRequest {
+                correlation_id: id.to_string(),
+                request: Some(request),
+            })
+            .await
+            .map_err(|_| "the stream closed".to_string())?;
+        receiver
+            .await
+            .map_err(|_| "the stream closed".to_string())?
+            .map(Answer::Card)
+    }
+}
+
+/// The admin calls a run makes to provision its accounts.
+#[derive(Debug, Clone)]
+pub enum AdminCall {
+    Open(pb::OpenAccountRequest),
+    Member(pb::MemberRequest),
+    Card(pb::IssueCardRequest),
+    Deposit(pb::MoneyRequest),
+    Controls(pb::MemberControlsRequest),
+    Rates(pb::SetRatesRequest),
+}
+
+impl Target {
+    pub async fn admin(&self, call: AdminCall) -> Result<(), String> {
+        if let Some(mut accounts) = self.accounts() {
+            let token = &self.token;
+            return match call {
+                AdminCall::Open(r) => accounts
+                    .open_account(with_token(r, token))
+                    .await
+                    .map(|_| ()),
+                AdminCall::Member(r) => accounts.add_member(with_token(r, token)).await.map(|_| ()),
+                AdminCall::Card(r) => accounts.issue_card(with_token(r, token)).await.map(|_| ()),
+                AdminCall::Deposit(r) => accounts.deposit(with_token(r, token)).await.map(|_| ()),
+                AdminCall::Controls(r) => accounts
+                    .set_member_controls(with_token(r, token))
+                    .await
+                    .map(|_| ()),
+                AdminCall::Rates(r) => accounts.set_rates(with_token(r, token)).await.map(|_| ()),
+            }
+            .map_err(status_text);
+        }
+        let (client, address) = self.http.as_ref().expect("an HTTP target");
+        let (method, path, body) = match &call {
+            AdminCall::Open(r) => ("POST", "/v1/accounts".to_owned(), serde_json::to_vec(r)),
+            AdminCall::Member(r) => (
+                "POST",
+                format!("/v1/accounts/{}/members", r.account_id),
+                serde_json::to_vec(r),
+            ),
+            AdminCall::Card(r) => (
+                "POST",
+                format!("/v1/accounts/{}/cards", r.account_id),
+                serde_json::to_vec(r),
+            ),
+            AdminCall::Deposit(r) => (
+                "POST",
+                format!("/v1/accounts/{}/deposits", r.account_id),
+                serde_json::to_vec(r),
+            ),
+            AdminCall::Controls(r) => (
+                "PUT",
+                format!(
+                    "/v1/accounts/{}/members/{}/controls",
+                    r.account_id, r.member_id
+                ),
+                serde_json::to_vec(&r.controls.clone().unwrap_or_default()),
+            ),
+            AdminCall::Rates(r) => ("PUT", "/v1/fx/rates".to_owned(), serde_json::to_vec(r)),
+        };
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{address}{path}"))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.map_err(|e| e.to_string())?)))
+            .map_err(|e| e.to_string())?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("HTTP: {e}"))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Err(format!(
+            "{method} {path}: HTTP {}: {}",
+            status.as_u16(),
+            String::from_utf8_lossy(&bytes)
+        ))
+    }
+}
