@@ -240,33 +240,24 @@ impl Engine {
         if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
             return Err(BackupError::NotEmpty(dir.display().to_string()));
         }
-        let wanted = self
+        // openraft builds the image on the state machine's task, between two applies: it is
+        // the state exactly at the log index it names, which covers every answer given
+        // before this call.
+        let snapshot = self
             .raft
-            .metrics()
-            .borrow()
-            .last_applied
-            .map_or(0, |l| l.index);
-        self.raft
-            .trigger()
-            .snapshot()
+            .get_snapshot()
             .await
-            .map_err(|e| BackupError::Raft(e.to_string()))?;
-        self.raft
-            .wait(Some(std::time::Duration::from_secs(600)))
-            .metrics(
-                |m| m.snapshot.is_some_and(|s| s.index >= wanted),
-                "snapshot covers the backup point",
-            )
-            .await
-            .map_err(|e| BackupError::Raft(e.to_string()))?;
+            .map_err(|e| BackupError::Raft(e.to_string()))?
+            .ok_or_else(|| BackupError::Raft("nothing has been applied yet".into()))?;
+        let covers = snapshot.meta.last_log_id.map_or(0, |l| l.index);
+        let snapshot = crate::state_machine::encode_snapshot(snapshot)?;
         std::fs::create_dir_all(dir)?;
-        let snapshot = std::fs::read(data_dir.join("state").join("raft-snapshot"))?;
         write_copy(&dir.join(BACKUP_SNAPSHOT), &snapshot)?;
         let key = std::fs::read(data_dir.join(crate::pan_key::PAN_KEY_FILE))?;
         write_copy(&dir.join(crate::pan_key::PAN_KEY_FILE), &key)?;
         std::fs::File::open(dir)?.sync_all()?;
         Ok(BackupInfo {
-            covers_index: wanted,
+            covers_index: covers,
             bytes: snapshot.len() as u64 + key.len() as u64,
         })
     }

@@ -282,7 +282,9 @@ pub struct StateMachine {
     path: PathBuf,
     applied: Option<LogId>,
     membership: Membership,
-    snapshot_index: u64,
+    /// openraft asks for the current snapshot once at start, only for its meta; see
+    /// `get_current_snapshot`.
+    startup_asked: bool,
 }
 
 /// sled settings Tandem sets explicitly.
@@ -315,7 +317,7 @@ impl StateMachine {
             path: path.to_path_buf(),
             applied: None,
             membership: Membership::default(),
-            snapshot_index: 0,
+            startup_asked: false,
         };
         machine.applied = match machine.tree.get(APPLIED).map_err(sled_error)? {
             Some(bytes) => codec::decode_value(&bytes).map_err(io::Error::other)?,
@@ -451,88 +453,70 @@ impl StateMachine {
         postcard::to_allocvec(&SnapshotImage { pairs }).map_err(io::Error::other)
     }
 
-    fn snapshot_file(&self) -> PathBuf {
-        self.path.join("raft-snapshot")
-    }
-}
-
-/// The snapshot file: meta and image, written then fsynced.
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
-    data: Vec<u8>,
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let temporary = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&temporary)?;
-        io::Write::write_all(&mut file, bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temporary, path)?;
-    if let Some(parent) = path.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
-}
-
-/// Builds a snapshot from an image taken on the state machine's task: no apply runs while
-/// the image is read, so it is exactly the state at `applied`.
-pub struct ImageBuilder {
-    image: io::Result<Vec<u8>>,
-    applied: Option<LogId>,
-    membership: Membership,
-    file: PathBuf,
-    snapshot_index: u64,
-}
-
-impl RaftSnapshotBuilder<TandemRaft> for ImageBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TandemRaft>, StorageError> {
-        let data = std::mem::replace(&mut self.image, Ok(Vec::new()))
-            .map_err(|e| StorageIOError::read_state_machine(&e))?;
-        let meta = SnapshotMeta {
+    fn meta(&self) -> SnapshotMeta<NodeId, openraft::BasicNode> {
+        SnapshotMeta {
             last_log_id: self.applied,
             last_membership: self.membership.clone(),
-            snapshot_id: format!(
-                "{}-{}",
-                self.applied.map_or(0, |l| l.index),
-                self.snapshot_index
+            // Named by the point it captures: the same state gets the same id wherever it is
+            // built or installed.
+            snapshot_id: self.applied.map_or_else(
+                || "empty".to_owned(),
+                |l| format!("{}-{}", l.leader_id.term, l.index),
             ),
-        };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        };
-        let bytes = postcard::to_allocvec(&stored)
-            .map_err(|e| StorageIOError::write_snapshot(None, &io::Error::other(e)))?;
-        write_synced(&self.file, &bytes).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        }
     }
-}
 
-impl StateMachine {
-    /// Restores a snapshot file written by [`ImageBuilder`] (a backup) into this fresh state.
-    pub async fn restore(&mut self, snapshot_file: &[u8]) -> io::Result<Option<LogId>> {
-        let stored: StoredSnapshot = postcard::from_bytes(snapshot_file)
+    /// Restores a backup (a [`StoredSnapshot`], what [`encode_snapshot`] writes) into this
+    /// fresh state.
+    pub async fn restore(&mut self, backup: &[u8]) -> io::Result<Option<LogId>> {
+        let stored: StoredSnapshot = postcard::from_bytes(backup)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         self.install_snapshot(&stored.meta, Box::new(Cursor::new(stored.data)))
             .await
             .map_err(io::Error::other)?;
         Ok(stored.meta.last_log_id)
     }
+}
 
-    /// Where the latest snapshot file is.
-    pub fn snapshot_path(&self) -> PathBuf {
-        self.snapshot_file()
+/// A snapshot as a backup file holds it: meta and image.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    data: Vec<u8>,
+}
+
+/// Encodes a snapshot openraft handed out (`Raft::get_snapshot`) as a backup file.
+pub fn encode_snapshot(snapshot: Snapshot<TandemRaft>) -> io::Result<Vec<u8>> {
+    postcard::to_allocvec(&StoredSnapshot {
+        meta: snapshot.meta,
+        data: snapshot.snapshot.into_inner(),
+    })
+    .map_err(io::Error::other)
+}
+
+/// Makes a snapshot point: sled is fsynced, so the log may be purged up to `applied`. sled
+/// *is* the snapshot, so nothing is copied; an image is only read when a snapshot is asked
+/// for (`get_current_snapshot`: a backup, or a follower that needs one).
+pub struct SyncBuilder {
+    machine: StateMachine,
+}
+
+impl RaftSnapshotBuilder<TandemRaft> for SyncBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TandemRaft>, StorageError> {
+        // Everything applied up to `applied` (and possibly more) becomes durable in sled
+        // before openraft may purge the log up to it.
+        self.machine
+            .sync()
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Snapshot {
+            meta: self.machine.meta(),
+            snapshot: Box::new(Cursor::new(Vec::new())),
+        })
     }
 }
 
 impl RaftStateMachine<TandemRaft> for StateMachine {
-    type SnapshotBuilder = ImageBuilder;
+    type SnapshotBuilder = SyncBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
         Ok((self.applied, self.membership.clone()))
@@ -550,15 +534,15 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // Everything the snapshot covers must be durable in sled before openraft may purge
-        // the log up to it; the image is read here, between applies.
-        self.snapshot_index += 1;
-        ImageBuilder {
-            image: self.sync().and_then(|()| self.image()),
-            applied: self.applied,
-            membership: self.membership.clone(),
-            file: self.snapshot_file(),
-            snapshot_index: self.snapshot_index,
+        SyncBuilder {
+            machine: StateMachine {
+                db: self.db.clone(),
+                tree: self.tree.clone(),
+                path: self.path.clone(),
+                applied: self.applied,
+                membership: self.membership.clone(),
+                startup_asked: true,
+            },
         }
     }
 
@@ -599,27 +583,28 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
             .apply_batch(batch)
             .map_err(|e| StorageIOError::write(&sled_error(e)))?;
         self.sync().map_err(|e| StorageIOError::write(&e))?;
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        let bytes = postcard::to_allocvec(&stored)
-            .map_err(|e| StorageIOError::write(&io::Error::other(e)))?;
-        write_synced(&self.snapshot_file(), &bytes).map_err(|e| StorageIOError::write(&e))?;
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TandemRaft>>, StorageError> {
-        let bytes = match std::fs::read(self.snapshot_file()) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StorageIOError::read_snapshot(None, &e).into()),
-        };
-        let stored: StoredSnapshot = postcard::from_bytes(&bytes)
-            .map_err(|e| StorageIOError::read_snapshot(None, &io::Error::other(e)))?;
+        // At start openraft only wants the last snapshot's meta, and rebuilds it through the
+        // builder (a sync, no copy) when the log was purged; an image of the whole state
+        // there would cost O(state) at every start.
+        if !self.startup_asked {
+            self.startup_asked = true;
+            return Ok(None);
+        }
+        if self.applied.is_none() {
+            return Ok(None);
+        }
+        // This runs on the state machine's task, between applies: the image is exactly the
+        // state at `applied`.
+        let data = self
+            .image()
+            .map_err(|e| StorageIOError::read_state_machine(&e))?;
         Ok(Some(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            meta: self.meta(),
+            snapshot: Box::new(Cursor::new(data)),
         }))
     }
 }
