@@ -289,7 +289,8 @@ mod tests {
 
     #[test]
     fn each_planted_discrepancy_is_found() {
-        let plants: Vec<(&str, Box<dyn Fn(&mut Observed)>)> = vec![
+        type Plant = Box<dyn Fn(&mut Observed)>;
+        let plants: Vec<(&str, Plant)> = vec![
             (
                 "hold a:no exists but was declined",
                 Box::new(|o: &mut Observed| o.holds.push(hold("a:no", 1))),

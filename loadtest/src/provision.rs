@@ -58,7 +58,7 @@ pub fn account_calls(population: &Population, index: usize) -> Vec<AdminCall> {
         .cloned()
         .unwrap_or_else(|| "EUR".into());
     if kid {
-        calls.push(AdminCall::Controls(pb::MemberControlsRequest {
+        calls.push(AdminCall::Controls(Box::new(pb::MemberControlsRequest {
             account_id: account_id.clone(),
             member_id: "child".into(),
             controls: Some(pb::Controls {
@@ -69,7 +69,7 @@ pub fn account_calls(population: &Population, index: usize) -> Vec<AdminCall> {
                 }),
                 ..Default::default()
             }),
-        }));
+        })));
         calls.push(AdminCall::Deposit(pb::MoneyRequest {
             account_id: account_id.clone(),
             idempotency_key: format!("{account_id}-deposit"),

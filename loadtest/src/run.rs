@@ -195,7 +195,7 @@ pub async fn run(shared: Arc<Shared>, load: &Load) -> Duration {
                             .traffic
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .next();
+                            .next_work();
                         execute(shared.clone(), start, Instant::now(), work).await;
                     }
                 }));
@@ -220,7 +220,7 @@ pub async fn run(shared: Arc<Shared>, load: &Load) -> Duration {
                     .traffic
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .next();
+                    .next_work();
                 let shared = shared.clone();
                 tasks.spawn(async move {
                     execute(shared, start, due, work).await;

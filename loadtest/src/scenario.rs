@@ -199,7 +199,7 @@ impl Traffic {
         self.picker.pick()
     }
 
-    pub fn next(&mut self) -> Work {
+    pub fn next_work(&mut self) -> Work {
         let scenario = match self.scenario {
             Scenario::Mixed => {
                 let roll: f64 = self.picker.rng().random();

@@ -444,7 +444,7 @@ pub enum AdminCall {
     Member(pb::MemberRequest),
     Card(pb::IssueCardRequest),
     Deposit(pb::MoneyRequest),
-    Controls(pb::MemberControlsRequest),
+    Controls(Box<pb::MemberControlsRequest>),
     Rates(pb::SetRatesRequest),
 }
 
@@ -461,7 +461,7 @@ impl Target {
                 AdminCall::Card(r) => accounts.issue_card(with_token(r, token)).await.map(|_| ()),
                 AdminCall::Deposit(r) => accounts.deposit(with_token(r, token)).await.map(|_| ()),
                 AdminCall::Controls(r) => accounts
-                    .set_member_controls(with_token(r, token))
+                    .set_member_controls(with_token(*r, token))
                     .await
                     .map(|_| ()),
                 AdminCall::Rates(r) => accounts.set_rates(with_token(r, token)).await.map(|_| ()),

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Refreshes the server figures in docs/BENCHMARKS.md: starts a release `tandem serve` on a
+# fresh data directory and runs tandem-loadtest against it for each protocol and scenario,
+# first closed loop (maximum throughput), then open loop at half of it (latency).
+# Usage: benches/run.sh [SECONDS]   (default 20 s per run). Reports go to target/bench-reports/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-20}"
+cargo build --release -p tandem-server -p tandem-loadtest
+out=target/bench-reports
+data=$(mktemp -d)
+rm -rf "$out" && mkdir -p "$out"
+token=bench-admin
+TANDEM_ADMIN_TOKEN=$token TANDEM_LOG=warn target/release/tandem serve --data-dir "$data" \
+  --grpc-listen 127.0.0.1:50151 --http-listen 127.0.0.1:8180 > "$out/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
+sleep 2
+
+run() { # name target extra-args...
+  local name=$1 target=$2; shift 2
+  target/release/tandem-loadtest run --target "$target" --token $token --quiet --no-audit \
+    --duration "${seconds}s" --report "$out/$name" "$@" > /dev/null
+  local rate p50 p99
+  rate=$(grep -o '"per_second": [0-9.]*' "$out/$name/report.json" | head -1 | awk '{print $2}')
+  echo "$name $(printf '%.0f' "$rate")/s load $(cut -d' ' -f1 /proc/loadavg)"
+}
+
+for scenario in authorize mixed; do
+  for protocol in unary stream http; do
+    case $protocol in
+      unary) target=grpc://127.0.0.1:50151; extra=(--concurrency 256) ;;
+      stream) target=grpc://127.0.0.1:50151; extra=(--stream --connections 2 --concurrency 2048) ;;
+      http) target=http://127.0.0.1:8180; extra=(--concurrency 256) ;;
+    esac
+    line=$(run "$scenario-$protocol-max" "$target" --scenario "$scenario" --accounts 10000 --closed-loop "${extra[@]}")
+    echo "$line"
+    max=$(echo "$line" | awk '{print $2}' | tr -d '/s')
+    half=$((max / 2))
+    extra_open=()
+    [ "$protocol" = stream ] && extra_open=(--stream --connections 2)
+    run "$scenario-$protocol-half" "$target" --scenario "$scenario" --accounts 10000 --rate "$half" "${extra_open[@]}"
+  done
+done
+echo "reports in $out/*/report.md"
