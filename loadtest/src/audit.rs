@@ -169,19 +169,24 @@ pub fn check_account(
         if expected.account != account || ledger.uncertain.contains(id) {
             continue;
         }
-        let debited = by_authorization
-            .get(id.as_str())
-            .and_then(|by| by.get(expected.currency.as_str()))
-            .copied()
-            .unwrap_or(0);
-        let single_currency = by_authorization
-            .get(id.as_str())
-            .is_none_or(|by| by.len() <= 1);
-        if single_currency && debited != -expected.cleared_minor {
-            findings.push(format!(
-                "{account}: {id} posted {debited} {}, the tester cleared {}",
-                expected.currency, expected.cleared_minor
-            ));
+        match by_authorization.get(id.as_str()) {
+            None if expected.cleared_minor != 0 => findings.push(format!(
+                "{account}: {id} posted nothing, the tester cleared {}",
+                expected.cleared_minor
+            )),
+            None => {}
+            // Funded in the spend's currency: the debit is exactly what was cleared. (Legs in
+            // other currencies are converted at a rate, so only their presence is checked.)
+            Some(by) if by.len() == 1 && by.contains_key(expected.currency.as_str()) => {
+                let debited = by[expected.currency.as_str()];
+                if debited != -expected.cleared_minor {
+                    findings.push(format!(
+                        "{account}: {id} posted {debited} {}, the tester cleared {}",
+                        expected.currency, expected.cleared_minor
+                    ));
+                }
+            }
+            Some(_) => {}
         }
     }
     // Deposits.

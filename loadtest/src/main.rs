@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tandem_loadtest::audit::{AuditSummary, Ledger, Observed, check_account};
+use tandem_loadtest::audit::Ledger;
 use tandem_loadtest::report::{Report, RunContext, load_average};
 use tandem_loadtest::run::{Load, Shared, run};
 use tandem_loadtest::scenario::{Population, Scenario, Traffic};
@@ -174,19 +174,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
         eprintln!("provisioning {} accounts ...", population.accounts);
     }
     provision::provision(&target, &population, 64).await?;
-    let mut ledger = Ledger::default();
-    for index in 0..population.accounts {
-        for call in provision::account_calls(&population, index) {
-            if let tandem_loadtest::target::AdminCall::Deposit(d) = call {
-                *ledger
-                    .deposits
-                    .entry(d.account_id)
-                    .or_default()
-                    .entry(d.currency)
-                    .or_default() += d.amount_minor;
-            }
-        }
-    }
+    let ledger = provision::ledger_of_deposits(&population);
     let shared = Arc::new(Shared {
         target: target.clone(),
         traffic: Mutex::new(Traffic::new(scenario, population.clone(), args.seed)),
@@ -247,7 +235,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
     let passed = if args.no_audit {
         true
     } else {
-        let summary = audit(&shared).await;
+        let summary = tandem_loadtest::run::audit(&shared).await;
         let clean = summary.findings.is_empty();
         report.audit = Some(summary);
         clean
@@ -327,27 +315,4 @@ fn merge_ledger(into: &Shared, from: &Shared) {
     into.uncertain.extend(from.uncertain);
     into.uncertain_accounts.extend(from.uncertain_accounts);
     into.touched.extend(from.touched);
-}
-
-async fn audit(shared: &Arc<Shared>) -> AuditSummary {
-    let ledger = std::mem::take(&mut *shared.ledger.lock().unwrap_or_else(|p| p.into_inner()));
-    let mut summary = AuditSummary::default();
-    for index in 0..shared.population.accounts {
-        let account = shared.population.account_id(index);
-        let observed = async {
-            Ok::<_, String>(Observed {
-                balance: shared.target.balance(&account).await?,
-                holds: shared.target.holds(&account).await?.holds,
-                entries: shared.target.entries(&account).await?,
-            })
-        }
-        .await;
-        match observed {
-            Ok(observed) => check_account(&ledger, &account, &observed, &mut summary),
-            Err(error) => summary
-                .findings
-                .push(format!("{account}: could not be read: {error}")),
-        }
-    }
-    summary
 }

@@ -118,3 +118,21 @@ pub async fn provision(
         .await;
     results.into_iter().collect()
 }
+
+/// The ledger a run starts with: the deposits provisioning made.
+pub fn ledger_of_deposits(population: &Population) -> crate::audit::Ledger {
+    let mut ledger = crate::audit::Ledger::default();
+    for index in 0..population.accounts {
+        for call in account_calls(population, index) {
+            if let AdminCall::Deposit(deposit) = call {
+                *ledger
+                    .deposits
+                    .entry(deposit.account_id)
+                    .or_default()
+                    .entry(deposit.currency)
+                    .or_default() += deposit.amount_minor;
+            }
+        }
+    }
+    ledger
+}

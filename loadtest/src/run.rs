@@ -236,3 +236,29 @@ pub async fn run(shared: Arc<Shared>, load: &Load) -> Duration {
     reporter.abort();
     start.elapsed()
 }
+
+/// Reads every account of the run from the server and checks it against what the tester was
+/// told.
+pub async fn audit(shared: &Arc<Shared>) -> crate::audit::AuditSummary {
+    use crate::audit::{AuditSummary, Observed, check_account};
+    let ledger = std::mem::take(&mut *shared.ledger.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut summary = AuditSummary::default();
+    for index in 0..shared.population.accounts {
+        let account = shared.population.account_id(index);
+        let observed = async {
+            Ok::<_, String>(Observed {
+                balance: shared.target.balance(&account).await?,
+                holds: shared.target.holds(&account).await?.holds,
+                entries: shared.target.entries(&account).await?,
+            })
+        }
+        .await;
+        match observed {
+            Ok(observed) => check_account(&ledger, &account, &observed, &mut summary),
+            Err(error) => summary
+                .findings
+                .push(format!("{account}: could not be read: {error}")),
+        }
+    }
+    summary
+}

@@ -1,0 +1,104 @@
+//! A short load from tandem-loadtest against the real binary, over gRPC (unary and stream)
+//! and HTTP, with realistic mixed traffic; the money audit at the end must be clean.
+
+mod common;
+
+use common::{ADMIN, Node};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tandem_loadtest::provision;
+use tandem_loadtest::report::Recorder;
+use tandem_loadtest::run::{Load, Shared, audit, run};
+use tandem_loadtest::scenario::{Population, Scenario, Traffic};
+use tandem_loadtest::target::Target;
+
+async fn load(target: Target, run_id: &str, scenario: Scenario) {
+    let population = Population {
+        run_id: run_id.to_owned(),
+        accounts: 24,
+        members_per_account: 3,
+        kid_every: 4,
+        currencies: vec!["EUR".into(), "GBP".into()],
+        deposit_minor: 1_000_000,
+        kid_deposit_minor: 20_000,
+    };
+    let target = Arc::new(target);
+    provision::provision(&target, &population, 8)
+        .await
+        .expect("provision");
+    let shared = Arc::new(Shared {
+        target,
+        traffic: Mutex::new(Traffic::new(scenario, population.clone(), 11)),
+        recorder: Recorder::default(),
+        ledger: Mutex::new(provision::ledger_of_deposits(&population)),
+        population,
+    });
+    let elapsed = run(
+        shared.clone(),
+        &Load {
+            rate: 400.0,
+            duration: Duration::from_secs(3),
+            closed_loop: None,
+            outstanding_max: 10_000,
+            seed: 5,
+            quiet: true,
+        },
+    )
+    .await;
+    let report = shared.recorder.report(
+        tandem_loadtest::report::RunContext {
+            command_line: "test".into(),
+            version: "test".into(),
+            target: "test".into(),
+            protocol: format!("{:?}", shared.target.protocol),
+            scenario: format!("{scenario:?}"),
+            mode: "open loop".into(),
+            cpus: 2,
+            load_average_before: String::new(),
+            load_average_after: String::new(),
+        },
+        elapsed,
+    );
+    assert!(report.total.count > 500, "{}", report.markdown());
+    assert!(report.errors.is_empty(), "{}", report.markdown());
+    let summary = audit(&shared).await;
+    assert_eq!(summary.accounts_checked, 24);
+    assert!(summary.entries_checked > 0);
+    assert!(
+        summary.findings.is_empty(),
+        "audit findings: {:#?}",
+        summary.findings
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_load_over_every_protocol_audits_clean() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(dir.path());
+    let grpc = format!("grpc://{}", node.grpc);
+    let http = format!("http://{}", node.http);
+    load(
+        Target::connect(&grpc, ADMIN, false, 2)
+            .await
+            .expect("connect"),
+        "unary",
+        Scenario::Mixed,
+    )
+    .await;
+    load(
+        Target::connect(&grpc, ADMIN, true, 2)
+            .await
+            .expect("connect"),
+        "stream",
+        Scenario::Lifecycle,
+    )
+    .await;
+    load(
+        Target::connect(&http, ADMIN, false, 2)
+            .await
+            .expect("connect"),
+        "http",
+        Scenario::Kids,
+    )
+    .await;
+}
