@@ -296,11 +296,17 @@ impl Traffic {
         request: &pb::AuthorizeRequest,
     ) -> Option<Op> {
         let amount = approved.approved_amount_minor;
+        // A clearing record carries the card and merchant, as networks send them.
         let posting = |key: String, amount_minor: i64, last: bool| pb::PostingRequest {
             idempotency_key: key,
             authorization_id: approved.authorization_id.clone(),
+            card_id: request.card_id.clone(),
             amount_minor,
             currency: request.currency.clone(),
+            mcc: request.mcc.clone(),
+            channel: request.channel.clone(),
+            merchant_name: request.merchant_name.clone(),
+            merchant_country: request.merchant_country.clone(),
             r#final: last,
             ..Default::default()
         };

@@ -59,6 +59,12 @@ pub struct Settings {
     /// sled's page cache, bytes [default: 268435456]
     #[arg(long, env = "TANDEM_SLED_CACHE_BYTES")]
     pub sled_cache_bytes: Option<u64>,
+    /// PEM certificate chain: with --tls-key, both listeners serve TLS only (rustls)
+    #[arg(long, env = "TANDEM_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert
+    #[arg(long, env = "TANDEM_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Seconds SIGTERM waits for in-flight requests and open streams [default: 10]
     #[arg(long, env = "TANDEM_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
@@ -83,6 +89,8 @@ pub struct Config {
     pub fx_base: String,
     pub sled_cache_bytes: u64,
     pub shutdown_grace: Duration,
+    /// (certificate chain, private key) PEM files, when TLS is on.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 macro_rules! layer {
@@ -121,6 +129,8 @@ impl Settings {
             sweep_every_secs,
             fx_base,
             sled_cache_bytes,
+            tls_cert,
+            tls_key,
             shutdown_grace_secs
         ))
     }
@@ -131,7 +141,13 @@ impl Settings {
             "json" => true,
             other => return Err(format!("log_format must be text or json, got {other:?}")),
         };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err("TLS needs both tls_cert and tls_key".to_owned()),
+        };
         Ok(Config {
+            tls,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             grpc_listen: self
                 .grpc_listen

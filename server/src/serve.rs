@@ -22,6 +22,7 @@ use tandem_proto::v1::balances_server::BalancesServer;
 use tandem_storage::{Engine, EngineConfig, SledSettings};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::app::App;
@@ -125,13 +126,35 @@ async fn render_metrics(
     )
 }
 
-/// Serves `router` on `listener` until `stop` fires, then lets open connections finish their
-/// requests for up to `grace`.
+/// Loads the certificate chain and key for TLS on both listeners (ring provider; HTTP/2 and
+/// HTTP/1.1 by ALPN).
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, String> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("TLS certificate: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(std::sync::Arc::new(config)))
+}
+
+/// Serves `router` on `listener` (through `tls` when set) until `stop` fires, then lets open
+/// connections finish their requests for up to `grace`.
 async fn serve(
     name: &'static str,
     listener: TcpListener,
     router: Router,
     streams_max: u32,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
     grace: std::time::Duration,
 ) {
@@ -151,13 +174,37 @@ async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let service = TowerToHyperService::new(router.clone());
-                let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
+                match &tls {
+                    None => {
+                        let connection = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .into_owned();
+                        let connection = graceful.watch(connection);
+                        tokio::spawn(async move {
+                            let _ = connection.await;
+                        });
+                    }
+                    Some(acceptor) => {
+                        // The handshake runs in the connection's own task, bounded, so a slow
+                        // or hostile client cannot hold up the accept loop.
+                        let acceptor = acceptor.clone();
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(
+                                std::time::Duration::from_secs(10),
+                                acceptor.accept(stream),
+                            );
+                            let Ok(Ok(stream)) = handshake.await else {
+                                return;
+                            };
+                            let connection = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .into_owned();
+                            let _ = watcher.watch(connection).await;
+                        });
+                    }
+                }
             }
             _ = stop.changed() => break,
         }
@@ -176,7 +223,23 @@ async fn serve(
 
 pub async fn run(config: Config) -> Result<(), String> {
     let _lock = lock_data_dir(&config.data_dir)?;
+    // Histograms as Prometheus histograms (buckets), so dashboards can aggregate quantiles
+    // across instances with histogram_quantile.
+    let seconds = [
+        0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+    ];
+    let records = [
+        1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 4096.0,
+    ];
     let handle = PrometheusBuilder::new()
+        .set_buckets(&seconds)
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full("tandem_commit_batch_records".into()),
+                &records,
+            )
+        })
+        .map_err(|e| format!("metrics: {e}"))?
         .install_recorder()
         .map_err(|e| format!("metrics: {e}"))?;
     let keys =
@@ -234,12 +297,17 @@ pub async fn run(config: Config) -> Result<(), String> {
     // Body limits: per message for gRPC (a stream's total is unbounded by design), per body
     // for HTTP, where the extractor turns an overrun into a problem+json 413.
     let http_router = http_router.layer(axum::extract::DefaultBodyLimit::max(limit));
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        None => None,
+    };
     let (stop_sender, stop) = watch::channel(false);
     let grpc_task = tokio::spawn(serve(
         "grpc",
         grpc_listener,
         layered(grpc_router),
         config.streams_per_connection_max,
+        tls.clone(),
         stop.clone(),
         config.shutdown_grace,
     ));
@@ -248,6 +316,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         http_listener,
         layered(http_router),
         config.streams_per_connection_max,
+        tls,
         stop,
         config.shutdown_grace,
     ));
