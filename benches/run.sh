@@ -2,7 +2,8 @@
 # Refreshes the server figures in docs/BENCHMARKS.md: starts a release `tandem serve` on a
 # fresh data directory and runs tandem-loadtest against it for each protocol and scenario,
 # first closed loop (maximum throughput), then open loop at half of it (latency).
-# Usage: benches/run.sh [SECONDS]   (default 20 s per run). Reports go to target/bench-reports/.
+# Usage: benches/run.sh [SECONDS]   (default 20 s per run; SCENARIOS="mixed" to run only some).
+# Reports go to target/bench-reports/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-20}"
@@ -26,7 +27,7 @@ run() { # name target extra-args...
   echo "$name $(printf '%.0f' "$rate")/s load $(cut -d' ' -f1 /proc/loadavg)"
 }
 
-for scenario in authorize mixed; do
+for scenario in ${SCENARIOS:-authorize mixed}; do
   for protocol in unary stream http; do
     case $protocol in
       unary) target=grpc://127.0.0.1:50151; extra=(--concurrency 256) ;;
