@@ -245,6 +245,23 @@ impl CommandBody {
         }
     }
 
+    /// Traffic from a card network (answered with declines and ISO 8583 codes), as opposed
+    /// to account management.
+    pub fn is_card_traffic(&self) -> bool {
+        matches!(
+            self,
+            CommandBody::Authorize { .. }
+                | CommandBody::Increment { .. }
+                | CommandBody::Reverse { .. }
+                | CommandBody::Advise { .. }
+                | CommandBody::Clear { .. }
+                | CommandBody::ForcePost { .. }
+                | CommandBody::Refund { .. }
+                | CommandBody::BalanceInquiry { .. }
+                | CommandBody::MarkTimedOut { .. }
+        )
+    }
+
     /// The authorization lifecycle this command concerns, if any.
     pub fn authorization(&self) -> Option<&AuthorizationId> {
         match self {

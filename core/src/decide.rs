@@ -65,7 +65,7 @@ pub fn decide(
                 replayed: true,
             });
         }
-        let outcome = if is_card_traffic(&command.body) {
+        let outcome = if command.body.is_card_traffic() {
             Outcome::Declined {
                 reason: DeclineReason::DuplicateKeyMismatch,
                 balance: None,
@@ -111,21 +111,6 @@ pub fn decide(
         events,
         replayed: false,
     })
-}
-
-fn is_card_traffic(body: &CommandBody) -> bool {
-    matches!(
-        body,
-        CommandBody::Authorize { .. }
-            | CommandBody::Increment { .. }
-            | CommandBody::Reverse { .. }
-            | CommandBody::Advise { .. }
-            | CommandBody::Clear { .. }
-            | CommandBody::ForcePost { .. }
-            | CommandBody::Refund { .. }
-            | CommandBody::BalanceInquiry { .. }
-            | CommandBody::MarkTimedOut { .. }
-    )
 }
 
 fn declined(reason: DeclineReason) -> Outcome {
@@ -308,14 +293,14 @@ impl<'a> Decider<'a> {
         if state.status == AccountStatus::Unopened
             && !matches!(body, CommandBody::OpenAccount { .. })
         {
-            return Ok(if is_card_traffic(body) {
+            return Ok(if body.is_card_traffic() {
                 declined(DeclineReason::UnknownCard)
             } else {
                 rejected(RejectReason::AccountNotOpen)
             });
         }
         if state.status == AccountStatus::Closed && !matches!(body, CommandBody::Sweep) {
-            return Ok(if is_card_traffic(body) {
+            return Ok(if body.is_card_traffic() {
                 declined(DeclineReason::AccountNotActive)
             } else {
                 rejected(RejectReason::AccountClosed)
@@ -324,7 +309,7 @@ impl<'a> Decider<'a> {
         let action = match body {
             CommandBody::OpenAccount { .. } => Action::OpenAccount,
             CommandBody::Sweep => Action::Housekeeping,
-            b if is_card_traffic(b) => Action::CardTraffic,
+            b if b.is_card_traffic() => Action::CardTraffic,
             _ => Action::ManageAccount,
         };
         // Commands whose permission depends on their target check it in their handler.

@@ -41,6 +41,8 @@ pub struct App {
     directory: tokio::sync::Mutex<()>,
     audit: Mutex<Option<std::fs::File>>,
     sequence: AtomicU64,
+    /// Set when the node was started with fault injection enabled.
+    faults: std::sync::OnceLock<tandem_storage::WriteFaults>,
 }
 
 fn now_ms() -> i64 {
@@ -188,20 +190,6 @@ fn authorize_response(authorization: &AuthorizationId, outcome: &Outcome) -> pb:
     }
 }
 
-fn body_is_card_traffic(body: &CommandBody) -> bool {
-    matches!(
-        body,
-        CommandBody::Authorize { .. }
-            | CommandBody::Increment { .. }
-            | CommandBody::Reverse { .. }
-            | CommandBody::Advise { .. }
-            | CommandBody::Clear { .. }
-            | CommandBody::ForcePost { .. }
-            | CommandBody::Refund { .. }
-            | CommandBody::BalanceInquiry { .. }
-    )
-}
-
 /// A management command's answer: accepted, or the refusal as an error.
 fn accepted(outcome: Outcome) -> Result<pb::CommandResult, ApiError> {
     match outcome {
@@ -228,7 +216,23 @@ impl App {
             directory: tokio::sync::Mutex::new(()),
             audit: Mutex::new(audit),
             sequence: AtomicU64::new(0),
+            faults: std::sync::OnceLock::new(),
         }
+    }
+
+    pub fn enable_fault_injection(&self, faults: tandem_storage::WriteFaults) {
+        let _ = self.faults.set(faults);
+    }
+
+    /// Makes log writes fail as on a full disk (or stop failing), when enabled at start.
+    pub fn set_disk_full(&self, principal: &Principal, full: bool) -> Result<(), ApiError> {
+        self.admin_only(principal, "fault injection")?;
+        let faults = self.faults.get().ok_or_else(|| {
+            ApiError::forbidden("fault injection is not enabled on this node (--fault-injection)")
+        })?;
+        faults.fail_with_no_space(full);
+        tracing::warn!(target: "tandem::audit", key_id = %principal.key_id, full, "disk-full fault set");
+        Ok(())
     }
 
     /// Recovery is done: serve with `system` from now on.
@@ -310,7 +314,7 @@ impl App {
         let started = Instant::now();
         // Admin actions are recorded; card traffic is not an admin action even when an admin
         // key sends it (its record is the account's own history).
-        if principal.role == KeyRole::Admin && !body_is_card_traffic(&body) {
+        if principal.role == KeyRole::Admin && !body.is_card_traffic() {
             self.audit(principal, command_name, account, &key);
         }
         let outcome = self
@@ -329,6 +333,36 @@ impl App {
         metrics::counter!("tandem_decisions_total", "command" => command_name, "outcome" => label, "reason" => reason)
             .increment(1);
         Ok(outcome?)
+    }
+
+    /// Card traffic from the network, answered as an authorization response.
+    async fn card_traffic(
+        &self,
+        principal: &Principal,
+        account: &AccountId,
+        key: IdempotencyKey,
+        authorization: &AuthorizationId,
+        body: CommandBody,
+    ) -> Result<pb::AuthorizeResponse, ApiError> {
+        let outcome = self
+            .execute(principal, account, key, Actor::Network, body)
+            .await?;
+        Ok(authorize_response(authorization, &outcome))
+    }
+
+    /// A management command with a fresh key: accepted, or the refusal as an error.
+    async fn manage(
+        &self,
+        principal: &Principal,
+        account: &AccountId,
+        actor: Actor,
+        kind: &str,
+        body: CommandBody,
+    ) -> Result<pb::CommandResult, ApiError> {
+        let outcome = self
+            .execute(principal, account, self.fresh_key(kind), actor, body)
+            .await?;
+        accepted(outcome)
     }
 
     fn audit(
@@ -484,16 +518,14 @@ impl App {
         let actor = self.actor_for(principal, &account)?;
         let member = member_id(&request.member_id)?;
         let role = convert::role(&request.role)?;
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                self.fresh_key("role"),
-                actor,
-                CommandBody::UpdateMember { member, role },
-            )
-            .await?;
-        accepted(outcome)
+        self.manage(
+            principal,
+            &account,
+            actor,
+            "role",
+            CommandBody::UpdateMember { member, role },
+        )
+        .await
     }
 
     pub async fn remove_member(
@@ -504,16 +536,14 @@ impl App {
         let account = account_id(&request.account_id)?;
         let actor = self.actor_for(principal, &account)?;
         let member = member_id(&request.member_id)?;
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                self.fresh_key("remove"),
-                actor,
-                CommandBody::RemoveMember { member },
-            )
-            .await?;
-        accepted(outcome)
+        self.manage(
+            principal,
+            &account,
+            actor,
+            "remove",
+            CommandBody::RemoveMember { member },
+        )
+        .await
     }
 
     /// Checks that `card` (and `pan`, hashed) are free or already this account's card.
@@ -683,16 +713,14 @@ impl App {
         let status = convert::card_status(&request.status)?;
         let account = self.routed_card(&card).await?;
         let actor = self.actor_for(principal, &account)?;
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                self.fresh_key("status"),
-                actor,
-                CommandBody::SetCardStatus { card, status },
-            )
-            .await?;
-        accepted(outcome)
+        self.manage(
+            principal,
+            &account,
+            actor,
+            "status",
+            CommandBody::SetCardStatus { card, status },
+        )
+        .await
     }
 
     pub async fn set_member_controls(
@@ -704,16 +732,14 @@ impl App {
         let actor = self.actor_for(principal, &account)?;
         let member = member_id(&request.member_id)?;
         let controls = convert::controls(&request.controls.unwrap_or_default())?;
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                self.fresh_key("controls"),
-                actor,
-                CommandBody::SetMemberControls { member, controls },
-            )
-            .await?;
-        accepted(outcome)
+        self.manage(
+            principal,
+            &account,
+            actor,
+            "controls",
+            CommandBody::SetMemberControls { member, controls },
+        )
+        .await
     }
 
     pub async fn set_card_controls(
@@ -725,16 +751,14 @@ impl App {
         let controls = convert::controls(&request.controls.unwrap_or_default())?;
         let account = self.routed_card(&card).await?;
         let actor = self.actor_for(principal, &account)?;
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                self.fresh_key("controls"),
-                actor,
-                CommandBody::SetCardControls { card, controls },
-            )
-            .await?;
-        accepted(outcome)
+        self.manage(
+            principal,
+            &account,
+            actor,
+            "controls",
+            CommandBody::SetCardControls { card, controls },
+        )
+        .await
     }
 
     pub async fn set_split_rule(
@@ -762,16 +786,14 @@ impl App {
                 ));
             }
         };
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                self.fresh_key("split"),
-                actor,
-                CommandBody::SetSplitRule { rule },
-            )
-            .await?;
-        accepted(outcome)
+        self.manage(
+            principal,
+            &account,
+            actor,
+            "split",
+            CommandBody::SetSplitRule { rule },
+        )
+        .await
     }
 
     pub async fn set_funding_policy(
@@ -798,16 +820,14 @@ impl App {
                 ));
             }
         };
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                self.fresh_key("funding"),
-                actor,
-                CommandBody::SetFundingPolicy { policy },
-            )
-            .await?;
-        accepted(outcome)
+        self.manage(
+            principal,
+            &account,
+            actor,
+            "funding",
+            CommandBody::SetFundingPolicy { policy },
+        )
+        .await
     }
 
     pub async fn deposit(
@@ -925,20 +945,18 @@ impl App {
             });
         };
         let authorization = lifecycle_id(&account, &key);
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                key,
-                Actor::Network,
-                CommandBody::Authorize {
-                    authorization: authorization.clone(),
-                    spend,
-                    single_message: request.single_message,
-                },
-            )
-            .await?;
-        Ok(authorize_response(&authorization, &outcome))
+        self.card_traffic(
+            principal,
+            &account,
+            key,
+            &authorization,
+            CommandBody::Authorize {
+                authorization: authorization.clone(),
+                spend,
+                single_message: request.single_message,
+            },
+        )
+        .await
     }
 
     pub async fn increment(
@@ -951,19 +969,17 @@ impl App {
         let authorization = authorization_id(&request.authorization_id)?;
         let amount = convert::amount(request.amount_minor, &request.currency)?;
         let account = lifecycle_account(&authorization)?;
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                key,
-                Actor::Network,
-                CommandBody::Increment {
-                    authorization: authorization.clone(),
-                    amount,
-                },
-            )
-            .await?;
-        Ok(authorize_response(&authorization, &outcome))
+        self.card_traffic(
+            principal,
+            &account,
+            key,
+            &authorization,
+            CommandBody::Increment {
+                authorization: authorization.clone(),
+                amount,
+            },
+        )
+        .await
     }
 
     pub async fn reverse(
@@ -979,19 +995,17 @@ impl App {
             None | Some(0) => None,
             Some(amount) => Some(convert::amount(amount, &request.currency)?),
         };
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                key,
-                Actor::Network,
-                CommandBody::Reverse {
-                    authorization: authorization.clone(),
-                    replacement,
-                },
-            )
-            .await?;
-        Ok(authorize_response(&authorization, &outcome))
+        self.card_traffic(
+            principal,
+            &account,
+            key,
+            &authorization,
+            CommandBody::Reverse {
+                authorization: authorization.clone(),
+                replacement,
+            },
+        )
+        .await
     }
 
     /// A posting's spend, filling what the request leaves out from the lifecycle it names.
@@ -1071,20 +1085,18 @@ impl App {
         let spend = self
             .posting_spend(&account, Some(&authorization), &request)
             .await?;
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                key,
-                Actor::Network,
-                CommandBody::Clear {
-                    authorization: authorization.clone(),
-                    spend,
-                    final_clearing: request.r#final,
-                },
-            )
-            .await?;
-        Ok(authorize_response(&authorization, &outcome))
+        self.card_traffic(
+            principal,
+            &account,
+            key,
+            &authorization,
+            CommandBody::Clear {
+                authorization: authorization.clone(),
+                spend,
+                final_clearing: request.r#final,
+            },
+        )
+        .await
     }
 
     /// Advices, force posts and refunds route by card; their lifecycle is the one named, or
@@ -1122,20 +1134,18 @@ impl App {
         request: pb::PostingRequest,
     ) -> Result<pb::AuthorizeResponse, ApiError> {
         let (account, key, authorization, spend) = self.card_posting(principal, &request).await?;
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                key,
-                Actor::Network,
-                CommandBody::Advise {
-                    authorization: authorization.clone(),
-                    spend,
-                    network_approved: request.network_approved,
-                },
-            )
-            .await?;
-        Ok(authorize_response(&authorization, &outcome))
+        self.card_traffic(
+            principal,
+            &account,
+            key,
+            &authorization,
+            CommandBody::Advise {
+                authorization: authorization.clone(),
+                spend,
+                network_approved: request.network_approved,
+            },
+        )
+        .await
     }
 
     pub async fn force_post(
@@ -1144,19 +1154,17 @@ impl App {
         request: pb::PostingRequest,
     ) -> Result<pb::AuthorizeResponse, ApiError> {
         let (account, key, authorization, spend) = self.card_posting(principal, &request).await?;
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                key,
-                Actor::Network,
-                CommandBody::ForcePost {
-                    authorization: authorization.clone(),
-                    spend,
-                },
-            )
-            .await?;
-        Ok(authorize_response(&authorization, &outcome))
+        self.card_traffic(
+            principal,
+            &account,
+            key,
+            &authorization,
+            CommandBody::ForcePost {
+                authorization: authorization.clone(),
+                spend,
+            },
+        )
+        .await
     }
 
     pub async fn refund(
@@ -1181,20 +1189,18 @@ impl App {
             None => self.card_posting(principal, &request).await?,
         };
         spend.kind = tandem_core::SpendKind::Purchase;
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                key,
-                Actor::Network,
-                CommandBody::Refund {
-                    refund: refund.clone(),
-                    spend,
-                    original,
-                },
-            )
-            .await?;
-        Ok(authorize_response(&refund, &outcome))
+        self.card_traffic(
+            principal,
+            &account,
+            key,
+            &refund,
+            CommandBody::Refund {
+                refund: refund.clone(),
+                spend,
+                original,
+            },
+        )
+        .await
     }
 
     pub async fn balance_inquiry(

@@ -65,6 +65,10 @@ pub struct Settings {
     /// PEM private key for --tls-cert
     #[arg(long, env = "TANDEM_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Enables `POST /v1/admin/faults` (admin only), which makes log writes fail as on a full
+    /// disk: for drills and tests, never in production [default: false]
+    #[arg(long, env = "TANDEM_FAULT_INJECTION")]
+    pub fault_injection: Option<bool>,
     /// Seconds SIGTERM waits for in-flight requests and open streams [default: 10]
     #[arg(long, env = "TANDEM_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
@@ -91,6 +95,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// (certificate chain, private key) PEM files, when TLS is on.
     pub tls: Option<(PathBuf, PathBuf)>,
+    pub fault_injection: bool,
 }
 
 macro_rules! layer {
@@ -131,6 +136,7 @@ impl Settings {
             sled_cache_bytes,
             tls_cert,
             tls_key,
+            fault_injection,
             shutdown_grace_secs
         ))
     }
@@ -148,6 +154,7 @@ impl Settings {
         };
         Ok(Config {
             tls,
+            fault_injection: self.fault_injection.unwrap_or(false),
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             grpc_listen: self
                 .grpc_listen

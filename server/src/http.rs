@@ -116,6 +116,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/api-keys", post(issue_key))
         .route("/v1/api-keys/{key_id}", delete(revoke_key))
         .route("/v1/admin/backup", post(backup))
+        .route("/v1/admin/faults", post(faults))
         .with_state(app)
 }
 
@@ -464,6 +465,23 @@ async fn backup(
     Body(request): Body<BackupRequest>,
 ) -> Response {
     created(crate::backup::take(&app, &principal, &request.to).await)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FaultRequest {
+    disk_full: bool,
+}
+
+async fn faults(
+    State(app): Shared,
+    principal: Principal,
+    Body(request): Body<FaultRequest>,
+) -> Response {
+    match app.set_disk_full(&principal, request.disk_full) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {

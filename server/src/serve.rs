@@ -323,6 +323,10 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     let started = std::time::Instant::now();
     let mut engine_config = EngineConfig::new(&config.data_dir);
+    if config.fault_injection {
+        tracing::warn!("fault injection is enabled: POST /v1/admin/faults can fail log writes");
+        app.enable_fault_injection(engine_config.write_faults.clone());
+    }
     engine_config.sled = SledSettings {
         cache_bytes: config.sled_cache_bytes,
     };

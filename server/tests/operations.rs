@@ -191,3 +191,80 @@ async fn a_backup_of_a_running_node_restores_to_the_same_balances() {
         "decisions after the restore are durable too"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_503_records_nothing_and_recovers_after_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start_with(dir.path(), &["--fault-injection", "true"]);
+    node.account("d", "joint", &[("ana", "owner")], Some(("EUR", 10_00)))
+        .await;
+    let before = node.balance("d").await;
+    node.admin("POST", "/v1/admin/faults", json!({"disk_full": true}))
+        .await;
+    let (status, problem) = node
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(ADMIN),
+            Some(authorize_body("full-1", "d-ana-card", 3_00)),
+        )
+        .await;
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(problem["code"], "log_unavailable");
+    let (status, _) = node.call("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200, "the server stays up");
+    assert_eq!(node.balance("d").await, before, "nothing was recorded");
+    assert!(node.stop().success());
+
+    // Space is back: the retry with the same key is decided once.
+    let node = Node::start(dir.path());
+    assert_eq!(node.balance("d").await, before);
+    let (status, approved) = node
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(ADMIN),
+            Some(authorize_body("full-1", "d-ana-card", 3_00)),
+        )
+        .await;
+    assert_eq!(
+        (status, approved["status"].as_str()),
+        (200, Some("approved"))
+    );
+    let (_, holds) = node
+        .call("GET", "/v1/accounts/d/holds", Some(ADMIN), None)
+        .await;
+    assert_eq!(holds["holds"].as_array().expect("holds").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_over_their_rate_get_429_and_fault_injection_is_off_by_default() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start_with(dir.path(), &["--rate-limit-per-key", "5"]);
+    let mut limited = 0;
+    for _ in 0..30 {
+        let (status, body) = node
+            .call("GET", "/v1/accounts/x/balance", Some(ADMIN), None)
+            .await;
+        if status == 429 {
+            assert_eq!(body["code"], "rate_limited");
+            limited += 1;
+        }
+    }
+    assert!(
+        limited >= 20,
+        "a burst of 30 against 5/s: {limited} refused"
+    );
+    let (status, _) = node.call("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200, "unauthenticated health checks are not limited");
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let (status, body) = node
+        .call(
+            "POST",
+            "/v1/admin/faults",
+            Some(ADMIN),
+            Some(json!({"disk_full": true})),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+}
