@@ -101,7 +101,7 @@ struct RunArgs {
     /// Requests outstanding at most in open loop.
     #[arg(long, default_value_t = 100_000)]
     outstanding_max: usize,
-    /// Where to write report.json and report.md.
+    /// Where to write report.json, report.md and latency.svg.
     #[arg(long, default_value = "loadtest-report")]
     report: PathBuf,
     /// No progress lines.
@@ -245,6 +245,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
     std::fs::write(args.report.join("report.json"), json).map_err(|e| e.to_string())?;
     let markdown = report.markdown();
     std::fs::write(args.report.join("report.md"), &markdown).map_err(|e| e.to_string())?;
+    std::fs::write(args.report.join("latency.svg"), report.svg()).map_err(|e| e.to_string())?;
     println!("{markdown}");
     Ok(passed)
 }

@@ -253,3 +253,136 @@ impl Report {
         out
     }
 }
+
+impl Report {
+    /// An SVG chart of p50, p99 and max latency per second of the run (log scale).
+    pub fn svg(&self) -> String {
+        const WIDTH: f64 = 900.0;
+        const HEIGHT: f64 = 420.0;
+        const LEFT: f64 = 70.0;
+        const RIGHT: f64 = 20.0;
+        const TOP: f64 = 40.0;
+        const BOTTOM: f64 = 50.0;
+        let points = &self.over_time;
+        let seconds = points.last().map_or(1, |p| p.second.max(1)) as f64;
+        let highest = points.iter().map(|p| p.max_us).max().unwrap_or(1).max(10) as f64;
+        let decades = highest.log10().ceil().max(1.0);
+        let x = |second: u64| LEFT + (second as f64 / seconds) * (WIDTH - LEFT - RIGHT);
+        let y = |micros: u64| {
+            let value = (micros.max(1) as f64).log10() / decades;
+            HEIGHT - BOTTOM - value * (HEIGHT - TOP - BOTTOM)
+        };
+        let mut svg = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{LEFT}\" y=\"24\" font-size=\"15\">{} — {} ({}), latency from scheduled send</text>\n",
+            self.context.scenario, self.context.protocol, self.context.mode
+        );
+        // Axes and decade grid lines (1 µs to 10^decades µs).
+        for decade in 0..=(decades as u32) {
+            let micros = 10u64.pow(decade);
+            let at = y(micros);
+            let label = if micros >= 1_000 {
+                format!("{} ms", micros / 1_000)
+            } else {
+                format!("{micros} µs")
+            };
+            svg.push_str(&format!(
+                "<line x1=\"{LEFT}\" y1=\"{at:.1}\" x2=\"{:.1}\" y2=\"{at:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>\n",
+                WIDTH - RIGHT,
+                LEFT - 6.0,
+                at + 4.0
+            ));
+        }
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">seconds into the run (0–{seconds:.0})</text>\n",
+            (LEFT + WIDTH - RIGHT) / 2.0,
+            HEIGHT - 15.0
+        ));
+        for (name, colour, pick) in [
+            (
+                "max",
+                "#bbbbbb",
+                (|p: &OverTime| p.max_us) as fn(&OverTime) -> u64,
+            ),
+            ("p99", "#d62728", |p: &OverTime| p.p99_us),
+            ("p50", "#1f77b4", |p: &OverTime| p.p50_us),
+        ] {
+            let line: Vec<String> = points
+                .iter()
+                .map(|p| format!("{:.1},{:.1}", x(p.second), y(pick(p))))
+                .collect();
+            svg.push_str(&format!(
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n",
+                line.join(" ")
+            ));
+            let legend_y = match name {
+                "p50" => TOP + 10.0,
+                "p99" => TOP + 26.0,
+                _ => TOP + 42.0,
+            };
+            svg.push_str(&format!(
+                "<text x=\"{:.1}\" y=\"{legend_y:.1}\" fill=\"{colour}\">{name}</text>\n",
+                WIDTH - RIGHT - 40.0
+            ));
+        }
+        svg.push_str("</svg>\n");
+        svg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::Answer;
+    use tandem_proto::v1 as pb;
+
+    fn context() -> RunContext {
+        RunContext {
+            command_line: "test".into(),
+            version: "0".into(),
+            target: "grpc://x".into(),
+            protocol: "gRPC unary".into(),
+            scenario: "authorize".into(),
+            mode: "open loop".into(),
+            cpus: 2,
+            load_average_before: "0".into(),
+            load_average_after: "0".into(),
+        }
+    }
+
+    #[test]
+    fn the_report_counts_outcomes_and_draws_each_second() {
+        let recorder = Recorder::default();
+        let approved = Ok(Answer::Card(pb::AuthorizeResponse {
+            status: "approved".into(),
+            response_code: "00".into(),
+            ..Default::default()
+        }));
+        for second in 0..5 {
+            for micros in [800, 1_200, 9_000] {
+                recorder.record(
+                    "authorize",
+                    second,
+                    Duration::from_micros(micros),
+                    &approved,
+                );
+            }
+        }
+        recorder.record(
+            "authorize",
+            5,
+            Duration::from_millis(40),
+            &Err("UNAVAILABLE: busy".into()),
+        );
+        let report = recorder.report(context(), Duration::from_secs(6));
+        assert_eq!(report.total.count, 16);
+        assert_eq!(report.outcomes["authorize approved 00"], 15);
+        assert_eq!(report.errors.values().sum::<u64>(), 1);
+        assert_eq!(report.over_time.len(), 6);
+        assert!(report.total.max_us >= 40_000);
+        let svg = report.svg();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 3, "p50, p99 and max");
+        let markdown = report.markdown();
+        assert!(markdown.contains("| authorize | 16 |"), "{markdown}");
+    }
+}

@@ -157,9 +157,21 @@ pub async fn execute(shared: Arc<Shared>, start: Instant, due: Instant, work: Wo
 /// Runs `load` against the shared target; answers the time it took.
 pub async fn run(shared: Arc<Shared>, load: &Load) -> Duration {
     let start = Instant::now();
+    // Live progress on the terminal (indicatif; hidden when stderr is not a terminal or in
+    // quiet mode): rate achieved, errors, p50 and p99 so far.
+    let bar = if load.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(load.duration.as_secs().max(1))
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
     let reporter = {
         let shared = shared.clone();
-        let quiet = load.quiet;
+        let bar = bar.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(Duration::from_secs(1));
             ticker.tick().await;
@@ -167,18 +179,14 @@ pub async fn run(shared: Arc<Shared>, load: &Load) -> Duration {
             loop {
                 ticker.tick().await;
                 let (count, errors, percentiles) = shared.recorder.snapshot();
-                if !quiet {
-                    let (p50, p99) = percentiles.unwrap_or((0, 0));
-                    eprintln!(
-                        "[{:>4}s] {:>8} done ({:>7}/s)  errors {:>6}  p50 {:>7.2} ms  p99 {:>7.2} ms",
-                        start.elapsed().as_secs(),
-                        count,
-                        count - last,
-                        errors,
-                        p50 as f64 / 1_000.0,
-                        p99 as f64 / 1_000.0
-                    );
-                }
+                let (p50, p99) = percentiles.unwrap_or((0, 0));
+                bar.set_position(start.elapsed().as_secs());
+                bar.set_message(format!(
+                    "{count} done, {}/s, {errors} errors, p50 {:.2} ms, p99 {:.2} ms",
+                    count - last,
+                    p50 as f64 / 1_000.0,
+                    p99 as f64 / 1_000.0
+                ));
                 last = count;
             }
         })
@@ -234,6 +242,7 @@ pub async fn run(shared: Arc<Shared>, load: &Load) -> Duration {
         }
     }
     reporter.abort();
+    bar.finish_and_clear();
     start.elapsed()
 }
 
