@@ -189,7 +189,6 @@ impl Target {
     }
 
     async fn call_http(&self, op: Op) -> Result<Answer, String> {
-        let (client, address) = self.http.as_ref().expect("an HTTP target");
         let (method, path, body) = match &op {
             Op::Authorize(r) => (
                 "POST",
@@ -220,6 +219,17 @@ impl Target {
             ),
         };
         let body = body.map_err(|e| e.to_string())?;
+        let bytes = self.http_call(method, &path, body).await?;
+        match op {
+            Op::GetBalance(_) => serde_json::from_slice(&bytes).map(Answer::Balance),
+            _ => serde_json::from_slice(&bytes).map(Answer::Card),
+        }
+        .map_err(|e| format!("answer does not parse: {e}"))
+    }
+
+    /// One HTTP/JSON call with the run's key; the body of a 2xx answer, else what went wrong.
+    async fn http_call(&self, method: &str, path: &str, body: Vec<u8>) -> Result<Bytes, String> {
+        let (client, address) = self.http.as_ref().expect("an HTTP target");
         let request = hyper::Request::builder()
             .method(method)
             .uri(format!("http://{address}{path}"))
@@ -240,16 +250,12 @@ impl Target {
             .to_bytes();
         if !status.is_success() {
             return Err(format!(
-                "HTTP {}: {}",
+                "{method} {path}: HTTP {}: {}",
                 status.as_u16(),
                 String::from_utf8_lossy(&bytes)
             ));
         }
-        match op {
-            Op::GetBalance(_) => serde_json::from_slice(&bytes).map(Answer::Balance),
-            _ => serde_json::from_slice(&bytes).map(Answer::Card),
-        }
-        .map_err(|e| format!("answer does not parse: {e}"))
+        Ok(bytes)
     }
 
     /// Reads an account's balance (for the audit).
@@ -261,29 +267,7 @@ impl Target {
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
-        let (client, address) = self.http.as_ref().expect("an HTTP target");
-        let request = hyper::Request::get(format!("http://{address}{path}"))
-            .header("authorization", format!("Bearer {}", self.token))
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
-        let response = client
-            .request(request)
-            .await
-            .map_err(|e| format!("HTTP: {e}"))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!(
-                "GET {path}: HTTP {}: {}",
-                status.as_u16(),
-                String::from_utf8_lossy(&bytes)
-            ));
-        }
+        let bytes = self.http_call("GET", path, Vec::new()).await?;
         serde_json::from_slice(&bytes).map_err(|e| format!("GET {path}: {e}"))
     }
 
@@ -468,7 +452,6 @@ impl Target {
             }
             .map_err(status_text);
         }
-        let (client, address) = self.http.as_ref().expect("an HTTP target");
         let (method, path, body) = match &call {
             AdminCall::Open(r) => ("POST", "/v1/accounts".to_owned(), serde_json::to_vec(r)),
             AdminCall::Member(r) => (
@@ -496,31 +479,8 @@ impl Target {
             ),
             AdminCall::Rates(r) => ("PUT", "/v1/fx/rates".to_owned(), serde_json::to_vec(r)),
         };
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(format!("http://{address}{path}"))
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.map_err(|e| e.to_string())?)))
-            .map_err(|e| e.to_string())?;
-        let response = client
-            .request(request)
+        self.http_call(method, &path, body.map_err(|e| e.to_string())?)
             .await
-            .map_err(|e| format!("HTTP: {e}"))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Err(format!(
-            "{method} {path}: HTTP {}: {}",
-            status.as_u16(),
-            String::from_utf8_lossy(&bytes)
-        ))
+            .map(|_| ())
     }
 }
