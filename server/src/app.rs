@@ -1101,10 +1101,13 @@ impl App {
 
     /// Advices, force posts and refunds route by card; their lifecycle is the one named, or
     /// one derived from the key.
+    /// `fill_from` is the lifecycle whose card and merchant fill what the request leaves out
+    /// (the posting's own by default).
     async fn card_posting(
         &self,
         principal: &Principal,
         request: &pb::PostingRequest,
+        fill_from: Option<&AuthorizationId>,
     ) -> Result<(AccountId, IdempotencyKey, AuthorizationId, Spend), ApiError> {
         self.network_only(principal)?;
         let key = key(&request.idempotency_key)?;
@@ -1123,7 +1126,7 @@ impl App {
             named
         };
         let spend = self
-            .posting_spend(&account, Some(&authorization), request)
+            .posting_spend(&account, Some(fill_from.unwrap_or(&authorization)), request)
             .await?;
         Ok((account, key, authorization, spend))
     }
@@ -1133,7 +1136,8 @@ impl App {
         principal: &Principal,
         request: pb::PostingRequest,
     ) -> Result<pb::AuthorizeResponse, ApiError> {
-        let (account, key, authorization, spend) = self.card_posting(principal, &request).await?;
+        let (account, key, authorization, spend) =
+            self.card_posting(principal, &request, None).await?;
         self.card_traffic(
             principal,
             &account,
@@ -1153,7 +1157,8 @@ impl App {
         principal: &Principal,
         request: pb::PostingRequest,
     ) -> Result<pb::AuthorizeResponse, ApiError> {
-        let (account, key, authorization, spend) = self.card_posting(principal, &request).await?;
+        let (account, key, authorization, spend) =
+            self.card_posting(principal, &request, None).await?;
         self.card_traffic(
             principal,
             &account,
@@ -1178,16 +1183,9 @@ impl App {
             .transpose()?;
         // The refund is its own lifecycle; it borrows the original's card and merchant.
         request.authorization_id.clear();
-        let (account, key, refund, mut spend) = match &original {
-            Some(original) => {
-                let (account, key, refund, _) = self.card_posting(principal, &request).await?;
-                let spend = self
-                    .posting_spend(&account, Some(original), &request)
-                    .await?;
-                (account, key, refund, spend)
-            }
-            None => self.card_posting(principal, &request).await?,
-        };
+        let (account, key, refund, mut spend) = self
+            .card_posting(principal, &request, original.as_ref())
+            .await?;
         spend.kind = tandem_core::SpendKind::Purchase;
         self.card_traffic(
             principal,
