@@ -914,7 +914,24 @@ proptest! {
         let table = RateTable::new(base, rates).unwrap();
         let spend = money(amount, codes[from]);
         let target = currency(codes[to]);
-        let up = table.convert(spend, target, Rounding::UpToCover).unwrap();
+        // The exact value in target minor units, as an integer fraction: rates are raw / 10^4.
+        let exponent = |code: &str| currency(code).exponent();
+        let raw_rate = |i: usize| -> u128 {
+            if i == 0 { 10_000 } else if i == from { u128::from(rate_from) } else if i == to { u128::from(rate_to) } else { 1_000 + i as u128 }
+        };
+        let exact_num = u128::try_from(amount).unwrap() * raw_rate(to) * 10u128.pow(exponent(codes[to]));
+        let exact_den = raw_rate(from) * 10u128.pow(exponent(codes[from]));
+        let exact_ceiling = exact_num.div_ceil(exact_den);
+        let up = match table.convert(spend, target, Rounding::UpToCover) {
+            Ok(up) => up,
+            Err(tandem_core::fx::FxError::Overflow { .. }) => {
+                // Refusing is right only when the answer truly does not fit in minor units.
+                prop_assert!(codes[from] != codes[to] && exact_ceiling > i64::MAX as u128);
+                return Ok(());
+            }
+            Err(other) => return Err(TestCaseError::fail(format!("{other:?}"))),
+        };
+        prop_assert_eq!(u128::try_from(up.amount_minor).unwrap(), if codes[from] == codes[to] { u128::try_from(amount).unwrap() } else { exact_ceiling });
         prop_assert!(table.covers(up, spend).unwrap());
         if up.amount_minor > 0 && codes[from] != codes[to] {
             prop_assert!(!table.covers(Money::new(up.amount_minor - 1, target), spend).unwrap());
