@@ -224,14 +224,21 @@ impl App {
         let _ = self.faults.set(faults);
     }
 
-    /// Makes log writes fail as on a full disk (or stop failing), when enabled at start.
-    pub fn set_disk_full(&self, principal: &Principal, full: bool) -> Result<(), ApiError> {
+    /// Sets the faults in force, when enabled at start: log writes fail as on a full disk,
+    /// and each waits `commit_delay_ms` first (a slow disk).
+    pub fn set_faults(
+        &self,
+        principal: &Principal,
+        full: bool,
+        commit_delay_ms: u64,
+    ) -> Result<(), ApiError> {
         self.admin_only(principal, "fault injection")?;
         let faults = self.faults.get().ok_or_else(|| {
             ApiError::forbidden("fault injection is not enabled on this node (--fault-injection)")
         })?;
         faults.fail_with_no_space(full);
-        tracing::warn!(target: "tandem::audit", key_id = %principal.key_id, full, "disk-full fault set");
+        faults.delay_writes(std::time::Duration::from_millis(commit_delay_ms));
+        tracing::warn!(target: "tandem::audit", key_id = %principal.key_id, full, commit_delay_ms, "faults set");
         Ok(())
     }
 
@@ -302,7 +309,7 @@ impl App {
         IdempotencyKey::new(&format!("{kind}-{}-{n}", now_ms())).expect("generated keys are valid")
     }
 
-    async fn execute(
+    pub(crate) async fn execute(
         &self,
         principal: &Principal,
         account: &AccountId,

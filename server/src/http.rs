@@ -471,6 +471,7 @@ async fn backup(
 #[serde(default)]
 struct FaultRequest {
     disk_full: bool,
+    commit_delay_ms: u64,
 }
 
 async fn faults(
@@ -478,7 +479,7 @@ async fn faults(
     principal: Principal,
     Body(request): Body<FaultRequest>,
 ) -> Response {
-    match app.set_disk_full(&principal, request.disk_full) {
+    match app.set_faults(&principal, request.disk_full, request.commit_delay_ms) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),
     }

@@ -53,18 +53,34 @@ pub struct EngineConfig {
     pub write_faults: WriteFaults,
 }
 
-/// A switch that makes log writes fail as on a full disk (ENOSPC). Off unless a test turns
-/// it on.
+/// Switches that make log writes fail as on a full disk (ENOSPC), or slow, as on a disk in
+/// trouble. Off unless a test or drill turns them on.
 #[derive(Debug, Clone, Default)]
-pub struct WriteFaults(Arc<AtomicBool>);
+pub struct WriteFaults(Arc<FaultState>);
+
+#[derive(Debug, Default)]
+struct FaultState {
+    no_space: AtomicBool,
+    delay_ms: std::sync::atomic::AtomicU64,
+}
 
 impl WriteFaults {
     pub fn fail_with_no_space(&self, on: bool) {
-        self.0.store(on, Ordering::Release);
+        self.0.no_space.store(on, Ordering::Release);
     }
 
     pub fn failing(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.no_space.load(Ordering::Acquire)
+    }
+
+    /// Every log write waits this long before it starts (0 for none).
+    pub fn delay_writes(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.0.delay_ms.store(ms, Ordering::Release);
+    }
+
+    pub fn write_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0.delay_ms.load(Ordering::Acquire))
     }
 }
 

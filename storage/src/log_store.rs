@@ -234,6 +234,14 @@ impl LogStore {
         }
     }
 
+    /// Waits as a slow disk would, when a drill asked for it.
+    async fn slow_disk(&self) {
+        let delay = self.faults.write_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A poisoned lock means a panic while writing; the log's own recovery is what we
         // trust then, so keep serving from it.
@@ -243,6 +251,7 @@ impl LogStore {
     }
 
     async fn synced(&self, write: impl FnOnce(&mut Inner) -> io::Result<()>) -> io::Result<()> {
+        self.slow_disk().await;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         {
             let mut log = self.lock();
@@ -331,6 +340,7 @@ impl RaftLogStorage<TandemRaft> for LogStore {
     {
         self.no_space()
             .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.slow_disk().await;
         let mut log = self.lock();
         // Entries at or below the purge point are already applied and compacted away (openraft
         // purges the log up to the state machine when that is ahead); raft-log refuses to move
