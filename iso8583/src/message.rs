@@ -622,13 +622,13 @@ mod tests {
         );
         assert_eq!(e.mti, Some(mti("0100")));
         let mut letters = m.clone();
-        letters.extend_from_slice(b"0441X1");
+        letters.extend_from_slice(b"0411\x011");
         assert_eq!(
             err(&letters).error,
             DecodeError::BadContent {
                 field: 2,
                 position: 2,
-                kind: "an ASCII digit"
+                kind: "printable ASCII"
             }
         );
         let mut trailing = m;

@@ -47,7 +47,9 @@ pub fn field(field: u8) -> Option<&'static FieldSpec> {
 
 static FIELDS: [FieldSpec; 128] = [
     f(B, F(8), "secondary bitmap"),
-    f(N, LL(19), "primary account number"),
+    // Text, not numeric: an answer may carry it masked (`411111******1111`); the gateway
+    // checks that a request's PAN is digits.
+    f(T, LL(19), "primary account number"),
     f(N, F(6), "processing code"),
     f(N, F(12), "amount, transaction"),
     f(N, F(12), "amount, settlement"),

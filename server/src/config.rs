@@ -69,6 +69,35 @@ pub struct Settings {
     /// disk: for drills and tests, never in production [default: false]
     #[arg(long, env = "TANDEM_FAULT_INJECTION")]
     pub fault_injection: Option<bool>,
+    /// ISO 8583 gateway listen address [default: 127.0.0.1:8583]
+    #[arg(long, env = "TANDEM_ISO8583_LISTEN")]
+    pub iso8583_listen: Option<SocketAddr>,
+    /// ISO 8583 bitmaps: binary (8 raw bytes) or hex (16 characters) [default: binary]
+    #[arg(long, env = "TANDEM_ISO8583_BITMAP")]
+    pub iso8583_bitmap: Option<String>,
+    /// An ISO 8583 authorization not durable within this many milliseconds is answered 91
+    /// and marked timed out [default: 1500]
+    #[arg(long, env = "TANDEM_ISO8583_DEADLINE_MS")]
+    pub iso8583_deadline_ms: Option<u64>,
+    /// Largest ISO 8583 message accepted, bytes; a larger frame closes the link [default: 8192]
+    #[arg(long, env = "TANDEM_ISO8583_FRAME_MAX_BYTES")]
+    pub iso8583_frame_max_bytes: Option<usize>,
+    /// Seconds an ISO 8583 link may send nothing (echo keeps it open) [default: 300]
+    #[arg(long, env = "TANDEM_ISO8583_IDLE_TIMEOUT_SECS")]
+    pub iso8583_idle_timeout_secs: Option<u64>,
+    /// Milliseconds within which a begun ISO 8583 frame must arrive whole, and an answer be
+    /// taken by the peer [default: 10000]
+    #[arg(long, env = "TANDEM_ISO8583_READ_TIMEOUT_MS")]
+    pub iso8583_read_timeout_ms: Option<u64>,
+    /// DE 2 in ISO 8583 answers: omit or masked [default: omit]
+    #[arg(long, env = "TANDEM_ISO8583_PAN_IN_ANSWERS")]
+    pub iso8583_pan_in_answers: Option<String>,
+    /// Seconds an ordinary hold stays open without clearing [default: 604800, 7 days]
+    #[arg(long, env = "TANDEM_HOLD_EXPIRY_SECS")]
+    pub hold_expiry_secs: Option<u64>,
+    /// Seconds a lodging, car rental or cruise hold stays open [default: 2678400, 31 days]
+    #[arg(long, env = "TANDEM_HOLD_EXPIRY_EXTENDED_SECS")]
+    pub hold_expiry_extended_secs: Option<u64>,
     /// Seconds SIGTERM waits for in-flight requests and open streams [default: 10]
     #[arg(long, env = "TANDEM_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
@@ -96,6 +125,9 @@ pub struct Config {
     /// (certificate chain, private key) PEM files, when TLS is on.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub fault_injection: bool,
+    pub iso8583_listen: SocketAddr,
+    pub iso8583: crate::iso8583::Settings,
+    pub policy: tandem_core::Policy,
 }
 
 macro_rules! layer {
@@ -137,6 +169,15 @@ impl Settings {
             tls_cert,
             tls_key,
             fault_injection,
+            iso8583_listen,
+            iso8583_bitmap,
+            iso8583_deadline_ms,
+            iso8583_frame_max_bytes,
+            iso8583_idle_timeout_secs,
+            iso8583_read_timeout_ms,
+            iso8583_pan_in_answers,
+            hold_expiry_secs,
+            hold_expiry_extended_secs,
             shutdown_grace_secs
         ))
     }
@@ -152,7 +193,71 @@ impl Settings {
             (None, None) => None,
             _ => return Err("TLS needs both tls_cert and tls_key".to_owned()),
         };
+        let defaults = crate::iso8583::Settings::default();
+        let bitmap = match self.iso8583_bitmap.as_deref().unwrap_or("binary") {
+            "binary" => tandem_iso8583::BitmapEncoding::Binary,
+            "hex" => tandem_iso8583::BitmapEncoding::Hex,
+            other => {
+                return Err(format!(
+                    "iso8583_bitmap must be binary or hex, got {other:?}"
+                ));
+            }
+        };
+        let pan_in_answers = match self.iso8583_pan_in_answers.as_deref().unwrap_or("omit") {
+            "omit" => crate::iso8583::PanInAnswers::Omit,
+            "masked" => crate::iso8583::PanInAnswers::Masked,
+            other => {
+                return Err(format!(
+                    "iso8583_pan_in_answers must be omit or masked, got {other:?}"
+                ));
+            }
+        };
+        let frame_max = self.iso8583_frame_max_bytes.unwrap_or(defaults.frame_max);
+        if !(64..=65_535).contains(&frame_max) {
+            return Err("iso8583_frame_max_bytes must be between 64 and 65535".to_owned());
+        }
+        let read_timeout = self
+            .iso8583_read_timeout_ms
+            .map_or(defaults.read_timeout, Duration::from_millis);
+        let iso8583 = crate::iso8583::Settings {
+            bitmap,
+            deadline: self
+                .iso8583_deadline_ms
+                .map_or(defaults.deadline, Duration::from_millis),
+            advice_deadline: Duration::from_millis(self.request_timeout_ms.unwrap_or(10_000)),
+            pan_in_answers,
+            frame_max,
+            idle_timeout: self
+                .iso8583_idle_timeout_secs
+                .map_or(defaults.idle_timeout, Duration::from_secs),
+            read_timeout,
+            in_flight_per_link: defaults.in_flight_per_link,
+        };
+        let seconds_ms = |secs: Option<u64>, default_ms: i64| -> Result<i64, String> {
+            match secs {
+                None => Ok(default_ms),
+                Some(0) => Err("hold expiry windows must be at least one second".to_owned()),
+                Some(secs) => i64::try_from(secs)
+                    .ok()
+                    .and_then(|s| s.checked_mul(1_000))
+                    .ok_or_else(|| "hold expiry window is too long".to_owned()),
+            }
+        };
+        let default_policy = tandem_core::Policy::default();
+        let policy = tandem_core::Policy {
+            hold_expiry_ms: seconds_ms(self.hold_expiry_secs, default_policy.hold_expiry_ms)?,
+            hold_expiry_extended_ms: seconds_ms(
+                self.hold_expiry_extended_secs,
+                default_policy.hold_expiry_extended_ms,
+            )?,
+            ..default_policy
+        };
         Ok(Config {
+            iso8583_listen: self
+                .iso8583_listen
+                .unwrap_or_else(|| "127.0.0.1:8583".parse().expect("literal address")),
+            iso8583,
+            policy,
             tls,
             fault_injection: self.fault_injection.unwrap_or(false),
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("data")),

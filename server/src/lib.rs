@@ -12,6 +12,7 @@ pub mod convert;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod iso8583;
 pub mod keys;
 pub mod observe;
 pub mod serve;

@@ -255,6 +255,15 @@ pub async fn run(config: Config) -> Result<(), String> {
     let http_listener = TcpListener::bind(config.http_listen)
         .await
         .map_err(|e| format!("cannot listen for HTTP on {}: {e}", config.http_listen))?;
+    let iso_listener = TcpListener::bind(config.iso8583_listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen for ISO 8583 on {}: {e}",
+                config.iso8583_listen
+            )
+        })?;
+    let iso_addr: SocketAddr = iso_listener.local_addr().map_err(|e| e.to_string())?;
     let grpc_addr: SocketAddr = grpc_listener.local_addr().map_err(|e| e.to_string())?;
     let http_addr: SocketAddr = http_listener.local_addr().map_err(|e| e.to_string())?;
 
@@ -317,6 +326,15 @@ pub async fn run(config: Config) -> Result<(), String> {
         layered(http_router),
         config.streams_per_connection_max,
         tls,
+        stop.clone(),
+        config.shutdown_grace,
+    ));
+    let iso_task = tokio::spawn(crate::iso8583::serve(
+        iso_listener,
+        Arc::new(crate::iso8583::Gateway::new(
+            app.clone(),
+            config.iso8583.clone(),
+        )),
         stop,
         config.shutdown_grace,
     ));
@@ -341,6 +359,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         in_flight_max: config.in_flight_max,
         idle_timeout: Some(config.actor_idle),
         sweep_every: config.sweep_every,
+        policy: config.policy.clone(),
         ..SystemConfig::default()
     };
     let system = AccountSystem::start(engine, system_config, rates)
@@ -359,12 +378,13 @@ pub async fn run(config: Config) -> Result<(), String> {
     tracing::info!(
         grpc = %grpc_addr,
         http = %http_addr,
+        iso8583 = %iso_addr,
         data_dir = %config.data_dir.display(),
         recovery_ms = started.elapsed().as_millis() as u64,
         "tandem ready"
     );
     // Tests and scripts read this line to find the ports.
-    println!("tandem ready: grpc={grpc_addr} http={http_addr}");
+    println!("tandem ready: grpc={grpc_addr} http={http_addr} iso8583={iso_addr}");
 
     shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
@@ -375,6 +395,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let _ = stop_sender.send(true);
     let _ = grpc_task.await;
     let _ = http_task.await;
+    let _ = iso_task.await;
     system.clone().shutdown().await;
     system.engine().stop().await;
     tracing::info!("stopped");

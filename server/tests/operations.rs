@@ -35,6 +35,8 @@ async fn a_data_directory_serves_one_node_and_survives_restarts() {
             "127.0.0.1:0",
             "--http-listen",
             "127.0.0.1:0",
+            "--iso8583-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(dir.path())

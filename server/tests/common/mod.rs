@@ -2,6 +2,8 @@
 //! client (hyper), a tonic gRPC client and a raw SSE reader.
 #![allow(dead_code)]
 
+pub mod iso;
+
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -18,6 +20,7 @@ pub struct Node {
     pub child: Child,
     pub http: String,
     pub grpc: String,
+    pub iso8583: String,
     pub data_dir: PathBuf,
     client: Client<HttpConnector, Full<Bytes>>,
 }
@@ -42,6 +45,8 @@ impl Node {
                 "127.0.0.1:0",
                 "--http-listen",
                 "127.0.0.1:0",
+                "--iso8583-listen",
+                "127.0.0.1:0",
             ])
             .args(extra)
             .env("TANDEM_ADMIN_TOKEN", ADMIN)
@@ -65,7 +70,11 @@ impl Node {
             .expect("tandem did not report ready");
         let mut grpc = String::new();
         let mut http = String::new();
+        let mut iso8583 = String::new();
         for part in ready.split_whitespace() {
+            if let Some(a) = part.strip_prefix("iso8583=") {
+                iso8583 = a.to_owned();
+            }
             if let Some(a) = part.strip_prefix("grpc=") {
                 grpc = a.to_owned();
             }
@@ -77,6 +86,7 @@ impl Node {
             child,
             http,
             grpc,
+            iso8583,
             data_dir: data_dir.to_owned(),
             client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
         }

@@ -1,0 +1,769 @@
+//! From one decoded ISO 8583 request to its answer, per `shared/iso8583-profile.md`: read the
+//! fields, find the card through the keyed PAN hash, build the core command with its
+//! idempotency key and lifecycle, execute it within the deadline, and render DE 38/39/54.
+//!
+//! The PAN lives only in the request message and the hash; it is never logged, and answers
+//! carry it only masked, if at all.
+
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tandem_core::{
+    AccountId, Actor, AuthorizationId, BalanceView, CardId, Channel, CommandBody, Currency,
+    IdempotencyKey, Mcc, Merchant, Money, Outcome, Spend, SpendKind, YearMonth,
+};
+use tandem_iso8583::{BitmapEncoding, Message, Mti};
+
+use crate::app::{App, lifecycle_id};
+use crate::keys::{KeyRole, Principal};
+
+/// How DE 2 comes back in answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanInAnswers {
+    Omit,
+    /// First six and last four digits, the rest `*`.
+    Masked,
+}
+
+/// The gateway's settings (`tandem serve --help`, the `iso8583_*` options).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bitmap: BitmapEncoding,
+    /// An authorization not durable within this gets 91, and is marked timed out.
+    pub deadline: Duration,
+    /// Advices and reversals wait this long for durability before 91 (they are not stood in
+    /// for; the network resends them).
+    pub advice_deadline: Duration,
+    pub pan_in_answers: PanInAnswers,
+    pub frame_max: usize,
+    /// A link with no bytes at all for this long is closed.
+    pub idle_timeout: Duration,
+    /// A frame begun must be complete within this.
+    pub read_timeout: Duration,
+    /// Requests of one link being decided at once; beyond it the link is read no further
+    /// until one is answered (TCP backpressure).
+    pub in_flight_per_link: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bitmap: BitmapEncoding::Binary,
+            deadline: Duration::from_millis(1_500),
+            advice_deadline: Duration::from_secs(10),
+            pan_in_answers: PanInAnswers::Omit,
+            frame_max: 8 * 1024,
+            idle_timeout: Duration::from_secs(300),
+            read_timeout: Duration::from_secs(10),
+            in_flight_per_link: 512,
+        }
+    }
+}
+
+/// The MTI as a metric label: the profile's request types, anything else `other`, so
+/// hostile input cannot grow the label set.
+pub fn mti_label(mti: Mti) -> &'static str {
+    match mti.original().as_str() {
+        "0100" => "0100",
+        "0120" => "0120",
+        "0200" => "0200",
+        "0220" => "0220",
+        "0400" => "0400",
+        "0420" => "0420",
+        "0800" => "0800",
+        _ => "other",
+    }
+}
+
+/// DE 39 values the gateway itself answers with (the core's decisions bring their own).
+mod code {
+    pub const APPROVED: &str = "00";
+    pub const UNKNOWN_CARD: &str = "14";
+    pub const FORMAT_ERROR: &str = "30";
+    pub const ISSUER_UNAVAILABLE: &str = "91";
+    pub const SYSTEM_ERROR: &str = "96";
+}
+
+/// A request refused before it reached an account: its DE 39 and why (for the log).
+#[derive(Debug)]
+struct Refusal {
+    code: &'static str,
+    why: String,
+}
+
+fn format_error(why: impl Into<String>) -> Refusal {
+    Refusal {
+        code: code::FORMAT_ERROR,
+        why: why.into(),
+    }
+}
+
+/// What an answer carries beyond the echo.
+#[derive(Debug, Default)]
+struct Answer {
+    code: &'static str,
+    approval_code: Option<String>,
+    /// DE 4 on a partial approval: the amount approved.
+    approved_minor: Option<i64>,
+    /// DE 54 blocks.
+    amounts: Vec<String>,
+    /// Tandem's authorization id for the lifecycle (DE 48 tag `AI`), so a network or an
+    /// issuer's tooling can find the transaction in Tandem's API.
+    lifecycle: Option<AuthorizationId>,
+}
+
+impl Answer {
+    fn code(code: &'static str) -> Self {
+        Self {
+            code,
+            ..Self::default()
+        }
+    }
+}
+
+/// The gateway's shared state: the app, its settings, and the keys whose authorization timed
+/// out but whose mark is not durable yet (their repeats get 91 meanwhile).
+pub struct Gateway {
+    pub app: std::sync::Arc<App>,
+    pub settings: Settings,
+    timing_out: Mutex<HashSet<IdempotencyKey>>,
+    principal: Principal,
+}
+
+impl Gateway {
+    pub fn new(app: std::sync::Arc<App>, settings: Settings) -> Self {
+        Self {
+            app,
+            settings,
+            timing_out: Mutex::new(HashSet::new()),
+            principal: Principal {
+                key_id: "iso8583-link".to_owned(),
+                role: KeyRole::Network,
+                account: None,
+                member: None,
+            },
+        }
+    }
+
+    /// The answer to an authorization, financial, advice or reversal request (class 1, 2, 4).
+    pub async fn answer(
+        self: &std::sync::Arc<Self>,
+        request: &Message,
+        signed_on: bool,
+    ) -> Message {
+        let answer = if !signed_on {
+            Answer::code(code::ISSUER_UNAVAILABLE)
+        } else {
+            match self.decide(request).await {
+                Ok(answer) => answer,
+                Err(refusal) => {
+                    tracing::debug!(mti = %request.mti, stan = request.text(11).unwrap_or(""), code = refusal.code, why = %refusal.why, "ISO 8583 request refused");
+                    Answer::code(refusal.code)
+                }
+            }
+        };
+        metrics::counter!("tandem_iso8583_answers_total", "mti" => mti_label(request.mti), "code" => answer.code).increment(1);
+        self.render(request, answer)
+    }
+
+    /// A format-error answer to a message that could not be decoded but whose MTI could.
+    pub fn format_error_answer(&self, mti: Mti, partial: Option<&Message>) -> Message {
+        metrics::counter!("tandem_iso8583_answers_total", "mti" => mti_label(mti), "code" => code::FORMAT_ERROR).increment(1);
+        let request = partial.cloned().unwrap_or_else(|| Message::new(mti));
+        self.render(&request, Answer::code(code::FORMAT_ERROR))
+    }
+
+    /// 0800 → 0810: echo (301), sign-on (001), sign-off (002). Returns the answer and the
+    /// link's new signed-on state.
+    pub fn network_management(&self, request: &Message, signed_on: bool) -> (Message, bool) {
+        let (code, signed_on) = match request.text(70) {
+            Some("001") => (code::APPROVED, true),
+            Some("002") => (code::APPROVED, false),
+            Some("301") => (code::APPROVED, signed_on),
+            _ => (code::FORMAT_ERROR, signed_on),
+        };
+        let mut answer = Message::new(request.mti.response());
+        for field in [7u8, 11, 70] {
+            if let Some(value) = request.get(field) {
+                let _ = answer.set(field, value);
+            }
+        }
+        let _ = answer.set(39, code);
+        metrics::counter!("tandem_iso8583_answers_total", "mti" => mti_label(request.mti), "code" => code).increment(1);
+        (answer, signed_on)
+    }
+
+    /// The answer: the echoed fields, then DE 38/39/54.
+    fn render(&self, request: &Message, answer: Answer) -> Message {
+        let mut response = Message::new(request.mti.response());
+        for field in [3u8, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49] {
+            if let Some(value) = request.get(field) {
+                // Echoed fields were valid on the way in, so they are valid on the way out.
+                let _ = response.set(field, value);
+            }
+        }
+        if self.settings.pan_in_answers == PanInAnswers::Masked
+            && let Some(pan) = request.text(2)
+            && pan.len() >= 12
+        {
+            let masked: String = pan
+                .char_indices()
+                .map(|(i, c)| if i < 6 || i >= pan.len() - 4 { c } else { '*' })
+                .collect();
+            let _ = response.set(2, masked);
+        }
+        if let Some(approved) = answer.approved_minor {
+            let _ = response.set_number(4, approved.unsigned_abs());
+        }
+        if let Some(approval) = answer.approval_code {
+            let _ = response.set(38, approval);
+        }
+        let _ = response.set(39, answer.code);
+        if !answer.amounts.is_empty() {
+            let _ = response.set(54, answer.amounts.concat());
+        }
+        if let Some(lifecycle) = answer.lifecycle {
+            let id = lifecycle.as_str();
+            let _ = response.set(48, format!("AI{:02}{id}", id.len()));
+        }
+        response
+    }
+
+    async fn decide(self: &std::sync::Arc<Self>, request: &Message) -> Result<Answer, Refusal> {
+        let fields = Fields::read(request)?;
+        let system = self.app.system().map_err(|_| Refusal {
+            code: code::ISSUER_UNAVAILABLE,
+            why: "recovering".into(),
+        })?;
+        let engine = system.engine();
+        let pan_hash = engine.pan_key().hash(fields.pan);
+        let Some((account, card)) =
+            engine
+                .reader()
+                .pan_card(pan_hash.as_bytes())
+                .map_err(|e| Refusal {
+                    code: code::SYSTEM_ERROR,
+                    why: format!("card directory: {e}"),
+                })?
+        else {
+            return Ok(Answer::code(code::UNKNOWN_CARD));
+        };
+        let mti = request.mti.original();
+        let key = message_key(mti, &fields, &pan_hash);
+        if self.timing_out().contains(&key) {
+            return Ok(Answer::code(code::ISSUER_UNAVAILABLE));
+        }
+        let lifecycle = lifecycle(&account, &fields, &pan_hash);
+        let (body, kind) = command(mti, &fields, card, lifecycle.clone(), request)?;
+        let deadline = match kind {
+            Kind::Decision => self.settings.deadline,
+            Kind::Advice => self.settings.advice_deadline,
+        };
+        let execute =
+            self.app
+                .execute(&self.principal, &account, key.clone(), Actor::Network, body);
+        let outcome = match tokio::time::timeout(deadline, execute).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(error)) => {
+                let code = if error.status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+                    code::ISSUER_UNAVAILABLE
+                } else {
+                    code::SYSTEM_ERROR
+                };
+                return Err(Refusal {
+                    code,
+                    why: error.message,
+                });
+            }
+            Err(_) => {
+                metrics::counter!("tandem_iso8583_deadline_missed_total").increment(1);
+                if kind == Kind::Decision {
+                    self.mark_timed_out(account, lifecycle, key);
+                }
+                return Ok(Answer::code(code::ISSUER_UNAVAILABLE));
+            }
+        };
+        let mut answer = match kind {
+            // Advices are the network's word: acknowledged once applied, whatever it did.
+            Kind::Advice => Answer::code(code::APPROVED),
+            Kind::Decision => decision_answer(&outcome),
+        };
+        answer.lifecycle = Some(lifecycle);
+        Ok(answer)
+    }
+
+    fn timing_out(&self) -> std::sync::MutexGuard<'_, HashSet<IdempotencyKey>> {
+        self.timing_out
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records durably that `key`'s authorization timed out, releasing any hold it placed;
+    /// until that is durable, repeats of `key` are answered 91 here.
+    fn mark_timed_out(
+        self: &std::sync::Arc<Self>,
+        account: AccountId,
+        lifecycle: AuthorizationId,
+        key: IdempotencyKey,
+    ) {
+        self.timing_out().insert(key.clone());
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let mark_key = IdempotencyKey::new(&format!("{key}:timeout"))
+                .expect("a short key with a suffix is a valid key");
+            let body = CommandBody::MarkTimedOut {
+                authorization: lifecycle,
+                original_key: key.clone(),
+            };
+            // Retried until durable: a hold left behind would hold the member's money.
+            let mut wait = Duration::from_millis(50);
+            loop {
+                match gateway
+                    .app
+                    .execute(
+                        &gateway.principal,
+                        &account,
+                        mark_key.clone(),
+                        Actor::Network,
+                        body.clone(),
+                    )
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(%account, error = %error.message, "could not yet record a timed-out authorization; retrying");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            gateway.timing_out().remove(&key);
+        });
+    }
+}
+
+/// Whether a message asks for a decision (under the deadline) or tells of one (an advice or
+/// reversal, applied whatever it says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Decision,
+    Advice,
+}
+
+/// The fields Tandem reads, checked for shape.
+struct Fields<'a> {
+    pan: &'a str,
+    /// DE 3, first two digits.
+    processing: &'a str,
+    amount_minor: i64,
+    currency: Currency,
+    stan: &'a str,
+    rrn: &'a str,
+    /// DE 32 without leading zeros.
+    acquirer: &'a str,
+    /// DE 90's acquirer, when DE 90 names an original.
+    original_acquirer: Option<&'a str>,
+    partial_allowed: bool,
+    incremental: bool,
+    wallet: bool,
+}
+
+fn required<'a>(message: &'a Message, field: u8, name: &str) -> Result<&'a str, Refusal> {
+    message
+        .text(field)
+        .ok_or_else(|| format_error(format!("DE {field} ({name}) is required")))
+}
+
+fn digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl<'a> Fields<'a> {
+    fn read(message: &'a Message) -> Result<Self, Refusal> {
+        let pan = required(message, 2, "PAN")?;
+        if !(12..=19).contains(&pan.len()) || !digits(pan) {
+            return Err(format_error("DE 2 must be 12 to 19 digits"));
+        }
+        let processing = match message.text(3) {
+            Some(text) => &text[..2],
+            // A reversal or advice may leave DE 3 out: it is a purchase's.
+            None if matches!(message.mti.class(), 4) || message.mti.function() == 2 => "00",
+            None => return Err(format_error("DE 3 (processing code) is required")),
+        };
+        let amount = required(message, 4, "amount")?;
+        let amount_minor: i64 = amount
+            .parse()
+            .map_err(|_| format_error("DE 4 must be 12 digits"))?;
+        let currency_code = required(message, 49, "currency")?;
+        let currency = currency_code
+            .parse::<u16>()
+            .ok()
+            .filter(|_| digits(currency_code))
+            .and_then(|n| Currency::from_numeric(n).ok())
+            .ok_or_else(|| {
+                format_error(format!(
+                    "DE 49 {currency_code:?} is not an ISO 4217 numeric code"
+                ))
+            })?;
+        let stan = required(message, 11, "STAN")?;
+        let rrn = required(message, 37, "RRN")?;
+        let acquirer = message.text(32).unwrap_or("").trim_start_matches('0');
+        let original_acquirer = match message.text(90) {
+            Some(original) if original.bytes().any(|b| b != b'0') => {
+                Some(original[20..31].trim_start_matches('0'))
+            }
+            _ => None,
+        };
+        let mut fields = Fields {
+            pan,
+            processing,
+            amount_minor,
+            currency,
+            stan,
+            rrn,
+            acquirer,
+            original_acquirer,
+            partial_allowed: false,
+            incremental: false,
+            wallet: false,
+        };
+        if let Some(tags) = message.text(48) {
+            fields.read_tags(tags)?;
+        }
+        Ok(fields)
+    }
+
+    /// DE 48: `TT` + 2 length digits + value, repeated.
+    fn read_tags(&mut self, mut tags: &str) -> Result<(), Refusal> {
+        while !tags.is_empty() {
+            let (tag, rest) = tags
+                .split_at_checked(2)
+                .ok_or_else(|| format_error("DE 48 ends inside a tag"))?;
+            let (length, rest) = rest
+                .split_at_checked(2)
+                .filter(|(l, _)| digits(l))
+                .ok_or_else(|| format_error(format!("DE 48 tag {tag}: no 2-digit length")))?;
+            let length: usize = length.parse().expect("two digits");
+            let (value, rest) = rest
+                .split_at_checked(length)
+                .ok_or_else(|| format_error(format!("DE 48 tag {tag}: value is cut short")))?;
+            match tag {
+                "PA" => self.partial_allowed = value == "1",
+                "IA" => self.incremental = value == "1",
+                "WT" => self.wallet = value == "1",
+                // Tags of other dialects are not ours to refuse.
+                _ => {}
+            }
+            tags = rest;
+        }
+        Ok(())
+    }
+
+    /// The acquirer of the lifecycle: DE 90's for messages that point at an original.
+    fn lifecycle_acquirer(&self) -> &'a str {
+        self.original_acquirer.unwrap_or(self.acquirer)
+    }
+}
+
+fn short_hash(parts: &[&str]) -> String {
+    let mut digest = Sha256::new();
+    for part in parts {
+        digest.update(part.as_bytes());
+        digest.update([0x1f]);
+    }
+    hex::encode(&digest.finalize()[..8])
+}
+
+/// A message's idempotency key: its type (repeats share their original's) and the profile's
+/// key fields, DE 32 + DE 11 + DE 37 + the PAN's hash. DE 7 is left out on purpose.
+fn message_key(mti: Mti, fields: &Fields<'_>, pan_hash: &str) -> IdempotencyKey {
+    let hash = short_hash(&[fields.acquirer, fields.stan, fields.rrn, pan_hash]);
+    IdempotencyKey::new(&format!("iso{}:{hash}", &mti.as_str()[..3]))
+        .expect("letters, digits and a colon make a valid key")
+}
+
+/// The lifecycle a message belongs to: acquirer + RRN + PAN hash. Every message of one
+/// purchase (authorization, repeats, increments, advices, reversals, completion) carries the
+/// original's RRN, and DE 90 names the original's acquirer.
+fn lifecycle(account: &AccountId, fields: &Fields<'_>, pan_hash: &str) -> AuthorizationId {
+    let hash = short_hash(&[fields.lifecycle_acquirer(), fields.rrn, pan_hash]);
+    let key = IdempotencyKey::new(&format!("isolc:{hash}")).expect("a valid key");
+    lifecycle_id(account, &key)
+}
+
+/// DE 22's first two digits → channel; DE 48 `WT` makes it a wallet payment, MCC 6011 cash an
+/// ATM withdrawal.
+fn channel(
+    message: &Message,
+    fields: &Fields<'_>,
+    kind: SpendKind,
+    mcc: Mcc,
+) -> Result<Channel, Refusal> {
+    if fields.wallet {
+        return Ok(Channel::Wallet);
+    }
+    if kind == SpendKind::Cash && mcc.code() == 6011 {
+        return Ok(Channel::Atm);
+    }
+    let Some(entry) = message.text(22) else {
+        // Advices and completions describe what the network already let through.
+        if message.mti.function() == 2 || message.mti.class() == 4 {
+            return Ok(Channel::Chip);
+        }
+        return Err(format_error("DE 22 (entry mode) is required"));
+    };
+    match &entry[..2] {
+        "01" | "10" | "81" => Ok(Channel::Ecommerce),
+        "05" => Ok(Channel::Chip),
+        "07" | "91" => Ok(Channel::Contactless),
+        "02" | "90" => Ok(Channel::Magstripe),
+        other => Err(format_error(format!(
+            "DE 22 entry mode {other} is not in the profile"
+        ))),
+    }
+}
+
+/// DE 43: name in positions 1-23, country as two letters in the last two positions.
+fn merchant(message: &Message, mcc: Mcc) -> Merchant {
+    let (name, country) = match message.text(43) {
+        Some(text) => {
+            let name = text[..23].trim();
+            let country = &text[38..40];
+            (
+                (!name.is_empty()).then(|| name.into()),
+                tandem_core::Country::new(country).ok(),
+            )
+        }
+        None => (None, None),
+    };
+    Merchant { mcc, country, name }
+}
+
+/// The cashback amount (DE 54, amount type 40) of a purchase with cashback.
+fn cashback(message: &Message) -> Result<i64, Refusal> {
+    let Some(blocks) = message.text(54) else {
+        return Err(format_error(
+            "DE 54 with amount type 40 is required for cashback",
+        ));
+    };
+    for block in blocks.as_bytes().chunks(20) {
+        let block = std::str::from_utf8(block).expect("DE 54 is ASCII");
+        if block.len() == 20 && &block[2..4] == "40" {
+            return block[8..20]
+                .parse()
+                .map_err(|_| format_error("DE 54 cashback amount must be 12 digits"));
+        }
+    }
+    Err(format_error("DE 54 has no cashback block (amount type 40)"))
+}
+
+fn spend(
+    message: &Message,
+    fields: &Fields<'_>,
+    card: CardId,
+    kind: SpendKind,
+) -> Result<Spend, Refusal> {
+    let mcc_text = message.text(18).unwrap_or("0000");
+    let mcc = mcc_text
+        .parse()
+        .ok()
+        .and_then(|code| Mcc::new(code).ok())
+        .ok_or_else(|| {
+            format_error(format!(
+                "DE 18 {mcc_text:?} is not a merchant category code"
+            ))
+        })?;
+    let cashback_minor = if kind == SpendKind::PurchaseWithCashback {
+        let cashback = cashback(message)?;
+        if cashback > fields.amount_minor {
+            return Err(format_error("DE 54 cashback is more than DE 4"));
+        }
+        cashback
+    } else {
+        0
+    };
+    let presented_expiry = match message.text(14) {
+        Some(text) => {
+            Some(YearMonth::parse_yymm(text).map_err(|e| format_error(format!("DE 14: {e}")))?)
+        }
+        None => None,
+    };
+    Ok(Spend {
+        card,
+        amount: Money::new(fields.amount_minor, fields.currency),
+        cashback_minor,
+        kind,
+        channel: channel(message, fields, kind, mcc)?,
+        merchant: merchant(message, mcc),
+        presented_expiry,
+        partial_allowed: fields.partial_allowed,
+    })
+}
+
+/// DE 95's first 12 digits: what the transaction stands at after a partial reversal.
+fn replacement(message: &Message, currency: Currency) -> Result<Option<Money>, Refusal> {
+    match message.text(95) {
+        Some(text) => {
+            let amount: i64 = text[..12]
+                .parse()
+                .map_err(|_| format_error("DE 95 must start with 12 digits"))?;
+            Ok((amount > 0).then(|| Money::new(amount, currency)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The core command for a message, per the profile's message table.
+fn command(
+    mti: Mti,
+    fields: &Fields<'_>,
+    card: CardId,
+    lifecycle: AuthorizationId,
+    message: &Message,
+) -> Result<(CommandBody, Kind), Refusal> {
+    let kind = match fields.processing {
+        "00" => SpendKind::Purchase,
+        "01" => SpendKind::Cash,
+        "09" => SpendKind::PurchaseWithCashback,
+        "20" => SpendKind::Refund,
+        "30" | "31" => {
+            return match (mti.class(), mti.function()) {
+                (1 | 2, 0) => Ok((CommandBody::BalanceInquiry { card }, Kind::Decision)),
+                _ => Err(format_error("a balance inquiry is a 0100 or 0200")),
+            };
+        }
+        other => {
+            return Err(format_error(format!(
+                "DE 3 processing code {other} is not in the profile"
+            )));
+        }
+    };
+    let refund = |spend: Spend| CommandBody::Refund {
+        refund: lifecycle.clone(),
+        spend: Spend {
+            kind: SpendKind::Purchase,
+            ..spend
+        },
+        original: None,
+    };
+    Ok(match (mti.class(), mti.function()) {
+        (1, 0) if fields.incremental => (
+            CommandBody::Increment {
+                authorization: lifecycle.clone(),
+                amount: Money::new(fields.amount_minor, fields.currency),
+            },
+            Kind::Decision,
+        ),
+        (1 | 2, 0) if kind == SpendKind::Refund => {
+            (refund(spend(message, fields, card, kind)?), Kind::Decision)
+        }
+        (1 | 2, 0) => (
+            CommandBody::Authorize {
+                authorization: lifecycle.clone(),
+                spend: spend(message, fields, card, kind)?,
+                single_message: mti.class() == 2,
+            },
+            Kind::Decision,
+        ),
+        (1, 2) => {
+            let network = message.text(39).unwrap_or(code::APPROVED);
+            (
+                CommandBody::Advise {
+                    authorization: lifecycle.clone(),
+                    spend: spend(message, fields, card, kind)?,
+                    network_approved: matches!(network, "00" | "10"),
+                },
+                Kind::Advice,
+            )
+        }
+        (2, 2) if kind == SpendKind::Refund => {
+            (refund(spend(message, fields, card, kind)?), Kind::Advice)
+        }
+        (2, 2) => (
+            CommandBody::Clear {
+                authorization: lifecycle.clone(),
+                spend: spend(message, fields, card, kind)?,
+                final_clearing: true,
+            },
+            Kind::Advice,
+        ),
+        (4, function @ (0 | 2)) => (
+            CommandBody::Reverse {
+                authorization: lifecycle.clone(),
+                replacement: replacement(message, fields.currency)?,
+            },
+            if function == 0 {
+                Kind::Decision
+            } else {
+                Kind::Advice
+            },
+        ),
+        _ => return Err(format_error(format!("MTI {mti} is not in the profile"))),
+    })
+}
+
+/// One DE 54 block: account type 00, amount type, currency, sign, 12 digits.
+fn amount_block(amount_type: &str, currency: Currency, minor: i64) -> String {
+    let sign = if minor < 0 { 'D' } else { 'C' };
+    format!(
+        "00{amount_type}{:03}{sign}{:012}",
+        currency.numeric(),
+        minor.unsigned_abs()
+    )
+}
+
+fn balance_blocks(balance: &BalanceView) -> [String; 2] {
+    [
+        amount_block("01", balance.currency, balance.ledger_minor),
+        amount_block("02", balance.currency, balance.available_minor),
+    ]
+}
+
+fn decision_answer(outcome: &Outcome) -> Answer {
+    let code = outcome.response_code().as_str();
+    match outcome {
+        Outcome::Approved {
+            approved,
+            requested,
+            approval_code,
+            balance,
+            ..
+        } => {
+            let mut amounts = balance_blocks(balance).to_vec();
+            let partial = approved.amount_minor < requested.amount_minor;
+            if partial {
+                amounts.push(amount_block(
+                    "57",
+                    requested.currency,
+                    requested.amount_minor,
+                ));
+            }
+            Answer {
+                code,
+                approval_code: Some(approval_code.as_str().to_owned()),
+                approved_minor: partial.then_some(approved.amount_minor),
+                amounts,
+                lifecycle: None,
+            }
+        }
+        Outcome::Declined { balance, .. } => Answer {
+            code,
+            amounts: balance.iter().flat_map(balance_blocks).collect(),
+            ..Answer::default()
+        },
+        // At most 240 characters of DE 54: six balances.
+        Outcome::Balances { balances } => Answer {
+            code,
+            amounts: balances.iter().take(6).flat_map(balance_blocks).collect(),
+            ..Answer::default()
+        },
+        Outcome::Accepted { balance } => Answer {
+            code,
+            amounts: balance.iter().flat_map(balance_blocks).collect(),
+            ..Answer::default()
+        },
+        Outcome::Rejected { .. } => Answer::code(code),
+    }
+}
