@@ -2,7 +2,8 @@
 # Refreshes the server figures in docs/BENCHMARKS.md: starts a release `tandem serve` on a
 # fresh data directory and runs tandem-loadtest against it for each protocol and scenario,
 # first closed loop (maximum throughput), then open loop at half of it (latency).
-# Usage: benches/run.sh [SECONDS]   (default 20 s per run; SCENARIOS="mixed" to run only some).
+# Usage: benches/run.sh [SECONDS]   (default 20 s per run; SCENARIOS="mixed" or
+# PROTOCOLS="iso8583" to run only some).
 # Reports go to target/bench-reports/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,8 @@ data=$(mktemp -d)
 rm -rf "$out" && mkdir -p "$out"
 token=bench-admin
 TANDEM_ADMIN_TOKEN=$token TANDEM_LOG=warn target/release/tandem serve --data-dir "$data" \
-  --grpc-listen 127.0.0.1:50151 --http-listen 127.0.0.1:8180 > "$out/server.log" 2>&1 &
+  --grpc-listen 127.0.0.1:50151 --http-listen 127.0.0.1:8180 --iso8583-listen 127.0.0.1:8683 \
+  > "$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
 sleep 2
@@ -28,11 +30,13 @@ run() { # name target extra-args...
 }
 
 for scenario in ${SCENARIOS:-authorize mixed}; do
-  for protocol in unary stream http; do
+  for protocol in ${PROTOCOLS:-unary stream http iso8583}; do
     case $protocol in
       unary) target=grpc://127.0.0.1:50151; extra=(--concurrency 256) ;;
       stream) target=grpc://127.0.0.1:50151; extra=(--stream --connections 2 --concurrency 2048) ;;
       http) target=http://127.0.0.1:8180; extra=(--concurrency 256) ;;
+      iso8583) target=iso8583://127.0.0.1:8683
+        extra=(--admin-target http://127.0.0.1:8180 --connections 16 --concurrency 2048) ;;
     esac
     line=$(run "$scenario-$protocol-max" "$target" --scenario "$scenario" --accounts 10000 --closed-loop "${extra[@]}")
     echo "$line"
@@ -40,6 +44,7 @@ for scenario in ${SCENARIOS:-authorize mixed}; do
     half=$((max / 2))
     extra_open=()
     [ "$protocol" = stream ] && extra_open=(--stream --connections 2)
+    [ "$protocol" = iso8583 ] && extra_open=(--admin-target http://127.0.0.1:8180 --connections 16)
     run "$scenario-$protocol-half" "$target" --scenario "$scenario" --accounts 10000 --rate "$half" "${extra_open[@]}"
   done
 done

@@ -23,6 +23,8 @@ pub struct Expected {
     pub state: HoldState,
     /// Cleared (posted) in total.
     pub cleared_minor: i64,
+    /// When the tester was told of the approval (Unix ms).
+    pub approved_at_ms: i64,
 }
 
 /// What the tester was told, per authorization and account.
@@ -37,6 +39,9 @@ pub struct Ledger {
     /// Accounts where an authorization got no answer: a hold we were never told of may exist.
     pub uncertain_accounts: HashSet<String>,
     pub touched: HashSet<String>,
+    /// The server's hold expiry window (`--hold-expiry-secs`), when a run is long enough for
+    /// holds to expire: an open hold approved at least this long before the audit may be gone.
+    pub hold_expiry_ms: Option<i64>,
 }
 
 /// What the server holds for one account.
@@ -45,6 +50,8 @@ pub struct Observed {
     pub balance: pb::BalanceSnapshot,
     pub holds: Vec<pb::Hold>,
     pub entries: Vec<pb::PostedEntry>,
+    /// When it was read (Unix ms).
+    pub read_at_ms: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -52,6 +59,8 @@ pub struct AuditSummary {
     pub accounts_checked: usize,
     pub holds_checked: usize,
     pub entries_checked: usize,
+    /// Approved holds gone by expiry (old enough, per `Ledger::hold_expiry_ms`).
+    pub holds_expired: usize,
     pub findings: Vec<String>,
 }
 
@@ -109,13 +118,21 @@ pub fn check_account(
             findings.push(format!("{account}: hold {id} appears {count} times"));
         }
     }
+    let mut expired = 0;
     for (id, expected) in &ledger.authorizations {
         if expected.account == account
             && expected.state == HoldState::Open
             && !ledger.uncertain.contains(id)
             && !seen.contains_key(id.as_str())
         {
-            findings.push(format!("{account}: approved hold {id} is missing"));
+            let may_have_expired = ledger
+                .hold_expiry_ms
+                .is_some_and(|window| observed.read_at_ms - expected.approved_at_ms >= window);
+            if may_have_expired {
+                expired += 1;
+            } else {
+                findings.push(format!("{account}: approved hold {id} is missing"));
+            }
         }
     }
 
@@ -198,6 +215,7 @@ pub fn check_account(
             }
         }
     }
+    summary.holds_expired += expired;
 }
 
 #[cfg(test)]
@@ -256,6 +274,7 @@ mod tests {
                 approved_minor: 1_000,
                 state: HoldState::Open,
                 cleared_minor: 0,
+                approved_at_ms: 0,
             },
         );
         ledger.authorizations.insert(
@@ -266,6 +285,7 @@ mod tests {
                 approved_minor: 500,
                 state: HoldState::Closed,
                 cleared_minor: 500,
+                approved_at_ms: 0,
             },
         );
         ledger.declined.insert("a:no".into());
@@ -279,6 +299,7 @@ mod tests {
                 entry("1-0", "deposit", 10_000, ""),
                 entry("5-0", "cleared", -500, "a:done"),
             ],
+            read_at_ms: 1_000,
         };
         (ledger, observed)
     }
@@ -290,6 +311,29 @@ mod tests {
         check_account(&ledger, "a", &observed, &mut summary);
         assert!(summary.findings.is_empty(), "{:?}", summary.findings);
         assert_eq!((summary.holds_checked, summary.entries_checked), (1, 2));
+    }
+
+    #[test]
+    fn a_hold_gone_after_the_expiry_window_is_counted_as_expired_not_missing() {
+        let (mut ledger, mut observed) = consistent();
+        // The hold was released by expiry (its amount back in available).
+        observed.holds.clear();
+        observed.balance.balances[0] = balance("EUR", 9_500, 0);
+        ledger.hold_expiry_ms = Some(5_000);
+        observed.read_at_ms = 4_999;
+        let mut summary = AuditSummary::default();
+        check_account(&ledger, "a", &observed, &mut summary);
+        assert!(
+            summary
+                .findings
+                .iter()
+                .any(|f| f.contains("approved hold a:open is missing"))
+        );
+        observed.read_at_ms = 5_000;
+        let mut summary = AuditSummary::default();
+        check_account(&ledger, "a", &observed, &mut summary);
+        assert!(summary.findings.is_empty(), "{:?}", summary.findings);
+        assert_eq!(summary.holds_expired, 1);
     }
 
     #[test]

@@ -55,9 +55,13 @@ fn duration(text: &str) -> Result<Duration, String> {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// grpc://HOST:PORT or http://HOST:PORT
+    /// grpc://HOST:PORT, http://HOST:PORT or iso8583://HOST:PORT
     #[arg(long, default_value = "grpc://127.0.0.1:50051")]
     target: String,
+    /// For an iso8583:// target: the API (grpc:// or http://) that provisions accounts, serves
+    /// balance reads and answers the audit.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    admin_target: String,
     /// An admin API key (it provisions accounts and sends card traffic).
     #[arg(long, env = "TANDEM_TOKEN", hide_env_values = true)]
     token: String,
@@ -72,7 +76,7 @@ struct RunArgs {
     /// Over gRPC, send card traffic on the bidirectional processor stream instead of unary calls.
     #[arg(long)]
     stream: bool,
-    /// gRPC channels (or processor streams) to spread the load over.
+    /// gRPC channels (processor streams, ISO 8583 links) to spread the load over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
     #[arg(long, default_value_t = 1_000)]
@@ -107,6 +111,10 @@ struct RunArgs {
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
+    /// The server's --hold-expiry-secs, for runs longer than it: holds approved at least this
+    /// long before the audit may have expired, and are counted as expired instead of missing.
+    #[arg(long, value_parser = duration)]
+    hold_expiry: Option<Duration>,
     /// Skip the money audit at the end.
     #[arg(long)]
     no_audit: bool,
@@ -142,8 +150,16 @@ fn main() -> ExitCode {
 async fn main_run(args: RunArgs) -> Result<bool, String> {
     let scenario = Scenario::parse(&args.scenario)?;
     let load_before = load_average();
-    let target =
-        Arc::new(Target::connect(&args.target, &args.token, args.stream, args.connections).await?);
+    let target = Arc::new(
+        Target::connect(
+            &args.target,
+            &args.admin_target,
+            &args.token,
+            args.stream,
+            args.connections,
+        )
+        .await?,
+    );
     let run_id = format!(
         "{:x}",
         std::time::SystemTime::now()
@@ -174,7 +190,8 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
         eprintln!("provisioning {} accounts ...", population.accounts);
     }
     provision::provision(&target, &population, 64).await?;
-    let ledger = provision::ledger_of_deposits(&population);
+    let mut ledger = provision::ledger_of_deposits(&population);
+    ledger.hold_expiry_ms = args.hold_expiry.map(|d| d.as_millis() as i64);
     let shared = Arc::new(Shared {
         target: target.clone(),
         traffic: Mutex::new(Traffic::new(scenario, population.clone(), args.seed)),
@@ -186,6 +203,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
         Protocol::GrpcUnary => "gRPC unary",
         Protocol::GrpcStream => "gRPC stream",
         Protocol::Http => "HTTP/JSON",
+        Protocol::Iso8583 => "ISO 8583",
     };
     let context = |mode: String| RunContext {
         command_line: std::env::args()

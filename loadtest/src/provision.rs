@@ -39,7 +39,7 @@ pub fn account_calls(population: &Population, index: usize) -> Vec<AdminCall> {
         .to_owned(),
     })];
     let members = population.members(index);
-    for (member, role) in &members {
+    for (position, (member, role)) in members.iter().enumerate() {
         calls.push(AdminCall::Member(pb::MemberRequest {
             account_id: account_id.clone(),
             member_id: member.clone(),
@@ -49,6 +49,7 @@ pub fn account_calls(population: &Population, index: usize) -> Vec<AdminCall> {
             account_id: account_id.clone(),
             card_id: population.card_id(index, member),
             member_id: member.clone(),
+            pan: population.pan(index, position),
             ..Default::default()
         }));
     }

@@ -236,10 +236,11 @@ impl Report {
         }
         if let Some(audit) = &self.audit {
             out.push_str(&format!(
-                "\n## Audit\n\n{} accounts checked, {} holds, {} entries: {}\n",
+                "\n## Audit\n\n{} accounts checked, {} holds, {} entries, {} holds expired: {}\n",
                 audit.accounts_checked,
                 audit.holds_checked,
                 audit.entries_checked,
+                audit.holds_expired,
                 if audit.findings.is_empty() {
                     "clean".to_owned()
                 } else {

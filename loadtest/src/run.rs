@@ -34,7 +34,21 @@ pub struct Shared {
     pub population: Population,
 }
 
-fn note(ledger: &Mutex<Ledger>, account: &str, op: &Op, result: &Result<Answer, String>) {
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `sent_at_ms`: when the request was due, no later than the server's decision (so a hold's
+/// expiry window, counted by the server from its decision, is never shorter from here).
+fn note(
+    ledger: &Mutex<Ledger>,
+    account: &str,
+    op: &Op,
+    result: &Result<Answer, String>,
+    sent_at_ms: i64,
+) {
     let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
     ledger.touched.insert(account.to_owned());
     match (op, result) {
@@ -51,6 +65,7 @@ fn note(ledger: &Mutex<Ledger>, account: &str, op: &Op, result: &Result<Answer, 
                         approved_minor: answer.approved_amount_minor,
                         state: HoldState::Open,
                         cleared_minor: 0,
+                        approved_at_ms: sent_at_ms,
                     },
                 );
             } else if !answer.authorization_id.is_empty() {
@@ -112,8 +127,10 @@ async fn send(
     let name = op.name();
     let result = shared.target.call(op.clone()).await;
     let second = due.saturating_duration_since(start).as_secs() as usize;
-    shared.recorder.record(name, second, due.elapsed(), &result);
-    note(&shared.ledger, account, &op, &result);
+    let latency = due.elapsed();
+    shared.recorder.record(name, second, latency, &result);
+    let sent_at_ms = unix_ms() - latency.as_millis() as i64;
+    note(&shared.ledger, account, &op, &result, sent_at_ms);
     result
 }
 
@@ -259,6 +276,7 @@ pub async fn audit(shared: &Arc<Shared>) -> crate::audit::AuditSummary {
                 balance: shared.target.balance(&account).await?,
                 holds: shared.target.holds(&account).await?.holds,
                 entries: shared.target.entries(&account).await?,
+                read_at_ms: unix_ms(),
             })
         }
         .await;

@@ -81,6 +81,16 @@ impl Population {
     pub fn card_id(&self, index: usize, member: &str) -> String {
         format!("{}-{member}", self.account_id(index))
     }
+
+    /// The PAN of account `index`'s card for its `member`-th member: 16 digits, unique in
+    /// the run and, through the run id, across runs on one server.
+    pub fn pan(&self, index: usize, member: usize) -> String {
+        // FNV-1a of the run id, to five digits.
+        let run = self.run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        }) % 100_000;
+        format!("9{run:05}{index:08}{member:02}")
+    }
 }
 
 /// One unit of traffic: a request, or an authorization and what follows it.

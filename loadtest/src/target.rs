@@ -53,6 +53,8 @@ pub enum Protocol {
     GrpcUnary,
     GrpcStream,
     Http,
+    /// Card traffic over ISO 8583; set-up, reads and the audit over the admin target.
+    Iso8583,
 }
 
 /// A connected target.
@@ -62,6 +64,8 @@ pub struct Target {
     channels: Vec<Channel>,
     streams: Vec<StreamConnection>,
     http: Option<(HttpClient<HttpConnector, Full<Bytes>>, String)>,
+    iso: Vec<crate::iso::Link>,
+    translator: Option<crate::iso::Translator>,
     next: AtomicUsize,
 }
 
@@ -78,9 +82,36 @@ fn status_text(status: tonic::Status) -> String {
 }
 
 impl Target {
-    /// `url` is `grpc://host:port` or `http://host:port`; `stream` uses the processor stream
-    /// for card traffic over gRPC; `connections` channels (or streams) share the load.
+    /// `url` is `grpc://host:port`, `http://host:port` or `iso8583://host:port`; `stream`
+    /// uses the processor stream for card traffic over gRPC; `connections` channels (streams,
+    /// ISO 8583 links) share the load. An ISO 8583 target provisions, reads and audits
+    /// through `admin` (a gRPC or HTTP URL).
     pub async fn connect(
+        url: &str,
+        admin: &str,
+        token: &str,
+        stream: bool,
+        connections: usize,
+    ) -> Result<Self, String> {
+        let Some(address) = url.strip_prefix("iso8583://") else {
+            return Self::connect_api(url, token, stream, connections).await;
+        };
+        if admin.starts_with("iso8583://") {
+            return Err("--admin-target must be grpc:// or http://".into());
+        }
+        let mut target = Self::connect_api(admin, token, false, connections).await?;
+        for _ in 0..connections.max(1) {
+            target.iso.push(crate::iso::Link::connect(address).await?);
+        }
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        target.translator = Some(crate::iso::Translator::new(run));
+        target.protocol = Protocol::Iso8583;
+        Ok(target)
+    }
+
+    async fn connect_api(
         url: &str,
         token: &str,
         stream: bool,
@@ -113,6 +144,8 @@ impl Target {
                 channels,
                 streams,
                 http: None,
+                iso: Vec::new(),
+                translator: None,
                 next: AtomicUsize::new(0),
             })
         } else if let Some(address) = url.strip_prefix("http://") {
@@ -125,11 +158,13 @@ impl Target {
                 channels: Vec::new(),
                 streams: Vec::new(),
                 http: Some((client, address.trim_end_matches('/').to_owned())),
+                iso: Vec::new(),
+                translator: None,
                 next: AtomicUsize::new(0),
             })
         } else {
             Err(format!(
-                "--target must be grpc://HOST:PORT or http://HOST:PORT, got {url}"
+                "--target must be grpc://HOST:PORT, http://HOST:PORT or iso8583://HOST:PORT, got {url}"
             ))
         }
     }
@@ -150,6 +185,8 @@ impl Target {
 
     pub async fn call(&self, op: Op) -> Result<Answer, String> {
         match self.protocol {
+            Protocol::Iso8583 if !matches!(op, Op::GetBalance(_)) => self.call_iso(op).await,
+            Protocol::Iso8583 if self.channels.is_empty() => self.call_http(op).await,
             Protocol::Http => self.call_http(op).await,
             Protocol::GrpcStream if !matches!(op, Op::GetBalance(_)) => {
                 let n = self.next.fetch_add(1, Ordering::Relaxed);
@@ -157,6 +194,14 @@ impl Target {
             }
             _ => self.call_unary(op).await,
         }
+    }
+
+    async fn call_iso(&self, op: Op) -> Result<Answer, String> {
+        let translator = self.translator.as_ref().ok_or("not an ISO 8583 target")?;
+        let (request, original) = translator.request(&op)?;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let answer = self.iso[n % self.iso.len()].ask(request).await?;
+        Ok(Answer::Card(translator.answer(original, &answer)))
     }
 
     async fn call_unary(&self, op: Op) -> Result<Answer, String> {
@@ -434,6 +479,11 @@ pub enum AdminCall {
 
 impl Target {
     pub async fn admin(&self, call: AdminCall) -> Result<(), String> {
+        if let (AdminCall::Card(card), Some(translator)) = (&call, &self.translator)
+            && !card.pan.is_empty()
+        {
+            translator.learn_pan(&card.card_id, &card.pan);
+        }
         if let Some(mut accounts) = self.accounts() {
             let token = &self.token;
             return match call {

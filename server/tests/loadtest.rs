@@ -1,5 +1,5 @@
-//! A short load from tandem-loadtest against the real binary, over gRPC (unary and stream)
-//! and HTTP, with realistic mixed traffic; the money audit at the end must be clean.
+//! A short load from tandem-loadtest against the real binary, over gRPC (unary and stream),
+//! HTTP and ISO 8583, with realistic mixed traffic; the money audit at the end must be clean.
 
 mod common;
 
@@ -12,7 +12,14 @@ use tandem_loadtest::run::{Load, Shared, audit, run};
 use tandem_loadtest::scenario::{Population, Scenario, Traffic};
 use tandem_loadtest::target::Target;
 
-async fn load(target: Target, run_id: &str, scenario: Scenario) {
+/// Provisions, drives 3 s of `scenario`, and audits; with `hold_expiry` (the server's window)
+/// it waits until holds approved during the run are old enough to have expired.
+async fn load(
+    target: Target,
+    run_id: &str,
+    scenario: Scenario,
+    hold_expiry: Option<Duration>,
+) -> tandem_loadtest::audit::AuditSummary {
     let population = Population {
         run_id: run_id.to_owned(),
         accounts: 24,
@@ -33,6 +40,8 @@ async fn load(target: Target, run_id: &str, scenario: Scenario) {
         ledger: Mutex::new(provision::ledger_of_deposits(&population)),
         population,
     });
+    shared.ledger.lock().expect("ledger").hold_expiry_ms =
+        hold_expiry.map(|d| d.as_millis() as i64);
     let elapsed = run(
         shared.clone(),
         &Load {
@@ -61,6 +70,10 @@ async fn load(target: Target, run_id: &str, scenario: Scenario) {
     );
     assert!(report.total.count > 500, "{}", report.markdown());
     assert!(report.errors.is_empty(), "{}", report.markdown());
+    if let Some(window) = hold_expiry {
+        // Past the window plus a sweep or two: every hold of the run has had time to expire.
+        tokio::time::sleep(window + Duration::from_secs(2)).await;
+    }
     let summary = audit(&shared).await;
     assert_eq!(summary.accounts_checked, 24);
     assert!(summary.entries_checked > 0);
@@ -69,6 +82,7 @@ async fn load(target: Target, run_id: &str, scenario: Scenario) {
         "audit findings: {:#?}",
         summary.findings
     );
+    summary
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,27 +92,67 @@ async fn mixed_load_over_every_protocol_audits_clean() {
     let grpc = format!("grpc://{}", node.grpc);
     let http = format!("http://{}", node.http);
     load(
-        Target::connect(&grpc, ADMIN, false, 2)
+        Target::connect(&grpc, "", ADMIN, false, 2)
             .await
             .expect("connect"),
         "unary",
         Scenario::Mixed,
+        None,
     )
     .await;
     load(
-        Target::connect(&grpc, ADMIN, true, 2)
+        Target::connect(&grpc, "", ADMIN, true, 2)
             .await
             .expect("connect"),
         "stream",
         Scenario::Lifecycle,
+        None,
     )
     .await;
     load(
-        Target::connect(&http, ADMIN, false, 2)
+        Target::connect(&http, "", ADMIN, false, 2)
             .await
             .expect("connect"),
         "http",
         Scenario::Kids,
+        None,
     )
     .await;
+    // Card traffic as a network sends it; set-up, balance reads and the audit over HTTP.
+    load(
+        Target::connect(
+            &format!("iso8583://{}", node.iso8583),
+            &http,
+            ADMIN,
+            false,
+            2,
+        )
+        .await
+        .expect("connect"),
+        "iso",
+        Scenario::Mixed,
+        None,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_left_open_expire_within_a_short_run_and_the_audit_accounts_for_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start_with(
+        dir.path(),
+        &["--hold-expiry-secs", "2", "--sweep-every-secs", "1"],
+    );
+    let grpc = format!("grpc://{}", node.grpc);
+    let summary = load(
+        Target::connect(&grpc, "", ADMIN, false, 2)
+            .await
+            .expect("connect"),
+        "expiry",
+        Scenario::Lifecycle,
+        Some(Duration::from_secs(2)),
+    )
+    .await;
+    // The lifecycle scenario leaves about one hold in ten to expire.
+    assert!(summary.holds_expired > 0, "{summary:?}");
 }
