@@ -90,6 +90,11 @@ async fn link(
     let framer = Framer::new(settings.frame_max);
     let mut buffer: Vec<u8> = Vec::with_capacity(16 * 1024);
     'read: loop {
+        if answers.is_closed() {
+            // The writer gave up on a peer that does not read its answers.
+            closed(peer, "write_failed");
+            break;
+        }
         let wait = if buffer.is_empty() {
             settings.idle_timeout
         } else {
