@@ -36,7 +36,7 @@ use crate::types::{AccountRecord, LogBatch, NodeId, TandemRaft};
 /// This node's id in the (single-voter) Raft group.
 pub const NODE_ID: NodeId = 1;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineConfig {
     pub data_dir: PathBuf,
     pub sled: SledSettings,
@@ -51,6 +51,22 @@ pub struct EngineConfig {
     pub writes_in_flight_max: usize,
     /// Makes the log's writes fail with ENOSPC while set: how tests exercise a full disk.
     pub write_faults: WriteFaults,
+    /// Told of every synced log append (the power-loss test's record of what is durable).
+    pub sync_observer: Option<crate::log_store::SyncObserver>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("data_dir", &self.data_dir)
+            .field("sled", &self.sled)
+            .field("batch_records_max", &self.batch_records_max)
+            .field("queue_depth_max", &self.queue_depth_max)
+            .field("snapshot_every_entries", &self.snapshot_every_entries)
+            .field("writes_in_flight_max", &self.writes_in_flight_max)
+            .field("sync_observer", &self.sync_observer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Switches that make log writes fail as on a full disk (ENOSPC), or slow, as on a disk in
@@ -94,6 +110,7 @@ impl EngineConfig {
             snapshot_every_entries: 20_000,
             writes_in_flight_max: 4,
             write_faults: WriteFaults::default(),
+            sync_observer: None,
         }
     }
 }
@@ -151,8 +168,9 @@ impl Engine {
     pub async fn open(config: EngineConfig) -> Result<Engine, OpenError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let pan_key = PanKey::load_or_create(&config.data_dir)?;
-        let log =
-            LogStore::open(&config.data_dir.join("log"))?.with_faults(config.write_faults.clone());
+        let log = LogStore::open(&config.data_dir.join("log"))?
+            .with_faults(config.write_faults.clone())
+            .with_sync_observer(config.sync_observer.clone());
         let machine = StateMachine::open(&config.data_dir.join("state"), config.sled)?;
         let reader = machine.reader();
         let fresh = log.state().0.is_none()

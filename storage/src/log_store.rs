@@ -143,14 +143,35 @@ impl raft_log::codeq::Decode for NoUserData {
 pub enum Flushed {
     /// openraft's own completion for an `append`.
     Raft(LogFlushed<TandemRaft>),
+    /// The same, first telling `observer` that entries up to `index` are synced.
+    Observed {
+        callback: LogFlushed<TandemRaft>,
+        index: u64,
+        observer: SyncObserver,
+    },
     /// A waiting caller (vote, truncate, purge).
     Wait(tokio::sync::oneshot::Sender<io::Result<()>>),
 }
+
+/// Told the index of the last log entry each time an fdatasync of appended entries returns,
+/// before openraft hears of it (so before any answer that depends on those entries). The
+/// power-loss test uses it to know which entries a power cut must keep.
+pub type SyncObserver = Arc<dyn Fn(u64) + Send + Sync>;
 
 impl raft_log::Callback for Flushed {
     fn send(self, result: io::Result<()>) {
         match self {
             Flushed::Raft(callback) => callback.log_io_completed(result),
+            Flushed::Observed {
+                callback,
+                index,
+                observer,
+            } => {
+                if result.is_ok() {
+                    observer(index);
+                }
+                callback.log_io_completed(result)
+            }
             Flushed::Wait(sender) => {
                 let _ = sender.send(result);
             }
@@ -190,6 +211,7 @@ pub const LOG_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
     faults: crate::engine::WriteFaults,
+    observer: Option<SyncObserver>,
 }
 
 fn io_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> io::Error {
@@ -216,6 +238,7 @@ impl LogStore {
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
             faults: Default::default(),
+            observer: None,
         })
     }
 
@@ -223,6 +246,19 @@ impl LogStore {
     pub fn with_faults(mut self, faults: crate::engine::WriteFaults) -> Self {
         self.faults = faults;
         self
+    }
+
+    /// The same store, telling `observer` of every synced append.
+    pub fn with_sync_observer(mut self, observer: Option<SyncObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// The index of the last entry a log directory holds, as a restart would find it.
+    pub fn last_index(dir: &Path) -> io::Result<Option<u64>> {
+        let store = Self::open(dir)?;
+        let last = store.lock().log_state().last().map(|id| id.index);
+        Ok(last)
     }
 
     fn no_space(&self) -> io::Result<()> {
@@ -347,7 +383,9 @@ impl RaftLogStorage<TandemRaft> for LogStore {
         // its last id backwards, so such entries are skipped rather than written.
         let purged = log.log_state().purged().map(|id| id.index);
         let mut stored = Vec::new();
+        let mut last_index = 0;
         for entry in entries {
+            last_index = entry.log_id.index;
             if purged.is_some_and(|purged| entry.log_id.index <= purged) {
                 continue;
             }
@@ -357,7 +395,15 @@ impl RaftLogStorage<TandemRaft> for LogStore {
         log.append(stored)
             .map_err(|e| StorageIOError::write_logs(&e))?;
         // The callback runs on raft-log's flush worker after fdatasync.
-        log.flush(true, Some(Flushed::Raft(callback)))
+        let flushed = match &self.observer {
+            Some(observer) => Flushed::Observed {
+                callback,
+                index: last_index,
+                observer: observer.clone(),
+            },
+            None => Flushed::Raft(callback),
+        };
+        log.flush(true, Some(flushed))
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }

@@ -3,7 +3,11 @@
 //! <amount>` for every approval it was answered (answers come only once durable). The crash
 //! test kills it with SIGKILL at random points and checks what survived.
 //!
-//! Usage: `tandem-crash-worker <data-dir> <run> <accounts>`
+//! With a fourth argument `report-syncs` it also prints `SYNCED <index>` each time an
+//! fdatasync of the log returns (before any answer that depends on it), and takes no Raft
+//! snapshots (so the log is never purged and holds everything), for the power-cut test.
+//!
+//! Usage: `tandem-crash-worker <data-dir> <run> <accounts> [report-syncs]`
 
 use std::io::Write;
 use std::sync::Arc;
@@ -30,8 +34,19 @@ async fn main() {
     let accounts: usize = args[3].parse().expect("account count");
     // Frequent openraft snapshots: each fsyncs sled and lets the log be purged, so restarts
     // stay quick and the kills also land around snapshots and purges.
+    let report_syncs = args.get(4).is_some_and(|a| a == "report-syncs");
+    let stdout = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let sync_observer: Option<tandem_storage::log_store::SyncObserver> = report_syncs.then(|| {
+        let stdout = stdout.clone();
+        Arc::new(move |index: u64| {
+            let mut out = stdout.lock().unwrap_or_else(|p| p.into_inner());
+            writeln!(out, "SYNCED {index}").ok();
+            out.flush().ok();
+        }) as tandem_storage::log_store::SyncObserver
+    });
     let engine_config = EngineConfig {
-        snapshot_every_entries: 200,
+        snapshot_every_entries: if report_syncs { 1_000_000_000 } else { 200 },
+        sync_observer,
         ..EngineConfig::new(&dir)
     };
     let started = std::time::Instant::now();
@@ -75,9 +90,11 @@ async fn main() {
                 .expect("setup");
         }
     }
-    println!("READY");
-    std::io::stdout().flush().ok();
-    let stdout = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    {
+        let mut out = stdout.lock().unwrap_or_else(|p| p.into_inner());
+        writeln!(out, "READY").ok();
+        out.flush().ok();
+    }
     let mut tasks = Vec::new();
     for worker in 0..32u64 {
         let system = system.clone();

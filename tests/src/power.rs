@@ -1,0 +1,104 @@
+//! A power cut, simulated on a stopped node's data directory.
+//!
+//! `kill -9` leaves the page cache intact, so everything written reaches the disk and a
+//! missing fdatasync would go unnoticed. A power cut keeps only what was synced. The worker
+//! reports, through the log store's sync observer, the last log entry each fdatasync covered
+//! (before any answer that depends on it). After the kill, [`cut`] truncates the log's open
+//! chunk file to a random length that keeps every synced entry and any part of what came
+//! after: unsynced entries vanish and the last record may be torn, as on a real power loss.
+//!
+//! What this does not cut: sled's files (the state machine) keep whatever was written.
+//! That is sound to leave out only because the log is the truth: sled's `last_applied` is in
+//! the same batch as the state it covers, and the log is purged only up to a point sled has
+//! fsynced (docs/durability.md), so a sled that lost its unsynced tail replays from the log.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use tandem_storage::log_store::LogStore;
+
+/// What a cut did, for the test's log.
+#[derive(Debug, Clone, Copy)]
+pub struct Cut {
+    /// The open chunk's length before and after.
+    pub length_before: u64,
+    pub length_after: u64,
+    /// The shortest length that still held every synced entry.
+    pub synced_length: u64,
+}
+
+/// The log's chunk files (`r-<offset>.wal`), oldest first.
+fn chunks(log: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(log)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The last entry a restart finds when the open chunk is cut to `length`, tried on a copy.
+fn last_index_if_cut(log: &Path, chunk: &Path, length: u64, scratch: &Path) -> Option<u64> {
+    let copy = scratch.join(format!("try-{length}"));
+    std::fs::create_dir_all(&copy).ok()?;
+    for file in std::fs::read_dir(log).ok()?.filter_map(Result::ok) {
+        if file.path().is_file() {
+            std::fs::copy(file.path(), copy.join(file.file_name())).ok()?;
+        }
+    }
+    let cut = copy.join(chunk.file_name()?);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .and_then(|f| f.set_len(length))
+        .ok()?;
+    let last = LogStore::last_index(&copy).ok().flatten();
+    let _ = std::fs::remove_dir_all(&copy);
+    last
+}
+
+/// Cuts power on the data directory `data_dir`, whose log synced every entry up to
+/// `synced_index`: the open chunk keeps the bytes those entries need plus `keep_extra`
+/// (a fraction in 0..=1) of the bytes after them.
+pub fn cut(data_dir: &Path, synced_index: u64, keep_extra: f64) -> io::Result<Cut> {
+    let log = data_dir.join("log");
+    let chunks = chunks(&log)?;
+    let chunk = chunks
+        .last()
+        .ok_or_else(|| io::Error::other("the log has no chunk file"))?
+        .clone();
+    let length_before = std::fs::metadata(&chunk)?.len();
+    let scratch = tempfile::tempdir()?;
+    let holds = |length: u64| {
+        last_index_if_cut(&log, &chunk, length, scratch.path()).is_some_and(|i| i >= synced_index)
+    };
+    if !holds(length_before) {
+        return Err(io::Error::other(format!(
+            "the log does not hold synced entry {synced_index} even uncut"
+        )));
+    }
+    // The shortest length that still holds every synced entry (holding is monotonic in the
+    // length: a longer prefix holds at least the same entries).
+    let (mut low, mut high) = (0u64, length_before);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if holds(middle) {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    let synced_length = high;
+    let extra = ((length_before - synced_length) as f64 * keep_extra.clamp(0.0, 1.0)) as u64;
+    let length_after = synced_length + extra;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&chunk)?
+        .set_len(length_after)?;
+    Ok(Cut {
+        length_before,
+        length_after,
+        synced_length,
+    })
+}
