@@ -228,6 +228,26 @@ impl Translator {
         Ok(m)
     }
 
+    /// A message for a posting (clearing, advice, refund) on `pan` under `rrn`.
+    fn posting(
+        &self,
+        mti: &str,
+        pan: &str,
+        rrn: &str,
+        r: &pb::PostingRequest,
+    ) -> Result<Message, String> {
+        self.spend_message(
+            mti,
+            pan,
+            rrn,
+            r.amount_minor,
+            &r.currency,
+            &r.mcc,
+            &r.channel,
+            &r.merchant_country,
+        )
+    }
+
     /// DE 90 for a lifecycle's original (MTI 0100, its STAN, DE 7, acquirer).
     fn original_data(&self, original: &Original) -> String {
         format!(
@@ -310,46 +330,17 @@ impl Translator {
             }
             Op::Clear(r) => {
                 let original = self.original(&r.authorization_id)?;
-                let mut m = self.spend_message(
-                    "0220",
-                    &original.pan,
-                    &original.rrn,
-                    r.amount_minor,
-                    &r.currency,
-                    &r.mcc,
-                    &r.channel,
-                    &r.merchant_country,
-                )?;
+                let mut m = self.posting("0220", &original.pan, &original.rrn, r)?;
                 set(&mut m, 90, &self.original_data(&original))?;
                 Ok((m, None))
             }
             Op::Advise(r) => {
-                let pan = self.pan(&r.card_id)?;
-                let mut m = self.spend_message(
-                    "0120",
-                    &pan,
-                    &self.next_rrn(),
-                    r.amount_minor,
-                    &r.currency,
-                    &r.mcc,
-                    &r.channel,
-                    &r.merchant_country,
-                )?;
+                let mut m = self.posting("0120", &self.pan(&r.card_id)?, &self.next_rrn(), r)?;
                 set(&mut m, 39, if r.network_approved { "00" } else { "05" })?;
                 Ok((m, None))
             }
             Op::Refund(r) => {
-                let pan = self.pan(&r.card_id)?;
-                let mut m = self.spend_message(
-                    "0200",
-                    &pan,
-                    &self.next_rrn(),
-                    r.amount_minor,
-                    &r.currency,
-                    &r.mcc,
-                    &r.channel,
-                    &r.merchant_country,
-                )?;
+                let mut m = self.posting("0200", &self.pan(&r.card_id)?, &self.next_rrn(), r)?;
                 set(&mut m, 3, "200000")?;
                 Ok((m, None))
             }
