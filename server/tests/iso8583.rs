@@ -1,7 +1,10 @@
 //! The ISO 8583 gateway against the real binary over real TCP: every message type of the
 //! profile, repeats and duplicates, partial approval and reversal, advices that overdraw,
 //! the deadline with a commit slowed on purpose, and hostile input on one link while another
-//! keeps working.
+//! keeps working. Last, interoperability: the gateway driven by pyiso8583 (from PyPI), an
+//! implementation we did not write, through `tests/interop/iso8583_interop.py`; the
+//! virtualenv it runs from is made by `tests/interop/setup.sh` (which `.ci/run` calls, and
+//! the test calls too when it is missing).
 #![allow(clippy::inconsistent_digit_grouping)] // amounts are written as major_minor
 
 mod common;
@@ -11,6 +14,8 @@ use common::iso::{
 };
 use common::{ADMIN, Node};
 use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 fn eur(balance: &Value) -> (i64, i64) {
@@ -379,5 +384,39 @@ async fn a_decision_not_durable_in_time_answers_91_and_the_advice_settles_it() {
     assert_eq!((advice.mti.as_str(), text(&advice, 39)), ("0130", "00"));
     let (_, available) = eur(&node.balance("j").await);
     assert_eq!(available, 60_00);
+    node.stop();
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the server crate sits in the workspace")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyiso8583_gets_every_answer_the_profile_promises() {
+    let root = workspace();
+    let status = Command::new("bash")
+        .arg(root.join("tests/interop/setup.sh"))
+        .status()
+        .expect("run tests/interop/setup.sh");
+    assert!(status.success(), "could not install pyiso8583 into .venv");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(&dir.path().join("data"));
+    setup(&node).await;
+    let output = Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/interop/iso8583_interop.py"))
+        .args([node.iso8583.as_str(), PAN, KID_PAN])
+        .output()
+        .expect("run the pyiso8583 client");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "pyiso8583 client failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("all interop steps passed"), "{stdout}");
     node.stop();
 }
