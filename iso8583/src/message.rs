@@ -265,10 +265,6 @@ impl Message {
         self.get(field).and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    pub fn has(&self, field: u8) -> bool {
-        self.fields.contains_key(&field)
-    }
-
     /// The data elements present, in order.
     pub fn fields(&self) -> impl Iterator<Item = (u8, &[u8])> {
         self.fields.iter().map(|(n, v)| (*n, v.as_slice()))
@@ -316,11 +312,6 @@ impl Message {
             _ => return Err(EncodeError::NoSuchField { field }),
         };
         self.set(field, format!("{value:0width$}"))
-    }
-
-    /// Removes data element `field`, returning it.
-    pub fn remove(&mut self, field: u8) -> Option<Vec<u8>> {
-        self.fields.remove(&field)
     }
 
     /// The message as bytes (without the length header).

@@ -160,12 +160,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
         )
         .await?,
     );
-    let run_id = format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    );
+    let run_id = format!("{:x}", tandem_loadtest::run::unix_ms());
     let kid_every = if args.kid_share > 0.0 {
         (1.0 / args.kid_share).round().max(1.0) as usize
     } else {

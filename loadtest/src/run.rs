@@ -34,7 +34,8 @@ pub struct Shared {
     pub population: Population,
 }
 
-fn unix_ms() -> i64 {
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

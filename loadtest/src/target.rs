@@ -103,9 +103,7 @@ impl Target {
         for _ in 0..connections.max(1) {
             target.iso.push(crate::iso::Link::connect(address).await?);
         }
-        let run = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let run = crate::run::unix_ms().unsigned_abs();
         target.translator = Some(crate::iso::Translator::new(run));
         target.protocol = Protocol::Iso8583;
         Ok(target)

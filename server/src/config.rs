@@ -193,6 +193,7 @@ impl Settings {
             (None, None) => None,
             _ => return Err("TLS needs both tls_cert and tls_key".to_owned()),
         };
+        let request_timeout = Duration::from_millis(self.request_timeout_ms.unwrap_or(10_000));
         let defaults = crate::iso8583::Settings::default();
         let bitmap = match self.iso8583_bitmap.as_deref().unwrap_or("binary") {
             "binary" => tandem_iso8583::BitmapEncoding::Binary,
@@ -224,7 +225,7 @@ impl Settings {
             deadline: self
                 .iso8583_deadline_ms
                 .map_or(defaults.deadline, Duration::from_millis),
-            advice_deadline: Duration::from_millis(self.request_timeout_ms.unwrap_or(10_000)),
+            advice_deadline: request_timeout,
             pan_in_answers,
             frame_max,
             idle_timeout: self
@@ -272,7 +273,7 @@ impl Settings {
                 .log
                 .unwrap_or_else(|| "info,openraft=warn,chunked_wal=warn,raft_log=warn".to_owned()),
             request_body_max_bytes: self.request_body_max_bytes.unwrap_or(64 * 1024),
-            request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(10_000)),
+            request_timeout,
             streams_per_connection_max: self.streams_per_connection_max.unwrap_or(1_024),
             rate_limit_per_key: self.rate_limit_per_key.unwrap_or(0),
             actor_idle: Duration::from_secs(self.actor_idle_secs.unwrap_or(300)),

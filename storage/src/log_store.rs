@@ -141,13 +141,12 @@ impl raft_log::codeq::Decode for NoUserData {
 
 /// Who to tell when a flush is durable.
 pub enum Flushed {
-    /// openraft's own completion for an `append`.
-    Raft(LogFlushed<TandemRaft>),
-    /// The same, first telling `observer` that entries up to `index` are synced.
-    Observed {
+    /// openraft's own completion for an `append` of entries up to `index`, told to the
+    /// store's observer first when it has one.
+    Raft {
         callback: LogFlushed<TandemRaft>,
         index: u64,
-        observer: SyncObserver,
+        observer: Option<SyncObserver>,
     },
     /// A waiting caller (vote, truncate, purge).
     Wait(tokio::sync::oneshot::Sender<io::Result<()>>),
@@ -161,13 +160,12 @@ pub type SyncObserver = Arc<dyn Fn(u64) + Send + Sync>;
 impl raft_log::Callback for Flushed {
     fn send(self, result: io::Result<()>) {
         match self {
-            Flushed::Raft(callback) => callback.log_io_completed(result),
-            Flushed::Observed {
+            Flushed::Raft {
                 callback,
                 index,
                 observer,
             } => {
-                if result.is_ok() {
+                if let Some(observer) = observer.filter(|_| result.is_ok()) {
                     observer(index);
                 }
                 callback.log_io_completed(result)
@@ -395,13 +393,10 @@ impl RaftLogStorage<TandemRaft> for LogStore {
         log.append(stored)
             .map_err(|e| StorageIOError::write_logs(&e))?;
         // The callback runs on raft-log's flush worker after fdatasync.
-        let flushed = match &self.observer {
-            Some(observer) => Flushed::Observed {
-                callback,
-                index: last_index,
-                observer: observer.clone(),
-            },
-            None => Flushed::Raft(callback),
+        let flushed = Flushed::Raft {
+            callback,
+            index: last_index,
+            observer: self.observer.clone(),
         };
         log.flush(true, Some(flushed))
             .map_err(|e| StorageIOError::write_logs(&e))?;
