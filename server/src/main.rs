@@ -66,8 +66,11 @@ enum Command {
 fn init_tracing(json: bool, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: a redirected log gets no escape sequences.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -107,7 +110,9 @@ fn main() -> ExitCode {
             .and_then(Settings::resolve)
             .and_then(|config| {
                 init_tracing(config.log_json, &config.log);
-                runtime.block_on(tandem_server::serve::run(config))
+                runtime
+                    .block_on(tandem_server::serve::run(config))
+                    .map_err(|e| e.to_string())
             }),
         Command::Backup { to, server, token } => runtime.block_on(backup(&server, &token, &to)),
         Command::Restore { from, data_dir } => runtime

@@ -221,8 +221,41 @@ async fn serve(
     }
 }
 
-pub async fn run(config: Config) -> Result<(), String> {
-    let _lock = lock_data_dir(&config.data_dir)?;
+/// Why `tandem serve` could not start or had to stop, by the phase that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory could not be created, opened or locked (another process has it).
+    #[error("data directory: {0}")]
+    DataDir(String),
+    /// A setting, a stored file of settings (keys, FX rates) or the TLS material is wrong.
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("cannot listen for {protocol} on {address}: {source}")]
+    Listen {
+        protocol: &'static str,
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The metrics recorder or gRPC reflection could not be set up.
+    #[error("{0}")]
+    Observability(String),
+    /// The log, the state or the account system could not be opened or recovered.
+    #[error("recovery: {0}")]
+    Recovery(String),
+}
+
+async fn listen(protocol: &'static str, address: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError::Listen {
+            protocol,
+            address,
+            source,
+        })
+}
+
+pub async fn run(config: Config) -> Result<(), ServeError> {
+    let _lock = lock_data_dir(&config.data_dir).map_err(ServeError::DataDir)?;
     // Histograms as Prometheus histograms (buckets), so dashboards can aggregate quantiles
     // across instances with histogram_quantile.
     let seconds = [
@@ -239,40 +272,36 @@ pub async fn run(config: Config) -> Result<(), String> {
                 &records,
             )
         })
-        .map_err(|e| format!("metrics: {e}"))?
+        .map_err(|e| ServeError::Observability(format!("metrics: {e}")))?
         .install_recorder()
-        .map_err(|e| format!("metrics: {e}"))?;
-    let keys =
-        KeyStore::open(&config.data_dir, config.rate_limit_per_key).map_err(|e| e.to_string())?;
-    bootstrap_admin_key(&keys, &config)?;
-    let rates = initial_rates(&config)?;
+        .map_err(|e| ServeError::Observability(format!("metrics: {e}")))?;
+    let keys = KeyStore::open(&config.data_dir, config.rate_limit_per_key)
+        .map_err(|e| ServeError::Config(format!("API keys: {e}")))?;
+    bootstrap_admin_key(&keys, &config).map_err(ServeError::Config)?;
+    let rates = initial_rates(&config).map_err(ServeError::Config)?;
     let app = Arc::new(App::new(keys, config.data_dir.clone()));
 
     // Listen first, so health and readiness answer while recovery runs.
-    let grpc_listener = TcpListener::bind(config.grpc_listen)
-        .await
-        .map_err(|e| format!("cannot listen for gRPC on {}: {e}", config.grpc_listen))?;
-    let http_listener = TcpListener::bind(config.http_listen)
-        .await
-        .map_err(|e| format!("cannot listen for HTTP on {}: {e}", config.http_listen))?;
-    let iso_listener = TcpListener::bind(config.iso8583_listen)
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot listen for ISO 8583 on {}: {e}",
-                config.iso8583_listen
-            )
-        })?;
-    let iso_addr: SocketAddr = iso_listener.local_addr().map_err(|e| e.to_string())?;
-    let grpc_addr: SocketAddr = grpc_listener.local_addr().map_err(|e| e.to_string())?;
-    let http_addr: SocketAddr = http_listener.local_addr().map_err(|e| e.to_string())?;
+    let grpc_listener = listen("gRPC", config.grpc_listen).await?;
+    let http_listener = listen("HTTP", config.http_listen).await?;
+    let iso_listener = listen("ISO 8583", config.iso8583_listen).await?;
+    let bound = |listener: &TcpListener, protocol, address| {
+        listener.local_addr().map_err(|source| ServeError::Listen {
+            protocol,
+            address,
+            source,
+        })
+    };
+    let iso_addr: SocketAddr = bound(&iso_listener, "ISO 8583", config.iso8583_listen)?;
+    let grpc_addr: SocketAddr = bound(&grpc_listener, "gRPC", config.grpc_listen)?;
+    let http_addr: SocketAddr = bound(&http_listener, "HTTP", config.http_listen)?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tandem_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .map_err(|e| format!("reflection: {e}"))?;
+        .map_err(|e| ServeError::Observability(format!("reflection: {e}")))?;
     let service = crate::grpc::Service { app: app.clone() };
     let limit = config.request_body_max_bytes;
     let grpc_router = tonic::service::Routes::new(
@@ -307,7 +336,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     // for HTTP, where the extractor turns an overrun into a problem+json 413.
     let http_router = http_router.layer(axum::extract::DefaultBodyLimit::max(limit));
     let tls = match &config.tls {
-        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        Some((cert, key)) => Some(tls_acceptor(cert, key).map_err(ServeError::Config)?),
         None => None,
     };
     let (stop_sender, stop) = watch::channel(false);
@@ -349,10 +378,10 @@ pub async fn run(config: Config) -> Result<(), String> {
         cache_bytes: config.sled_cache_bytes,
     };
     let engine = Engine::open(engine_config).await.map_err(|e| {
-        format!(
+        ServeError::Recovery(format!(
             "cannot open the data directory {}: {e}",
             config.data_dir.display()
-        )
+        ))
     })?;
     let system_config = SystemConfig {
         in_flight_per_account_max: config.in_flight_per_account_max,
@@ -364,7 +393,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     };
     let system = AccountSystem::start(engine, system_config, rates)
         .await
-        .map_err(|e| format!("cannot start the account system: {e}"))?;
+        .map_err(|e| ServeError::Recovery(format!("cannot start the account system: {e}")))?;
     app.recovered(system.clone());
     health_reporter
         .set_serving::<AuthorizationsServer<crate::grpc::Service>>()

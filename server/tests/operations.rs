@@ -270,3 +270,15 @@ async fn keys_over_their_rate_get_429_and_fault_injection_is_off_by_default() {
         .await;
     assert_eq!(status, 403, "{body}");
 }
+
+/// A log written to a file (a redirected stderr) is plain text: no ANSI colour escapes.
+#[tokio::test]
+async fn a_redirected_log_has_no_colour_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tandem.log");
+    let node = Node::start_logging_to(&dir.path().join("data"), &log);
+    assert!(node.stop().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("stopped"), "the log has its lines: {text}");
+    assert!(!text.contains('\x1b'), "no escape sequences: {text:?}");
+}

@@ -36,6 +36,19 @@ impl Node {
 
     /// Starts a node and waits for its "ready" line (recovery done, listeners up).
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Node {
+        Self::spawn(data_dir, extra, None)
+    }
+
+    /// Starts a node that logs at `info` into `log` (a file, not a terminal).
+    pub fn start_logging_to(data_dir: &Path, log: &Path) -> Node {
+        Self::spawn(data_dir, &[], Some(log))
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&str], log: Option<&Path>) -> Node {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(binary())
             .arg("serve")
             .arg("--data-dir")
@@ -50,9 +63,9 @@ impl Node {
             ])
             .args(extra)
             .env("TANDEM_ADMIN_TOKEN", ADMIN)
-            .env("TANDEM_LOG", "warn")
+            .env("TANDEM_LOG", if log.is_some() { "info" } else { "warn" })
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start tandem");
         let stdout = child.stdout.take().expect("stdout");
