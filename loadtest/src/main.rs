@@ -118,6 +118,20 @@ struct RunArgs {
     /// Skip the money audit at the end.
     #[arg(long)]
     no_audit: bool,
+    /// Steady state: each caller closes every hold it opens before its next one (`authorize`
+    /// and `hot` clear in full; `lifecycle` clears, partly clears or reverses), so the
+    /// open-hold bound never limits the run.
+    #[arg(long)]
+    settle: bool,
+    /// The server's process id, when it runs on this machine: its CPU time during the run is
+    /// reported beside the tester's own (per 1,000 approvals).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// The target is a bare gRPC echo service (`cargo run --release -p tandem-benches
+    /// --example echo`), the transport's own ceiling: unary card traffic only, nothing is
+    /// provisioned or audited.
+    #[arg(long)]
+    echo: bool,
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
@@ -181,15 +195,22 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
         deposit_minor: 10_000_000_000,
         kid_deposit_minor: 20_000,
     };
-    if !args.quiet {
-        eprintln!("provisioning {} accounts ...", population.accounts);
+    if args.echo && (args.stream || target.protocol != Protocol::GrpcUnary) {
+        return Err("--echo drives a grpc:// target with unary calls".into());
     }
-    provision::provision(&target, &population, 64).await?;
+    if !args.echo {
+        if !args.quiet {
+            eprintln!("provisioning {} accounts ...", population.accounts);
+        }
+        provision::provision(&target, &population, 64).await?;
+    }
     let mut ledger = provision::ledger_of_deposits(&population);
     ledger.hold_expiry_ms = args.hold_expiry.map(|d| d.as_millis() as i64);
+    let mut traffic = Traffic::new(scenario, population.clone(), args.seed);
+    traffic.settle = args.settle;
     let shared = Arc::new(Shared {
         target: target.clone(),
-        traffic: Mutex::new(Traffic::new(scenario, population.clone(), args.seed)),
+        traffic: Mutex::new(traffic),
         recorder: report::Recorder::default(),
         ledger: Mutex::new(ledger),
         population: population.clone(),
@@ -231,7 +252,20 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
             seed: args.seed,
             quiet: args.quiet,
         };
+        let cpu_before = (
+            report::process_cpu_seconds(None),
+            args.server_pid
+                .and_then(|pid| report::process_cpu_seconds(Some(pid))),
+        );
         let elapsed = run(shared.clone(), &load).await;
+        let client_s = report::process_cpu_seconds(None)
+            .zip(cpu_before.0)
+            .map(|(after, before)| after - before);
+        let server_s = args
+            .server_pid
+            .and_then(|pid| report::process_cpu_seconds(Some(pid)))
+            .zip(cpu_before.1)
+            .map(|(after, before)| after - before);
         let mode = match load.closed_loop {
             Some(n) => format!(
                 "closed loop, {n} workers, {:.0} s",
@@ -243,9 +277,12 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
                 args.duration.as_secs_f64()
             ),
         };
-        shared.recorder.report(context(mode), elapsed)
+        let mut report = shared.recorder.report(context(mode), elapsed);
+        report.cpu = client_s
+            .map(|client_s| report::Cpu::new(client_s, server_s, elapsed, report.approved.count));
+        report
     };
-    let passed = if args.no_audit {
+    let passed = if args.no_audit || args.echo {
         true
     } else {
         let summary = tandem_loadtest::run::audit(&shared).await;
@@ -274,17 +311,20 @@ async fn step(
     let mut held: Option<Report> = None;
     let slo_us = args.slo_p99.as_micros() as u64;
     loop {
+        let scenario = shared
+            .traffic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .scenario;
+        let mut traffic = Traffic::new(
+            scenario,
+            shared.population.clone(),
+            args.seed.wrapping_add(rate as u64),
+        );
+        traffic.settle = args.settle;
         let step_shared = Arc::new(Shared {
             target: shared.target.clone(),
-            traffic: Mutex::new(Traffic::new(
-                shared
-                    .traffic
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .scenario,
-                shared.population.clone(),
-                args.seed.wrapping_add(rate as u64),
-            )),
+            traffic: Mutex::new(traffic),
             recorder: report::Recorder::default(),
             ledger: Mutex::new(Ledger::default()),
             population: shared.population.clone(),

@@ -176,7 +176,7 @@ pub async fn execute(shared: Arc<Shared>, start: Instant, due: Instant, work: Wo
 pub async fn run(shared: Arc<Shared>, load: &Load) -> Duration {
     let start = Instant::now();
     // Live progress on the terminal (indicatif; hidden when stderr is not a terminal or in
-    // quiet mode): rate achieved, errors, p50 and p99 so far.
+    // quiet mode): approvals and answers per second, errors, p50 and p99 so far.
     let bar = if load.quiet {
         indicatif::ProgressBar::hidden()
     } else {
@@ -193,19 +193,21 @@ pub async fn run(shared: Arc<Shared>, load: &Load) -> Duration {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(Duration::from_secs(1));
             ticker.tick().await;
-            let mut last = 0;
+            let mut last = (0, 0);
             loop {
                 ticker.tick().await;
-                let (count, errors, percentiles) = shared.recorder.snapshot();
-                let (p50, p99) = percentiles.unwrap_or((0, 0));
+                let progress = shared.recorder.snapshot();
+                let (p50, p99) = progress.percentiles.unwrap_or((0, 0));
                 bar.set_position(start.elapsed().as_secs());
                 bar.set_message(format!(
-                    "{count} done, {}/s, {errors} errors, p50 {:.2} ms, p99 {:.2} ms",
-                    count - last,
+                    "{} approvals/s, {} answers/s, {} errors, p50 {:.2} ms, p99 {:.2} ms",
+                    progress.approved - last.0,
+                    progress.answers - last.1,
+                    progress.errors,
                     p50 as f64 / 1_000.0,
                     p99 as f64 / 1_000.0
                 ));
-                last = count;
+                last = (progress.approved, progress.answers);
             }
         })
     };

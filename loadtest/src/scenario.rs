@@ -130,6 +130,11 @@ pub struct Traffic {
     sequence: u64,
     /// Share of mixed traffic that is balance reads.
     pub read_share: f64,
+    /// Steady state: every approved authorization is closed by its caller before it sends
+    /// the next one (cleared in full in `authorize` and `hot`; cleared, partly cleared or
+    /// reversed in `lifecycle`), so open holds never pile up and the open-hold bound is
+    /// never what limits a run.
+    pub settle: bool,
 }
 
 impl Traffic {
@@ -147,6 +152,7 @@ impl Traffic {
             picker,
             sequence: 0,
             read_share: 0.1,
+            settle: false,
         }
     }
 
@@ -241,6 +247,13 @@ impl Traffic {
                 let account = self.adult();
                 let amount = self.picker.rng().random_range(100..20_000);
                 let request = self.spend(account, amount, &home, GROCERY);
+                if self.settle {
+                    return Work::Lifecycle {
+                        account,
+                        authorize: request,
+                        then: FollowUp::ClearFull,
+                    };
+                }
                 Work::Single {
                     account,
                     op: Op::Authorize(request),
@@ -282,7 +295,7 @@ impl Traffic {
                     FollowUp::ClearFull
                 } else if roll < 0.70 {
                     FollowUp::ClearPartial
-                } else if roll < 0.82 {
+                } else if self.settle || roll < 0.82 {
                     FollowUp::Reverse
                 } else if roll < 0.90 {
                     FollowUp::Increment
@@ -337,5 +350,67 @@ impl Traffic {
             }),
             FollowUp::Leave => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn population(accounts: usize) -> Population {
+        Population {
+            run_id: "t".into(),
+            accounts,
+            members_per_account: 2,
+            kid_every: 0,
+            currencies: vec!["EUR".into()],
+            deposit_minor: 1_000_000,
+            kid_deposit_minor: 0,
+        }
+    }
+
+    /// The follow-up of a unit of work, if it is a lifecycle.
+    fn then(work: &Work) -> Option<FollowUp> {
+        match work {
+            Work::Lifecycle { then, .. } => Some(*then),
+            Work::Single { .. } => None,
+        }
+    }
+
+    #[test]
+    fn settled_traffic_closes_every_hold_it_opens() {
+        for scenario in [Scenario::Authorize, Scenario::Hot, Scenario::Lifecycle] {
+            let mut traffic = Traffic::new(scenario, population(1), 7);
+            traffic.settle = true;
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..2_000 {
+                let follow_up = then(&traffic.next_work());
+                assert!(
+                    matches!(
+                        follow_up,
+                        Some(FollowUp::ClearFull | FollowUp::ClearPartial | FollowUp::Reverse)
+                    ),
+                    "{scenario:?} left a hold open: {follow_up:?}"
+                );
+                seen.insert(format!("{follow_up:?}"));
+            }
+            let expected = if scenario == Scenario::Lifecycle {
+                3
+            } else {
+                1
+            };
+            assert_eq!(seen.len(), expected, "{scenario:?}: {seen:?}");
+        }
+    }
+
+    #[test]
+    fn unsettled_traffic_keeps_its_shape() {
+        let mut hot = Traffic::new(Scenario::Hot, population(1), 7);
+        assert!(then(&hot.next_work()).is_none(), "hot sends single holds");
+        let mut lifecycle = Traffic::new(Scenario::Lifecycle, population(1), 7);
+        let leaves = (0..2_000)
+            .filter(|_| then(&lifecycle.next_work()) == Some(FollowUp::Leave))
+            .count();
+        assert!(leaves > 0, "some lifecycles are left to expire");
     }
 }
