@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Tandem beside TigerBeetle, in one sitting, counting approvals.
+#
+#   benches/compare.sh [quick|full]      (quick: 5 s a shape; full: 20 s;
+#                                          SECONDS_PER_SHAPE=N overrides)
+#
+# For each shape it runs the TigerBeetle peer ($TANDEM_PEERS, default ../shared/peers; read
+# only, its data in a temporary directory) and a fresh release `tandem serve` (a new data
+# directory per shape) back to back, then prints one table: approvals/s, p50 and p99 of the
+# approvals, and CPU seconds per 1,000 approvals of server and client, for each side and the
+# ratio. A client above 0.8 of a core is flagged client-bound. Unary gRPC is also set beside a
+# bare tonic echo (benches/examples/echo.rs) driven the same way: the transport's ceiling.
+#
+# Exits non-zero, after the table, if any Tandem run's money audit is not clean or a run
+# failed. Not part of CI. Reports go to target/compare/<time>/ (table.md, results.tsv and one
+# tandem-loadtest report per run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+mode=${1:-quick}
+case $mode in
+  quick) seconds=${SECONDS_PER_SHAPE:-5} ;;
+  full) seconds=${SECONDS_PER_SHAPE:-20} ;;
+  *) echo "usage: benches/compare.sh [quick|full]" >&2; exit 2 ;;
+esac
+peers=$(cd "${TANDEM_PEERS:-$root/../shared/peers}" && pwd)
+tb=$peers/tigerbeetle
+for needed in "$tb/tigerbeetle" "$tb/tb-client-bench"; do
+  [ -x "$needed" ] || { echo "compare: $needed is missing (see $peers/README.md)" >&2; exit 2; }
+done
+for tool in jq curl /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "compare: needs $tool (Debian: jq, curl, time)" >&2; exit 2; }
+done
+
+cargo build --release -q -p tandem-server -p tandem-loadtest
+cargo build --release -q -p tandem-benches --example echo
+target=${CARGO_TARGET_DIR:-$root/target}
+# TigerBeetle's client driven open loop (benches/tb-open-loop, outside the workspace).
+CARGO_TARGET_DIR=$target/tb-open-loop cargo build --release -q --manifest-path benches/tb-open-loop/Cargo.toml
+tb_open=$target/tb-open-loop/release/tb-open-loop
+bin=$target/release
+out=$target/compare/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$out"
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # user + system, USER_HZ (100)
+cpu_s() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 100 }'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# One line per run, tab separated:
+# shape side approvals/s approvals p50_ms p99_ms server_cpu_s client_cpu_s client_cores audit note
+results=$out/results.tsv
+: > "$results"
+failed=0
+row() { printf '%s\t' "$@" | sed 's/\t$//' >> "$results"; echo >> "$results"; }
+
+# TigerBeetle: a fresh single replica (as the peer's run.sh starts it), its CPU read from /proc
+# around the client, the client's from /usr/bin/time.
+tb_port=3390
+peer() { # shape client client-args...
+  local shape=$1 client=$2 dir=$tmp/tb-$1
+  shift 2
+  mkdir -p "$dir"
+  "$tb/tigerbeetle" format --cluster=0 --replica=0 --replica-count=1 --development "$dir/0_0.tigerbeetle" >/dev/null 2>&1
+  "$tb/tigerbeetle" start --addresses=127.0.0.1:$tb_port --development "$dir/0_0.tigerbeetle" >"$dir/replica.log" 2>&1 &
+  local server=$!
+  pids+=("$server")
+  wait_port $tb_port || { echo "compare: TigerBeetle did not start ($dir/replica.log)" >&2; exit 1; }
+  local before line after client
+  before=$(ticks "$server")
+  line=$(TB_ADDRESSES=127.0.0.1:$tb_port /usr/bin/time -f '%U %S %e' -o "$dir/time" "$client" "$@")
+  after=$(ticks "$server")
+  stop "$server"
+  read -r user sys wall < "$dir/time"
+  local client_s
+  client_s=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+  local rate count p50 p99
+  rate=$(sed -n 's/.*transfers\/s=\([0-9.]*\).*/\1/p' <<<"$line")
+  count=$(sed -n 's/.* n=\([0-9]*\).*/\1/p' <<<"$line")
+  p50=$(sed -n 's/.*p50=\([0-9.]*\)ms.*/\1/p' <<<"$line")
+  p99=$(sed -n 's/.*p99=\([0-9.]*\)ms.*/\1/p' <<<"$line")
+  local cores note=$line
+  # The open-loop client counts the transfers it could not create.
+  if [[ $line == *failed=* && $line != *failed=0* ]]; then
+    echo "compare: TigerBeetle $shape: some transfers failed: $line" >&2
+    note="FAILED TRANSFERS: $line"
+    failed=1
+  fi
+  cores=$(awk -v c="$client_s" -v w="$wall" 'BEGIN { printf "%.2f", c / w }')
+  row "$shape" tigerbeetle "$rate" "$count" "$p50" "$p99" "$(cpu_s "$before" "$after")" "$client_s" "$cores" - "$note"
+  echo "  tigerbeetle $shape: $line" >&2
+}
+
+# Tandem: a fresh `tandem serve` per shape; tandem-loadtest reads both processes' CPU for the
+# measured run only (not provisioning or the audit).
+token=compare-admin
+grpc=127.0.0.1:50161 http=127.0.0.1:8191 iso=127.0.0.1:8693
+server=
+start_tandem() {
+  local data=$tmp/tandem-data-$1
+  TANDEM_ADMIN_TOKEN=$token TANDEM_LOG=warn "$bin/tandem" serve --data-dir "$data" \
+    --grpc-listen $grpc --http-listen $http --iso8583-listen $iso > "$out/$1.server.log" 2>&1 &
+  server=$!
+  pids+=("$server")
+  for _ in $(seq 200); do
+    curl -sf "http://$http/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "compare: tandem serve did not become ready ($out/$1.server.log)" >&2
+  exit 1
+}
+
+# Reads a tandem-loadtest report into a row.
+report_row() { # shape side report-dir note
+  local json=$3/report.json audit
+  audit=$(jq -r 'if .audit == null then "-" elif (.audit.findings | length) == 0 then "clean" else "\(.audit.findings | length) findings" end' "$json")
+  row "$1" "$2" \
+    "$(jq -r '.approvals_per_second | floor' "$json")" \
+    "$(jq -r '.approved.count' "$json")" \
+    "$(jq -r '.approved.p50_us / 1000' "$json")" \
+    "$(jq -r '.approved.p99_us / 1000' "$json")" \
+    "$(jq -r '.cpu.server_s // "-"' "$json")" \
+    "$(jq -r '.cpu.client_s // "-"' "$json")" \
+    "$(jq -r '.cpu.client_cores // 0 | . * 100 | floor / 100' "$json")" \
+    "$audit" "$4"
+}
+
+tandem() { # shape side note loadtest-args...
+  local shape=$1 side=$2 note=$3
+  shift 3
+  start_tandem "$shape-$side"
+  local status=0
+  "$bin/tandem-loadtest" run --token $token --quiet --server-pid "$server" \
+    --kid-share 0 --report "$out/$shape-$side" "$@" > /dev/null 2> "$out/$shape-$side.err" || status=$?
+  stop "$server"
+  if [ ! -f "$out/$shape-$side/report.json" ]; then
+    echo "compare: $shape $side failed (exit $status): $(tail -3 "$out/$shape-$side.err")" >&2
+    row "$shape" "$side" 0 0 0 0 - - 0 "failed" "$note"
+    failed=1
+    return
+  fi
+  report_row "$shape" "$side" "$out/$shape-$side" "$note"
+  # Exit 3: the money audit found something. That fails the comparison, loudly.
+  if [ "$status" -ne 0 ]; then
+    echo "compare: $shape $side: the money audit is NOT clean (exit $status); see $out/$shape-$side/report.md" >&2
+    failed=1
+  fi
+  echo "  tandem $shape $side: $(jq -r '"\(.approvals_per_second | floor) approvals/s, p99 \(.approved.p99_us / 1000) ms"' "$out/$shape-$side/report.json")" >&2
+}
+
+echo_service() { # shape callers
+  local shape=$1 callers=$2
+  "$bin/examples/echo" 127.0.0.1:50171 2> "$out/$shape.echo.log" &
+  local echo_pid=$!
+  pids+=("$echo_pid")
+  wait_port 50171
+  "$bin/tandem-loadtest" run --echo --target grpc://127.0.0.1:50171 --token none --quiet \
+    --server-pid "$echo_pid" --scenario authorize --accounts 5000 --kid-share 0 \
+    --closed-loop --concurrency "$callers" --duration "${seconds}s" \
+    --report "$out/$shape-echo" > /dev/null 2> "$out/$shape-echo.err" || failed=1
+  stop "$echo_pid"
+  report_row "$shape" echo "$out/$shape-echo" "bare tonic echo, unary"
+  echo "  echo $shape: $(jq -r '.approvals_per_second | floor' "$out/$shape-echo/report.json")/s" >&2
+}
+
+commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo "+dirty")
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "compare ($mode, ${seconds} s a shape) at $commit, load $load_before" >&2
+closed=(--closed-loop --duration "${seconds}s")
+stream=(--target "grpc://$grpc" --stream --connections 2)
+unary=(--target "grpc://$grpc")
+hot_lifecycle=(--scenario authorize --settle --accounts 1)
+
+# 1. One hot account, 32 callers, lifecycle (hold, then clear in full).
+peer hot1-c32-lifecycle "$tb/tb-client-bench" 32 "$seconds" 1 lifecycle
+tandem hot1-c32-lifecycle stream "processor stream" "${stream[@]}" "${hot_lifecycle[@]}" "${closed[@]}" --concurrency 32
+tandem hot1-c32-lifecycle unary "unary" "${unary[@]}" "${hot_lifecycle[@]}" "${closed[@]}" --concurrency 32
+tandem hot1-c32-lifecycle iso8583 "ISO 8583, 16 links" --target "iso8583://$iso" --admin-target "http://$http" \
+  --connections 16 "${hot_lifecycle[@]}" "${closed[@]}" --concurrency 32
+
+# 2. 5,000 accounts, 32 callers, holds (each caller places one hold at a time).
+holds=(--scenario authorize --accounts 5000)
+peer acct5000-c32-holds "$tb/tb-client-bench" 32 "$seconds" 5000 hold
+tandem acct5000-c32-holds stream "processor stream" "${stream[@]}" "${holds[@]}" "${closed[@]}" --concurrency 32
+tandem acct5000-c32-holds unary "unary" "${unary[@]}" "${holds[@]}" "${closed[@]}" --concurrency 32
+echo_service acct5000-c32-holds 32
+tandem acct5000-c256-holds unary "unary" "${unary[@]}" "${holds[@]}" "${closed[@]}" --concurrency 256
+echo_service acct5000-c256-holds 256
+
+# 3. 1,024 callers, lifecycle, on one hot account and on 10,000 accounts, over the stream.
+peer hot1-c1024-lifecycle "$tb/tb-client-bench" 1024 "$seconds" 1 lifecycle
+tandem hot1-c1024-lifecycle stream "processor stream" "${stream[@]}" "${hot_lifecycle[@]}" "${closed[@]}" --concurrency 1024
+peer acct10000-c1024-lifecycle "$tb/tb-client-bench" 1024 "$seconds" 10000 lifecycle
+tandem acct10000-c1024-lifecycle stream "processor stream" "${stream[@]}" --scenario authorize --settle \
+  --accounts 10000 "${closed[@]}" --concurrency 1024
+
+# 4. Open loop (Poisson) at the rate TigerBeetle sustained in shape 1, both sides, p99 from the
+# scheduled time. A unit of work is a hold and its clearing, two approvals, so the schedule
+# runs at half the transfer rate.
+tb_rate=$(awk -F'\t' '$1 == "hot1-c32-lifecycle" && $2 == "tigerbeetle" { print $3 }' "$results")
+units=$(awk -v r="$tb_rate" 'BEGIN { printf "%.0f", r / 2 }')
+open=(--rate "$units" --duration "${seconds}s")
+peer hot1-open-lifecycle "$tb_open" "$units" "$seconds" 1
+tandem hot1-open-lifecycle stream "open loop at TigerBeetle's shape-1 rate, $tb_rate approvals/s" \
+  "${stream[@]}" "${hot_lifecycle[@]}" "${open[@]}"
+tandem hot1-open-lifecycle unary "open loop at TigerBeetle's shape-1 rate, $tb_rate approvals/s" \
+  "${unary[@]}" "${hot_lifecycle[@]}" "${open[@]}"
+
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+python3 "$root/benches/compare_table.py" "$results" "$mode" "$seconds" "$commit" "$load_before" "$load_after" \
+  | tee "$out/table.md"
+echo "reports in $out" >&2
+if [ "$failed" -ne 0 ]; then
+  echo "compare: FAILED: a run failed or a money audit was not clean (see above)" >&2
+  exit 1
+fi

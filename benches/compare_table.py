@@ -1,0 +1,78 @@
+"""Prints benches/compare.sh's results as one Markdown table.
+
+Usage: compare_table.py RESULTS.tsv MODE SECONDS COMMIT LOAD_BEFORE LOAD_AFTER
+
+Each line of RESULTS.tsv is one run: shape, side (tigerbeetle, stream, unary, iso8583, echo),
+approvals/s, approvals, p50 ms, p99 ms (of the approvals), server CPU s, client CPU s, client
+cores, audit, note. Tandem's rows are set beside TigerBeetle's row of the same shape (approvals/s
+closed loop; p99 in the open-loop shape, where both run at the same rate) and its unary rows
+beside the echo row of the same shape.
+"""
+
+import sys
+
+CLIENT_BOUND = 0.8  # of a core
+
+
+def number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def per_1000(cpu_s, approvals):
+    cpu, count = number(cpu_s), number(approvals)
+    if cpu is None or not count:
+        return "-"
+    return f"{cpu * 1000 / count:.3f}"
+
+
+def ratio(ours, theirs):
+    if not ours or not theirs:
+        return "-"
+    return f"{ours / theirs:.2f}×"
+
+
+def main():
+    path, mode, seconds, commit, load_before, load_after = sys.argv[1:7]
+    runs = []
+    with open(path) as f:
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 11:
+                continue
+            shape, side, rate, count, p50, p99, server, client, cores, audit, note = fields[:11]
+            runs.append(dict(shape=shape, side=side, rate=number(rate) or 0.0, count=count,
+                             p50=p50, p99=p99, server=server, client=client,
+                             cores=number(cores) or 0.0, audit=audit, note=note))
+    peer = {r["shape"]: r for r in runs if r["side"] == "tigerbeetle"}
+    echo = {r["shape"]: r for r in runs if r["side"] == "echo"}
+    print(f"## Tandem beside TigerBeetle: {mode} mode, {seconds} s a shape\n")
+    print(f"Commit {commit}; load average {load_before} before, {load_after} after; "
+          "approvals only (TigerBeetle: transfers created; Tandem: DE 39 00/10 answers).\n")
+    print("| shape | side | approvals/s | p50 ms | p99 ms | server CPU s / 1k | "
+          "client CPU s / 1k | vs TigerBeetle | vs echo | audit | notes |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        notes = [r["note"]] if r["side"] != "tigerbeetle" or "FAILED" in r["note"] else []
+        versus_peer, versus_echo = "-", "-"
+        theirs = peer.get(r["shape"])
+        if r["side"] not in ("tigerbeetle", "echo") and theirs:
+            if r["shape"].startswith("hot1-open"):
+                ours_p99, their_p99 = number(r["p99"]), number(theirs["p99"])
+                if ours_p99 and their_p99:
+                    versus_peer = f"p99 {ours_p99 / their_p99:.2f}×"
+            else:
+                versus_peer = ratio(r["rate"], theirs["rate"])
+        if r["side"] == "unary" and r["shape"] in echo:
+            versus_echo = ratio(r["rate"], echo[r["shape"]]["rate"])
+        if r["cores"] > CLIENT_BOUND:
+            notes.append(f"**client-bound** ({r['cores']:.2f} of a core)")
+        print(f"| {r['shape']} | {r['side']} | {r['rate']:.0f} | {r['p50']} | {r['p99']} | "
+              f"{per_1000(r['server'], r['count'])} | {per_1000(r['client'], r['count'])} | "
+              f"{versus_peer} | {versus_echo} | {r['audit']} | {'; '.join(n for n in notes if n)} |")
+
+
+if __name__ == "__main__":
+    main()
