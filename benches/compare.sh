@@ -118,9 +118,11 @@ start_tandem() {
   exit 1
 }
 
-# Reads a tandem-loadtest report into a row.
+# Reads a tandem-loadtest report into a row; declines and errors, if any, go into its note.
 report_row() { # shape side report-dir note
-  local json=$3/report.json audit
+  local json=$3/report.json audit note=$4 other
+  other=$(jq -r '[(if .declined.count > 0 then "\(.declined.per_second | floor) declined/s (\(.declined_by | to_entries | max_by(.value) | .key) most)" else empty end), (if .errored.count > 0 then "\(.errored.per_second | floor) errored/s" else empty end)] | join(", ")' "$json")
+  [ -n "$other" ] && note="$note; $other"
   audit=$(jq -r 'if .audit == null then "-" elif (.audit.findings | length) == 0 then "clean" else "\(.audit.findings | length) findings" end' "$json")
   row "$1" "$2" \
     "$(jq -r '.approvals_per_second | floor' "$json")" \
@@ -130,7 +132,7 @@ report_row() { # shape side report-dir note
     "$(jq -r '.cpu.server_s // "-"' "$json")" \
     "$(jq -r '.cpu.client_s // "-"' "$json")" \
     "$(jq -r '.cpu.client_cores // 0 | . * 100 | floor / 100' "$json")" \
-    "$audit" "$4"
+    "$audit" "$note"
 }
 
 tandem() { # shape side note loadtest-args...

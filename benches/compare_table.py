@@ -5,8 +5,8 @@ Usage: compare_table.py RESULTS.tsv MODE SECONDS COMMIT LOAD_BEFORE LOAD_AFTER
 Each line of RESULTS.tsv is one run: shape, side (tigerbeetle, stream, unary, iso8583, echo),
 approvals/s, approvals, p50 ms, p99 ms (of the approvals), server CPU s, client CPU s, client
 cores, audit, note. Tandem's rows are set beside TigerBeetle's row of the same shape (approvals/s
-closed loop; p99 in the open-loop shape, where both run at the same rate) and its unary rows
-beside the echo row of the same shape.
+closed loop, with server CPU per 1,000 approvals; p99 in the open-loop shape, where both run
+at the same rate) and its unary rows beside the echo row of the same shape.
 """
 
 import sys
@@ -65,6 +65,10 @@ def main():
                     versus_peer = f"p99 {ours_p99 / their_p99:.2f}×"
             else:
                 versus_peer = ratio(r["rate"], theirs["rate"])
+                ours_cpu = number(per_1000(r["server"], r["count"]))
+                their_cpu = number(per_1000(theirs["server"], theirs["count"]))
+                if ours_cpu and their_cpu:
+                    versus_peer += f" (server CPU / 1k {ours_cpu / their_cpu:.1f}×)"
         if r["side"] == "unary" and r["shape"] in echo:
             versus_echo = ratio(r["rate"], echo[r["shape"]]["rate"])
         if r["cores"] > CLIENT_BOUND:
