@@ -25,9 +25,10 @@ run() { # name target extra-args...
   local name=$1 target=$2; shift 2
   target/release/tandem-loadtest run --target "$target" --token $token --quiet --no-audit \
     --duration "${seconds}s" --report "$out/$name" "$@" > /dev/null
-  local rate p50 p99
-  rate=$(grep -o '"per_second": [0-9.]*' "$out/$name/report.json" | head -1 | awk '{print $2}')
-  echo "$name $(printf '%.0f' "$rate")/s load $(cut -d' ' -f1 /proc/loadavg)"
+  local json=$out/$name/report.json approvals answers
+  approvals=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["approvals_per_second"]))' "$json")
+  answers=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["total"]["per_second"]))' "$json")
+  echo "$name ${approvals} approvals/s (${answers} answers/s) load $(cut -d' ' -f1 /proc/loadavg)"
 }
 
 for scenario in ${SCENARIOS:-authorize mixed}; do
