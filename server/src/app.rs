@@ -407,6 +407,35 @@ impl App {
             .ok_or_else(|| ApiError::not_found(format!("no card {card}")))
     }
 
+    /// The account of a card a management request names, and who acts on it, for
+    /// `principal`. The key's scope is checked before the card is looked up (network keys
+    /// manage nothing), and a key of one account gets the same 403 whether the card is another
+    /// account's or does not exist: it learns nothing about cards outside its account.
+    async fn card_in_scope(
+        &self,
+        principal: &Principal,
+        card: &CardId,
+    ) -> Result<(AccountId, Actor), ApiError> {
+        match principal.role {
+            KeyRole::Admin => {
+                let account = self.routed_card(card).await?;
+                Ok((account, Actor::Platform))
+            }
+            KeyRole::App => match self.card_account(card)? {
+                Some(account) if principal.account.as_ref() == Some(&account) => {
+                    let actor = self.actor_for(principal, &account)?;
+                    Ok((account, actor))
+                }
+                _ => Err(ApiError::forbidden(format!(
+                    "this key acts for one member of one account; card {card} is not one of its cards"
+                ))),
+            },
+            KeyRole::Network => Err(ApiError::forbidden(
+                "network keys send authorization traffic only",
+            )),
+        }
+    }
+
     /// The committed account as sled holds it (for holds, positions and checks).
     async fn committed(&self, account: &AccountId) -> Result<Account, ApiError> {
         let reader = self.system()?.engine().reader().clone();
@@ -678,8 +707,7 @@ impl App {
             .then(|| pan(&request.pan))
             .transpose()?;
         let expiry = convert::expiry(&request.expiry, now_ms())?;
-        let account = self.routed_card(&card).await?;
-        let actor = self.actor_for(principal, &account)?;
+        let (account, actor) = self.card_in_scope(principal, &card).await?;
         let _directory = self.directory.lock().await;
         let (hash, exists_here) = self.claim_card(&account, &new_card, pan.as_deref()).await?;
         if exists_here {
@@ -718,8 +746,7 @@ impl App {
     ) -> Result<pb::CommandResult, ApiError> {
         let card = card_id("card_id", &request.card_id)?;
         let status = convert::card_status(&request.status)?;
-        let account = self.routed_card(&card).await?;
-        let actor = self.actor_for(principal, &account)?;
+        let (account, actor) = self.card_in_scope(principal, &card).await?;
         self.manage(
             principal,
             &account,
@@ -756,8 +783,7 @@ impl App {
     ) -> Result<pb::CommandResult, ApiError> {
         let card = card_id("card_id", &request.card_id)?;
         let controls = convert::controls(&request.controls.unwrap_or_default())?;
-        let account = self.routed_card(&card).await?;
-        let actor = self.actor_for(principal, &account)?;
+        let (account, actor) = self.card_in_scope(principal, &card).await?;
         self.manage(
             principal,
             &account,

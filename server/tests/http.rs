@@ -531,3 +531,117 @@ async fn metrics_health_and_readiness_are_served() {
         assert!(text.contains(series), "/metrics has {series}");
     }
 }
+
+/// Card management names only a card. A key of one account is refused before anything is
+/// touched, and learns nothing: another account's card and a card that does not exist get
+/// the same 403, and the other account's card is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_management_checks_the_key_before_the_card() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(dir.path());
+    node.account("home", "joint", &[("ana", "owner")], Some(("EUR", 50_00)))
+        .await;
+    node.account("other", "joint", &[("cy", "owner")], Some(("EUR", 50_00)))
+        .await;
+    let ana = node
+        .admin(
+            "POST",
+            "/v1/api-keys",
+            json!({"role": "app", "account_id": "home", "member_id": "ana"}),
+        )
+        .await;
+    let ana = ana["token"].as_str().expect("token").to_owned();
+    let network = network_key(&node).await;
+    let operations = |card: &str| {
+        [
+            (
+                "PUT",
+                format!("/v1/cards/{card}/status"),
+                json!({"status": "frozen"}),
+            ),
+            (
+                "PUT",
+                format!("/v1/cards/{card}/controls"),
+                json!({"blocked_mcc": ["5411"]}),
+            ),
+            (
+                "POST",
+                format!("/v1/cards/{card}/replace"),
+                json!({"new_card_id": format!("{card}-new")}),
+            ),
+        ]
+    };
+    for (elsewhere, nowhere) in operations("other-cy-card")
+        .into_iter()
+        .zip(operations("no-such-card"))
+    {
+        let (status, theirs) = node
+            .call(
+                elsewhere.0,
+                &elsewhere.1,
+                Some(&ana),
+                Some(elsewhere.2.clone()),
+            )
+            .await;
+        assert_eq!(
+            (status, theirs["code"].as_str()),
+            (403, Some("permission_denied")),
+            "{} {}: {theirs}",
+            elsewhere.0,
+            elsewhere.1
+        );
+        let (status, missing) = node
+            .call(nowhere.0, &nowhere.1, Some(&ana), Some(nowhere.2))
+            .await;
+        assert_eq!(status, 403, "{} {}: {missing}", nowhere.0, nowhere.1);
+        let same = |body: &serde_json::Value, card: &str| {
+            body["detail"]
+                .as_str()
+                .expect("detail")
+                .replace(card, "CARD")
+        };
+        assert_eq!(
+            same(&theirs, "other-cy-card"),
+            same(&missing, "no-such-card"),
+            "an existing card of another account and a missing card read the same"
+        );
+        // Network keys manage no card, whatever it is.
+        let (status, _) = node
+            .call(elsewhere.0, &elsewhere.1, Some(&network), Some(elsewhere.2))
+            .await;
+        assert_eq!(status, 403);
+    }
+    // The other account's card is untouched: active, uncontrolled, not replaced.
+    let (status, answer) = node
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(&network),
+            Some(authorize_body("after", "other-cy-card", 1_00)),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("approved")),
+        "{answer}"
+    );
+    // The key still manages its own account's card, and an admin's missing card is a 404.
+    let (status, body) = node
+        .call(
+            "PUT",
+            "/v1/cards/home-ana-card/status",
+            Some(&ana),
+            Some(json!({"status": "frozen"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = node
+        .call(
+            "PUT",
+            "/v1/cards/no-such-card/status",
+            Some(ADMIN),
+            Some(json!({"status": "frozen"})),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
