@@ -21,8 +21,8 @@ use tandem_proto::v1 as pb;
 use tandem_storage::AccountRecord;
 
 use crate::convert::{self, id, snake};
-use crate::error::ApiError;
 use crate::keys::{KeyRole, KeyStore, Principal};
+use crate::ops::OpError;
 
 /// Account ids are at most this long, so an authorization id (`<account>:<16 hex>`) can embed
 /// its account and route without any index.
@@ -59,26 +59,26 @@ pub fn lifecycle_id(account: &AccountId, key: &IdempotencyKey) -> AuthorizationI
 }
 
 /// The account an authorization id was minted for.
-pub fn lifecycle_account(authorization: &AuthorizationId) -> Result<AccountId, ApiError> {
+pub fn lifecycle_account(authorization: &AuthorizationId) -> Result<AccountId, OpError> {
     authorization
         .as_str()
         .rsplit_once(':')
         .and_then(|(account, _)| AccountId::new(account).ok())
         .ok_or_else(|| {
-            ApiError::not_found(format!(
+            OpError::not_found(format!(
                 "authorization {authorization} was not issued by this server"
             ))
         })
 }
 
-fn key(text: &str) -> Result<IdempotencyKey, ApiError> {
+fn key(text: &str) -> Result<IdempotencyKey, OpError> {
     id("idempotency_key", text, IdempotencyKey::new)
 }
 
-fn account_id(text: &str) -> Result<AccountId, ApiError> {
+fn account_id(text: &str) -> Result<AccountId, OpError> {
     let account = id("account_id", text, AccountId::new)?;
     if text.len() > ACCOUNT_ID_BYTES_MAX {
-        return Err(ApiError::invalid(
+        return Err(OpError::invalid(
             "account_id",
             format!("is at most {ACCOUNT_ID_BYTES_MAX} bytes"),
         ));
@@ -86,21 +86,21 @@ fn account_id(text: &str) -> Result<AccountId, ApiError> {
     Ok(account)
 }
 
-fn member_id(text: &str) -> Result<MemberId, ApiError> {
+fn member_id(text: &str) -> Result<MemberId, OpError> {
     id("member_id", text, MemberId::new)
 }
 
-fn card_id(field: &str, text: &str) -> Result<CardId, ApiError> {
+fn card_id(field: &str, text: &str) -> Result<CardId, OpError> {
     id(field, text, CardId::new)
 }
 
-fn authorization_id(text: &str) -> Result<AuthorizationId, ApiError> {
+fn authorization_id(text: &str) -> Result<AuthorizationId, OpError> {
     id("authorization_id", text, AuthorizationId::new)
 }
 
-fn merchant(mcc: &str, country: &str, name: &str) -> Result<Merchant, ApiError> {
+fn merchant(mcc: &str, country: &str, name: &str) -> Result<Merchant, OpError> {
     if name.len() > 64 {
-        return Err(ApiError::invalid("merchant_name", "is at most 64 bytes"));
+        return Err(OpError::invalid("merchant_name", "is at most 64 bytes"));
     }
     Ok(Merchant {
         mcc: convert::mcc("mcc", mcc)?,
@@ -110,9 +110,9 @@ fn merchant(mcc: &str, country: &str, name: &str) -> Result<Merchant, ApiError> 
 }
 
 /// A PAN: 12 to 19 digits.
-fn pan(text: &str) -> Result<String, ApiError> {
+fn pan(text: &str) -> Result<String, OpError> {
     if !(12..=19).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::invalid("pan", "must be 12 to 19 digits"));
+        return Err(OpError::invalid("pan", "must be 12 to 19 digits"));
     }
     Ok(text.to_owned())
 }
@@ -127,7 +127,7 @@ struct SpendFields<'a> {
     merchant_country: &'a str,
 }
 
-fn spend(card: CardId, fields: SpendFields<'_>) -> Result<Spend, ApiError> {
+fn spend(card: CardId, fields: SpendFields<'_>) -> Result<Spend, OpError> {
     Ok(Spend {
         card,
         amount: convert::amount(fields.amount_minor, fields.currency)?,
@@ -191,9 +191,9 @@ fn authorize_response(authorization: &AuthorizationId, outcome: &Outcome) -> pb:
 }
 
 /// A management command's answer: accepted, or the refusal as an error.
-fn accepted(outcome: Outcome) -> Result<pb::CommandResult, ApiError> {
+fn accepted(outcome: Outcome) -> Result<pb::CommandResult, OpError> {
     match outcome {
-        Outcome::Rejected { reason } => Err(ApiError::rejected(reason)),
+        Outcome::Rejected { reason } => Err(OpError::rejected(reason)),
         other => Ok(result(&other)),
     }
 }
@@ -231,10 +231,10 @@ impl App {
         principal: &Principal,
         full: bool,
         commit_delay_ms: u64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), OpError> {
         self.admin_only(principal, "fault injection")?;
         let faults = self.faults.get().ok_or_else(|| {
-            ApiError::forbidden("fault injection is not enabled on this node (--fault-injection)")
+            OpError::forbidden("fault injection is not enabled on this node (--fault-injection)")
         })?;
         faults.fail_with_no_space(full);
         faults.delay_writes(std::time::Duration::from_millis(commit_delay_ms));
@@ -248,9 +248,9 @@ impl App {
         self.ready.store(true, Ordering::Release);
     }
 
-    pub fn system(&self) -> Result<&Arc<AccountSystem>, ApiError> {
+    pub fn system(&self) -> Result<&Arc<AccountSystem>, OpError> {
         self.system.get().ok_or_else(|| {
-            ApiError::unavailable("recovering", "the node is still recovering; retry shortly")
+            OpError::unavailable("recovering", "the node is still recovering; retry shortly")
         })
     }
 
@@ -258,43 +258,43 @@ impl App {
 
     /// The actor a caller is on `account`: admins act as the platform, app keys as their
     /// member of their account only; network keys manage nothing.
-    fn actor_for(&self, principal: &Principal, account: &AccountId) -> Result<Actor, ApiError> {
+    fn actor_for(&self, principal: &Principal, account: &AccountId) -> Result<Actor, OpError> {
         match principal.role {
             KeyRole::Admin => Ok(Actor::Platform),
             KeyRole::App => match (&principal.account, &principal.member) {
                 (Some(own), Some(member)) if own == account => Ok(Actor::Member(member.clone())),
-                _ => Err(ApiError::forbidden(format!(
+                _ => Err(OpError::forbidden(format!(
                     "this key acts for one member of one account, not for {account}"
                 ))),
             },
-            KeyRole::Network => Err(ApiError::forbidden(
+            KeyRole::Network => Err(OpError::forbidden(
                 "network keys send authorization traffic only",
             )),
         }
     }
 
-    fn admin_only(&self, principal: &Principal, what: &str) -> Result<(), ApiError> {
+    fn admin_only(&self, principal: &Principal, what: &str) -> Result<(), OpError> {
         if principal.role == KeyRole::Admin {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("{what} needs an admin key")))
+            Err(OpError::forbidden(format!("{what} needs an admin key")))
         }
     }
 
-    fn network_only(&self, principal: &Principal) -> Result<(), ApiError> {
+    fn network_only(&self, principal: &Principal) -> Result<(), OpError> {
         match principal.role {
             KeyRole::Network | KeyRole::Admin => Ok(()),
-            KeyRole::App => Err(ApiError::forbidden(
+            KeyRole::App => Err(OpError::forbidden(
                 "authorization traffic needs a network key",
             )),
         }
     }
 
-    fn may_read(&self, principal: &Principal, account: &AccountId) -> Result<(), ApiError> {
+    fn may_read(&self, principal: &Principal, account: &AccountId) -> Result<(), OpError> {
         match principal.role {
             KeyRole::Admin => Ok(()),
             KeyRole::App if principal.account.as_ref() == Some(account) => Ok(()),
-            _ => Err(ApiError::forbidden(format!(
+            _ => Err(OpError::forbidden(format!(
                 "this key may not read account {account}"
             ))),
         }
@@ -316,7 +316,7 @@ impl App {
         key: IdempotencyKey,
         actor: Actor,
         body: CommandBody,
-    ) -> Result<Outcome, ApiError> {
+    ) -> Result<Outcome, OpError> {
         let command_name = body.kind_name();
         let started = Instant::now();
         // Admin actions are recorded; card traffic is not an admin action even when an admin
@@ -350,7 +350,7 @@ impl App {
         key: IdempotencyKey,
         authorization: &AuthorizationId,
         body: CommandBody,
-    ) -> Result<pb::AuthorizeResponse, ApiError> {
+    ) -> Result<pb::AuthorizeResponse, OpError> {
         let outcome = self
             .execute(principal, account, key, Actor::Network, body)
             .await?;
@@ -365,7 +365,7 @@ impl App {
         actor: Actor,
         kind: &str,
         body: CommandBody,
-    ) -> Result<pb::CommandResult, ApiError> {
+    ) -> Result<pb::CommandResult, OpError> {
         let outcome = self
             .execute(principal, account, self.fresh_key(kind), actor, body)
             .await?;
@@ -394,17 +394,17 @@ impl App {
         }
     }
 
-    fn card_account(&self, card: &CardId) -> Result<Option<AccountId>, ApiError> {
+    fn card_account(&self, card: &CardId) -> Result<Option<AccountId>, OpError> {
         self.system()?
             .engine()
             .reader()
             .card_account(card)
-            .map_err(|e| ApiError::internal(format!("card directory: {e}")))
+            .map_err(|e| OpError::internal(format!("card directory: {e}")))
     }
 
-    async fn routed_card(&self, card: &CardId) -> Result<AccountId, ApiError> {
+    async fn routed_card(&self, card: &CardId) -> Result<AccountId, OpError> {
         self.card_account(card)?
-            .ok_or_else(|| ApiError::not_found(format!("no card {card}")))
+            .ok_or_else(|| OpError::not_found(format!("no card {card}")))
     }
 
     /// The account of a card a management request names, and who acts on it, for
@@ -415,7 +415,7 @@ impl App {
         &self,
         principal: &Principal,
         card: &CardId,
-    ) -> Result<(AccountId, Actor), ApiError> {
+    ) -> Result<(AccountId, Actor), OpError> {
         match principal.role {
             KeyRole::Admin => {
                 let account = self.routed_card(card).await?;
@@ -426,30 +426,30 @@ impl App {
                     let actor = self.actor_for(principal, &account)?;
                     Ok((account, actor))
                 }
-                _ => Err(ApiError::forbidden(format!(
+                _ => Err(OpError::forbidden(format!(
                     "this key acts for one member of one account; card {card} is not one of its cards"
                 ))),
             },
-            KeyRole::Network => Err(ApiError::forbidden(
+            KeyRole::Network => Err(OpError::forbidden(
                 "network keys send authorization traffic only",
             )),
         }
     }
 
     /// The committed account as sled holds it (for holds, positions and checks).
-    async fn committed(&self, account: &AccountId) -> Result<Account, ApiError> {
+    async fn committed(&self, account: &AccountId) -> Result<Account, OpError> {
         let reader = self.system()?.engine().reader().clone();
         let account = account.clone();
         tokio::task::spawn_blocking(move || reader.load_account(&account))
             .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .map_err(|e| ApiError::internal(format!("could not load the account: {e}")))
+            .map_err(|e| OpError::internal(e.to_string()))?
+            .map_err(|e| OpError::internal(format!("could not load the account: {e}")))
     }
 
-    async fn existing(&self, account: &AccountId) -> Result<Account, ApiError> {
+    async fn existing(&self, account: &AccountId) -> Result<Account, OpError> {
         let state = self.committed(account).await?;
         if state.status == tandem_core::AccountStatus::Unopened {
-            return Err(ApiError::not_found(format!("no account {account}")));
+            return Err(OpError::not_found(format!("no account {account}")));
         }
         Ok(state)
     }
@@ -460,7 +460,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::OpenAccountRequest,
-    ) -> Result<pb::Created, ApiError> {
+    ) -> Result<pb::Created, OpError> {
         self.admin_only(principal, "opening an account")?;
         let account = account_id(&request.account_id)?;
         let kind = convert::account_kind(&request.kind)?;
@@ -479,7 +479,7 @@ impl App {
         {
             let existing = self.system()?.snapshot(&account).await?;
             if existing.kind != kind {
-                return Err(ApiError::conflict(
+                return Err(OpError::conflict(
                     "account_exists",
                     format!(
                         "account {account} exists as a {} account",
@@ -502,7 +502,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::MemberRequest,
-    ) -> Result<pb::Created, ApiError> {
+    ) -> Result<pb::Created, OpError> {
         let account = account_id(&request.account_id)?;
         let actor = self.actor_for(principal, &account)?;
         let member = member_id(&request.member_id)?;
@@ -529,7 +529,7 @@ impl App {
                 .iter()
                 .any(|m| m.member == member && m.role == role);
             if !same {
-                return Err(ApiError::conflict(
+                return Err(OpError::conflict(
                     "member_exists",
                     format!("member {member} exists with another role"),
                 ));
@@ -549,7 +549,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::MemberRequest,
-    ) -> Result<pb::CommandResult, ApiError> {
+    ) -> Result<pb::CommandResult, OpError> {
         let account = account_id(&request.account_id)?;
         let actor = self.actor_for(principal, &account)?;
         let member = member_id(&request.member_id)?;
@@ -568,7 +568,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::RemoveMemberRequest,
-    ) -> Result<pb::CommandResult, ApiError> {
+    ) -> Result<pb::CommandResult, OpError> {
         let account = account_id(&request.account_id)?;
         let actor = self.actor_for(principal, &account)?;
         let member = member_id(&request.member_id)?;
@@ -589,11 +589,11 @@ impl App {
         account: &AccountId,
         card: &CardId,
         pan: Option<&str>,
-    ) -> Result<(Option<String>, bool), ApiError> {
+    ) -> Result<(Option<String>, bool), OpError> {
         let exists_here = match self.card_account(card)? {
             Some(owner) if &owner == account => true,
             Some(_) => {
-                return Err(ApiError::conflict(
+                return Err(OpError::conflict(
                     "card_exists",
                     format!("card id {card} belongs to another account"),
                 ));
@@ -608,11 +608,11 @@ impl App {
                     .engine()
                     .reader()
                     .pan_card(hash.as_bytes())
-                    .map_err(|e| ApiError::internal(format!("PAN directory: {e}")))?
+                    .map_err(|e| OpError::internal(format!("PAN directory: {e}")))?
                 {
                     Some((owner, owned)) if &owner == account && &owned == card => {}
                     Some(_) => {
-                        return Err(ApiError::conflict(
+                        return Err(OpError::conflict(
                             "pan_exists",
                             "this PAN belongs to another card",
                         ));
@@ -632,15 +632,15 @@ impl App {
         account: &AccountId,
         card: &CardId,
         hash: String,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), OpError> {
         let record = AccountRecord::pan_links(account, vec![(hash.into_bytes(), card.clone())]);
         match self.system()?.engine().submit(record).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(ApiError::unavailable(
+            Ok(Err(error)) => Err(OpError::unavailable(
                 "log_unavailable",
                 format!("the card exists but its PAN could not be recorded ({error}); retry"),
             )),
-            Err(_) => Err(ApiError::unavailable(
+            Err(_) => Err(OpError::unavailable(
                 "shutting_down",
                 "the server is stopping",
             )),
@@ -651,7 +651,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::IssueCardRequest,
-    ) -> Result<pb::Created, ApiError> {
+    ) -> Result<pb::Created, OpError> {
         let account = account_id(&request.account_id)?;
         let actor = self.actor_for(principal, &account)?;
         let card = card_id("card_id", &request.card_id)?;
@@ -666,7 +666,7 @@ impl App {
             let state = self.existing(&account).await?;
             let same = state.cards.get(&card).is_some_and(|c| c.member == member);
             if !same {
-                return Err(ApiError::conflict(
+                return Err(OpError::conflict(
                     "card_exists",
                     format!("card {card} exists for another member"),
                 ));
@@ -700,7 +700,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::ReplaceCardRequest,
-    ) -> Result<pb::Created, ApiError> {
+    ) -> Result<pb::Created, OpError> {
         let card = card_id("card_id", &request.card_id)?;
         let new_card = card_id("new_card_id", &request.new_card_id)?;
         let pan = (!request.pan.is_empty())
@@ -711,7 +711,7 @@ impl App {
         let _directory = self.directory.lock().await;
         let (hash, exists_here) = self.claim_card(&account, &new_card, pan.as_deref()).await?;
         if exists_here {
-            return Err(ApiError::conflict(
+            return Err(OpError::conflict(
                 "card_exists",
                 format!("card {new_card} exists already"),
             ));
@@ -743,7 +743,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::CardStatusRequest,
-    ) -> Result<pb::CommandResult, ApiError> {
+    ) -> Result<pb::CommandResult, OpError> {
         let card = card_id("card_id", &request.card_id)?;
         let status = convert::card_status(&request.status)?;
         let (account, actor) = self.card_in_scope(principal, &card).await?;
@@ -761,7 +761,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::MemberControlsRequest,
-    ) -> Result<pb::CommandResult, ApiError> {
+    ) -> Result<pb::CommandResult, OpError> {
         let account = account_id(&request.account_id)?;
         let actor = self.actor_for(principal, &account)?;
         let member = member_id(&request.member_id)?;
@@ -780,7 +780,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::CardControlsRequest,
-    ) -> Result<pb::CommandResult, ApiError> {
+    ) -> Result<pb::CommandResult, OpError> {
         let card = card_id("card_id", &request.card_id)?;
         let controls = convert::controls(&request.controls.unwrap_or_default())?;
         let (account, actor) = self.card_in_scope(principal, &card).await?;
@@ -798,7 +798,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::SplitRuleRequest,
-    ) -> Result<pb::CommandResult, ApiError> {
+    ) -> Result<pb::CommandResult, OpError> {
         use tandem_core::SplitRule;
         let account = account_id(&request.account_id)?;
         let actor = self.actor_for(principal, &account)?;
@@ -810,10 +810,10 @@ impl App {
                     .weights
                     .iter()
                     .map(|w| Ok((member_id(&w.member_id)?, w.weight)))
-                    .collect::<Result<_, ApiError>>()?,
+                    .collect::<Result<_, OpError>>()?,
             },
             other => {
-                return Err(ApiError::invalid(
+                return Err(OpError::invalid(
                     "rule",
                     format!("must be one of payer_pays, equal, weighted, got {other:?}"),
                 ));
@@ -833,7 +833,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::FundingPolicyRequest,
-    ) -> Result<pb::CommandResult, ApiError> {
+    ) -> Result<pb::CommandResult, OpError> {
         use tandem_core::FundingPolicy;
         let account = account_id(&request.account_id)?;
         let actor = self.actor_for(principal, &account)?;
@@ -847,7 +847,7 @@ impl App {
                     .collect::<Result<_, _>>()?,
             },
             other => {
-                return Err(ApiError::invalid(
+                return Err(OpError::invalid(
                     "policy",
                     format!("must be largest_available_first or priority, got {other:?}"),
                 ));
@@ -867,7 +867,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::MoneyRequest,
-    ) -> Result<pb::CommandResult, ApiError> {
+    ) -> Result<pb::CommandResult, OpError> {
         let account = account_id(&request.account_id)?;
         self.admin_only(principal, "a deposit (money arriving from outside)")?;
         let key = key(&request.idempotency_key)?;
@@ -889,7 +889,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::MoneyRequest,
-    ) -> Result<pb::WithdrawalResponse, ApiError> {
+    ) -> Result<pb::WithdrawalResponse, OpError> {
         let account = account_id(&request.account_id)?;
         let actor = self.actor_for(principal, &account)?;
         let key = key(&request.idempotency_key)?;
@@ -910,7 +910,7 @@ impl App {
             )
             .await?;
         if let Outcome::Rejected { reason } = outcome {
-            return Err(ApiError::rejected(reason));
+            return Err(OpError::rejected(reason));
         }
         Ok(pb::WithdrawalResponse {
             withdrawal_id: withdrawal.to_string(),
@@ -922,13 +922,13 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::SetRatesRequest,
-    ) -> Result<pb::CommandResult, ApiError> {
+    ) -> Result<pb::CommandResult, OpError> {
         self.admin_only(principal, "setting FX rates")?;
         let table = rates_table(&request)?;
         let bytes =
-            serde_json::to_vec_pretty(&request).map_err(|e| ApiError::internal(e.to_string()))?;
+            serde_json::to_vec_pretty(&request).map_err(|e| OpError::internal(e.to_string()))?;
         crate::keys::write_private(&self.data_dir.join("fx-rates.json"), &bytes).map_err(|e| {
-            ApiError::unavailable(
+            OpError::unavailable(
                 "storage_unavailable",
                 format!("could not save the rates: {e}"),
             )
@@ -944,7 +944,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::AuthorizeRequest,
-    ) -> Result<pb::AuthorizeResponse, ApiError> {
+    ) -> Result<pb::AuthorizeResponse, OpError> {
         self.network_only(principal)?;
         let key = key(&request.idempotency_key)?;
         let card = card_id("card_id", &request.card_id)?;
@@ -962,7 +962,7 @@ impl App {
         spend.kind = convert::spend_kind(&request.kind)?;
         spend.partial_allowed = request.partial_allowed;
         if request.cashback_minor < 0 || request.cashback_minor > spend.amount.amount_minor {
-            return Err(ApiError::invalid(
+            return Err(OpError::invalid(
                 "cashback_minor",
                 "must be between 0 and amount_minor",
             ));
@@ -996,7 +996,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::IncrementRequest,
-    ) -> Result<pb::AuthorizeResponse, ApiError> {
+    ) -> Result<pb::AuthorizeResponse, OpError> {
         self.network_only(principal)?;
         let key = key(&request.idempotency_key)?;
         let authorization = authorization_id(&request.authorization_id)?;
@@ -1019,7 +1019,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::ReverseRequest,
-    ) -> Result<pb::AuthorizeResponse, ApiError> {
+    ) -> Result<pb::AuthorizeResponse, OpError> {
         self.network_only(principal)?;
         let key = key(&request.idempotency_key)?;
         let authorization = authorization_id(&request.authorization_id)?;
@@ -1047,7 +1047,7 @@ impl App {
         account: &AccountId,
         authorization: Option<&AuthorizationId>,
         request: &pb::PostingRequest,
-    ) -> Result<Spend, ApiError> {
+    ) -> Result<Spend, OpError> {
         let mut card = request.card_id.clone();
         let mut mcc = request.mcc.clone();
         let mut channel = request.channel.clone();
@@ -1110,7 +1110,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::PostingRequest,
-    ) -> Result<pb::AuthorizeResponse, ApiError> {
+    ) -> Result<pb::AuthorizeResponse, OpError> {
         self.network_only(principal)?;
         let key = key(&request.idempotency_key)?;
         let authorization = authorization_id(&request.authorization_id)?;
@@ -1141,7 +1141,7 @@ impl App {
         principal: &Principal,
         request: &pb::PostingRequest,
         fill_from: Option<&AuthorizationId>,
-    ) -> Result<(AccountId, IdempotencyKey, AuthorizationId, Spend), ApiError> {
+    ) -> Result<(AccountId, IdempotencyKey, AuthorizationId, Spend), OpError> {
         self.network_only(principal)?;
         let key = key(&request.idempotency_key)?;
         let card = card_id("card_id", &request.card_id)?;
@@ -1151,7 +1151,7 @@ impl App {
         } else {
             let named = authorization_id(&request.authorization_id)?;
             if lifecycle_account(&named)? != account {
-                return Err(ApiError::invalid(
+                return Err(OpError::invalid(
                     "authorization_id",
                     "belongs to another account than card_id",
                 ));
@@ -1168,7 +1168,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::PostingRequest,
-    ) -> Result<pb::AuthorizeResponse, ApiError> {
+    ) -> Result<pb::AuthorizeResponse, OpError> {
         let (account, key, authorization, spend) =
             self.card_posting(principal, &request, None).await?;
         self.card_traffic(
@@ -1189,7 +1189,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::PostingRequest,
-    ) -> Result<pb::AuthorizeResponse, ApiError> {
+    ) -> Result<pb::AuthorizeResponse, OpError> {
         let (account, key, authorization, spend) =
             self.card_posting(principal, &request, None).await?;
         self.card_traffic(
@@ -1209,7 +1209,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::PostingRequest,
-    ) -> Result<pb::AuthorizeResponse, ApiError> {
+    ) -> Result<pb::AuthorizeResponse, OpError> {
         let mut request = request;
         let original = (!request.original_authorization_id.is_empty())
             .then(|| authorization_id(&request.original_authorization_id))
@@ -1238,7 +1238,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::BalanceInquiryRequest,
-    ) -> Result<pb::BalanceInquiryResponse, ApiError> {
+    ) -> Result<pb::BalanceInquiryResponse, OpError> {
         self.network_only(principal)?;
         let key = key(&request.idempotency_key)?;
         let card = card_id("card_id", &request.card_id)?;
@@ -1269,7 +1269,7 @@ impl App {
 
     // ------------------------------------------------------------------ reads
 
-    pub fn reader_account(&self, principal: &Principal, text: &str) -> Result<AccountId, ApiError> {
+    pub fn reader_account(&self, principal: &Principal, text: &str) -> Result<AccountId, OpError> {
         let account = account_id(text)?;
         self.may_read(principal, &account)?;
         Ok(account)
@@ -1279,11 +1279,11 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::AccountRef,
-    ) -> Result<pb::BalanceSnapshot, ApiError> {
+    ) -> Result<pb::BalanceSnapshot, OpError> {
         let account = self.reader_account(principal, &request.account_id)?;
         let snapshot = self.system()?.snapshot(&account).await?;
         if snapshot.status == tandem_core::AccountStatus::Unopened {
-            return Err(ApiError::not_found(format!("no account {account}")));
+            return Err(OpError::not_found(format!("no account {account}")));
         }
         Ok(convert::snapshot(&snapshot, String::new()))
     }
@@ -1292,7 +1292,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::AccountRef,
-    ) -> Result<pb::Holds, ApiError> {
+    ) -> Result<pb::Holds, OpError> {
         let account = self.reader_account(principal, &request.account_id)?;
         let state = self.existing(&account).await?;
         let mut holds: Vec<pb::Hold> = state
@@ -1331,7 +1331,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::AccountRef,
-    ) -> Result<pb::Positions, ApiError> {
+    ) -> Result<pb::Positions, OpError> {
         let account = self.reader_account(principal, &request.account_id)?;
         let state = self.existing(&account).await?;
         let positions = state
@@ -1367,7 +1367,7 @@ impl App {
         &self,
         principal: &Principal,
         request: pb::EntriesRequest,
-    ) -> Result<pb::Entries, ApiError> {
+    ) -> Result<pb::Entries, OpError> {
         let account = self.reader_account(principal, &request.account_id)?;
         let limit = match request.limit {
             0 => 100,
@@ -1381,7 +1381,7 @@ impl App {
                 .split_once('-')
                 .and_then(|(s, i)| Some((s.parse::<u64>().ok()?, i.parse::<usize>().ok()?)))
                 .ok_or_else(|| {
-                    ApiError::invalid("after", "is a cursor like \"12-0\" from an earlier page")
+                    OpError::invalid("after", "is a cursor like \"12-0\" from an earlier page")
                 })?;
             (seq, Some(index))
         };
@@ -1431,8 +1431,8 @@ impl App {
             result.map(|()| (entries, more))
         })
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(format!("could not read the history: {e}")))?;
+        .map_err(|e| OpError::internal(e.to_string()))?
+        .map_err(|e| OpError::internal(format!("could not read the history: {e}")))?;
         let next = if more {
             entries.last().map(|e| e.id.clone()).unwrap_or_default()
         } else {
@@ -1453,15 +1453,15 @@ impl App {
         role: &str,
         account: &str,
         member: &str,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<serde_json::Value, OpError> {
         self.admin_only(principal, "issuing API keys")?;
         let role: KeyRole = serde_json::from_value(serde_json::Value::String(role.to_owned()))
-            .map_err(|_| ApiError::invalid("role", "must be one of admin, network, app"))?;
+            .map_err(|_| OpError::invalid("role", "must be one of admin, network, app"))?;
         let (account, member) = match role {
             KeyRole::App => (Some(account_id(account)?), Some(member_id(member)?)),
             _ => {
                 if !account.is_empty() || !member.is_empty() {
-                    return Err(ApiError::invalid(
+                    return Err(OpError::invalid(
                         "account_id",
                         "only app keys are scoped to an account and member",
                     ));
@@ -1472,7 +1472,7 @@ impl App {
         let (id, token) = self
             .keys
             .issue(role, account.clone(), member.clone(), &principal.key_id)
-            .map_err(|e| ApiError::unavailable("storage_unavailable", e.to_string()))?;
+            .map_err(|e| OpError::unavailable("storage_unavailable", e.to_string()))?;
         tracing::info!(target: "tandem::audit", key_id = %principal.key_id, issued = %id, role = ?role, "API key issued");
         Ok(serde_json::json!({
             "id": id,
@@ -1483,29 +1483,29 @@ impl App {
         }))
     }
 
-    pub fn revoke_key(&self, principal: &Principal, id: &str) -> Result<(), ApiError> {
+    pub fn revoke_key(&self, principal: &Principal, id: &str) -> Result<(), OpError> {
         self.admin_only(principal, "revoking API keys")?;
         match self.keys.revoke(id) {
             Ok(true) => {
                 tracing::info!(target: "tandem::audit", key_id = %principal.key_id, revoked = %id, "API key revoked");
                 Ok(())
             }
-            Ok(false) => Err(ApiError::not_found(format!("no API key {id}"))),
-            Err(e) => Err(ApiError::unavailable("storage_unavailable", e.to_string())),
+            Ok(false) => Err(OpError::not_found(format!("no API key {id}"))),
+            Err(e) => Err(OpError::unavailable("storage_unavailable", e.to_string())),
         }
     }
 }
 
 /// Parses and checks a rate table.
-pub fn rates_table(request: &pb::SetRatesRequest) -> Result<RateTable, ApiError> {
+pub fn rates_table(request: &pb::SetRatesRequest) -> Result<RateTable, OpError> {
     let base = convert::currency("base", &request.base)?;
     let mut rates: BTreeMap<Currency, rust_decimal::Decimal> = BTreeMap::new();
     for (code, text) in &request.rates {
         let currency = convert::currency("rates", code)?;
-        let rate: rust_decimal::Decimal = text.parse().map_err(|_| {
-            ApiError::invalid("rates", format!("{code}: {text:?} is not a decimal"))
-        })?;
+        let rate: rust_decimal::Decimal = text
+            .parse()
+            .map_err(|_| OpError::invalid("rates", format!("{code}: {text:?} is not a decimal")))?;
         rates.insert(currency, rate);
     }
-    RateTable::new(base, rates).map_err(|e| ApiError::invalid("rates", e))
+    RateTable::new(base, rates).map_err(|e| OpError::invalid("rates", e))
 }

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use crate::app::App;
-use crate::error::ApiError;
 use crate::keys::{KeyRole, Principal};
+use crate::ops::OpError;
 
 /// Files beside the state that a restored node needs as well.
 const SIDE_FILES: &[&str] = &["api-keys.json", "fx-rates.json"];
@@ -15,13 +15,13 @@ pub async fn take(
     app: &App,
     principal: &Principal,
     to: &str,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<serde_json::Value, OpError> {
     if principal.role != KeyRole::Admin {
-        return Err(ApiError::forbidden("backups need an admin key"));
+        return Err(OpError::forbidden("backups need an admin key"));
     }
     let dir = Path::new(to);
     if to.is_empty() || !dir.is_absolute() {
-        return Err(ApiError::invalid(
+        return Err(OpError::invalid(
             "to",
             "must be an absolute directory path on the server's host",
         ));
@@ -33,15 +33,15 @@ pub async fn take(
         .await
         .map_err(|e| match e {
             tandem_storage::BackupError::NotEmpty(_) => {
-                ApiError::conflict("backup_exists", e.to_string())
+                OpError::conflict("backup_exists", e.to_string())
             }
-            other => ApiError::unavailable("backup_failed", other.to_string()),
+            other => OpError::unavailable("backup_failed", other.to_string()),
         })?;
     for name in SIDE_FILES {
         let source = app.data_dir.join(name);
         if source.exists() {
             std::fs::copy(&source, dir.join(name))
-                .map_err(|e| ApiError::unavailable("backup_failed", format!("{name}: {e}")))?;
+                .map_err(|e| OpError::unavailable("backup_failed", format!("{name}: {e}")))?;
         }
     }
     tracing::info!(target: "tandem::audit", key_id = %principal.key_id, to, covers_index = info.covers_index, "backup written");

@@ -10,7 +10,7 @@ use tandem_core::{
 };
 use tandem_proto::v1 as pb;
 
-use crate::error::ApiError;
+use crate::ops::OpError;
 
 /// The snake_case name serde gives a core enum value (`insufficient_funds`).
 pub fn snake<T: Serialize>(value: &T) -> String {
@@ -26,31 +26,31 @@ pub fn id<T, E: std::fmt::Display>(
     field: &str,
     text: &str,
     parse: impl FnOnce(&str) -> Result<T, E>,
-) -> Result<T, ApiError> {
+) -> Result<T, OpError> {
     if text.is_empty() {
-        return Err(ApiError::invalid(field, "is required"));
+        return Err(OpError::invalid(field, "is required"));
     }
-    parse(text).map_err(|e| ApiError::invalid(field, e))
+    parse(text).map_err(|e| OpError::invalid(field, e))
 }
 
-pub fn currency(field: &str, code: &str) -> Result<Currency, ApiError> {
+pub fn currency(field: &str, code: &str) -> Result<Currency, OpError> {
     if code.is_empty() {
-        return Err(ApiError::invalid(field, "is required"));
+        return Err(OpError::invalid(field, "is required"));
     }
-    Currency::from_alpha(code).map_err(|e| ApiError::invalid(field, e))
+    Currency::from_alpha(code).map_err(|e| OpError::invalid(field, e))
 }
 
 /// A positive amount in minor units, within what ISO 8583 DE 4 can carry.
-pub fn amount(amount_minor: i64, code: &str) -> Result<Money, ApiError> {
+pub fn amount(amount_minor: i64, code: &str) -> Result<Money, OpError> {
     let currency = currency("currency", code)?;
     if amount_minor <= 0 {
-        return Err(ApiError::invalid(
+        return Err(OpError::invalid(
             "amount_minor",
             format!("must be a positive integer number of minor units, got {amount_minor}"),
         ));
     }
     if amount_minor > AMOUNT_MINOR_MAX {
-        return Err(ApiError::invalid(
+        return Err(OpError::invalid(
             "amount_minor",
             format!("must be at most {AMOUNT_MINOR_MAX}"),
         ));
@@ -58,33 +58,33 @@ pub fn amount(amount_minor: i64, code: &str) -> Result<Money, ApiError> {
     Ok(Money::new(amount_minor, currency))
 }
 
-fn limit(field: &str, value: &pb::Amount) -> Result<AmountLimit, ApiError> {
+fn limit(field: &str, value: &pb::Amount) -> Result<AmountLimit, OpError> {
     let money = amount(value.amount_minor, &value.currency)
-        .map_err(|e| ApiError::invalid(field, e.message))?;
+        .map_err(|e| OpError::invalid(field, e.message()))?;
     Ok(AmountLimit {
         currency: money.currency,
         amount_minor: money.amount_minor,
     })
 }
 
-pub fn mcc(field: &str, text: &str) -> Result<Mcc, ApiError> {
+pub fn mcc(field: &str, text: &str) -> Result<Mcc, OpError> {
     if text.len() != 4 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::invalid(
+        return Err(OpError::invalid(
             field,
             format!("a merchant category code is four digits, got {text:?}"),
         ));
     }
-    let code: u16 = text.parse().map_err(|e| ApiError::invalid(field, e))?;
-    Mcc::new(code).map_err(|e| ApiError::invalid(field, e))
+    let code: u16 = text.parse().map_err(|e| OpError::invalid(field, e))?;
+    Mcc::new(code).map_err(|e| OpError::invalid(field, e))
 }
 
-pub fn country(field: &str, text: &str) -> Result<Option<Country>, ApiError> {
+pub fn country(field: &str, text: &str) -> Result<Option<Country>, OpError> {
     if text.is_empty() {
         return Ok(None);
     }
     Country::new(text)
         .map(Some)
-        .map_err(|e| ApiError::invalid(field, e))
+        .map_err(|e| OpError::invalid(field, e))
 }
 
 /// Parses a lower-case name through the core type's serde names.
@@ -92,30 +92,30 @@ fn named<T: serde::de::DeserializeOwned>(
     field: &str,
     text: &str,
     allowed: &str,
-) -> Result<T, ApiError> {
+) -> Result<T, OpError> {
     if text.is_empty() {
-        return Err(ApiError::invalid(
+        return Err(OpError::invalid(
             field,
             format!("is required (one of {allowed})"),
         ));
     }
     serde_json::from_value(serde_json::Value::String(text.to_owned()))
-        .map_err(|_| ApiError::invalid(field, format!("must be one of {allowed}, got {text:?}")))
+        .map_err(|_| OpError::invalid(field, format!("must be one of {allowed}, got {text:?}")))
 }
 
-pub fn account_kind(text: &str) -> Result<AccountKind, ApiError> {
+pub fn account_kind(text: &str) -> Result<AccountKind, OpError> {
     named("kind", text, "joint, group, kid")
 }
 
-pub fn role(text: &str) -> Result<Role, ApiError> {
+pub fn role(text: &str) -> Result<Role, OpError> {
     named("role", text, "owner, member, guardian, child")
 }
 
-pub fn card_status(text: &str) -> Result<CardStatus, ApiError> {
+pub fn card_status(text: &str) -> Result<CardStatus, OpError> {
     named("status", text, "active, frozen, blocked")
 }
 
-pub fn channel(text: &str) -> Result<Channel, ApiError> {
+pub fn channel(text: &str) -> Result<Channel, OpError> {
     named(
         "channel",
         text,
@@ -123,7 +123,7 @@ pub fn channel(text: &str) -> Result<Channel, ApiError> {
     )
 }
 
-pub fn spend_kind(text: &str) -> Result<SpendKind, ApiError> {
+pub fn spend_kind(text: &str) -> Result<SpendKind, OpError> {
     if text.is_empty() {
         return Ok(SpendKind::Purchase);
     }
@@ -131,7 +131,7 @@ pub fn spend_kind(text: &str) -> Result<SpendKind, ApiError> {
         "purchase" => Ok(SpendKind::Purchase),
         "cash" => Ok(SpendKind::Cash),
         "purchase_with_cashback" => Ok(SpendKind::PurchaseWithCashback),
-        other => Err(ApiError::invalid(
+        other => Err(OpError::invalid(
             "kind",
             format!("must be one of purchase, cash, purchase_with_cashback, got {other:?}"),
         )),
@@ -139,16 +139,16 @@ pub fn spend_kind(text: &str) -> Result<SpendKind, ApiError> {
 }
 
 /// `YYMM`, or four years from `now` when empty.
-pub fn expiry(text: &str, now_ms: i64) -> Result<YearMonth, ApiError> {
+pub fn expiry(text: &str, now_ms: i64) -> Result<YearMonth, OpError> {
     if text.is_empty() {
         let (year, month, _) = tandem_core::Timestamp(now_ms).civil_date();
         let year = u16::try_from(year + 4).unwrap_or(9999);
-        return YearMonth::new(year, month as u8).map_err(|e| ApiError::invalid("expiry", e));
+        return YearMonth::new(year, month as u8).map_err(|e| OpError::invalid("expiry", e));
     }
-    YearMonth::parse_yymm(text).map_err(|e| ApiError::invalid("expiry", e))
+    YearMonth::parse_yymm(text).map_err(|e| OpError::invalid("expiry", e))
 }
 
-pub fn controls(value: &pb::Controls) -> Result<Controls, ApiError> {
+pub fn controls(value: &pb::Controls) -> Result<Controls, OpError> {
     let mut controls = Controls::default();
     let mut window = |scope, window, amount: Option<AmountLimit>, count: Option<u32>| {
         controls.window_limits.push(WindowLimit {

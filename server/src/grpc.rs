@@ -12,8 +12,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::app::App;
-use crate::error::ApiError;
 use crate::keys::Principal;
+use crate::ops::OpError;
 
 /// Requests one processor stream may have in flight at once.
 pub const STREAM_IN_FLIGHT_MAX: usize = 4_096;
@@ -28,7 +28,7 @@ fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
         .extensions()
         .get::<Principal>()
         .cloned()
-        .ok_or_else(|| ApiError::unauthenticated("a bearer API key is required").into())
+        .ok_or_else(|| OpError::unauthenticated("a bearer API key is required").into())
 }
 
 macro_rules! unary {
@@ -163,7 +163,7 @@ async fn handle_stream_message(
                     ..Default::default()
                 })
         }
-        None => Err(ApiError::malformed(
+        None => Err(OpError::malformed(
             "request: one of the request kinds must be set",
         )),
     };
@@ -174,12 +174,17 @@ async fn handle_stream_message(
             error_code: 0,
             error_message: String::new(),
         },
-        Err(error) => pb::StreamResponse {
-            correlation_id,
-            result: None,
-            error_code: error.grpc as i32,
-            error_message: format!("{}: {}", error.code, error.message),
-        },
+        Err(error) => stream_error(correlation_id, error),
+    }
+}
+
+/// A processor-stream answer for a request that failed: its gRPC code and `code: message`.
+pub(crate) fn stream_error(correlation_id: String, error: OpError) -> pb::StreamResponse {
+    pb::StreamResponse {
+        correlation_id,
+        result: None,
+        error_code: error.grpc_code() as i32,
+        error_message: error.to_string(),
     }
 }
 

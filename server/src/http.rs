@@ -16,31 +16,31 @@ use std::sync::Arc;
 use tandem_proto::v1 as pb;
 
 use crate::app::App;
-use crate::error::ApiError;
 use crate::keys::Principal;
+use crate::ops::OpError;
 
 /// A JSON body parsed into a `tandem.v1` message, with a precise error when it does not fit.
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
-    type Rejection = ApiError;
+    type Rejection = OpError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &S) -> Result<Self, OpError> {
         let bytes = Bytes::from_request(request, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large(e.body_text())
+                OpError::too_large(e.body_text())
             } else {
-                ApiError::malformed(format!("could not read the body: {}", e.body_text()))
+                OpError::malformed(format!("could not read the body: {}", e.body_text()))
             }
         })?;
         if bytes.is_empty() {
             return serde_json::from_slice(b"{}")
                 .map(Body)
-                .map_err(|e| ApiError::malformed(format!("body: {e}")));
+                .map_err(|e| OpError::malformed(format!("body: {e}")));
         }
         serde_json::from_slice(&bytes)
             .map(Body)
-            .map_err(|e| ApiError::malformed(format!("body is not valid JSON for this call: {e}")))
+            .map_err(|e| OpError::malformed(format!("body is not valid JSON for this call: {e}")))
     }
 }
 
@@ -50,14 +50,14 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
     (status, axum::Json(value)).into_response()
 }
 
-fn ok<T: serde::Serialize>(value: Result<T, ApiError>) -> Response {
+fn ok<T: serde::Serialize>(value: Result<T, OpError>) -> Response {
     match value {
         Ok(value) => json(StatusCode::OK, &value),
         Err(error) => error.into_response(),
     }
 }
 
-fn created<T: serde::Serialize>(value: Result<T, ApiError>) -> Response {
+fn created<T: serde::Serialize>(value: Result<T, OpError>) -> Response {
     match value {
         Ok(value) => json(StatusCode::CREATED, &value),
         Err(error) => error.into_response(),
@@ -377,7 +377,7 @@ async fn entries(
 ) -> Response {
     let Query(page) = match page {
         Ok(page) => page,
-        Err(e) => return ApiError::malformed(format!("query: {e}")).into_response(),
+        Err(e) => return OpError::malformed(format!("query: {e}")).into_response(),
     };
     let request = pb::EntriesRequest {
         account_id,
@@ -486,16 +486,16 @@ async fn faults(
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
-    type Rejection = ApiError;
+    type Rejection = OpError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
         _state: &S,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, OpError> {
         parts
             .extensions
             .get::<Principal>()
             .cloned()
-            .ok_or_else(|| ApiError::unauthenticated("a bearer API key is required"))
+            .ok_or_else(|| OpError::unauthenticated("a bearer API key is required"))
     }
 }

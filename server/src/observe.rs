@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::app::App;
-use crate::error::ApiError;
+use crate::ops::OpError;
 
 fn is_grpc(request: &Request) -> bool {
     request
@@ -27,7 +27,7 @@ fn public(path: &str) -> bool {
         || path.starts_with("/grpc.reflection.")
 }
 
-fn refuse(grpc: bool, error: ApiError) -> Response {
+fn refuse(grpc: bool, error: OpError) -> Response {
     if grpc {
         tonic::Status::from(error).into_http::<Body>()
     } else {
@@ -55,18 +55,15 @@ pub async fn authenticate(
     let Some(token) = token else {
         return refuse(
             grpc,
-            ApiError::unauthenticated("send an API key as `authorization: Bearer <token>`"),
+            OpError::unauthenticated("send an API key as `authorization: Bearer <token>`"),
         );
     };
     let Some(principal) = app.keys.check(token) else {
-        return refuse(
-            grpc,
-            ApiError::unauthenticated("unknown or revoked API key"),
-        );
+        return refuse(grpc, OpError::unauthenticated("unknown or revoked API key"));
     };
     if !app.keys.admit(&principal.key_id) {
         metrics::counter!("tandem_rate_limited_total").increment(1);
-        return refuse(grpc, ApiError::rate_limited());
+        return refuse(grpc, OpError::rate_limited());
     }
     request.extensions_mut().insert(principal);
     next.run(request).await

@@ -84,7 +84,7 @@ fn initial_rates(config: &Config) -> Result<tandem_core::RateTable, String> {
             let request: tandem_proto::v1::SetRatesRequest =
                 serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
             crate::app::rates_table(&request)
-                .map_err(|e| format!("{}: {}", path.display(), e.message))
+                .map_err(|e| format!("{}: {}", path.display(), e.message()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let base = tandem_core::Currency::from_alpha(&config.fx_base)

@@ -9,19 +9,19 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::app::App;
 use crate::convert;
-use crate::error::ApiError;
 use crate::keys::Principal;
+use crate::ops::OpError;
 
 pub async fn changes(
     app: &App,
     principal: &Principal,
     account_id: &str,
     seen: Option<u64>,
-) -> Result<impl Stream<Item = pb::BalanceSnapshot> + Send + 'static, ApiError> {
+) -> Result<impl Stream<Item = pb::BalanceSnapshot> + Send + 'static, OpError> {
     let account = app.reader_account(principal, account_id)?;
     let (current, receiver) = app.system()?.watch(&account).await?;
     if current.status == tandem_core::AccountStatus::Unopened {
-        return Err(ApiError::not_found(format!("no account {account}")));
+        return Err(OpError::not_found(format!("no account {account}")));
     }
     let system = app.system()?.clone();
     let first =

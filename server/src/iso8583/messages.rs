@@ -233,9 +233,9 @@ impl Gateway {
 
     async fn decide(self: &std::sync::Arc<Self>, request: &Message) -> Result<Answer, Refusal> {
         let fields = Fields::read(request)?;
-        let system = self.app.system().map_err(|_| Refusal {
-            code: code::ISSUER_UNAVAILABLE,
-            why: "recovering".into(),
+        let system = self.app.system().map_err(|error| Refusal {
+            code: error.de39(),
+            why: error.message(),
         })?;
         let engine = system.engine();
         let pan_hash = engine.pan_key().hash(fields.pan);
@@ -267,14 +267,9 @@ impl Gateway {
         let outcome = match tokio::time::timeout(deadline, execute).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(error)) => {
-                let code = if error.status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
-                    code::ISSUER_UNAVAILABLE
-                } else {
-                    code::SYSTEM_ERROR
-                };
                 return Err(Refusal {
-                    code,
-                    why: error.message,
+                    code: error.de39(),
+                    why: error.message(),
                 });
             }
             Err(_) => {
@@ -333,7 +328,7 @@ impl Gateway {
                 {
                     Ok(_) => break,
                     Err(error) => {
-                        tracing::warn!(%account, error = %error.message, "could not yet record a timed-out authorization; retrying");
+                        tracing::warn!(%account, error = %error, "could not yet record a timed-out authorization; retrying");
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(Duration::from_secs(5));
                     }

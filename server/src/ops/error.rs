@@ -1,0 +1,426 @@
+//! [`OpError`]: why an operation did not produce an outcome, the same for every gateway.
+//!
+//! Each variant is a kind of failure a caller can act on; `code` is its stable snake_case name
+//! (clients branch on it, never on the message). Each protocol maps the variants once:
+//! [`OpError::http_status`] (rendered as `application/problem+json`),
+//! [`OpError::grpc_code`] (a `tonic::Status` with the code in `tandem-code` metadata, and the
+//! processor stream's `error_code`) and [`OpError::de39`] (the ISO 8583 gateway's answer).
+//! `docs/api.md` holds the same table, and a test reads it back against these functions.
+//!
+//! A decline is never an error: the account's answer to card traffic is an outcome with its
+//! own DE 39. These are the failures before or around a decision.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tandem_actors::ExecuteError;
+use tandem_core::RejectReason;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpError {
+    /// A field is missing or malformed (`invalid_argument`); the message names it.
+    InvalidArgument(String),
+    /// A request body or message over the configured size (`too_large`).
+    TooLarge(String),
+    /// No key, or an unknown one (`unauthenticated`).
+    Unauthenticated(String),
+    /// The key's scope, or the member's role, does not allow it (`permission_denied`,
+    /// `not_permitted`, `not_a_member`).
+    PermissionDenied { code: String, message: String },
+    /// What the request names does not exist (`not_found`, `unknown_member`, ...).
+    NotFound { code: String, message: String },
+    /// A creating call whose id or PAN is taken, or a key reused with other content
+    /// (`account_exists`, `card_exists`, `pan_exists`, `duplicate_key_mismatch`, ...).
+    Conflict { code: String, message: String },
+    /// The account's rules refuse a management command (`last_owner`, `account_has_balance`,
+    /// ...).
+    Refused { code: String, message: String },
+    /// The key is over its request rate (`rate_limited`).
+    RateLimited,
+    /// Nothing was recorded and a retry with the same idempotency key is safe: too much work
+    /// in flight (`busy`), the log cannot be written (`log_unavailable`), the account
+    /// restarted (`interrupted`), the node is recovering (`recovering`).
+    Unavailable { code: String, message: String },
+    /// This node does not lead the account's log; a retry (here once it leads, or at
+    /// `leader`) is safe (`not_leader`).
+    NotLeader { leader: Option<String> },
+    /// A fault of ours (`internal`).
+    Internal(String),
+}
+
+impl OpError {
+    /// A field is missing or malformed.
+    pub fn invalid(field: &str, problem: impl std::fmt::Display) -> Self {
+        Self::InvalidArgument(format!("{field}: {problem}"))
+    }
+
+    /// The request as a whole does not parse.
+    pub fn malformed(problem: impl Into<String>) -> Self {
+        Self::InvalidArgument(problem.into())
+    }
+
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::TooLarge(detail.into())
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::Unauthenticated(message.into())
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::PermissionDenied {
+            code: "permission_denied".into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::NotFound {
+            code: "not_found".into(),
+            message: what.into(),
+        }
+    }
+
+    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub fn rate_limited() -> Self {
+        Self::RateLimited
+    }
+
+    pub fn unavailable(code: &str, message: impl Into<String>) -> Self {
+        Self::Unavailable {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Internal(message.into())
+    }
+
+    /// A command the account refused, by the core's reason.
+    pub fn rejected(reason: RejectReason) -> Self {
+        use RejectReason::*;
+        let code = crate::convert::snake(&reason);
+        let message = format!("the account refused this: {code}");
+        match reason {
+            NotPermitted | NotAMember => Self::PermissionDenied { code, message },
+            UnknownMember | UnknownCard | UnknownWithdrawal | AccountNotOpen => {
+                Self::NotFound { code, message }
+            }
+            MemberExists | CardExists | AccountAlreadyOpen | DuplicateKeyMismatch => {
+                Self::Conflict { code, message }
+            }
+            _ => Self::Refused { code, message },
+        }
+    }
+
+    /// The stable snake_case code clients branch on.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::InvalidArgument(_) => "invalid_argument",
+            Self::TooLarge(_) => "too_large",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::RateLimited => "rate_limited",
+            Self::NotLeader { .. } => "not_leader",
+            Self::Internal(_) => "internal",
+            Self::PermissionDenied { code, .. }
+            | Self::NotFound { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Refused { code, .. }
+            | Self::Unavailable { code, .. } => code,
+        }
+    }
+
+    /// What happened, for a person.
+    pub fn message(&self) -> String {
+        match self {
+            Self::InvalidArgument(m)
+            | Self::TooLarge(m)
+            | Self::Unauthenticated(m)
+            | Self::Internal(m) => m.clone(),
+            Self::PermissionDenied { message, .. }
+            | Self::NotFound { message, .. }
+            | Self::Conflict { message, .. }
+            | Self::Refused { message, .. }
+            | Self::Unavailable { message, .. } => message.clone(),
+            Self::RateLimited => "this key is over its request rate; retry shortly".into(),
+            Self::NotLeader {
+                leader: Some(leader),
+            } => {
+                format!("this node does not lead the account; retry at {leader}")
+            }
+            Self::NotLeader { leader: None } => {
+                "this node does not lead the account; retry shortly".into()
+            }
+        }
+    }
+
+    /// Whether retrying the same request (same idempotency key) is safe and may succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited | Self::Unavailable { .. } | Self::NotLeader { .. }
+        )
+    }
+
+    /// HTTP/JSON: the status of the problem+json answer.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            Self::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied { .. } => StatusCode::FORBIDDEN,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } | Self::NotLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// gRPC, unary and the processor stream: the status code.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self {
+            Self::InvalidArgument(_) => tonic::Code::InvalidArgument,
+            Self::Unauthenticated(_) => tonic::Code::Unauthenticated,
+            Self::PermissionDenied { .. } => tonic::Code::PermissionDenied,
+            Self::NotFound { .. } => tonic::Code::NotFound,
+            Self::Conflict { .. } => tonic::Code::AlreadyExists,
+            Self::TooLarge(_) | Self::RateLimited => tonic::Code::ResourceExhausted,
+            Self::Refused { .. } => tonic::Code::FailedPrecondition,
+            Self::Unavailable { .. } | Self::NotLeader { .. } => tonic::Code::Unavailable,
+            Self::Internal(_) => tonic::Code::Internal,
+        }
+    }
+
+    /// ISO 8583: DE 39 of the answer (`../shared/iso8583-profile.md`, "Response codes").
+    /// 91 tells the network to stand in or retry: everything retryable is 91.
+    pub fn de39(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) | Self::TooLarge(_) => "30",
+            Self::PermissionDenied { .. } => "57",
+            Self::NotFound { .. } => "14",
+            Self::Conflict { .. } => "94",
+            Self::Refused { .. } => "05",
+            Self::RateLimited | Self::Unavailable { .. } | Self::NotLeader { .. } => "91",
+            Self::Unauthenticated(_) | Self::Internal(_) => "96",
+        }
+    }
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code(), self.message())
+    }
+}
+
+impl std::error::Error for OpError {}
+
+impl From<ExecuteError> for OpError {
+    fn from(error: ExecuteError) -> Self {
+        match error {
+            ExecuteError::Busy => OpError::unavailable("busy", "too much work in flight; retry"),
+            ExecuteError::LogFailed(why) => OpError::unavailable(
+                "log_unavailable",
+                format!(
+                    "the decision could not be made durable ({why}); nothing was recorded, retry later"
+                ),
+            ),
+            ExecuteError::Interrupted => OpError::unavailable(
+                "interrupted",
+                "the account restarted before answering; retry with the same idempotency key",
+            ),
+            ExecuteError::CouldNotDecide(why) => {
+                OpError::internal(format!("could not decide: {why}"))
+            }
+            ExecuteError::LoadFailed(why) => {
+                OpError::internal(format!("could not load the account: {why}"))
+            }
+        }
+    }
+}
+
+impl From<OpError> for tonic::Status {
+    fn from(error: OpError) -> Self {
+        let mut status = tonic::Status::new(error.grpc_code(), error.message());
+        if let Ok(value) = error.code().parse() {
+            status.metadata_mut().insert("tandem-code", value);
+        }
+        status
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: &'a str,
+}
+
+impl IntoResponse for OpError {
+    fn into_response(self) -> Response {
+        let status = self.http_status();
+        let detail = self.message();
+        let body = Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("error"),
+            status: status.as_u16(),
+            code: self.code(),
+            detail: &detail,
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+            bytes,
+        )
+            .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of each variant.
+    fn examples() -> Vec<OpError> {
+        vec![
+            OpError::invalid("amount_minor", "must be positive"),
+            OpError::too_large("body over 4096 bytes"),
+            OpError::unauthenticated("a bearer API key is required"),
+            OpError::forbidden("this key acts for one member of one account"),
+            OpError::not_found("no account a"),
+            OpError::conflict("card_exists", "card c exists already"),
+            OpError::rejected(RejectReason::LastOwner),
+            OpError::RateLimited,
+            OpError::unavailable("busy", "too much work in flight; retry"),
+            OpError::NotLeader { leader: None },
+            OpError::internal("could not decide"),
+        ]
+    }
+
+    /// `Debug` of the variant without its fields: `InvalidArgument`, `NotLeader`, ...
+    fn variant(error: &OpError) -> String {
+        format!("{error:?}")
+            .split(['(', ' ', '{'])
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// `tonic::Code::InvalidArgument` as the gRPC docs spell it: `INVALID_ARGUMENT`.
+    fn screaming(code: tonic::Code) -> String {
+        let mut out = String::new();
+        for (i, c) in format!("{code:?}").chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_uppercase());
+        }
+        out
+    }
+
+    /// The rows of docs/api.md's error table: variant, HTTP, gRPC, DE 39, retryable.
+    fn documented() -> Vec<(String, u16, String, String, bool)> {
+        let api = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md"))
+            .expect("docs/api.md");
+        let table = api
+            .split("<!-- op-errors -->")
+            .nth(1)
+            .and_then(|rest| rest.split("<!-- /op-errors -->").next())
+            .expect("docs/api.md marks its error table with <!-- op-errors -->");
+        table
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                (
+                    cells[1].trim_matches('`').to_owned(),
+                    cells[3].parse().expect("HTTP status"),
+                    cells[4].to_owned(),
+                    cells[5].to_owned(),
+                    cells[6] == "yes",
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_variant_maps_as_docs_api_md_says() {
+        let rows = documented();
+        let examples = examples();
+        assert_eq!(
+            rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            examples.iter().map(variant).collect::<Vec<_>>(),
+            "one row per variant, in order"
+        );
+        for (error, (name, http, grpc, de39, retry)) in examples.iter().zip(&rows) {
+            assert_eq!(error.http_status().as_u16(), *http, "{name}: HTTP");
+            assert_eq!(screaming(error.grpc_code()), *grpc, "{name}: gRPC");
+            assert_eq!(error.de39(), de39, "{name}: DE 39");
+            assert_eq!(error.retryable(), *retry, "{name}: retryable");
+        }
+    }
+
+    #[test]
+    fn every_variant_renders_on_every_gateway() {
+        for error in examples() {
+            let name = variant(&error);
+            // HTTP/JSON: problem+json with the status and the stable code.
+            let response = error.clone().into_response();
+            assert_eq!(response.status(), error.http_status(), "{name}");
+            assert_eq!(
+                response.headers()[axum::http::header::CONTENT_TYPE],
+                "application/problem+json",
+                "{name}"
+            );
+            // gRPC unary: the code, the message and the stable code in metadata.
+            let status = tonic::Status::from(error.clone());
+            assert_eq!(status.code(), error.grpc_code(), "{name}");
+            assert_eq!(status.message(), error.message(), "{name}");
+            assert_eq!(
+                status
+                    .metadata()
+                    .get("tandem-code")
+                    .and_then(|v| v.to_str().ok()),
+                Some(error.code()),
+                "{name}"
+            );
+            // The processor stream: the same code in the answer, never a result.
+            let answer = crate::grpc::stream_error("c-1".into(), error.clone());
+            assert_eq!(answer.error_code, error.grpc_code() as i32, "{name}");
+            assert!(answer.result.is_none());
+            assert!(answer.error_message.starts_with(error.code()), "{name}");
+            // ISO 8583: a two-digit DE 39 of the profile's list.
+            assert!(
+                ["05", "14", "30", "57", "91", "94", "96"].contains(&error.de39()),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn retryable_errors_are_91_503_unavailable_or_the_rate_limit() {
+        for error in examples() {
+            if error.retryable() {
+                assert_eq!(error.de39(), "91");
+                assert!(matches!(
+                    error.http_status(),
+                    StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+                ));
+            } else {
+                assert_ne!(error.de39(), "91", "{error}");
+            }
+        }
+    }
+}
