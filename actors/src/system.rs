@@ -10,11 +10,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
 
+use std::path::Path;
 use tandem_core::{
-    AccountId, Actor as CommandActor, BalanceSnapshot, Command, CommandBody, IdempotencyKey,
-    Outcome, Policy, RateTable,
+    Account, AccountId, Actor as CommandActor, BalanceSnapshot, CardId, Command, CommandBody,
+    Event, IdempotencyKey, Outcome, Policy, RateTable,
 };
-use tandem_storage::Engine;
+use tandem_storage::{
+    AccountRecord, BackupError, BackupInfo, CommitError, Engine, EngineStats, LoadError,
+};
 
 use crate::account::{AccountActor, AccountArgs, AccountMsg, AccountView, Change, ExecuteError};
 use crate::cell::SnapshotCell;
@@ -171,8 +174,83 @@ impl AccountSystem {
         Ok(system)
     }
 
-    pub fn engine(&self) -> &Engine {
+    /// The engine, for this crate only: the gateways reach committed state and the log
+    /// through the narrow methods below, so the next issues can move what is behind them.
+    pub(crate) fn engine(&self) -> &Engine {
         &self.shared.engine
+    }
+
+    // ------------------------------------------------ committed state and the directories
+
+    /// The account a card belongs to (the card directory), from committed state.
+    pub fn card_account(&self, card: &CardId) -> Result<Option<AccountId>, LoadError> {
+        self.engine().reader().card_account(card)
+    }
+
+    /// A PAN's keyed hash, as the PAN directory stores it (never the PAN itself).
+    pub fn hash_pan(&self, pan: &str) -> String {
+        self.engine().pan_key().hash(pan)
+    }
+
+    /// The account and card a keyed PAN hash belongs to (the PAN directory).
+    pub fn pan_card(&self, hash: &str) -> Result<Option<(AccountId, CardId)>, LoadError> {
+        self.engine().reader().pan_card(hash.as_bytes())
+    }
+
+    /// Records that the PAN with keyed hash `hash` is `account`'s card `card`: a log write of
+    /// its own, answered once durable.
+    pub async fn link_pan(
+        &self,
+        account: &AccountId,
+        card: &CardId,
+        hash: String,
+    ) -> Result<(), CommitError> {
+        let record = AccountRecord::pan_links(account, vec![(hash.into_bytes(), card.clone())]);
+        match self.engine().submit(record).await {
+            Ok(result) => result.map(|_| ()),
+            Err(_) => Err(CommitError::ShuttingDown),
+        }
+    }
+
+    /// The committed account (read off the runtime's workers).
+    pub async fn committed_account(&self, account: &AccountId) -> Result<Account, LoadError> {
+        let reader = self.engine().reader().clone();
+        let account = account.clone();
+        tokio::task::spawn_blocking(move || reader.load_account(&account))
+            .await
+            .map_err(|e| LoadError::Background(e.to_string()))?
+    }
+
+    /// Visits the account's committed events from sequence `from` (see
+    /// `StateReader::each_event`) off the runtime's workers, and answers what `visit` built.
+    pub async fn each_committed_event<T: Send + 'static>(
+        &self,
+        account: &AccountId,
+        from: u64,
+        init: T,
+        visit: impl FnMut(&mut T, u64, Event) -> bool + Send + 'static,
+    ) -> Result<T, LoadError> {
+        let reader = self.engine().reader().clone();
+        let account = account.clone();
+        let mut visit = visit;
+        tokio::task::spawn_blocking(move || {
+            let mut state = init;
+            reader
+                .each_event(&account, from, |seq, event| visit(&mut state, seq, event))
+                .map(|()| state)
+        })
+        .await
+        .map_err(|e| LoadError::Background(e.to_string()))?
+    }
+
+    /// The log's counters (batches and records committed), for metrics.
+    pub fn log_stats(&self) -> &EngineStats {
+        self.engine().stats()
+    }
+
+    /// Writes a consistent copy of the node to `dir` (see `Engine::backup`).
+    pub async fn backup(&self, data_dir: &Path, dir: &Path) -> Result<BackupInfo, BackupError> {
+        self.engine().backup(data_dir, dir).await
     }
 
     /// Replaces the FX rates new decisions use.
@@ -346,6 +424,13 @@ impl AccountSystem {
             .stop_and_wait(None, Some(Duration::from_secs(5)))
             .await
             .ok();
+    }
+
+    /// Stops the actors, then the log: everything answered before is durable, and later
+    /// submissions fail. The engine stays valid for whoever else still holds it.
+    pub async fn stop(self: Arc<Self>) {
+        self.clone().shutdown().await;
+        self.engine().stop().await;
     }
 }
 

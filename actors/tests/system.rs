@@ -346,7 +346,7 @@ fn a_full_disk_refuses_new_work_with_a_retryable_error_and_corrupts_nothing() {
     // Space is back; the node restarts on the same directory.
     runtime().block_on(async {
         let system = start(dir.path(), SystemConfig::default()).await;
-        let account_state = system.engine().reader().load_account(&account).unwrap();
+        let account_state = system.committed_account(&account).await.unwrap();
         account_state
             .validate()
             .expect("nothing stored was corrupted");

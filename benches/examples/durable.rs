@@ -145,7 +145,7 @@ fn main() {
         provision(&system, options.accounts).await;
         eprintln!("provisioned {} accounts in {:.1?}", options.accounts, started.elapsed());
 
-        let batches_before = system.engine().stats().batches.load(Ordering::Relaxed);
+        let batches_before = system.log_stats().batches.load(Ordering::Relaxed);
         let next = Arc::new(AtomicU64::new(0));
         let answered = Arc::new(AtomicU64::new(0));
         let approved = Arc::new(AtomicU64::new(0));
@@ -211,7 +211,7 @@ fn main() {
         let elapsed = begin.elapsed().as_secs_f64();
         let answered = answered.load(Ordering::Relaxed);
         let approved = approved.load(Ordering::Relaxed);
-        let batches = system.engine().stats().batches.load(Ordering::Relaxed) - batches_before;
+        let batches = system.log_stats().batches.load(Ordering::Relaxed) - batches_before;
         let histogram = histogram.lock().expect("histogram");
         println!(
             "accounts {} mode {} answered {} approved {} in {:.1}s: {:.0}/s; latency us p50 {} p90 {} p99 {} p99.9 {} max {}; log writes (fdatasync) {} = {:.4} per answer, {:.1} answers per write",

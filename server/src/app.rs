@@ -18,7 +18,6 @@ use tandem_core::{
     IdempotencyKey, MemberId, Merchant, Outcome, RateTable, RejectReason, Spend,
 };
 use tandem_proto::v1 as pb;
-use tandem_storage::AccountRecord;
 
 use crate::convert::{self, id, snake};
 use crate::keys::{KeyRole, KeyStore, Principal};
@@ -396,8 +395,6 @@ impl App {
 
     fn card_account(&self, card: &CardId) -> Result<Option<AccountId>, OpError> {
         self.system()?
-            .engine()
-            .reader()
             .card_account(card)
             .map_err(|e| OpError::internal(format!("card directory: {e}")))
     }
@@ -438,11 +435,9 @@ impl App {
 
     /// The committed account as sled holds it (for holds, positions and checks).
     async fn committed(&self, account: &AccountId) -> Result<Account, OpError> {
-        let reader = self.system()?.engine().reader().clone();
-        let account = account.clone();
-        tokio::task::spawn_blocking(move || reader.load_account(&account))
+        self.system()?
+            .committed_account(account)
             .await
-            .map_err(|e| OpError::internal(e.to_string()))?
             .map_err(|e| OpError::internal(format!("could not load the account: {e}")))
     }
 
@@ -602,12 +597,10 @@ impl App {
         };
         let hash = match pan {
             Some(pan) => {
-                let hash = self.system()?.engine().pan_key().hash(pan);
+                let hash = self.system()?.hash_pan(pan);
                 match self
                     .system()?
-                    .engine()
-                    .reader()
-                    .pan_card(hash.as_bytes())
+                    .pan_card(&hash)
                     .map_err(|e| OpError::internal(format!("PAN directory: {e}")))?
                 {
                     Some((owner, owned)) if &owner == account && &owned == card => {}
@@ -633,16 +626,15 @@ impl App {
         card: &CardId,
         hash: String,
     ) -> Result<(), OpError> {
-        let record = AccountRecord::pan_links(account, vec![(hash.into_bytes(), card.clone())]);
-        match self.system()?.engine().submit(record).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(OpError::unavailable(
-                "log_unavailable",
-                format!("the card exists but its PAN could not be recorded ({error}); retry"),
-            )),
-            Err(_) => Err(OpError::unavailable(
+        match self.system()?.link_pan(account, card, hash).await {
+            Ok(()) => Ok(()),
+            Err(tandem_storage::CommitError::ShuttingDown) => Err(OpError::unavailable(
                 "shutting_down",
                 "the server is stopping",
+            )),
+            Err(error) => Err(OpError::unavailable(
+                "log_unavailable",
+                format!("the card exists but its PAN could not be recorded ({error}); retry"),
             )),
         }
     }
@@ -1385,54 +1377,53 @@ impl App {
                 })?;
             (seq, Some(index))
         };
-        let reader = self.system()?.engine().reader().clone();
-        let id = account.clone();
-        let (entries, more) = tokio::task::spawn_blocking(move || {
-            let mut entries = Vec::new();
-            let mut more = false;
-            let result = reader.each_event(&id, after_seq, |seq, event| {
-                let Event::Movement(movement) = event else {
-                    return true;
-                };
-                for (index, entry) in movement.entries.iter().enumerate() {
-                    if seq == after_seq && after_index.is_some_and(|after| index <= after) {
-                        continue;
+        let (entries, more) = self
+            .system()?
+            .each_committed_event(
+                &account,
+                after_seq,
+                (Vec::new(), false),
+                move |(entries, more), seq, event| {
+                    let Event::Movement(movement) = event else {
+                        return true;
+                    };
+                    for (index, entry) in movement.entries.iter().enumerate() {
+                        if seq == after_seq && after_index.is_some_and(|after| index <= after) {
+                            continue;
+                        }
+                        if entries.len() == limit {
+                            *more = true;
+                            return false;
+                        }
+                        entries.push(pb::PostedEntry {
+                            id: format!("{seq}-{index}"),
+                            seq,
+                            at_ms: movement.at.0,
+                            cause: snake(&movement.cause),
+                            kind: snake(&entry.kind),
+                            currency: entry.currency.alpha().to_owned(),
+                            amount_minor: entry.amount_minor,
+                            member_id: movement.member.to_string(),
+                            authorization_id: movement
+                                .authorization
+                                .as_ref()
+                                .map(|a| a.id.to_string())
+                                .unwrap_or_default(),
+                            shares: entry
+                                .shares
+                                .iter()
+                                .map(|(member, amount)| pb::Share {
+                                    member_id: member.to_string(),
+                                    amount_minor: *amount,
+                                })
+                                .collect(),
+                        });
                     }
-                    if entries.len() == limit {
-                        more = true;
-                        return false;
-                    }
-                    entries.push(pb::PostedEntry {
-                        id: format!("{seq}-{index}"),
-                        seq,
-                        at_ms: movement.at.0,
-                        cause: snake(&movement.cause),
-                        kind: snake(&entry.kind),
-                        currency: entry.currency.alpha().to_owned(),
-                        amount_minor: entry.amount_minor,
-                        member_id: movement.member.to_string(),
-                        authorization_id: movement
-                            .authorization
-                            .as_ref()
-                            .map(|a| a.id.to_string())
-                            .unwrap_or_default(),
-                        shares: entry
-                            .shares
-                            .iter()
-                            .map(|(member, amount)| pb::Share {
-                                member_id: member.to_string(),
-                                amount_minor: *amount,
-                            })
-                            .collect(),
-                    });
-                }
-                true
-            });
-            result.map(|()| (entries, more))
-        })
-        .await
-        .map_err(|e| OpError::internal(e.to_string()))?
-        .map_err(|e| OpError::internal(format!("could not read the history: {e}")))?;
+                    true
+                },
+            )
+            .await
+            .map_err(|e| OpError::internal(format!("could not read the history: {e}")))?;
         let next = if more {
             entries.last().map(|e| e.id.clone()).unwrap_or_default()
         } else {

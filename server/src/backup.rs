@@ -28,7 +28,6 @@ pub async fn take(
     }
     let system = app.system()?;
     let info = system
-        .engine()
         .backup(&app.data_dir, dir)
         .await
         .map_err(|e| match e {

@@ -113,7 +113,7 @@ async fn render_metrics(
     if let Ok(system) = app.system() {
         metrics::gauge!("tandem_resident_accounts").set(system.resident_accounts() as f64);
         metrics::gauge!("tandem_in_flight_decisions").set(system.in_flight() as f64);
-        let stats = system.engine().stats();
+        let stats = system.log_stats();
         metrics::gauge!("tandem_log_batches").set(stats.batches.load(Ordering::Relaxed) as f64);
         metrics::gauge!("tandem_log_records").set(stats.records.load(Ordering::Relaxed) as f64);
     }
@@ -425,8 +425,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let _ = grpc_task.await;
     let _ = http_task.await;
     let _ = iso_task.await;
-    system.clone().shutdown().await;
-    system.engine().stop().await;
+    system.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -138,6 +138,9 @@ pub enum LoadError {
         expected: u64,
         found: u64,
     },
+    /// The blocking task that read it panicked or was cancelled.
+    #[error("the read did not finish: {0}")]
+    Background(String),
 }
 
 impl StateReader {

@@ -237,16 +237,11 @@ impl Gateway {
             code: error.de39(),
             why: error.message(),
         })?;
-        let engine = system.engine();
-        let pan_hash = engine.pan_key().hash(fields.pan);
-        let Some((account, card)) =
-            engine
-                .reader()
-                .pan_card(pan_hash.as_bytes())
-                .map_err(|e| Refusal {
-                    code: code::SYSTEM_ERROR,
-                    why: format!("card directory: {e}"),
-                })?
+        let pan_hash = system.hash_pan(fields.pan);
+        let Some((account, card)) = system.pan_card(&pan_hash).map_err(|e| Refusal {
+            code: code::SYSTEM_ERROR,
+            why: format!("card directory: {e}"),
+        })?
         else {
             return Ok(Answer::code(code::UNKNOWN_CARD));
         };
