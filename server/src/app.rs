@@ -323,10 +323,13 @@ impl App {
         if principal.role == KeyRole::Admin && !body.is_card_traffic() {
             self.audit(principal, command_name, account, &key);
         }
-        let outcome = self
-            .system()?
-            .execute(account, Command { key, actor, body })
-            .await;
+        let outcome = match crate::ops::route(account) {
+            crate::ops::Route::Here => {
+                self.system()?
+                    .execute(account, Command { key, actor, body })
+                    .await
+            }
+        };
         metrics::histogram!("tandem_decision_seconds", "command" => command_name)
             .record(started.elapsed().as_secs_f64());
         let (label, reason) = match &outcome {

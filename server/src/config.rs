@@ -126,7 +126,7 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub fault_injection: bool,
     pub iso8583_listen: SocketAddr,
-    pub iso8583: crate::iso8583::Settings,
+    pub iso8583: crate::edge::iso8583::Settings,
     pub policy: tandem_core::Policy,
 }
 
@@ -194,7 +194,7 @@ impl Settings {
             _ => return Err("TLS needs both tls_cert and tls_key".to_owned()),
         };
         let request_timeout = Duration::from_millis(self.request_timeout_ms.unwrap_or(10_000));
-        let defaults = crate::iso8583::Settings::default();
+        let defaults = crate::edge::iso8583::Settings::default();
         let bitmap = match self.iso8583_bitmap.as_deref().unwrap_or("binary") {
             "binary" => tandem_iso8583::BitmapEncoding::Binary,
             "hex" => tandem_iso8583::BitmapEncoding::Hex,
@@ -205,8 +205,8 @@ impl Settings {
             }
         };
         let pan_in_answers = match self.iso8583_pan_in_answers.as_deref().unwrap_or("omit") {
-            "omit" => crate::iso8583::PanInAnswers::Omit,
-            "masked" => crate::iso8583::PanInAnswers::Masked,
+            "omit" => crate::edge::iso8583::PanInAnswers::Omit,
+            "masked" => crate::edge::iso8583::PanInAnswers::Masked,
             other => {
                 return Err(format!(
                     "iso8583_pan_in_answers must be omit or masked, got {other:?}"
@@ -220,7 +220,7 @@ impl Settings {
         let read_timeout = self
             .iso8583_read_timeout_ms
             .map_or(defaults.read_timeout, Duration::from_millis);
-        let iso8583 = crate::iso8583::Settings {
+        let iso8583 = crate::edge::iso8583::Settings {
             bitmap,
             deadline: self
                 .iso8583_deadline_ms

@@ -1,17 +1,17 @@
 //! # tandem-server
 //!
-//! The `tandem` binary's parts. Requests enter through one hyper/tower stack
-//! ([`serve`]) whose shared layers ([`observe`]) authenticate and measure them, are adapted
-//! by [`grpc`] or [`http`] into calls on [`app::App`], which checks scope, parses with
-//! [`convert`], and executes on the durable account system (`tandem-actors`).
+//! The `tandem` binary's parts, in layers. Requests enter through one hyper/tower stack
+//! ([`serve`]) whose shared layers ([`observe`]) authenticate and measure them; a gateway in
+//! [`edge`] (gRPC, HTTP/JSON, ISO 8583) decodes its wire and calls an operation ([`app::App`]'s
+//! methods, moving to [`ops`]), which checks scope first, parses with [`convert`], and
+//! executes on the durable account system (`tandem-actors`); failures are one [`ops::OpError`],
+//! mapped once per protocol.
 
 pub mod app;
 pub mod backup;
 pub mod config;
 pub mod convert;
-pub mod grpc;
-pub mod http;
-pub mod iso8583;
+pub mod edge;
 pub mod keys;
 pub mod observe;
 pub mod ops;

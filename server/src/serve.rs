@@ -302,7 +302,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Observability(format!("reflection: {e}")))?;
-    let service = crate::grpc::Service { app: app.clone() };
+    let service = crate::edge::grpc::Service { app: app.clone() };
     let limit = config.request_body_max_bytes;
     let grpc_router = tonic::service::Routes::new(
         AuthorizationsServer::new(service.clone()).max_decoding_message_size(limit),
@@ -312,7 +312,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     .add_service(health_service)
     .add_service(reflection)
     .into_axum_router();
-    let http_router = crate::http::router(app.clone())
+    let http_router = crate::edge::http::router(app.clone())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz).with_state(app.clone()))
         .route(
@@ -358,9 +358,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         stop.clone(),
         config.shutdown_grace,
     ));
-    let iso_task = tokio::spawn(crate::iso8583::serve(
+    let iso_task = tokio::spawn(crate::edge::iso8583::serve(
         iso_listener,
-        Arc::new(crate::iso8583::Gateway::new(
+        Arc::new(crate::edge::iso8583::Gateway::new(
             app.clone(),
             config.iso8583.clone(),
         )),
@@ -396,13 +396,13 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Recovery(format!("cannot start the account system: {e}")))?;
     app.recovered(system.clone());
     health_reporter
-        .set_serving::<AuthorizationsServer<crate::grpc::Service>>()
+        .set_serving::<AuthorizationsServer<crate::edge::grpc::Service>>()
         .await;
     health_reporter
-        .set_serving::<AccountsServer<crate::grpc::Service>>()
+        .set_serving::<AccountsServer<crate::edge::grpc::Service>>()
         .await;
     health_reporter
-        .set_serving::<BalancesServer<crate::grpc::Service>>()
+        .set_serving::<BalancesServer<crate::edge::grpc::Service>>()
         .await;
     tracing::info!(
         grpc = %grpc_addr,
@@ -419,7 +419,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     tracing::info!("shutting down: draining in-flight requests");
     app.ready.store(false, Ordering::Release);
     health_reporter
-        .set_not_serving::<AuthorizationsServer<crate::grpc::Service>>()
+        .set_not_serving::<AuthorizationsServer<crate::edge::grpc::Service>>()
         .await;
     let _ = stop_sender.send(true);
     let _ = grpc_task.await;

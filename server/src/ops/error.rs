@@ -397,7 +397,7 @@ mod tests {
                 "{name}"
             );
             // The processor stream: the same code in the answer, never a result.
-            let answer = crate::grpc::stream_error("c-1".into(), error.clone());
+            let answer = crate::edge::grpc::stream_error("c-1".into(), error.clone());
             assert_eq!(answer.error_code, error.grpc_code() as i32, "{name}");
             assert!(answer.result.is_none());
             assert!(answer.error_message.starts_with(error.code()), "{name}");

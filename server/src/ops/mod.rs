@@ -2,8 +2,10 @@
 //!
 //! Today the operations themselves are methods of [`crate::app::App`]; they move here family
 //! by family (the operation-layer issue). What is here already is the error every operation
-//! returns and its one mapping per protocol.
+//! returns with its one mapping per protocol, and [`route`]: where an account's commands run.
 
 pub mod error;
+pub mod route;
 
 pub use error::OpError;
+pub use route::{Route, route};
