@@ -42,6 +42,8 @@ pub struct App {
     sequence: AtomicU64,
     /// Set when the node was started with fault injection enabled.
     faults: std::sync::OnceLock<tandem_storage::WriteFaults>,
+    /// Card traffic whose deadline passed and whose timeout mark is not durable yet.
+    pub(crate) deadlines: crate::ops::deadline::Deadlines,
 }
 
 fn now_ms() -> i64 {
@@ -216,6 +218,7 @@ impl App {
             audit: Mutex::new(audit),
             sequence: AtomicU64::new(0),
             faults: std::sync::OnceLock::new(),
+            deadlines: Default::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! by family (the operation-layer issue). What is here already is the error every operation
 //! returns with its one mapping per protocol, and [`route`]: where an account's commands run.
 
+pub mod deadline;
 pub mod error;
 pub mod route;
 

@@ -6,18 +6,17 @@
 //! carry it only masked, if at all.
 
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tandem_core::{
-    AccountId, Actor, AuthorizationId, BalanceView, CardId, Channel, CommandBody, Currency,
+    AccountId, AuthorizationId, BalanceView, CardId, Channel, CommandBody, Currency,
     IdempotencyKey, Mcc, Merchant, Money, Outcome, Spend, SpendKind, YearMonth,
 };
 use tandem_iso8583::{BitmapEncoding, Message, Mti};
 
 use crate::app::{App, lifecycle_id};
 use crate::keys::{KeyRole, Principal};
+use crate::ops::deadline::{Late, Timed};
 
 /// How DE 2 comes back in answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,12 +122,11 @@ impl Answer {
     }
 }
 
-/// The gateway's shared state: the app, its settings, and the keys whose authorization timed
-/// out but whose mark is not durable yet (their repeats get 91 meanwhile).
+/// The gateway's shared state: the app and its settings. The deadline rule (91 past the
+/// deadline, then a durable `MarkTimedOut`) is the operations' (`ops::deadline`).
 pub struct Gateway {
     pub app: std::sync::Arc<App>,
     pub settings: Settings,
-    timing_out: Mutex<HashSet<IdempotencyKey>>,
     principal: Principal,
 }
 
@@ -137,7 +135,6 @@ impl Gateway {
         Self {
             app,
             settings,
-            timing_out: Mutex::new(HashSet::new()),
             principal: Principal {
                 key_id: "iso8583-link".to_owned(),
                 role: KeyRole::Network,
@@ -247,30 +244,33 @@ impl Gateway {
         };
         let mti = request.mti.original();
         let key = message_key(mti, &fields, &pan_hash);
-        if self.timing_out().contains(&key) {
-            return Ok(Answer::code(code::ISSUER_UNAVAILABLE));
-        }
         let lifecycle = lifecycle(&account, &fields, &pan_hash);
         let (body, kind) = command(mti, &fields, card, lifecycle.clone(), request)?;
-        let deadline = match kind {
-            Kind::Decision => self.settings.deadline,
-            Kind::Advice => self.settings.advice_deadline,
+        let (deadline, late) = match kind {
+            Kind::Decision => (self.settings.deadline, Late::Undo),
+            Kind::Advice => (self.settings.advice_deadline, Late::Apply),
         };
-        let execute =
-            self.app
-                .execute(&self.principal, &account, key.clone(), Actor::Network, body);
-        let outcome = match tokio::time::timeout(deadline, execute).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(error)) => {
-                return Err(Refusal {
-                    code: error.de39(),
-                    why: error.message(),
-                });
-            }
-            Err(_) => {
-                metrics::counter!("tandem_iso8583_deadline_missed_total").increment(1);
-                if kind == Kind::Decision {
-                    self.mark_timed_out(account, lifecycle, key);
+        let timed = self
+            .app
+            .execute_within(
+                &self.principal,
+                &account,
+                key,
+                body,
+                &lifecycle,
+                deadline,
+                late,
+            )
+            .await
+            .map_err(|error| Refusal {
+                code: error.de39(),
+                why: error.message(),
+            })?;
+        let outcome = match timed {
+            Timed::Answered(outcome) => outcome,
+            Timed::Missed { just_now } => {
+                if just_now {
+                    metrics::counter!("tandem_iso8583_deadline_missed_total").increment(1);
                 }
                 return Ok(Answer::code(code::ISSUER_UNAVAILABLE));
             }
@@ -282,55 +282,6 @@ impl Gateway {
         };
         answer.lifecycle = Some(lifecycle);
         Ok(answer)
-    }
-
-    fn timing_out(&self) -> std::sync::MutexGuard<'_, HashSet<IdempotencyKey>> {
-        self.timing_out
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Records durably that `key`'s authorization timed out, releasing any hold it placed;
-    /// until that is durable, repeats of `key` are answered 91 here.
-    fn mark_timed_out(
-        self: &std::sync::Arc<Self>,
-        account: AccountId,
-        lifecycle: AuthorizationId,
-        key: IdempotencyKey,
-    ) {
-        self.timing_out().insert(key.clone());
-        let gateway = self.clone();
-        tokio::spawn(async move {
-            let mark_key = IdempotencyKey::new(&format!("{key}:timeout"))
-                .expect("a short key with a suffix is a valid key");
-            let body = CommandBody::MarkTimedOut {
-                authorization: lifecycle,
-                original_key: key.clone(),
-            };
-            // Retried until durable: a hold left behind would hold the member's money.
-            let mut wait = Duration::from_millis(50);
-            loop {
-                match gateway
-                    .app
-                    .execute(
-                        &gateway.principal,
-                        &account,
-                        mark_key.clone(),
-                        Actor::Network,
-                        body.clone(),
-                    )
-                    .await
-                {
-                    Ok(_) => break,
-                    Err(error) => {
-                        tracing::warn!(%account, error = %error, "could not yet record a timed-out authorization; retrying");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
-            gateway.timing_out().remove(&key);
-        });
     }
 }
 
