@@ -74,7 +74,7 @@ peer() { # shape client client-args...
   local server=$!
   pids+=("$server")
   wait_port $tb_port || { echo "compare: TigerBeetle did not start ($dir/replica.log)" >&2; exit 1; }
-  local before line after client
+  local before line after
   before=$(ticks "$server")
   line=$(TB_ADDRESSES=127.0.0.1:$tb_port /usr/bin/time -f '%U %S %e' -o "$dir/time" "$client" "$@")
   after=$(ticks "$server")

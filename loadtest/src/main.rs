@@ -195,7 +195,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
         deposit_minor: 10_000_000_000,
         kid_deposit_minor: 20_000,
     };
-    if args.echo && (args.stream || target.protocol != Protocol::GrpcUnary) {
+    if args.echo && target.protocol != Protocol::GrpcUnary {
         return Err("--echo drives a grpc:// target with unary calls".into());
     }
     if !args.echo {
@@ -206,8 +206,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
     }
     let mut ledger = provision::ledger_of_deposits(&population);
     ledger.hold_expiry_ms = args.hold_expiry.map(|d| d.as_millis() as i64);
-    let mut traffic = Traffic::new(scenario, population.clone(), args.seed);
-    traffic.settle = args.settle;
+    let traffic = Traffic::new(scenario, population.clone(), args.seed).settled(args.settle);
     let shared = Arc::new(Shared {
         target: target.clone(),
         traffic: Mutex::new(traffic),
@@ -252,20 +251,8 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
             seed: args.seed,
             quiet: args.quiet,
         };
-        let cpu_before = (
-            report::process_cpu_seconds(None),
-            args.server_pid
-                .and_then(|pid| report::process_cpu_seconds(Some(pid))),
-        );
+        let cpu = report::CpuSample::now(args.server_pid);
         let elapsed = run(shared.clone(), &load).await;
-        let client_s = report::process_cpu_seconds(None)
-            .zip(cpu_before.0)
-            .map(|(after, before)| after - before);
-        let server_s = args
-            .server_pid
-            .and_then(|pid| report::process_cpu_seconds(Some(pid)))
-            .zip(cpu_before.1)
-            .map(|(after, before)| after - before);
         let mode = match load.closed_loop {
             Some(n) => format!(
                 "closed loop, {n} workers, {:.0} s",
@@ -278,8 +265,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
             ),
         };
         let mut report = shared.recorder.report(context(mode), elapsed);
-        report.cpu = client_s
-            .map(|client_s| report::Cpu::new(client_s, server_s, elapsed, report.approved.count));
+        report.cpu = cpu.since(elapsed, report.approved.count);
         report
     };
     let passed = if args.no_audit || args.echo {
@@ -316,12 +302,12 @@ async fn step(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .scenario;
-        let mut traffic = Traffic::new(
+        let traffic = Traffic::new(
             scenario,
             shared.population.clone(),
             args.seed.wrapping_add(rate as u64),
-        );
-        traffic.settle = args.settle;
+        )
+        .settled(args.settle);
         let step_shared = Arc::new(Shared {
             target: shared.target.clone(),
             traffic: Mutex::new(traffic),

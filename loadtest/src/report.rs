@@ -297,6 +297,35 @@ pub struct Cpu {
     pub server_s_per_1000_approvals: Option<f64>,
 }
 
+/// CPU time of this process and, when given, the server's, at one moment: the start of a
+/// measured run.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSample {
+    server_pid: Option<u32>,
+    client_s: Option<f64>,
+    server_s: Option<f64>,
+}
+
+impl CpuSample {
+    pub fn now(server_pid: Option<u32>) -> Self {
+        Self {
+            server_pid,
+            client_s: process_cpu_seconds(None),
+            server_s: server_pid.and_then(|pid| process_cpu_seconds(Some(pid))),
+        }
+    }
+
+    /// The CPU spent since this sample, over a run of `elapsed` that made `approvals`; `None`
+    /// where this process's own time cannot be read.
+    pub fn since(&self, elapsed: Duration, approvals: u64) -> Option<Cpu> {
+        let now = Self::now(self.server_pid);
+        let spent = |after: Option<f64>, before: Option<f64>| Some(after? - before?);
+        let client_s = spent(now.client_s, self.client_s)?;
+        let server_s = spent(now.server_s, self.server_s);
+        Some(Cpu::new(client_s, server_s, elapsed, approvals))
+    }
+}
+
 impl Cpu {
     /// `client_s` and `server_s` over `elapsed`, per 1,000 of `approvals`.
     pub fn new(client_s: f64, server_s: Option<f64>, elapsed: Duration, approvals: u64) -> Self {
@@ -464,15 +493,44 @@ impl Report {
     }
 }
 
+/// The chart's width and its left and right margins.
+const WIDTH: f64 = 900.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 20.0;
+
+/// A horizontal grid line across the chart at `at`, labelled on the left.
+fn grid_line(svg: &mut String, at: f64, label: &str) {
+    svg.push_str(&format!(
+        "<line x1=\"{LEFT}\" y1=\"{at:.1}\" x2=\"{:.1}\" y2=\"{at:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>\n",
+        WIDTH - RIGHT,
+        LEFT - 6.0,
+        at + 4.0
+    ));
+}
+
+/// One series as a polyline through `points`, with its name at `legend`.
+fn series(
+    svg: &mut String,
+    points: impl Iterator<Item = (f64, f64)>,
+    colour: &str,
+    name: &str,
+    legend: (f64, f64),
+) {
+    let line: Vec<String> = points.map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+    svg.push_str(&format!(
+        "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{colour}\">{name}</text>\n",
+        line.join(" "),
+        legend.0,
+        legend.1
+    ));
+}
+
 impl Report {
     /// An SVG chart of p50, p99 and max latency per second of the run (log scale), and below
     /// it the approved, declined and errored answers of each second.
     pub fn svg(&self) -> String {
-        const WIDTH: f64 = 900.0;
         const HEIGHT: f64 = 420.0;
         const PANEL: f64 = 260.0;
-        const LEFT: f64 = 70.0;
-        const RIGHT: f64 = 20.0;
         const TOP: f64 = 40.0;
         const BOTTOM: f64 = 50.0;
         let points = &self.over_time;
@@ -500,12 +558,7 @@ impl Report {
             } else {
                 format!("{micros} µs")
             };
-            svg.push_str(&format!(
-                "<line x1=\"{LEFT}\" y1=\"{at:.1}\" x2=\"{:.1}\" y2=\"{at:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>\n",
-                WIDTH - RIGHT,
-                LEFT - 6.0,
-                at + 4.0
-            ));
+            grid_line(&mut svg, at, &label);
         }
         svg.push_str(&format!(
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">seconds into the run (0–{seconds:.0})</text>\n",
@@ -521,23 +574,19 @@ impl Report {
             ("p99", "#d62728", |p: &OverTime| p.p99_us),
             ("p50", "#1f77b4", |p: &OverTime| p.p50_us),
         ] {
-            let line: Vec<String> = points
-                .iter()
-                .map(|p| format!("{:.1},{:.1}", x(p.second), y(pick(p))))
-                .collect();
-            svg.push_str(&format!(
-                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n",
-                line.join(" ")
-            ));
             let legend_y = match name {
                 "p50" => TOP + 10.0,
                 "p99" => TOP + 26.0,
                 _ => TOP + 42.0,
             };
-            svg.push_str(&format!(
-                "<text x=\"{:.1}\" y=\"{legend_y:.1}\" fill=\"{colour}\">{name}</text>\n",
-                WIDTH - RIGHT - 40.0
-            ));
+            let line = points.iter().map(|p| (x(p.second), y(pick(p))));
+            series(
+                &mut svg,
+                line,
+                colour,
+                name,
+                (WIDTH - RIGHT - 40.0, legend_y),
+            );
         }
         // Answers per second by class, on a linear scale.
         let top = HEIGHT + 20.0;
@@ -555,13 +604,7 @@ impl Report {
             self.approvals_per_second
         ));
         for (value, label) in [(0, "0".to_owned()), (most as u64, format!("{most:.0}/s"))] {
-            let at = y(value);
-            svg.push_str(&format!(
-                "<line x1=\"{LEFT}\" y1=\"{at:.1}\" x2=\"{:.1}\" y2=\"{at:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>\n",
-                WIDTH - RIGHT,
-                LEFT - 6.0,
-                at + 4.0
-            ));
+            grid_line(&mut svg, y(value), &label);
         }
         for (row, (name, colour, pick)) in [
             (
@@ -575,16 +618,9 @@ impl Report {
         .into_iter()
         .enumerate()
         {
-            let line: Vec<String> = points
-                .iter()
-                .map(|p| format!("{:.1},{:.1}", x(p.second), y(pick(p))))
-                .collect();
-            svg.push_str(&format!(
-                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{colour}\">{name}</text>\n",
-                line.join(" "),
-                WIDTH - RIGHT - 70.0,
-                top + 10.0 + 16.0 * row as f64
-            ));
+            let line = points.iter().map(|p| (x(p.second), y(pick(p))));
+            let legend = (WIDTH - RIGHT - 70.0, top + 10.0 + 16.0 * row as f64);
+            series(&mut svg, line, colour, name, legend);
         }
         svg.push_str("</svg>\n");
         svg

@@ -156,6 +156,12 @@ impl Traffic {
         }
     }
 
+    /// The same traffic, with [`Traffic::settle`] set to `settle`.
+    pub fn settled(mut self, settle: bool) -> Self {
+        self.settle = settle;
+        self
+    }
+
     fn key(&mut self) -> String {
         self.sequence += 1;
         format!("lt-{}-{}", self.population.run_id, self.sequence)
@@ -380,8 +386,7 @@ mod tests {
     #[test]
     fn settled_traffic_closes_every_hold_it_opens() {
         for scenario in [Scenario::Authorize, Scenario::Hot, Scenario::Lifecycle] {
-            let mut traffic = Traffic::new(scenario, population(1), 7);
-            traffic.settle = true;
+            let mut traffic = Traffic::new(scenario, population(1), 7).settled(true);
             let mut seen = std::collections::BTreeSet::new();
             for _ in 0..2_000 {
                 let follow_up = then(&traffic.next_work());

@@ -27,6 +27,14 @@ impl Gaps {
     }
 }
 
+/// Whether a `create_transfers` call created every transfer it carried.
+fn created<E>(result: Result<Vec<tb::CreateTransferResult>, E>) -> bool {
+    result.is_ok_and(|r| {
+        r.iter()
+            .all(|x| x.status == tb::CreateTransferStatus::Created)
+    })
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -105,9 +113,7 @@ async fn main() {
                     ..Default::default()
                 }])
                 .await;
-            let created = result
-                .is_ok_and(|r| r.iter().all(|x| x.status == tb::CreateTransferStatus::Created));
-            if !created {
+            if !created(result) {
                 *failures.lock().unwrap() += 1;
                 return;
             }
@@ -129,9 +135,7 @@ async fn main() {
             let posted = sent.elapsed();
             let mut all = latencies.lock().unwrap();
             all.push(held);
-            let created = result
-                .is_ok_and(|r| r.iter().all(|x| x.status == tb::CreateTransferStatus::Created));
-            if created {
+            if created(result) {
                 all.push(posted);
             } else {
                 *failures.lock().unwrap() += 1;
