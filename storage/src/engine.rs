@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::latch::FailureLatch;
@@ -90,13 +91,13 @@ impl WriteFaults {
     }
 
     /// Every log write waits this long before it starts (0 for none).
-    pub fn delay_writes(&self, delay: std::time::Duration) {
+    pub fn delay_writes(&self, delay: Duration) {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.0.delay_ms.store(ms, Ordering::Release);
     }
 
-    pub fn write_delay(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.0.delay_ms.load(Ordering::Acquire))
+    pub fn write_delay(&self) -> Duration {
+        Duration::from_millis(self.0.delay_ms.load(Ordering::Acquire))
     }
 }
 
@@ -136,6 +137,28 @@ pub enum OpenError {
     Raft(String),
 }
 
+/// How long start-up waits for the state directory's lock before saying it is in use.
+const STATE_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens sled's state, waiting a bounded time for its directory lock: sled writes from
+/// threads of its own, so an engine of this process that was just dropped (a restart in
+/// place) can hold the lock for a few milliseconds more. Another live process holding the
+/// directory still fails, after the wait, with sled's own message.
+async fn open_state(path: &Path, settings: SledSettings) -> std::io::Result<StateMachine> {
+    let started = std::time::Instant::now();
+    loop {
+        match StateMachine::open(path, settings) {
+            Err(busy)
+                if busy.kind() == std::io::ErrorKind::WouldBlock
+                    && started.elapsed() < STATE_LOCK_WAIT =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 struct Submission {
     record: AccountRecord,
     done: oneshot::Sender<Result<u64, CommitError>>,
@@ -171,7 +194,7 @@ impl Engine {
         let log = LogStore::open(&config.data_dir.join("log"))?
             .with_faults(config.write_faults.clone())
             .with_sync_observer(config.sync_observer.clone());
-        let machine = StateMachine::open(&config.data_dir.join("state"), config.sled)?;
+        let machine = open_state(&config.data_dir.join("state"), config.sled).await?;
         let reader = machine.reader();
         let fresh = log.state().0.is_none()
             && reader

@@ -312,7 +312,14 @@ impl StateMachine {
             .cache_capacity(settings.cache_bytes)
             .mode(sled::Mode::HighThroughput)
             .open()
-            .map_err(sled_error)?;
+            .map_err(|error| match error {
+                // sled reports its directory lock as a plain I/O error with this text; say it
+                // as "busy" so the caller can tell it from a damaged store.
+                sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
+                    io::Error::new(io::ErrorKind::WouldBlock, io.to_string())
+                }
+                other => sled_error(other),
+            })?;
         let tree: sled::Tree = (*db).clone();
         let mut machine = Self {
             db,
