@@ -5,7 +5,6 @@
 //! account, execute through the account system (answered only once durable), render. No
 //! state is touched before the scope check passes.
 
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +21,8 @@ use tandem_proto::v1 as pb;
 use crate::convert::{self, id, snake};
 use crate::keys::{KeyRole, KeyStore, Principal};
 use crate::ops::OpError;
+use crate::ops::card_traffic::{self, CardName};
+pub use crate::ops::card_traffic::{lifecycle_account, lifecycle_id};
 
 /// Account ids are at most this long, so an authorization id (`<account>:<16 hex>`) can embed
 /// its account and route without any index.
@@ -50,26 +51,6 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// The lifecycle id for a network's (or app's) idempotency key on `account`.
-pub fn lifecycle_id(account: &AccountId, key: &IdempotencyKey) -> AuthorizationId {
-    let digest = hex::encode(Sha256::digest(key.as_str().as_bytes()));
-    AuthorizationId::new(&format!("{account}:{}", &digest[..16]))
-        .expect("account ids are short enough to embed")
-}
-
-/// The account an authorization id was minted for.
-pub fn lifecycle_account(authorization: &AuthorizationId) -> Result<AccountId, OpError> {
-    authorization
-        .as_str()
-        .rsplit_once(':')
-        .and_then(|(account, _)| AccountId::new(account).ok())
-        .ok_or_else(|| {
-            OpError::not_found(format!(
-                "authorization {authorization} was not issued by this server"
-            ))
-        })
 }
 
 fn key(text: &str) -> Result<IdempotencyKey, OpError> {
@@ -170,7 +151,11 @@ pub fn result(outcome: &Outcome) -> pb::CommandResult {
     }
 }
 
-fn authorize_response(authorization: &AuthorizationId, outcome: &Outcome) -> pb::AuthorizeResponse {
+/// The answer to card traffic; `authorization` is the lifecycle (none for an unknown card).
+fn authorize_response(
+    authorization: Option<&AuthorizationId>,
+    outcome: &Outcome,
+) -> pb::AuthorizeResponse {
     let summary = result(outcome);
     let (approved_amount_minor, approval_code) = match outcome {
         Outcome::Approved {
@@ -181,7 +166,7 @@ fn authorize_response(authorization: &AuthorizationId, outcome: &Outcome) -> pb:
         _ => (0, String::new()),
     };
     pb::AuthorizeResponse {
-        authorization_id: authorization.to_string(),
+        authorization_id: authorization.map(ToString::to_string).unwrap_or_default(),
         status: summary.status,
         approved_amount_minor,
         response_code: summary.response_code,
@@ -283,15 +268,6 @@ impl App {
         }
     }
 
-    fn network_only(&self, principal: &Principal) -> Result<(), OpError> {
-        match principal.role {
-            KeyRole::Network | KeyRole::Admin => Ok(()),
-            KeyRole::App => Err(OpError::forbidden(
-                "authorization traffic needs a network key",
-            )),
-        }
-    }
-
     fn may_read(&self, principal: &Principal, account: &AccountId) -> Result<(), OpError> {
         match principal.role {
             KeyRole::Admin => Ok(()),
@@ -345,21 +321,6 @@ impl App {
         metrics::counter!("tandem_decisions_total", "command" => command_name, "outcome" => label, "reason" => reason)
             .increment(1);
         Ok(outcome?)
-    }
-
-    /// Card traffic from the network, answered as an authorization response.
-    async fn card_traffic(
-        &self,
-        principal: &Principal,
-        account: &AccountId,
-        key: IdempotencyKey,
-        authorization: &AuthorizationId,
-        body: CommandBody,
-    ) -> Result<pb::AuthorizeResponse, OpError> {
-        let outcome = self
-            .execute(principal, account, key, Actor::Network, body)
-            .await?;
-        Ok(authorize_response(authorization, &outcome))
     }
 
     /// A management command with a fresh key: accepted, or the refusal as an error.
@@ -937,13 +898,17 @@ impl App {
     }
 
     // ------------------------------------------------------------------ card traffic
+    //
+    // The API's card traffic (gRPC unary, the processor stream, HTTP): each method reads its
+    // `tandem.v1` request into core types and calls `ops::card_traffic`, as the ISO 8583
+    // gateway does with its messages.
 
     pub async fn authorize(
         &self,
         principal: &Principal,
         request: pb::AuthorizeRequest,
     ) -> Result<pb::AuthorizeResponse, OpError> {
-        self.network_only(principal)?;
+        card_traffic::may_send(principal)?;
         let key = key(&request.idempotency_key)?;
         let card = card_id("card_id", &request.card_id)?;
         let mut spend = spend(
@@ -959,35 +924,34 @@ impl App {
         )?;
         spend.kind = convert::spend_kind(&request.kind)?;
         spend.partial_allowed = request.partial_allowed;
-        if request.cashback_minor < 0 || request.cashback_minor > spend.amount.amount_minor {
-            return Err(OpError::invalid(
-                "cashback_minor",
-                "must be between 0 and amount_minor",
-            ));
-        }
         spend.cashback_minor = request.cashback_minor;
-        let Some(account) = self.card_account(&card)? else {
-            // The network expects an answer, not an error: 14, unknown card.
-            return Ok(pb::AuthorizeResponse {
-                status: "declined".into(),
-                response_code: "14".into(),
-                decline_reason: "unknown_card".into(),
-                ..Default::default()
-            });
+        let Some((account, _)) = self.find_card(principal, CardName::Id(&card))? else {
+            return Ok(authorize_response(None, &card_traffic::unknown_card()));
         };
         let authorization = lifecycle_id(&account, &key);
-        self.card_traffic(
-            principal,
-            &account,
-            key,
-            &authorization,
-            CommandBody::Authorize {
-                authorization: authorization.clone(),
-                spend,
-                single_message: request.single_message,
-            },
-        )
-        .await
+        let body = CommandBody::Authorize {
+            authorization: authorization.clone(),
+            spend,
+            single_message: request.single_message,
+        };
+        let outcome = self.card_traffic(principal, &account, key, body).await?;
+        Ok(authorize_response(Some(&authorization), &outcome))
+    }
+
+    /// Traffic on a lifecycle Tandem named: its id carries the account.
+    async fn lifecycle_traffic(
+        &self,
+        principal: &Principal,
+        key: IdempotencyKey,
+        body: CommandBody,
+    ) -> Result<pb::AuthorizeResponse, OpError> {
+        let authorization = body
+            .authorization()
+            .cloned()
+            .expect("lifecycle traffic names its lifecycle");
+        let account = lifecycle_account(&authorization)?;
+        let outcome = self.card_traffic(principal, &account, key, body).await?;
+        Ok(authorize_response(Some(&authorization), &outcome))
     }
 
     pub async fn increment(
@@ -995,22 +959,15 @@ impl App {
         principal: &Principal,
         request: pb::IncrementRequest,
     ) -> Result<pb::AuthorizeResponse, OpError> {
-        self.network_only(principal)?;
+        card_traffic::may_send(principal)?;
         let key = key(&request.idempotency_key)?;
         let authorization = authorization_id(&request.authorization_id)?;
         let amount = convert::amount(request.amount_minor, &request.currency)?;
-        let account = lifecycle_account(&authorization)?;
-        self.card_traffic(
-            principal,
-            &account,
-            key,
-            &authorization,
-            CommandBody::Increment {
-                authorization: authorization.clone(),
-                amount,
-            },
-        )
-        .await
+        let body = CommandBody::Increment {
+            authorization,
+            amount,
+        };
+        self.lifecycle_traffic(principal, key, body).await
     }
 
     pub async fn reverse(
@@ -1018,25 +975,19 @@ impl App {
         principal: &Principal,
         request: pb::ReverseRequest,
     ) -> Result<pb::AuthorizeResponse, OpError> {
-        self.network_only(principal)?;
+        card_traffic::may_send(principal)?;
         let key = key(&request.idempotency_key)?;
         let authorization = authorization_id(&request.authorization_id)?;
-        let account = lifecycle_account(&authorization)?;
+        lifecycle_account(&authorization)?;
         let replacement = match request.amount_minor {
             None | Some(0) => None,
             Some(amount) => Some(convert::amount(amount, &request.currency)?),
         };
-        self.card_traffic(
-            principal,
-            &account,
-            key,
-            &authorization,
-            CommandBody::Reverse {
-                authorization: authorization.clone(),
-                replacement,
-            },
-        )
-        .await
+        let body = CommandBody::Reverse {
+            authorization,
+            replacement,
+        };
+        self.lifecycle_traffic(principal, key, body).await
     }
 
     /// A posting's spend, filling what the request leaves out from the lifecycle it names.
@@ -1109,57 +1060,64 @@ impl App {
         principal: &Principal,
         request: pb::PostingRequest,
     ) -> Result<pb::AuthorizeResponse, OpError> {
-        self.network_only(principal)?;
+        card_traffic::may_send(principal)?;
         let key = key(&request.idempotency_key)?;
         let authorization = authorization_id(&request.authorization_id)?;
         let account = lifecycle_account(&authorization)?;
         let spend = self
             .posting_spend(&account, Some(&authorization), &request)
             .await?;
-        self.card_traffic(
-            principal,
-            &account,
-            key,
-            &authorization,
-            CommandBody::Clear {
-                authorization: authorization.clone(),
-                spend,
-                final_clearing: request.r#final,
-            },
-        )
-        .await
+        let body = CommandBody::Clear {
+            authorization,
+            spend,
+            final_clearing: request.r#final,
+        };
+        self.lifecycle_traffic(principal, key, body).await
     }
 
     /// Advices, force posts and refunds route by card; their lifecycle is the one named, or
-    /// one derived from the key.
-    /// `fill_from` is the lifecycle whose card and merchant fill what the request leaves out
-    /// (the posting's own by default).
+    /// one derived from the key. `fill_from` is the lifecycle whose card and merchant fill
+    /// what the request leaves out (the posting's own by default). `None` for an unknown card.
     async fn card_posting(
         &self,
         principal: &Principal,
         request: &pb::PostingRequest,
         fill_from: Option<&AuthorizationId>,
-    ) -> Result<(AccountId, IdempotencyKey, AuthorizationId, Spend), OpError> {
-        self.network_only(principal)?;
+    ) -> Result<Option<(AccountId, IdempotencyKey, AuthorizationId, Spend)>, OpError> {
+        card_traffic::may_send(principal)?;
         let key = key(&request.idempotency_key)?;
         let card = card_id("card_id", &request.card_id)?;
-        let account = self.routed_card(&card).await?;
+        let Some((account, _)) = self.find_card(principal, CardName::Id(&card))? else {
+            return Ok(None);
+        };
         let authorization = if request.authorization_id.is_empty() {
             lifecycle_id(&account, &key)
         } else {
-            let named = authorization_id(&request.authorization_id)?;
-            if lifecycle_account(&named)? != account {
-                return Err(OpError::invalid(
-                    "authorization_id",
-                    "belongs to another account than card_id",
-                ));
-            }
-            named
+            authorization_id(&request.authorization_id)?
         };
         let spend = self
             .posting_spend(&account, Some(fill_from.unwrap_or(&authorization)), request)
             .await?;
-        Ok((account, key, authorization, spend))
+        Ok(Some((account, key, authorization, spend)))
+    }
+
+    /// Answers a posting by card: `body` builds its command from the lifecycle and spend.
+    async fn answer_posting(
+        &self,
+        principal: &Principal,
+        request: &pb::PostingRequest,
+        fill_from: Option<&AuthorizationId>,
+        body: impl FnOnce(AuthorizationId, Spend) -> CommandBody,
+    ) -> Result<pb::AuthorizeResponse, OpError> {
+        let Some((account, key, authorization, spend)) =
+            self.card_posting(principal, request, fill_from).await?
+        else {
+            return Err(OpError::not_found(format!("no card {}", request.card_id)));
+        };
+        let outcome = self
+            .card_traffic(principal, &account, key, body(authorization.clone(), spend))
+            .await?;
+        Ok(authorize_response(Some(&authorization), &outcome))
     }
 
     pub async fn advise(
@@ -1167,19 +1125,14 @@ impl App {
         principal: &Principal,
         request: pb::PostingRequest,
     ) -> Result<pb::AuthorizeResponse, OpError> {
-        let (account, key, authorization, spend) =
-            self.card_posting(principal, &request, None).await?;
-        self.card_traffic(
-            principal,
-            &account,
-            key,
-            &authorization,
+        let network_approved = request.network_approved;
+        self.answer_posting(principal, &request, None, |authorization, spend| {
             CommandBody::Advise {
-                authorization: authorization.clone(),
+                authorization,
                 spend,
-                network_approved: request.network_approved,
-            },
-        )
+                network_approved,
+            }
+        })
         .await
     }
 
@@ -1188,18 +1141,12 @@ impl App {
         principal: &Principal,
         request: pb::PostingRequest,
     ) -> Result<pb::AuthorizeResponse, OpError> {
-        let (account, key, authorization, spend) =
-            self.card_posting(principal, &request, None).await?;
-        self.card_traffic(
-            principal,
-            &account,
-            key,
-            &authorization,
+        self.answer_posting(principal, &request, None, |authorization, spend| {
             CommandBody::ForcePost {
-                authorization: authorization.clone(),
+                authorization,
                 spend,
-            },
-        )
+            }
+        })
         .await
     }
 
@@ -1214,21 +1161,14 @@ impl App {
             .transpose()?;
         // The refund is its own lifecycle; it borrows the original's card and merchant.
         request.authorization_id.clear();
-        let (account, key, refund, mut spend) = self
-            .card_posting(principal, &request, original.as_ref())
-            .await?;
-        spend.kind = tandem_core::SpendKind::Purchase;
-        self.card_traffic(
-            principal,
-            &account,
-            key,
-            &refund,
+        let fill_from = original.clone();
+        self.answer_posting(principal, &request, fill_from.as_ref(), |refund, spend| {
             CommandBody::Refund {
-                refund: refund.clone(),
+                refund,
                 spend,
                 original,
-            },
-        )
+            }
+        })
         .await
     }
 
@@ -1237,24 +1177,21 @@ impl App {
         principal: &Principal,
         request: pb::BalanceInquiryRequest,
     ) -> Result<pb::BalanceInquiryResponse, OpError> {
-        self.network_only(principal)?;
+        card_traffic::may_send(principal)?;
         let key = key(&request.idempotency_key)?;
         let card = card_id("card_id", &request.card_id)?;
-        let Some(account) = self.card_account(&card)? else {
-            return Ok(pb::BalanceInquiryResponse {
-                response_code: "14".into(),
-                balances: Vec::new(),
-            });
+        let outcome = match self.find_card(principal, CardName::Id(&card))? {
+            Some((account, card)) => {
+                self.card_traffic(
+                    principal,
+                    &account,
+                    key,
+                    CommandBody::BalanceInquiry { card },
+                )
+                .await?
+            }
+            None => card_traffic::unknown_card(),
         };
-        let outcome = self
-            .execute(
-                principal,
-                &account,
-                key,
-                Actor::Network,
-                CommandBody::BalanceInquiry { card },
-            )
-            .await?;
         let balances = match &outcome {
             Outcome::Balances { balances } => balances.iter().map(convert::balance).collect(),
             _ => Vec::new(),

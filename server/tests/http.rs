@@ -338,6 +338,7 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
         (serde_json::to_vec(&json!({"idempotency_key": "a", "card_id": "acct-ana-card", "amount_minor": 5, "currency": "EUR", "mcc": "54", "channel": "chip"})).expect("json"), "mcc"),
         (serde_json::to_vec(&json!({"idempotency_key": "a", "card_id": "acct-ana-card", "amount_minor": 5, "currency": "EUR", "mcc": "5411", "channel": "pigeon"})).expect("json"), "channel"),
         (serde_json::to_vec(&json!({"card_id": "acct-ana-card", "amount_minor": 5, "currency": "EUR", "mcc": "5411", "channel": "chip"})).expect("json"), "idempotency_key"),
+        (serde_json::to_vec(&json!({"idempotency_key": "a", "card_id": "acct-ana-card", "amount_minor": 5, "cashback_minor": 6, "kind": "purchase_with_cashback", "currency": "EUR", "mcc": "5411", "channel": "chip"})).expect("json"), "cashback_minor"),
     ];
     for (body, field) in cases {
         let (status, problem) = node

@@ -250,6 +250,26 @@ async fn every_message_of_the_profile_is_answered_as_the_profile_says() {
         .ask(&authorization(KID_PAN, "000203", "RRN000000203", 1_00))
         .await;
     assert_eq!(text(&served, 39), "00");
+
+    // The operations' card-traffic rules hold on this gateway as on the API: cashback above
+    // DE 4 is a format error (30), and a refund (DE 3 20) gives a purchase back.
+    let over = link
+        .ask(&with(
+            authorization(PAN, "000112", "RRN000000112", 5_00),
+            &[(3, "090000"), (54, &format!("0040978C{:012}", 6_00))],
+        ))
+        .await;
+    assert_eq!(text(&over, 39), "30");
+    let (before, _) = eur(&node.balance("j").await);
+    let refund = link
+        .ask(&with(
+            as_mti(&authorization(PAN, "000113", "RRN000000113", 3_00), "0200"),
+            &[(3, "200000")],
+        ))
+        .await;
+    assert_eq!((refund.mti.as_str(), text(&refund, 39)), ("0210", "00"));
+    let (after, _) = eur(&node.balance("j").await);
+    assert_eq!(after, before + 3_00, "the refund credits the ledger");
     node.stop();
 }
 

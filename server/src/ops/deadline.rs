@@ -48,28 +48,28 @@ impl Deadlines {
 }
 
 impl App {
-    /// Executes `body` on `account` under `deadline` (see the module's rule). `lifecycle` is
-    /// the authorization a late decision's timeout mark names.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn execute_within(
+    /// Executes card traffic `body` on `account` under `deadline` (see the module's rule).
+    /// The timeout mark names the body's lifecycle; a balance inquiry has none and changes
+    /// nothing, so a late one needs no undo.
+    pub(super) async fn execute_within(
         self: &Arc<Self>,
         principal: &Principal,
         account: &AccountId,
         key: IdempotencyKey,
         body: CommandBody,
-        lifecycle: &AuthorizationId,
         deadline: Duration,
         late: Late,
     ) -> Result<Timed, OpError> {
         if self.deadlines.set().contains(&key) {
             return Ok(Timed::Missed { just_now: false });
         }
+        let lifecycle = body.authorization().cloned();
         let execute = self.execute(principal, account, key.clone(), Actor::Network, body);
         match tokio::time::timeout(deadline, execute).await {
             Ok(outcome) => outcome.map(Timed::Answered),
             Err(_) => {
-                if late == Late::Undo {
-                    self.mark_timed_out(principal.clone(), account.clone(), lifecycle.clone(), key);
+                if let (Late::Undo, Some(lifecycle)) = (late, lifecycle) {
+                    self.mark_timed_out(principal.clone(), account.clone(), lifecycle, key);
                 }
                 Ok(Timed::Missed { just_now: true })
             }

@@ -1,9 +1,12 @@
 //! The operations every gateway calls, and [`OpError`], their one error type.
 //!
-//! Today the operations themselves are methods of [`crate::app::App`]; they move here family
-//! by family (the operation-layer issue). What is here already is the error every operation
-//! returns with its one mapping per protocol, and [`route`]: where an account's commands run.
+//! The operations move here family by family (the operation-layer issue); the rest are still
+//! methods of [`crate::app::App`]. Here already: [`card_traffic`], which every gateway's card
+//! traffic goes through (gRPC, the processor stream, HTTP, ISO 8583); [`deadline`], the card
+//! networks' deadline rule; [`OpError`], the error every operation returns, with its one
+//! mapping per protocol; and [`route`]: where an account's commands run.
 
+pub mod card_traffic;
 pub mod deadline;
 pub mod error;
 pub mod route;

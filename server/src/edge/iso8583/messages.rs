@@ -14,8 +14,10 @@ use tandem_core::{
 };
 use tandem_iso8583::{BitmapEncoding, Message, Mti};
 
-use crate::app::{App, lifecycle_id};
+use crate::app::App;
 use crate::keys::{KeyRole, Principal};
+use crate::ops::OpError;
+use crate::ops::card_traffic::{self, CardName, lifecycle_id};
 use crate::ops::deadline::{Late, Timed};
 
 /// How DE 2 comes back in answers.
@@ -79,10 +81,8 @@ pub fn mti_label(mti: Mti) -> &'static str {
 /// DE 39 values the gateway itself answers with (the core's decisions bring their own).
 mod code {
     pub const APPROVED: &str = "00";
-    pub const UNKNOWN_CARD: &str = "14";
     pub const FORMAT_ERROR: &str = "30";
     pub const ISSUER_UNAVAILABLE: &str = "91";
-    pub const SYSTEM_ERROR: &str = "96";
 }
 
 /// A request refused before it reached an account: its DE 39 and why (for the log).
@@ -230,17 +230,12 @@ impl Gateway {
 
     async fn decide(self: &std::sync::Arc<Self>, request: &Message) -> Result<Answer, Refusal> {
         let fields = Fields::read(request)?;
-        let system = self.app.system().map_err(|error| Refusal {
-            code: error.de39(),
-            why: error.message(),
-        })?;
-        let pan_hash = system.hash_pan(fields.pan);
-        let Some((account, card)) = system.pan_card(&pan_hash).map_err(|e| Refusal {
-            code: code::SYSTEM_ERROR,
-            why: format!("card directory: {e}"),
-        })?
+        let pan_hash = self.app.pan_hash(fields.pan)?;
+        let Some((account, card)) = self
+            .app
+            .find_card(&self.principal, CardName::PanHash(&pan_hash))?
         else {
-            return Ok(Answer::code(code::UNKNOWN_CARD));
+            return Ok(decision_answer(&card_traffic::unknown_card()));
         };
         let mti = request.mti.original();
         let key = message_key(mti, &fields, &pan_hash);
@@ -252,20 +247,8 @@ impl Gateway {
         };
         let timed = self
             .app
-            .execute_within(
-                &self.principal,
-                &account,
-                key,
-                body,
-                &lifecycle,
-                deadline,
-                late,
-            )
-            .await
-            .map_err(|error| Refusal {
-                code: error.de39(),
-                why: error.message(),
-            })?;
+            .card_traffic_within(&self.principal, &account, key, body, deadline, late)
+            .await?;
         let outcome = match timed {
             Timed::Answered(outcome) => outcome,
             Timed::Missed { just_now } => {
@@ -282,6 +265,17 @@ impl Gateway {
         };
         answer.lifecycle = Some(lifecycle);
         Ok(answer)
+    }
+}
+
+/// An operation's error as the gateway answers it: its DE 39 (the one mapping,
+/// `OpError::de39`), and its message for the log.
+impl From<OpError> for Refusal {
+    fn from(error: OpError) -> Self {
+        Refusal {
+            code: error.de39(),
+            why: error.message(),
+        }
     }
 }
 
@@ -323,10 +317,8 @@ fn digits(text: &str) -> bool {
 
 impl<'a> Fields<'a> {
     fn read(message: &'a Message) -> Result<Self, Refusal> {
-        let pan = required(message, 2, "PAN")?;
-        if !(12..=19).contains(&pan.len()) || !digits(pan) {
-            return Err(format_error("DE 2 must be 12 to 19 digits"));
-        }
+        let pan = card_traffic::pan(required(message, 2, "PAN")?)
+            .map_err(|_| format_error("DE 2 must be 12 to 19 digits"))?;
         let processing = match message.text(3) {
             Some(text) => &text[..2],
             // A reversal or advice may leave DE 3 out: it is a purchase's.
@@ -516,12 +508,9 @@ fn spend(
                 "DE 18 {mcc_text:?} is not a merchant category code"
             ))
         })?;
+    // That cashback lies within DE 4 is the operation's rule, for every gateway.
     let cashback_minor = if kind == SpendKind::PurchaseWithCashback {
-        let cashback = cashback(message)?;
-        if cashback > fields.amount_minor {
-            return Err(format_error("DE 54 cashback is more than DE 4"));
-        }
-        cashback
+        cashback(message)?
     } else {
         0
     };
@@ -581,12 +570,10 @@ fn command(
             )));
         }
     };
+    // The operation books a refund as a purchase given back, whatever DE 3 said.
     let refund = |spend: Spend| CommandBody::Refund {
         refund: lifecycle.clone(),
-        spend: Spend {
-            kind: SpendKind::Purchase,
-            ..spend
-        },
+        spend,
         original: None,
     };
     Ok(match (mti.class(), mti.function()) {

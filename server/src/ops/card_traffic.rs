@@ -1,0 +1,281 @@
+//! Card traffic: authorizations, increments, reversals, clearings, advices, force posts,
+//! refunds and balance inquiries, whichever gateway they arrive by (gRPC unary, the processor
+//! stream, HTTP, ISO 8583). A gateway decodes its wire into core types and calls two steps:
+//!
+//! 1. [`App::find_card`]: the caller may send card traffic (checked before anything is looked
+//!    up), then the card's account, by card id or by the PAN's keyed hash. An unknown card is
+//!    answered [`unknown_card`] (DE 39 14), an outcome, not an error: the network expects an
+//!    answer.
+//! 2. [`App::card_traffic`]: the same scope check, the rules every gateway shares (the
+//!    lifecycle is the account's, cashback within the amount, a refund is a purchase given
+//!    back), the route, then the account system, under a deadline when the gateway has one
+//!    (`ops::deadline`).
+//!
+//! Increments, reversals and clearings over the API name a lifecycle Tandem minted, whose
+//! id carries its account ([`lifecycle_account`]); they skip step 1.
+
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tandem_core::{
+    AccountId, Actor, AuthorizationId, CardId, CommandBody, DeclineReason, IdempotencyKey, Outcome,
+    SpendKind,
+};
+
+use super::OpError;
+use super::deadline::{Late, Timed};
+use crate::app::App;
+use crate::keys::{KeyRole, Principal};
+
+/// How a request names its card.
+#[derive(Debug, Clone, Copy)]
+pub enum CardName<'a> {
+    /// Tandem's card id (the API).
+    Id(&'a CardId),
+    /// The keyed hash of the PAN ([`App::pan_hash`]; ISO 8583).
+    PanHash(&'a str),
+}
+
+/// The answer to card traffic for a card this node does not know: declined, 14.
+pub fn unknown_card() -> Outcome {
+    Outcome::Declined {
+        reason: DeclineReason::UnknownCard,
+        balance: None,
+    }
+}
+
+/// A PAN as the profile allows it: 12 to 19 digits.
+pub fn pan(text: &str) -> Result<&str, OpError> {
+    if !(12..=19).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(OpError::invalid("pan", "must be 12 to 19 digits"));
+    }
+    Ok(text)
+}
+
+/// The lifecycle id for a network's (or app's) idempotency key on `account`.
+pub fn lifecycle_id(account: &AccountId, key: &IdempotencyKey) -> AuthorizationId {
+    let digest = hex::encode(Sha256::digest(key.as_str().as_bytes()));
+    AuthorizationId::new(&format!("{account}:{}", &digest[..16]))
+        .expect("account ids are short enough to embed")
+}
+
+/// The account an authorization id was minted for.
+pub fn lifecycle_account(authorization: &AuthorizationId) -> Result<AccountId, OpError> {
+    authorization
+        .as_str()
+        .rsplit_once(':')
+        .and_then(|(account, _)| AccountId::new(account).ok())
+        .ok_or_else(|| {
+            OpError::not_found(format!(
+                "authorization {authorization} was not issued by this server"
+            ))
+        })
+}
+
+/// Card traffic is sent by networks (and admins); app keys act for members and send none.
+pub fn may_send(principal: &Principal) -> Result<(), OpError> {
+    match principal.role {
+        KeyRole::Network | KeyRole::Admin => Ok(()),
+        KeyRole::App => Err(OpError::forbidden(
+            "authorization traffic needs a network key",
+        )),
+    }
+}
+
+/// The rules every gateway's card traffic obeys before it reaches the account: it is card
+/// traffic, its lifecycle belongs to `account`, cashback lies within the amount, and a refund
+/// gives back a purchase (whatever processing code brought it).
+fn checked(account: &AccountId, mut body: CommandBody) -> Result<CommandBody, OpError> {
+    if !body.is_card_traffic() || matches!(body, CommandBody::MarkTimedOut { .. }) {
+        return Err(OpError::internal(format!(
+            "{} is not card traffic a network sends",
+            body.kind_name()
+        )));
+    }
+    if let Some(lifecycle) = body.authorization()
+        && lifecycle_account(lifecycle)? != *account
+    {
+        return Err(OpError::invalid(
+            "authorization_id",
+            "belongs to another account than card_id",
+        ));
+    }
+    match &mut body {
+        CommandBody::Refund { spend, .. } => spend.kind = SpendKind::Purchase,
+        CommandBody::Authorize { spend, .. }
+        | CommandBody::Advise { spend, .. }
+        | CommandBody::Clear { spend, .. }
+        | CommandBody::ForcePost { spend, .. }
+            if !(0..=spend.amount.amount_minor).contains(&spend.cashback_minor) =>
+        {
+            return Err(OpError::invalid(
+                "cashback_minor",
+                "must be between 0 and amount_minor",
+            ));
+        }
+        _ => {}
+    }
+    Ok(body)
+}
+
+impl App {
+    /// The keyed hash of a PAN, as the PAN directory stores it. The PAN itself goes no
+    /// further than this call.
+    pub fn pan_hash(&self, text: &str) -> Result<String, OpError> {
+        Ok(self.system()?.hash_pan(pan(text)?))
+    }
+
+    /// The account and card that `card` names, for a caller that may send card traffic;
+    /// `None` for a card this node does not know (answer [`unknown_card`]).
+    pub fn find_card(
+        &self,
+        principal: &Principal,
+        card: CardName<'_>,
+    ) -> Result<Option<(AccountId, CardId)>, OpError> {
+        may_send(principal)?;
+        let system = self.system()?;
+        let found = match card {
+            CardName::Id(card) => system
+                .card_account(card)
+                .map(|account| account.map(|account| (account, card.clone()))),
+            CardName::PanHash(hash) => system.pan_card(hash),
+        };
+        found.map_err(|e| OpError::internal(format!("card directory: {e}")))
+    }
+
+    /// Decides card traffic on `account` and answers once it is durable.
+    pub async fn card_traffic(
+        &self,
+        principal: &Principal,
+        account: &AccountId,
+        key: IdempotencyKey,
+        body: CommandBody,
+    ) -> Result<Outcome, OpError> {
+        may_send(principal)?;
+        let body = checked(account, body)?;
+        self.execute(principal, account, key, Actor::Network, body)
+            .await
+    }
+
+    /// [`App::card_traffic`] under a deadline: [`Timed::Missed`] past it, and a late
+    /// decision is undone or applied as `late` says (`ops::deadline`).
+    pub async fn card_traffic_within(
+        self: &Arc<Self>,
+        principal: &Principal,
+        account: &AccountId,
+        key: IdempotencyKey,
+        body: CommandBody,
+        deadline: Duration,
+        late: Late,
+    ) -> Result<Timed, OpError> {
+        may_send(principal)?;
+        let body = checked(account, body)?;
+        self.execute_within(principal, account, key, body, deadline, late)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem_core::testkit::{money, spend};
+
+    fn account() -> AccountId {
+        AccountId::new("acct").unwrap()
+    }
+
+    fn key(text: &str) -> IdempotencyKey {
+        IdempotencyKey::new(text).unwrap()
+    }
+
+    #[test]
+    fn a_lifecycle_id_carries_its_account() {
+        let id = lifecycle_id(&account(), &key("k1"));
+        assert_eq!(lifecycle_account(&id).unwrap(), account());
+        assert_ne!(id, lifecycle_id(&account(), &key("k2")));
+    }
+
+    #[test]
+    fn cashback_must_lie_within_the_amount() {
+        let mut over = spend("c1", money(1_000, "EUR"));
+        over.kind = SpendKind::PurchaseWithCashback;
+        over.cashback_minor = 1_001;
+        let body = |spend| CommandBody::Authorize {
+            authorization: lifecycle_id(&account(), &key("k")),
+            spend,
+            single_message: false,
+        };
+        let error = checked(&account(), body(over.clone())).unwrap_err();
+        assert_eq!(error.code(), "invalid_argument");
+        over.cashback_minor = 1_000;
+        assert!(checked(&account(), body(over)).is_ok());
+    }
+
+    #[test]
+    fn a_refund_gives_back_a_purchase() {
+        let mut refunded = spend("c1", money(500, "EUR"));
+        refunded.kind = SpendKind::Refund;
+        let body = checked(
+            &account(),
+            CommandBody::Refund {
+                refund: lifecycle_id(&account(), &key("r")),
+                spend: refunded,
+                original: None,
+            },
+        )
+        .unwrap();
+        let CommandBody::Refund { spend, .. } = body else {
+            unreachable!()
+        };
+        assert_eq!(spend.kind, SpendKind::Purchase);
+    }
+
+    #[test]
+    fn a_lifecycle_of_another_account_is_refused() {
+        let other = AccountId::new("other").unwrap();
+        let body = CommandBody::Reverse {
+            authorization: lifecycle_id(&other, &key("k")),
+            replacement: None,
+        };
+        assert_eq!(
+            checked(&account(), body).unwrap_err().code(),
+            "invalid_argument"
+        );
+    }
+
+    #[test]
+    fn management_is_not_card_traffic() {
+        let error = checked(&account(), CommandBody::CloseAccount).unwrap_err();
+        assert_eq!(error.code(), "internal");
+    }
+
+    #[test]
+    fn a_pan_is_twelve_to_nineteen_digits() {
+        assert!(pan("4000001234567899").is_ok());
+        for bad in [
+            "",
+            "40000012345",
+            "40000012345678901234",
+            "4000 0012 3456 7899",
+        ] {
+            assert_eq!(pan(bad).unwrap_err().code(), "invalid_argument", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_network_and_admin_keys_send_card_traffic() {
+        let principal = |role| Principal {
+            key_id: "k".into(),
+            role,
+            account: None,
+            member: None,
+        };
+        assert!(may_send(&principal(KeyRole::Network)).is_ok());
+        assert!(may_send(&principal(KeyRole::Admin)).is_ok());
+        assert_eq!(
+            may_send(&principal(KeyRole::App)).unwrap_err().code(),
+            "permission_denied"
+        );
+    }
+}
