@@ -78,20 +78,13 @@ fn bootstrap_admin_key(keys: &KeyStore, config: &Config) -> Result<(), String> {
 }
 
 fn initial_rates(config: &Config) -> Result<tandem_core::RateTable, String> {
-    let path = config.data_dir.join("fx-rates.json");
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let request: tandem_proto::v1::SetRatesRequest =
-                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-            crate::app::rates_table(&request)
-                .map_err(|e| format!("{}: {}", path.display(), e.message()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    match crate::ops::admin::SavedRates::load(&config.data_dir.join("fx-rates.json"))? {
+        Some(table) => Ok(table),
+        None => {
             let base = tandem_core::Currency::from_alpha(&config.fx_base)
                 .map_err(|e| format!("fx_base: {e}"))?;
             Ok(tandem_core::RateTable::only(base))
         }
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
 

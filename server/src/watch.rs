@@ -18,7 +18,7 @@ pub async fn changes(
     account_id: &str,
     seen: Option<u64>,
 ) -> Result<impl Stream<Item = pb::BalanceSnapshot> + Send + 'static, OpError> {
-    let account = app.reader_account(principal, account_id)?;
+    let account = crate::edge::v1::reader_account(app, principal, account_id)?;
     let (current, receiver) = app.system()?.watch(&account).await?;
     if current.status == tandem_core::AccountStatus::Unopened {
         return Err(OpError::not_found(format!("no account {account}")));

@@ -12,6 +12,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::app::App;
+use crate::edge::v1;
 use crate::keys::Principal;
 use crate::ops::OpError;
 
@@ -34,9 +35,7 @@ fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
 macro_rules! unary {
     ($self:ident, $request:ident, $method:ident) => {{
         let principal = principal(&$request)?;
-        $self
-            .app
-            .$method(&principal, $request.into_inner())
+        super::v1::$method(&$self.app, &principal, $request.into_inner())
             .await
             .map(Response::new)
             .map_err(Status::from)
@@ -146,15 +145,15 @@ async fn handle_stream_message(
     use pb::stream_request::Request as R;
     let correlation_id = message.correlation_id;
     let answer = match message.request {
-        Some(R::Authorize(r)) => app.authorize(principal, r).await,
-        Some(R::Increment(r)) => app.increment(principal, r).await,
-        Some(R::Reverse(r)) => app.reverse(principal, r).await,
-        Some(R::Advise(r)) => app.advise(principal, r).await,
-        Some(R::Clear(r)) => app.clear(principal, r).await,
-        Some(R::ForcePost(r)) => app.force_post(principal, r).await,
-        Some(R::Refund(r)) => app.refund(principal, r).await,
+        Some(R::Authorize(r)) => v1::authorize(app, principal, r).await,
+        Some(R::Increment(r)) => v1::increment(app, principal, r).await,
+        Some(R::Reverse(r)) => v1::reverse(app, principal, r).await,
+        Some(R::Advise(r)) => v1::advise(app, principal, r).await,
+        Some(R::Clear(r)) => v1::clear(app, principal, r).await,
+        Some(R::ForcePost(r)) => v1::force_post(app, principal, r).await,
+        Some(R::Refund(r)) => v1::refund(app, principal, r).await,
         Some(R::BalanceInquiry(r)) => {
-            app.balance_inquiry(principal, r)
+            v1::balance_inquiry(app, principal, r)
                 .await
                 .map(|b| pb::AuthorizeResponse {
                     status: "accepted".into(),

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tandem_proto::v1 as pb;
 
 use crate::app::App;
+use crate::edge::v1;
 use crate::keys::Principal;
 use crate::ops::OpError;
 
@@ -125,7 +126,7 @@ async fn open_account(
     principal: Principal,
     Body(request): Body<pb::OpenAccountRequest>,
 ) -> Response {
-    created(app.open_account(&principal, request).await)
+    created(v1::open_account(&app, &principal, request).await)
 }
 
 async fn add_member(
@@ -135,7 +136,7 @@ async fn add_member(
     Body(mut request): Body<pb::MemberRequest>,
 ) -> Response {
     request.account_id = account_id;
-    created(app.add_member(&principal, request).await)
+    created(v1::add_member(&app, &principal, request).await)
 }
 
 async fn update_member(
@@ -146,7 +147,7 @@ async fn update_member(
 ) -> Response {
     request.account_id = account_id;
     request.member_id = member_id;
-    ok(app.update_member(&principal, request).await)
+    ok(v1::update_member(&app, &principal, request).await)
 }
 
 async fn remove_member(
@@ -158,7 +159,7 @@ async fn remove_member(
         account_id,
         member_id,
     };
-    ok(app.remove_member(&principal, request).await)
+    ok(v1::remove_member(&app, &principal, request).await)
 }
 
 async fn member_controls(
@@ -172,7 +173,7 @@ async fn member_controls(
         member_id,
         controls: Some(controls),
     };
-    ok(app.set_member_controls(&principal, request).await)
+    ok(v1::set_member_controls(&app, &principal, request).await)
 }
 
 async fn issue_card(
@@ -182,7 +183,7 @@ async fn issue_card(
     Body(mut request): Body<pb::IssueCardRequest>,
 ) -> Response {
     request.account_id = account_id;
-    created(app.issue_card(&principal, request).await)
+    created(v1::issue_card(&app, &principal, request).await)
 }
 
 async fn card_status(
@@ -192,7 +193,7 @@ async fn card_status(
     Body(mut request): Body<pb::CardStatusRequest>,
 ) -> Response {
     request.card_id = card_id;
-    ok(app.set_card_status(&principal, request).await)
+    ok(v1::set_card_status(&app, &principal, request).await)
 }
 
 async fn card_controls(
@@ -205,7 +206,7 @@ async fn card_controls(
         card_id,
         controls: Some(controls),
     };
-    ok(app.set_card_controls(&principal, request).await)
+    ok(v1::set_card_controls(&app, &principal, request).await)
 }
 
 async fn replace_card(
@@ -215,7 +216,7 @@ async fn replace_card(
     Body(mut request): Body<pb::ReplaceCardRequest>,
 ) -> Response {
     request.card_id = card_id;
-    created(app.replace_card(&principal, request).await)
+    created(v1::replace_card(&app, &principal, request).await)
 }
 
 async fn split_rule(
@@ -225,7 +226,7 @@ async fn split_rule(
     Body(mut request): Body<pb::SplitRuleRequest>,
 ) -> Response {
     request.account_id = account_id;
-    ok(app.set_split_rule(&principal, request).await)
+    ok(v1::set_split_rule(&app, &principal, request).await)
 }
 
 async fn funding_policy(
@@ -235,7 +236,7 @@ async fn funding_policy(
     Body(mut request): Body<pb::FundingPolicyRequest>,
 ) -> Response {
     request.account_id = account_id;
-    ok(app.set_funding_policy(&principal, request).await)
+    ok(v1::set_funding_policy(&app, &principal, request).await)
 }
 
 async fn deposit(
@@ -245,7 +246,7 @@ async fn deposit(
     Body(mut request): Body<pb::MoneyRequest>,
 ) -> Response {
     request.account_id = account_id;
-    created(app.deposit(&principal, request).await)
+    created(v1::deposit(&app, &principal, request).await)
 }
 
 async fn withdraw(
@@ -255,7 +256,7 @@ async fn withdraw(
     Body(mut request): Body<pb::MoneyRequest>,
 ) -> Response {
     request.account_id = account_id;
-    created(app.withdraw(&principal, request).await)
+    created(v1::withdraw(&app, &principal, request).await)
 }
 
 async fn set_rates(
@@ -263,7 +264,7 @@ async fn set_rates(
     principal: Principal,
     Body(request): Body<pb::SetRatesRequest>,
 ) -> Response {
-    ok(app.set_rates(&principal, request).await)
+    ok(v1::set_rates(&app, &principal, request).await)
 }
 
 async fn authorize(
@@ -271,7 +272,7 @@ async fn authorize(
     principal: Principal,
     Body(request): Body<pb::AuthorizeRequest>,
 ) -> Response {
-    ok(app.authorize(&principal, request).await)
+    ok(v1::authorize(&app, &principal, request).await)
 }
 
 async fn increment(
@@ -281,7 +282,7 @@ async fn increment(
     Body(mut request): Body<pb::IncrementRequest>,
 ) -> Response {
     request.authorization_id = authorization_id;
-    ok(app.increment(&principal, request).await)
+    ok(v1::increment(&app, &principal, request).await)
 }
 
 async fn reverse(
@@ -291,7 +292,7 @@ async fn reverse(
     Body(mut request): Body<pb::ReverseRequest>,
 ) -> Response {
     request.authorization_id = authorization_id;
-    ok(app.reverse(&principal, request).await)
+    ok(v1::reverse(&app, &principal, request).await)
 }
 
 async fn clear(
@@ -301,7 +302,7 @@ async fn clear(
     Body(mut request): Body<pb::PostingRequest>,
 ) -> Response {
     request.authorization_id = authorization_id;
-    ok(app.clear(&principal, request).await)
+    ok(v1::clear(&app, &principal, request).await)
 }
 
 async fn advise(
@@ -309,7 +310,7 @@ async fn advise(
     principal: Principal,
     Body(request): Body<pb::PostingRequest>,
 ) -> Response {
-    ok(app.advise(&principal, request).await)
+    ok(v1::advise(&app, &principal, request).await)
 }
 
 async fn force_post(
@@ -317,7 +318,7 @@ async fn force_post(
     principal: Principal,
     Body(request): Body<pb::PostingRequest>,
 ) -> Response {
-    ok(app.force_post(&principal, request).await)
+    ok(v1::force_post(&app, &principal, request).await)
 }
 
 async fn refund(
@@ -325,7 +326,7 @@ async fn refund(
     principal: Principal,
     Body(request): Body<pb::PostingRequest>,
 ) -> Response {
-    ok(app.refund(&principal, request).await)
+    ok(v1::refund(&app, &principal, request).await)
 }
 
 async fn balance_inquiry(
@@ -333,7 +334,7 @@ async fn balance_inquiry(
     principal: Principal,
     Body(request): Body<pb::BalanceInquiryRequest>,
 ) -> Response {
-    ok(app.balance_inquiry(&principal, request).await)
+    ok(v1::balance_inquiry(&app, &principal, request).await)
 }
 
 async fn balance(
@@ -341,7 +342,7 @@ async fn balance(
     principal: Principal,
     Path(account_id): Path<String>,
 ) -> Response {
-    ok(app.balance(&principal, pb::AccountRef { account_id }).await)
+    ok(v1::balance(&app, &principal, pb::AccountRef { account_id }).await)
 }
 
 async fn holds(
@@ -349,7 +350,7 @@ async fn holds(
     principal: Principal,
     Path(account_id): Path<String>,
 ) -> Response {
-    ok(app.holds(&principal, pb::AccountRef { account_id }).await)
+    ok(v1::holds(&app, &principal, pb::AccountRef { account_id }).await)
 }
 
 async fn positions(
@@ -357,9 +358,7 @@ async fn positions(
     principal: Principal,
     Path(account_id): Path<String>,
 ) -> Response {
-    ok(app
-        .positions(&principal, pb::AccountRef { account_id })
-        .await)
+    ok(v1::positions(&app, &principal, pb::AccountRef { account_id }).await)
 }
 
 #[derive(Deserialize, Default)]
@@ -384,7 +383,7 @@ async fn entries(
         after: page.after,
         limit: page.limit,
     };
-    ok(app.entries(&principal, request).await)
+    ok(v1::entries(&app, &principal, request).await)
 }
 
 /// Server-Sent Events: the current state, then one event per committed change. Each event's
@@ -434,12 +433,27 @@ async fn issue_key(
     principal: Principal,
     Body(request): Body<KeyRequest>,
 ) -> Response {
-    created(app.issue_key(
-        &principal,
-        &request.role,
-        &request.account_id,
-        &request.member_id,
-    ))
+    created(issued_key(&app, &principal, &request))
+}
+
+/// Reads a key request (role, and for app keys the account and member it acts for) and
+/// issues the key.
+fn issued_key(
+    app: &App,
+    principal: &Principal,
+    request: &KeyRequest,
+) -> Result<crate::ops::admin::IssuedKey, OpError> {
+    app.admin_only(principal, "issuing API keys")?;
+    let role: crate::keys::KeyRole =
+        serde_json::from_value(serde_json::Value::String(request.role.clone()))
+            .map_err(|_| OpError::invalid("role", "must be one of admin, network, app"))?;
+    let account = (!request.account_id.is_empty())
+        .then(|| v1::account_id(&request.account_id))
+        .transpose()?;
+    let member = (!request.member_id.is_empty())
+        .then(|| v1::member_id(&request.member_id))
+        .transpose()?;
+    app.issue_key(principal, role, account, member)
 }
 
 async fn revoke_key(

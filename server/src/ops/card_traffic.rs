@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_core::{
-    AccountId, Actor, AuthorizationId, CardId, CommandBody, DeclineReason, IdempotencyKey, Outcome,
-    SpendKind,
+    AccountId, Actor, Authorization, AuthorizationId, CardId, CommandBody, DeclineReason,
+    IdempotencyKey, Outcome, SpendKind,
 };
 
 use super::OpError;
@@ -142,6 +142,17 @@ impl App {
             CardName::PanHash(hash) => system.pan_card(hash),
         };
         found.map_err(|e| OpError::internal(format!("card directory: {e}")))
+    }
+
+    /// A lifecycle as committed, for a posting that fills what it leaves out (card,
+    /// merchant, channel, currency) from its authorization.
+    pub async fn lifecycle(
+        &self,
+        account: &AccountId,
+        authorization: &AuthorizationId,
+    ) -> Result<Option<Box<Authorization>>, OpError> {
+        let mut state = self.committed(account).await?;
+        Ok(state.authorizations.remove(authorization))
     }
 
     /// Decides card traffic on `account` and answers once it is durable.

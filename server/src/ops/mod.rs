@@ -1,14 +1,27 @@
 //! The operations every gateway calls, and [`OpError`], their one error type.
 //!
-//! The operations move here family by family (the operation-layer issue); the rest are still
-//! methods of [`crate::app::App`]. Here already: [`card_traffic`], which every gateway's card
-//! traffic goes through (gRPC, the processor stream, HTTP, ISO 8583); [`deadline`], the card
-//! networks' deadline rule; [`OpError`], the error every operation returns, with its one
-//! mapping per protocol; and [`route`]: where an account's commands run.
+//! One file per family, each an `impl App` block of operations over core types and the
+//! caller's `Principal`, returning core outcomes or one [`OpError`]. Every operation checks
+//! the caller's scope before it looks anything up. The gateways (`crate::edge`) only decode
+//! and encode their wire around these calls.
+//!
+//! - [`card_traffic`]: authorizations, increments, reversals, clearings, advices, force
+//!   posts, refunds, balance inquiries, from every gateway (gRPC, the processor stream, HTTP,
+//!   ISO 8583), and the rules they share; [`deadline`]: the card networks' deadline rule.
+//! - [`accounts`]: accounts, members, split rule, funding policy, deposits, withdrawals.
+//! - [`cards`]: issuing and replacing cards (the card and PAN directories), status, controls.
+//! - [`reads`]: balance, committed state (holds, positions), the entries feed.
+//! - [`admin`]: API keys, FX rates, fault switches.
+//! - [`error`]: [`OpError`] and its one mapping per protocol; [`mod@route`]: where an account's
+//!   commands run.
 
+pub mod accounts;
+pub mod admin;
 pub mod card_traffic;
+pub mod cards;
 pub mod deadline;
 pub mod error;
+pub mod reads;
 pub mod route;
 
 pub use error::OpError;

@@ -1,0 +1,215 @@
+//! The platform's own settings, for admin keys only: API keys, FX rates, and the fault
+//! switches a node started with `--fault-injection` offers to tests and drills.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tandem_core::{AccountId, Currency, MemberId, RateTable};
+
+use super::OpError;
+use crate::app::App;
+use crate::keys::{KeyRole, Principal};
+
+/// A key just issued. `token` is shown once, here; only its hash is stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuedKey {
+    pub id: String,
+    pub token: String,
+    pub role: KeyRole,
+    pub account_id: Option<AccountId>,
+    pub member_id: Option<MemberId>,
+}
+
+/// The FX rates as saved in the data directory (`fx-rates.json`): the base currency and,
+/// per currency, how many units of it one unit of the base buys, as decimal text.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SavedRates {
+    pub base: String,
+    pub rates: BTreeMap<String, String>,
+}
+
+impl SavedRates {
+    /// The table these rates describe, checked.
+    pub fn table(&self) -> Result<RateTable, OpError> {
+        let base = crate::convert::currency("base", &self.base)?;
+        let mut rates: BTreeMap<Currency, rust_decimal::Decimal> = BTreeMap::new();
+        for (code, text) in &self.rates {
+            let currency = crate::convert::currency("rates", code)?;
+            let rate: rust_decimal::Decimal = text.parse().map_err(|_| {
+                OpError::invalid("rates", format!("{code}: {text:?} is not a decimal"))
+            })?;
+            rates.insert(currency, rate);
+        }
+        RateTable::new(base, rates).map_err(|e| OpError::invalid("rates", e))
+    }
+
+    fn of(table: &RateTable) -> Self {
+        Self {
+            base: table.base().alpha().to_owned(),
+            rates: table
+                .rates()
+                .iter()
+                .map(|(currency, rate)| (currency.alpha().to_owned(), rate.to_string()))
+                .collect(),
+        }
+    }
+
+    /// The rates saved at `path`, if any were.
+    pub fn load(path: &Path) -> Result<Option<RateTable>, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let saved: SavedRates = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                saved
+                    .table()
+                    .map(Some)
+                    .map_err(|e| format!("{}: {}", path.display(), e.message()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+}
+
+impl App {
+    pub(crate) fn admin_only(&self, principal: &Principal, what: &str) -> Result<(), OpError> {
+        if principal.role == KeyRole::Admin {
+            Ok(())
+        } else {
+            Err(OpError::forbidden(format!("{what} needs an admin key")))
+        }
+    }
+
+    /// Issues an API key. App keys act for one member of one account and must name both;
+    /// admin and network keys name neither.
+    pub fn issue_key(
+        &self,
+        principal: &Principal,
+        role: KeyRole,
+        account: Option<AccountId>,
+        member: Option<MemberId>,
+    ) -> Result<IssuedKey, OpError> {
+        self.admin_only(principal, "issuing API keys")?;
+        match (role, &account, &member) {
+            (KeyRole::App, None, _) => {
+                return Err(OpError::invalid(
+                    "account_id",
+                    "an app key names its account",
+                ));
+            }
+            (KeyRole::App, _, None) => {
+                return Err(OpError::invalid("member_id", "an app key names its member"));
+            }
+            (KeyRole::Admin | KeyRole::Network, Some(_), _)
+            | (KeyRole::Admin | KeyRole::Network, _, Some(_)) => {
+                return Err(OpError::invalid(
+                    "account_id",
+                    "only app keys are scoped to an account and member",
+                ));
+            }
+            _ => {}
+        }
+        let (id, token) = self
+            .keys
+            .issue(role, account.clone(), member.clone(), &principal.key_id)
+            .map_err(|e| OpError::unavailable("storage_unavailable", e.to_string()))?;
+        tracing::info!(target: "tandem::audit", key_id = %principal.key_id, issued = %id, role = ?role, "API key issued");
+        Ok(IssuedKey {
+            id,
+            token,
+            role,
+            account_id: account,
+            member_id: member,
+        })
+    }
+
+    pub fn revoke_key(&self, principal: &Principal, id: &str) -> Result<(), OpError> {
+        self.admin_only(principal, "revoking API keys")?;
+        match self.keys.revoke(id) {
+            Ok(true) => {
+                tracing::info!(target: "tandem::audit", key_id = %principal.key_id, revoked = %id, "API key revoked");
+                Ok(())
+            }
+            Ok(false) => Err(OpError::not_found(format!("no API key {id}"))),
+            Err(e) => Err(OpError::unavailable("storage_unavailable", e.to_string())),
+        }
+    }
+
+    /// Sets the FX rates every account converts with from now on, saved first so a restart
+    /// keeps them.
+    pub fn set_rates(&self, principal: &Principal, table: RateTable) -> Result<(), OpError> {
+        self.admin_only(principal, "setting FX rates")?;
+        let saved = SavedRates::of(&table);
+        let bytes =
+            serde_json::to_vec_pretty(&saved).map_err(|e| OpError::internal(e.to_string()))?;
+        crate::keys::write_private(&self.data_dir.join("fx-rates.json"), &bytes).map_err(|e| {
+            OpError::unavailable(
+                "storage_unavailable",
+                format!("could not save the rates: {e}"),
+            )
+        })?;
+        self.system()?.set_rates(table);
+        tracing::info!(target: "tandem::audit", key_id = %principal.key_id, base = %saved.base, count = saved.rates.len(), "FX rates set");
+        Ok(())
+    }
+
+    /// Sets the faults in force, when enabled at start: log writes fail as on a full disk,
+    /// and each waits `commit_delay_ms` first (a slow disk).
+    pub fn set_faults(
+        &self,
+        principal: &Principal,
+        full: bool,
+        commit_delay_ms: u64,
+    ) -> Result<(), OpError> {
+        self.admin_only(principal, "fault injection")?;
+        let faults = self.faults.get().ok_or_else(|| {
+            OpError::forbidden("fault injection is not enabled on this node (--fault-injection)")
+        })?;
+        faults.fail_with_no_space(full);
+        faults.delay_writes(std::time::Duration::from_millis(commit_delay_ms));
+        tracing::warn!(target: "tandem::audit", key_id = %principal.key_id, full, commit_delay_ms, "faults set");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_rates_read_back_as_the_same_table_in_the_set_rates_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fx-rates.json");
+        // A file written by an earlier version: the SetRatesRequest body as JSON.
+        std::fs::write(
+            &path,
+            br#"{"base": "EUR", "rates": {"GBP": "0.8571", "USD": "1.08"}}"#,
+        )
+        .unwrap();
+        let table = SavedRates::load(&path).unwrap().expect("rates were saved");
+        assert_eq!(table.base().alpha(), "EUR");
+        assert_eq!(table.rates().len(), 2);
+        // Saved again, the file reads back as the same table, and as a SetRatesRequest.
+        std::fs::write(&path, serde_json::to_vec(&SavedRates::of(&table)).unwrap()).unwrap();
+        assert_eq!(SavedRates::load(&path).unwrap(), Some(table.clone()));
+        let request: tandem_proto::v1::SetRatesRequest =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(request.base, "EUR");
+        assert_eq!(request.rates.get("GBP").map(String::as_str), Some("0.8571"));
+    }
+
+    #[test]
+    fn no_saved_rates_is_none_and_a_bad_file_names_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fx-rates.json");
+        assert_eq!(SavedRates::load(&path).unwrap(), None);
+        std::fs::write(&path, br#"{"base": "EUR", "rates": {"GBP": "lots"}}"#).unwrap();
+        let error = SavedRates::load(&path).unwrap_err();
+        assert!(
+            error.contains("fx-rates.json") && error.contains("GBP"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! Cards and controls: issuing and replacing cards (with the card and PAN directories that
+//! keep card ids and PANs unique across accounts), card status, and the member's and the
+//! card's spending controls.
+//!
+//! Operations that name a card check the caller's scope before the card is looked up
+//! (`App::card_in_scope`): a key of one account gets the same 403 whether the card is
+//! another account's or does not exist.
+
+use tandem_core::{
+    AccountId, Actor, CardId, CardStatus, CommandBody, Controls, MemberId, Outcome, YearMonth,
+};
+
+use super::OpError;
+use super::accounts::accepted;
+use crate::app::App;
+use crate::keys::{KeyRole, Principal};
+
+impl App {
+    /// Issues `card` to `member`, with its PAN recorded (as a keyed hash) when given. The
+    /// same card for the same member again is accepted; a card id or PAN another account or
+    /// card holds is a conflict.
+    pub async fn issue_card(
+        &self,
+        principal: &Principal,
+        account: &AccountId,
+        card: &CardId,
+        member: MemberId,
+        pan: Option<&str>,
+        expiry: YearMonth,
+    ) -> Result<Outcome, OpError> {
+        let actor = self.actor_for(principal, account)?;
+        let _directory = self.directory.lock().await;
+        let (hash, exists_here) = self.claim_card(account, card, pan).await?;
+        let outcome = if exists_here {
+            let state = self.existing(account).await?;
+            let same = state.cards.get(card).is_some_and(|c| c.member == member);
+            if !same {
+                return Err(OpError::conflict(
+                    "card_exists",
+                    format!("card {card} exists for another member"),
+                ));
+            }
+            Outcome::Accepted { balance: None }
+        } else {
+            let body = CommandBody::IssueCard {
+                card: card.clone(),
+                member,
+                expiry,
+            };
+            let key = self.fresh_key("card");
+            self.execute(principal, account, key, actor, body).await?
+        };
+        let outcome = accepted(outcome)?;
+        if let Some(hash) = hash {
+            self.link_pan(account, card, hash).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Replaces `card` by `new_card` (same member and controls; the old card is closed).
+    pub async fn replace_card(
+        &self,
+        principal: &Principal,
+        card: CardId,
+        new_card: &CardId,
+        pan: Option<&str>,
+        expiry: YearMonth,
+    ) -> Result<Outcome, OpError> {
+        let (account, actor) = self.card_in_scope(principal, &card).await?;
+        let _directory = self.directory.lock().await;
+        let (hash, exists_here) = self.claim_card(&account, new_card, pan).await?;
+        if exists_here {
+            return Err(OpError::conflict(
+                "card_exists",
+                format!("card {new_card} exists already"),
+            ));
+        }
+        let body = CommandBody::ReplaceCard {
+            card,
+            new_card: new_card.clone(),
+            expiry,
+        };
+        let outcome = self
+            .execute(principal, &account, self.fresh_key("replace"), actor, body)
+            .await?;
+        let outcome = accepted(outcome)?;
+        if let Some(hash) = hash {
+            self.link_pan(&account, new_card, hash).await?;
+        }
+        Ok(outcome)
+    }
+
+    pub async fn set_card_status(
+        &self,
+        principal: &Principal,
+        card: CardId,
+        status: CardStatus,
+    ) -> Result<Outcome, OpError> {
+        let (account, actor) = self.card_in_scope(principal, &card).await?;
+        let body = CommandBody::SetCardStatus { card, status };
+        self.manage_as(principal, &account, actor, "status", body)
+            .await
+    }
+
+    pub async fn set_member_controls(
+        &self,
+        principal: &Principal,
+        account: &AccountId,
+        member: MemberId,
+        controls: Controls,
+    ) -> Result<Outcome, OpError> {
+        let body = CommandBody::SetMemberControls { member, controls };
+        self.manage(principal, account, "controls", body).await
+    }
+
+    pub async fn set_card_controls(
+        &self,
+        principal: &Principal,
+        card: CardId,
+        controls: Controls,
+    ) -> Result<Outcome, OpError> {
+        let (account, actor) = self.card_in_scope(principal, &card).await?;
+        let body = CommandBody::SetCardControls { card, controls };
+        self.manage_as(principal, &account, actor, "controls", body)
+            .await
+    }
+
+    /// The account of a card a management request names, and who acts on it, for
+    /// `principal`. The key's scope is checked before the card is looked up (network keys
+    /// manage nothing), and a key of one account gets the same 403 whether the card is
+    /// another account's or does not exist: it learns nothing about cards outside its account.
+    async fn card_in_scope(
+        &self,
+        principal: &Principal,
+        card: &CardId,
+    ) -> Result<(AccountId, Actor), OpError> {
+        match principal.role {
+            KeyRole::Admin => {
+                let account = self
+                    .card_account(card)?
+                    .ok_or_else(|| OpError::not_found(format!("no card {card}")))?;
+                Ok((account, Actor::Platform))
+            }
+            KeyRole::App => match self.card_account(card)? {
+                Some(account) if principal.account.as_ref() == Some(&account) => {
+                    let actor = self.actor_for(principal, &account)?;
+                    Ok((account, actor))
+                }
+                _ => Err(OpError::forbidden(format!(
+                    "this key acts for one member of one account; card {card} is not one of its cards"
+                ))),
+            },
+            KeyRole::Network => Err(OpError::forbidden(
+                "network keys send authorization traffic only",
+            )),
+        }
+    }
+
+    fn card_account(&self, card: &CardId) -> Result<Option<AccountId>, OpError> {
+        self.system()?
+            .card_account(card)
+            .map_err(|e| OpError::internal(format!("card directory: {e}")))
+    }
+
+    /// Checks that `card` (and `pan`, hashed) are free or already this account's card.
+    /// Answers the PAN hash and whether the card already exists here.
+    async fn claim_card(
+        &self,
+        account: &AccountId,
+        card: &CardId,
+        pan: Option<&str>,
+    ) -> Result<(Option<String>, bool), OpError> {
+        let exists_here = match self.card_account(card)? {
+            Some(owner) if &owner == account => true,
+            Some(_) => {
+                return Err(OpError::conflict(
+                    "card_exists",
+                    format!("card id {card} belongs to another account"),
+                ));
+            }
+            None => false,
+        };
+        let hash = match pan {
+            Some(pan) => {
+                let hash = self.pan_hash(pan)?;
+                match self
+                    .system()?
+                    .pan_card(&hash)
+                    .map_err(|e| OpError::internal(format!("PAN directory: {e}")))?
+                {
+                    Some((owner, owned)) if &owner == account && &owned == card => {}
+                    Some(_) => {
+                        return Err(OpError::conflict(
+                            "pan_exists",
+                            "this PAN belongs to another card",
+                        ));
+                    }
+                    None => {}
+                }
+                Some(hash)
+            }
+            None => None,
+        };
+        Ok((hash, exists_here))
+    }
+
+    /// Records the PAN directory entry for a card that exists.
+    async fn link_pan(
+        &self,
+        account: &AccountId,
+        card: &CardId,
+        hash: String,
+    ) -> Result<(), OpError> {
+        match self.system()?.link_pan(account, card, hash).await {
+            Ok(()) => Ok(()),
+            Err(tandem_storage::CommitError::ShuttingDown) => Err(OpError::unavailable(
+                "shutting_down",
+                "the server is stopping",
+            )),
+            Err(error) => Err(OpError::unavailable(
+                "log_unavailable",
+                format!("the card exists but its PAN could not be recorded ({error}); retry"),
+            )),
+        }
+    }
+}

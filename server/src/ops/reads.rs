@@ -1,0 +1,138 @@
+//! Reads: an account's live balance, its committed state (holds, positions) and its history
+//! of posted entries. A reader is an admin or an app key of the account; reads never queue
+//! behind the account's work and never show an effect that is not durable.
+
+use std::sync::Arc;
+
+use tandem_core::{Account, AccountId, AccountStatus, BalanceSnapshot, Event, Movement};
+
+use super::OpError;
+use crate::app::App;
+use crate::keys::{KeyRole, Principal};
+
+/// Entries one page of the feed holds at most.
+pub const ENTRIES_PAGE_MAX: u32 = 1_000;
+
+/// Entries a page holds when the caller does not say.
+pub const ENTRIES_PAGE_DEFAULT: u32 = 100;
+
+/// Where a page of entries starts: after entry `index` of the movement committed at `seq`
+/// (the default, seq 0 and no index, is the start of the history).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct After {
+    pub seq: u64,
+    pub index: Option<usize>,
+}
+
+/// One posted entry: entry `index` of the movement committed at `seq`.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub seq: u64,
+    pub index: usize,
+    pub movement: Arc<Movement>,
+}
+
+/// A page of the entries feed; `more` when entries follow it.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub entries: Vec<Posted>,
+    pub more: bool,
+}
+
+impl App {
+    /// Whether `principal` may read `account`: admins any, an app key its own.
+    pub fn may_read(&self, principal: &Principal, account: &AccountId) -> Result<(), OpError> {
+        match principal.role {
+            KeyRole::Admin => Ok(()),
+            KeyRole::App if principal.account.as_ref() == Some(account) => Ok(()),
+            _ => Err(OpError::forbidden(format!(
+                "this key may not read account {account}"
+            ))),
+        }
+    }
+
+    /// The account's published balance snapshot (committed effects only).
+    pub async fn balance(
+        &self,
+        principal: &Principal,
+        account: &AccountId,
+    ) -> Result<Arc<BalanceSnapshot>, OpError> {
+        self.may_read(principal, account)?;
+        let snapshot = self.system()?.snapshot(account).await?;
+        if snapshot.status == AccountStatus::Unopened {
+            return Err(OpError::not_found(format!("no account {account}")));
+        }
+        Ok(snapshot)
+    }
+
+    /// The account's committed state, for its holds and positions.
+    pub async fn committed_state(
+        &self,
+        principal: &Principal,
+        account: &AccountId,
+    ) -> Result<Account, OpError> {
+        self.may_read(principal, account)?;
+        self.existing(account).await
+    }
+
+    /// A page of at most `limit` (capped at [`ENTRIES_PAGE_MAX`]) posted entries after `after`.
+    pub async fn entries(
+        &self,
+        principal: &Principal,
+        account: &AccountId,
+        after: After,
+        limit: u32,
+    ) -> Result<Page, OpError> {
+        self.may_read(principal, account)?;
+        let limit = match limit {
+            0 => ENTRIES_PAGE_DEFAULT,
+            n => n.min(ENTRIES_PAGE_MAX),
+        } as usize;
+        self.system()?
+            .each_committed_event(
+                account,
+                after.seq,
+                Page::default(),
+                move |page, seq, event| {
+                    let Event::Movement(movement) = event else {
+                        return true;
+                    };
+                    let movement: Arc<Movement> = Arc::from(movement);
+                    for index in 0..movement.entries.len() {
+                        if seq == after.seq && after.index.is_some_and(|after| index <= after) {
+                            continue;
+                        }
+                        if page.entries.len() == limit {
+                            page.more = true;
+                            return false;
+                        }
+                        page.entries.push(Posted {
+                            seq,
+                            index,
+                            movement: movement.clone(),
+                        });
+                    }
+                    true
+                },
+            )
+            .await
+            .map_err(|e| OpError::internal(format!("could not read the history: {e}")))
+    }
+
+    /// The committed account as sled holds it.
+    pub(crate) async fn committed(&self, account: &AccountId) -> Result<Account, OpError> {
+        self.system()?
+            .committed_account(account)
+            .await
+            .map_err(|e| OpError::internal(format!("could not load the account: {e}")))
+    }
+
+    /// [`App::committed`], for an account that was opened.
+    pub(crate) async fn existing(&self, account: &AccountId) -> Result<Account, OpError> {
+        let state = self.committed(account).await?;
+        if state.status == AccountStatus::Unopened {
+            return Err(OpError::not_found(format!("no account {account}")));
+        }
+        Ok(state)
+    }
+}
