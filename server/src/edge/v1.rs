@@ -1,8 +1,9 @@
 //! The `tandem.v1` contract, which gRPC (`edge/grpc.rs`) and HTTP/JSON (`edge/http.rs`)
 //! both speak: each function reads one request message into core types (the shape first,
 //! then the core type; every field error names its field), calls the operation in
-//! `crate::ops`, and renders the core outcome as the response message. Nothing here looks
-//! anything up or decides anything; the operations do.
+//! `crate::ops`, and renders the core outcome as the response message. Nothing here decides
+//! anything or reads state itself; a posting that leaves fields out gets them from its
+//! lifecycle through the operation `App::lifecycle`.
 
 use tandem_core::{
     AccountId, AuthorizationId, CardId, CommandBody, IdempotencyKey, MemberId, Merchant, Outcome,
@@ -16,9 +17,8 @@ use crate::keys::Principal;
 use crate::ops::OpError;
 use crate::ops::admin::SavedRates;
 use crate::ops::card_traffic::{self, CardName, lifecycle_account, lifecycle_id};
-use crate::ops::reads::After;
-
 use crate::ops::accounts::ACCOUNT_ID_BYTES_MAX;
+use crate::ops::reads::After;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
