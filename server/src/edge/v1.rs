@@ -15,9 +15,9 @@ use crate::app::App;
 use crate::convert::{self, id, snake};
 use crate::keys::Principal;
 use crate::ops::OpError;
+use crate::ops::accounts::ACCOUNT_ID_BYTES_MAX;
 use crate::ops::admin::SavedRates;
 use crate::ops::card_traffic::{self, CardName, lifecycle_account, lifecycle_id};
-use crate::ops::accounts::ACCOUNT_ID_BYTES_MAX;
 use crate::ops::reads::After;
 
 fn now_ms() -> i64 {
