@@ -15,8 +15,13 @@
 //! | `a:<account>\0s` | the account's latest snapshot (`codec::encode_account`) |
 //! | `a:<account>\0e<seq_first, 8 bytes big-endian>` | events after it: the records of one apply, each `codec::encode_events` behind a 4-byte length |
 //! | `c:<card>` | the card's account |
+//! | `p:<keyed PAN hash>` | the PAN's account and card |
 //! | `x:<expires_at, 8 bytes order-preserving><account>` | an account whose earliest hold is due then |
 //! | `w:<account>` | that time, so the entry can be moved when it changes |
+//!
+//! The card and PAN directories (`c:` and `p:`) are also held in memory ([`Directory`]), as
+//! committed: loaded at open and after a snapshot is installed, extended after each applied
+//! batch is in sled. Card traffic finds its account there, without a sled read.
 //!
 //! Durability: sled's `flush()` is only `sync_file_range` on Linux, so [`StateMachine::sync`]
 //! flushes and then `fsync`s sled's data file itself. That happens when openraft builds a
@@ -28,6 +33,9 @@ use openraft::{EntryPayload, OptionalSend, StorageIOError, StoredMembership};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustc_hash::FxHashMap;
 use tandem_core::{Account, AccountId, CardId};
 
 use crate::codec;
@@ -122,6 +130,7 @@ struct SnapshotImage {
 #[derive(Clone)]
 pub struct StateReader {
     tree: sled::Tree,
+    directory: Arc<Directory>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,24 +219,14 @@ impl StateReader {
         Ok(())
     }
 
-    /// The account and card a keyed PAN hash belongs to (the PAN directory).
+    /// The account and card a keyed PAN hash belongs to (the PAN directory, in memory).
     pub fn pan_card(&self, hash: &[u8]) -> Result<Option<(AccountId, CardId)>, LoadError> {
-        Ok(match self.tree.get(pan_key(hash))? {
-            Some(bytes) => Some(codec::decode_value(&bytes)?),
-            None => None,
-        })
+        Ok(read(&self.directory.pans).get(hash).cloned())
     }
 
-    /// The account a card belongs to (the card directory).
+    /// The account a card belongs to (the card directory, in memory).
     pub fn card_account(&self, card: &CardId) -> Result<Option<AccountId>, LoadError> {
-        self.lookup(&card_key(card))
-    }
-
-    fn lookup(&self, key: &[u8]) -> Result<Option<AccountId>, LoadError> {
-        Ok(match self.tree.get(key)? {
-            Some(bytes) => Some(codec::decode_value(&bytes)?),
-            None => None,
-        })
+        Ok(read(&self.directory.cards).get(card).cloned())
     }
 
     /// Accounts whose earliest open hold is due at or before `now_ms`, oldest first, at most
@@ -278,10 +277,72 @@ impl StateReader {
     }
 }
 
+/// A PAN directory entry: the account and card a keyed PAN hash belongs to.
+type PanLink = (AccountId, CardId);
+
+/// The committed card and PAN directories in memory, shared by the state machine (which
+/// extends them as it applies) and every [`StateReader`].
+#[derive(Default)]
+struct Directory {
+    cards: RwLock<FxHashMap<CardId, AccountId>>,
+    pans: RwLock<FxHashMap<Box<[u8]>, PanLink>>,
+}
+
+/// Directory entries one apply adds, put in memory once its batch is in sled.
+#[derive(Default)]
+struct Links {
+    cards: Vec<(CardId, AccountId)>,
+    pans: Vec<(Box<[u8]>, PanLink)>,
+}
+
+impl Directory {
+    /// Replaces what is held by the directory as `tree` stores it.
+    fn load(&self, tree: &sled::Tree) -> io::Result<()> {
+        let mut cards = FxHashMap::default();
+        for item in tree.scan_prefix(b"c:") {
+            let (key, value) = item.map_err(sled_error)?;
+            let card = std::str::from_utf8(&key[2..])
+                .ok()
+                .and_then(|text| CardId::new(text).ok())
+                .ok_or_else(|| io::Error::other("a card directory key is not a card id"))?;
+            let account: AccountId = codec::decode_value(&value).map_err(io::Error::other)?;
+            cards.insert(card, account);
+        }
+        let mut pans = FxHashMap::default();
+        for item in tree.scan_prefix(b"p:") {
+            let (key, value) = item.map_err(sled_error)?;
+            let link: PanLink = codec::decode_value(&value).map_err(io::Error::other)?;
+            pans.insert(Box::from(&key[2..]), link);
+        }
+        *write(&self.cards) = cards;
+        *write(&self.pans) = pans;
+        Ok(())
+    }
+
+    fn extend(&self, links: Links) {
+        if !links.cards.is_empty() {
+            write(&self.cards).extend(links.cards);
+        }
+        if !links.pans.is_empty() {
+            write(&self.pans).extend(links.pans);
+        }
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The Raft state machine.
 pub struct StateMachine {
     db: sled::Db,
     tree: sled::Tree,
+    directory: Arc<Directory>,
     path: PathBuf,
     applied: Option<LogId>,
     membership: Membership,
@@ -321,9 +382,12 @@ impl StateMachine {
                 other => sled_error(other),
             })?;
         let tree: sled::Tree = (*db).clone();
+        let directory = Arc::new(Directory::default());
+        directory.load(&tree)?;
         let mut machine = Self {
             db,
             tree,
+            directory,
             path: path.to_path_buf(),
             applied: None,
             membership: Membership::default(),
@@ -343,6 +407,7 @@ impl StateMachine {
     pub fn reader(&self) -> StateReader {
         StateReader {
             tree: self.tree.clone(),
+            directory: self.directory.clone(),
         }
     }
 
@@ -364,6 +429,7 @@ impl StateMachine {
         let mut expiry_moves: std::collections::HashMap<AccountId, Option<i64>> =
             std::collections::HashMap::new();
         let mut membership_changed = false;
+        let mut links = Links::default();
         for entry in entries {
             match entry.payload {
                 EntryPayload::Blank => {}
@@ -373,7 +439,13 @@ impl StateMachine {
                 }
                 EntryPayload::Normal(log_batch) => {
                     for record in log_batch.records {
-                        self.apply_record(&mut batch, &mut tails, &mut expiry_moves, record)?;
+                        self.apply_record(
+                            &mut batch,
+                            &mut tails,
+                            &mut expiry_moves,
+                            &mut links,
+                            record,
+                        )?;
                     }
                 }
             }
@@ -396,6 +468,7 @@ impl StateMachine {
             );
         }
         self.tree.apply_batch(batch).map_err(sled_error)?;
+        self.directory.extend(links);
         Ok(answers)
     }
 
@@ -404,16 +477,21 @@ impl StateMachine {
         batch: &mut sled::Batch,
         tails: &mut std::collections::HashMap<AccountId, (u64, Vec<u8>)>,
         expiry_moves: &mut std::collections::HashMap<AccountId, Option<i64>>,
+        links: &mut Links,
         record: crate::types::AccountRecord,
     ) -> io::Result<()> {
         let account = record.account;
         let value = codec::encode_value(&account).map_err(io::Error::other)?;
         for card in &record.cards {
             batch.insert(card_key(card), value.clone());
+            links.cards.push((card.clone(), account.clone()));
         }
         for (hash, card) in &record.pans {
             let link = codec::encode_value(&(&account, card)).map_err(io::Error::other)?;
             batch.insert(pan_key(hash), link);
+            links
+                .pans
+                .push((Box::from(hash.as_slice()), (account.clone(), card.clone())));
         }
         if let Some(next) = record.next_expiry {
             let pointer = expiry_pointer_key(&account);
@@ -548,6 +626,7 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
             machine: StateMachine {
                 db: self.db.clone(),
                 tree: self.tree.clone(),
+                directory: self.directory.clone(),
                 path: self.path.clone(),
                 applied: self.applied,
                 membership: self.membership.clone(),
@@ -593,6 +672,9 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
             .apply_batch(batch)
             .map_err(|e| StorageIOError::write(&sled_error(e)))?;
         self.sync().map_err(|e| StorageIOError::write(&e))?;
+        self.directory
+            .load(&self.tree)
+            .map_err(|e| StorageIOError::read_state_machine(&e))?;
         Ok(())
     }
 

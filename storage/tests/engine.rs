@@ -74,6 +74,17 @@ fn committed_records_reload_exactly_after_a_restart() {
             engine.reader().card_account(&card).unwrap(),
             Some(world.account.id.clone())
         );
+        // A PAN link is in the directory as soon as its write is answered.
+        let link = AccountRecord::pan_links(
+            &world.account.id,
+            vec![(b"pan-hash-1".to_vec(), card.clone())],
+        );
+        engine.submit(link).await.unwrap().unwrap();
+        assert_eq!(
+            engine.reader().pan_card(b"pan-hash-1").unwrap(),
+            Some((world.account.id.clone(), card.clone()))
+        );
+        assert_eq!(engine.reader().pan_card(b"pan-hash-2").unwrap(), None);
         engine.shutdown().await;
     });
     runtime().block_on(async {
@@ -85,6 +96,16 @@ fn committed_records_reload_exactly_after_a_restart() {
         );
         let due = engine.reader().due_expiries(i64::MAX - 1, 10).unwrap();
         assert_eq!(due.len(), 1, "the open hold is in the expiry index");
+        // The card and PAN directories come back with the state.
+        let card = tandem_core::CardId::new("acct-1-card").unwrap();
+        assert_eq!(
+            engine.reader().card_account(&card).unwrap(),
+            Some(world.account.id.clone())
+        );
+        assert_eq!(
+            engine.reader().pan_card(b"pan-hash-1").unwrap(),
+            Some((world.account.id.clone(), card))
+        );
         engine.shutdown().await;
     });
 }
