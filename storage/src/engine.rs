@@ -45,8 +45,12 @@ pub struct EngineConfig {
     pub batch_records_max: usize,
     /// Submissions waiting for the committer, at most; past it `submit` answers busy.
     pub queue_depth_max: usize,
-    /// Log entries between openraft snapshots (each syncs sled, then lets the log be purged).
+    /// Log entries between checkpoints (each writes what was applied to sled and fsyncs it,
+    /// then lets the log be purged up to it).
     pub snapshot_every_entries: u64,
+    /// Time between checkpoints, whichever of the two comes first: it bounds the log's tail
+    /// a restart replays and the applied writes held in memory.
+    pub checkpoint_every: Duration,
     /// Log writes handed to openraft and not yet answered, at most: appending one batch
     /// overlaps applying the previous one.
     pub writes_in_flight_max: usize,
@@ -64,6 +68,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("batch_records_max", &self.batch_records_max)
             .field("queue_depth_max", &self.queue_depth_max)
             .field("snapshot_every_entries", &self.snapshot_every_entries)
+            .field("checkpoint_every", &self.checkpoint_every)
             .field("writes_in_flight_max", &self.writes_in_flight_max)
             .field("sync_observer", &self.sync_observer.is_some())
             .finish_non_exhaustive()
@@ -109,6 +114,7 @@ impl EngineConfig {
             batch_records_max: 4_096,
             queue_depth_max: 65_536,
             snapshot_every_entries: 20_000,
+            checkpoint_every: Duration::from_secs(1),
             writes_in_flight_max: 4,
             write_faults: WriteFaults::default(),
             sync_observer: None,
@@ -181,6 +187,7 @@ pub struct Engine {
     failed: Arc<FailureLatch>,
     stats: Arc<EngineStats>,
     committer: tokio::task::JoinHandle<()>,
+    checkpoints: tokio::task::JoinHandle<()>,
     pan_key: PanKey,
 }
 
@@ -243,6 +250,7 @@ impl Engine {
             failed.clone(),
             stats.clone(),
         ));
+        let checkpoints = tokio::spawn(checkpoint_timer(raft.clone(), config.checkpoint_every));
         Ok(Engine {
             raft,
             reader,
@@ -250,6 +258,7 @@ impl Engine {
             failed,
             stats,
             committer,
+            checkpoints,
             pan_key,
         })
     }
@@ -319,9 +328,35 @@ impl Engine {
         })
     }
 
+    /// Writes a checkpoint of everything applied when this is called and waits until it is
+    /// durable; the answer is the log index it covers (`None` before anything is applied).
+    pub async fn checkpoint(&self) -> Result<Option<u64>, OpenError> {
+        let Some(applied) = self.raft.metrics().borrow().last_applied else {
+            return Ok(None);
+        };
+        let covered = |m: &openraft::RaftMetrics<NodeId, BasicNode>| {
+            m.snapshot.is_some_and(|s| s.index >= applied.index)
+        };
+        if !covered(&self.raft.metrics().borrow()) {
+            self.raft
+                .trigger()
+                .snapshot()
+                .await
+                .map_err(|e| OpenError::Raft(e.to_string()))?;
+            self.raft
+                .wait(Some(Duration::from_secs(60)))
+                .metrics(covered, "checkpoint durable")
+                .await
+                .map_err(|e| OpenError::Raft(e.to_string()))?;
+        }
+        let index = self.raft.metrics().borrow().snapshot.map(|s| s.index);
+        Ok(index)
+    }
+
     /// Shuts the Raft node down while others still hold the engine: later submissions fail
     /// as `LogFailed`. Everything answered before is already durable.
     pub async fn stop(&self) {
+        self.checkpoints.abort();
         let _ = self.raft.shutdown().await;
     }
 
@@ -329,7 +364,27 @@ impl Engine {
     pub async fn shutdown(self) {
         drop(self.queue);
         let _ = self.committer.await;
+        self.checkpoints.abort();
         let _ = self.raft.shutdown().await;
+    }
+}
+
+/// Asks openraft for a checkpoint every `every` (openraft skips it while one is being
+/// written). The entry count policy asks too, whichever comes first.
+async fn checkpoint_timer(raft: Raft<TandemRaft>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let last_applied = raft.metrics().borrow().last_applied;
+        let checkpointed = raft.metrics().borrow().snapshot;
+        if last_applied == checkpointed {
+            continue;
+        }
+        if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
     }
 }
 

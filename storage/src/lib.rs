@@ -1,18 +1,23 @@
 //! # tandem-storage
 //!
-//! The durable side of Tandem. The log is the truth; sled holds what is applied from it.
+//! The durable side of Tandem. The log is the truth; sled is a checkpoint of what is applied from it.
 //!
 //! - `codec.rs`: the versioned encoding of events and account snapshots (format 1).
 //! - `types.rs`: the openraft type configuration; a log entry is a [`LogBatch`] of many
 //!   accounts' [`AccountRecord`]s.
 //! - `log_store.rs`: the Raft log over `raft-log`, fdatasync'd by its flush worker.
-//! - `state_machine.rs`: sled: account snapshots and event tails, the card directory,
-//!   authorization routing, the expiry index; `last_applied` in the same atomic batch.
+//! - `state_machine.rs`: what the log's entries are applied to: account snapshots and event
+//!   tails, the card and PAN directories, the expiry index.
+//! - `checkpoint.rs`: sled as a checkpoint: applies go to memory, and a checkpoint writes
+//!   everything up to one log index to sled in one batch with `last_applied` and fsyncs it
+//!   before the log may be purged up to it.
 //! - `engine.rs`: the single-voter Raft node and the committer that group-commits;
 //!   `latch.rs`: its failure latch (once a write fails, nothing later is written), loom-checked.
 //!
 //! `docs/durability.md` walks the path fsync by fsync.
 
+#[cfg(not(loom))]
+mod checkpoint;
 #[cfg(not(loom))]
 pub mod codec;
 #[cfg(not(loom))]

@@ -19,25 +19,29 @@
 //! | `x:<expires_at, 8 bytes order-preserving><account>` | an account whose earliest hold is due then |
 //! | `w:<account>` | that time, so the entry can be moved when it changes |
 //!
-//! The card and PAN directories (`c:` and `p:`) are also held in memory ([`Directory`]), as
-//! committed: loaded at open and after a snapshot is installed, extended after each applied
-//! batch is in sled. Card traffic finds its account there, without a sled read.
+//! sled is a checkpoint (`checkpoint.rs`): an apply puts these writes in memory, and a
+//! checkpoint — what openraft calls building a snapshot, every so many entries or
+//! milliseconds — writes everything applied up to exactly one log index to sled in one
+//! batch with `m:applied`, and fsyncs sled's files, before openraft may purge the log up to
+//! it. Reads see memory first, then sled. At open, openraft replays the log after
+//! `m:applied` into memory again.
 //!
-//! Durability: sled's `flush()` is only `sync_file_range` on Linux, so [`StateMachine::sync`]
-//! flushes and then `fsync`s sled's data file itself. That happens when openraft builds a
-//! snapshot, which is the only point after which it purges the log: the log is never purged
-//! past what sled holds durably.
+//! The card and PAN directories (`c:` and `p:`) are also held in memory ([`Directory`]), as
+//! committed: loaded at open and after a snapshot is installed, extended after each apply.
+//! Card traffic finds its account there, without a sled read.
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, OptionalSend, StorageIOError, StoredMembership};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Cursor};
-use std::path::{Path, PathBuf};
+use std::ops::Bound;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use rustc_hash::FxHashMap;
 use tandem_core::{Account, AccountId, CardId};
 
+use crate::checkpoint::{Frozen, Layered, Writes, sled_error};
 use crate::codec;
 use crate::types::{BatchApplied, Entry, LogId, NodeId, StorageError, TandemRaft};
 
@@ -116,20 +120,16 @@ fn chunks(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-fn sled_error(error: sled::Error) -> io::Error {
-    io::Error::other(error)
-}
-
 /// A snapshot as openraft ships it: every key and value of the state.
 #[derive(Serialize, Deserialize)]
 struct SnapshotImage {
     pairs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// Read access to the applied state, shared with the actors (sled handles are cheap clones).
+/// Read access to the applied state, shared with the actors.
 #[derive(Clone)]
 pub struct StateReader {
-    tree: sled::Tree,
+    store: Arc<Layered>,
     directory: Arc<Directory>,
 }
 
@@ -150,13 +150,15 @@ pub enum LoadError {
     /// The blocking task that read it panicked or was cancelled.
     #[error("the read did not finish: {0}")]
     Background(String),
+    #[error("I/O: {0}")]
+    Io(#[from] io::Error),
 }
 
 impl StateReader {
     /// Rebuilds an account from its latest snapshot and the events after it; a fresh
     /// unopened account if nothing is stored.
     pub fn load_account(&self, account: &AccountId) -> Result<Account, LoadError> {
-        let mut state = match self.tree.get(snapshot_key(account))? {
+        let mut state = match self.store.get(&snapshot_key(account))? {
             Some(bytes) => codec::decode_account(&bytes)?,
             None => Account::new(account.clone()),
         };
@@ -190,33 +192,44 @@ impl StateReader {
     ) -> Result<(), LoadError> {
         let prefix = events_prefix(account);
         // The chunk holding `from` starts at or before it: the last key at or below it.
-        let start = match self
-            .tree
-            .range(prefix.clone()..=events_key(account, from))
-            .next_back()
-        {
-            Some(item) => item?.0.to_vec(),
+        let start = match self.store.last_in((
+            Bound::Included(prefix.clone()),
+            Bound::Included(events_key(account, from)),
+        ))? {
+            Some((key, _)) => key,
             None => prefix.clone(),
         };
-        for item in self.tree.range(start..) {
-            let (key, value) = item?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let seq_bytes: [u8; 8] = key[key.len() - 8..]
-                .try_into()
-                .expect("events keys end in 8 bytes");
-            let mut seq = u64::from_be_bytes(seq_bytes);
-            for chunk in chunks(&value) {
-                for event in codec::decode_events(chunk)? {
-                    if seq >= from && !visit(seq, event) {
-                        return Ok(());
-                    }
-                    seq += 1;
+        let mut failed = None;
+        self.store
+            .scan((Bound::Included(start), Bound::Unbounded), |key, value| {
+                if !key.starts_with(&prefix) {
+                    return Ok(false);
                 }
-            }
+                let seq_bytes: [u8; 8] = key[key.len() - 8..]
+                    .try_into()
+                    .expect("events keys end in 8 bytes");
+                let mut seq = u64::from_be_bytes(seq_bytes);
+                for chunk in chunks(value) {
+                    let events = match codec::decode_events(chunk) {
+                        Ok(events) => events,
+                        Err(error) => {
+                            failed = Some(error);
+                            return Ok(false);
+                        }
+                    };
+                    for event in events {
+                        if seq >= from && !visit(seq, event) {
+                            return Ok(false);
+                        }
+                        seq += 1;
+                    }
+                }
+                Ok(true)
+            })?;
+        match failed {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The account and card a keyed PAN hash belongs to (the PAN directory, in memory).
@@ -238,39 +251,41 @@ impl StateReader {
         limit: usize,
     ) -> Result<Vec<(i64, AccountId)>, LoadError> {
         let mut due = Vec::new();
-        for item in self.tree.range(
-            b"x:".to_vec()..expiry_key(now_ms.saturating_add(1), &AccountId::new("0").expect("id")),
-        ) {
-            let (key, _) = item?;
-            if due.len() >= limit {
-                break;
-            }
-            let time = u64::from_be_bytes(
-                key[2..10]
-                    .try_into()
-                    .expect("expiry keys hold 8 time bytes"),
-            ) ^ (1 << 63);
-            let account = std::str::from_utf8(&key[10..])
-                .ok()
-                .and_then(|s| AccountId::new(s).ok());
-            if let Some(account) = account {
-                due.push((time as i64, account));
-            }
-        }
+        let end = expiry_key(now_ms.saturating_add(1), &AccountId::new("0").expect("id"));
+        self.store.scan(
+            (Bound::Included(b"x:".to_vec()), Bound::Excluded(end)),
+            |key, _| {
+                if due.len() >= limit {
+                    return Ok(false);
+                }
+                let time = u64::from_be_bytes(
+                    key[2..10]
+                        .try_into()
+                        .expect("expiry keys hold 8 time bytes"),
+                ) ^ (1 << 63);
+                let account = std::str::from_utf8(&key[10..])
+                    .ok()
+                    .and_then(|s| AccountId::new(s).ok());
+                if let Some(account) = account {
+                    due.push((time as i64, account));
+                }
+                Ok(true)
+            },
+        )?;
         Ok(due)
     }
 
     /// The account's earliest hold expiry as the index has it.
     pub fn indexed_expiry(&self, account: &AccountId) -> Result<Option<i64>, LoadError> {
-        Ok(match self.tree.get(expiry_pointer_key(account))? {
+        Ok(match self.store.get(&expiry_pointer_key(account))? {
             Some(bytes) => Some(codec::decode_value(&bytes)?),
             None => None,
         })
     }
 
-    /// The last applied log id.
+    /// The last applied log id the durable checkpoint holds.
     pub fn applied(&self) -> Result<Option<LogId>, LoadError> {
-        Ok(match self.tree.get(APPLIED)? {
+        Ok(match self.store.tree().get(APPLIED)? {
             Some(bytes) => codec::decode_value(&bytes)?,
             None => None,
         })
@@ -288,7 +303,7 @@ struct Directory {
     pans: RwLock<FxHashMap<Box<[u8]>, PanLink>>,
 }
 
-/// Directory entries one apply adds, put in memory once its batch is in sled.
+/// Directory entries one apply adds.
 #[derive(Default)]
 struct Links {
     cards: Vec<(CardId, AccountId)>,
@@ -338,12 +353,14 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+fn encoded<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    codec::encode_value(value).map_err(io::Error::other)
+}
+
 /// The Raft state machine.
 pub struct StateMachine {
-    db: sled::Db,
-    tree: sled::Tree,
+    store: Arc<Layered>,
     directory: Arc<Directory>,
-    path: PathBuf,
     applied: Option<LogId>,
     membership: Membership,
     /// openraft asks for the current snapshot once at start, only for its meta; see
@@ -372,6 +389,9 @@ impl StateMachine {
             .path(path)
             .cache_capacity(settings.cache_bytes)
             .mode(sled::Mode::HighThroughput)
+            // Checkpoints flush and fsync sled themselves; its own flusher thread would only
+            // write the same pages sooner.
+            .flush_every_ms(None)
             .open()
             .map_err(|error| match error {
                 // sled reports its directory lock as a plain I/O error with this text; say it
@@ -381,23 +401,21 @@ impl StateMachine {
                 }
                 other => sled_error(other),
             })?;
-        let tree: sled::Tree = (*db).clone();
+        let store = Arc::new(Layered::new(db, path));
         let directory = Arc::new(Directory::default());
-        directory.load(&tree)?;
+        directory.load(store.tree())?;
         let mut machine = Self {
-            db,
-            tree,
+            store,
             directory,
-            path: path.to_path_buf(),
             applied: None,
             membership: Membership::default(),
             startup_asked: false,
         };
-        machine.applied = match machine.tree.get(APPLIED).map_err(sled_error)? {
+        machine.applied = match machine.store.tree().get(APPLIED).map_err(sled_error)? {
             Some(bytes) => codec::decode_value(&bytes).map_err(io::Error::other)?,
             None => None,
         };
-        machine.membership = match machine.tree.get(MEMBERSHIP).map_err(sled_error)? {
+        machine.membership = match machine.store.tree().get(MEMBERSHIP).map_err(sled_error)? {
             Some(bytes) => codec::decode_value(&bytes).map_err(io::Error::other)?,
             None => Membership::default(),
         };
@@ -406,21 +424,24 @@ impl StateMachine {
 
     pub fn reader(&self) -> StateReader {
         StateReader {
-            tree: self.tree.clone(),
+            store: self.store.clone(),
             directory: self.directory.clone(),
         }
     }
 
-    /// Makes everything applied so far durable: sled's flush, then an fsync of its data file
-    /// (sled's own flush is `sync_file_range`, which does not survive a power loss).
+    /// Makes what sled holds durable (see `checkpoint.rs`: sled's own flush does not
+    /// survive a power loss).
     pub fn sync(&self) -> io::Result<()> {
-        self.db.flush().map_err(sled_error)?;
-        std::fs::File::open(self.path.join("db"))?.sync_all()?;
-        Ok(())
+        self.store.sync()
+    }
+
+    /// Applied writes held in memory, not yet in a durable checkpoint.
+    pub fn unsaved(&self) -> usize {
+        self.store.unsaved()
     }
 
     fn apply_entries(&mut self, entries: Vec<Entry>) -> io::Result<Vec<BatchApplied>> {
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::new();
         let mut answers = Vec::with_capacity(entries.len());
         // Each account's records in this call, gathered into one value (first seq, chunks):
         // a busy account costs one sled insert per apply, not one per decision.
@@ -428,14 +449,12 @@ impl StateMachine {
             std::collections::HashMap::new();
         let mut expiry_moves: std::collections::HashMap<AccountId, Option<i64>> =
             std::collections::HashMap::new();
-        let mut membership_changed = false;
         let mut links = Links::default();
         for entry in entries {
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    membership_changed = true;
                 }
                 EntryPayload::Normal(log_batch) => {
                     for record in log_batch.records {
@@ -455,26 +474,17 @@ impl StateMachine {
             });
         }
         for (account, (seq_first, chunks)) in tails {
-            batch.insert(events_key(&account, seq_first), chunks);
+            batch.insert(events_key(&account, seq_first), Some(chunks));
         }
-        batch.insert(
-            APPLIED,
-            codec::encode_value(&self.applied).map_err(io::Error::other)?,
-        );
-        if membership_changed {
-            batch.insert(
-                MEMBERSHIP,
-                codec::encode_value(&self.membership).map_err(io::Error::other)?,
-            );
-        }
-        self.tree.apply_batch(batch).map_err(sled_error)?;
+        // `m:applied` and the membership are written by the checkpoint that covers them.
+        self.store.apply(batch);
         self.directory.extend(links);
         Ok(answers)
     }
 
     fn apply_record(
         &self,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
         tails: &mut std::collections::HashMap<AccountId, (u64, Vec<u8>)>,
         expiry_moves: &mut std::collections::HashMap<AccountId, Option<i64>>,
         links: &mut Links,
@@ -483,12 +493,12 @@ impl StateMachine {
         let account = record.account;
         let value = codec::encode_value(&account).map_err(io::Error::other)?;
         for card in &record.cards {
-            batch.insert(card_key(card), value.clone());
+            batch.insert(card_key(card), Some(value.clone()));
             links.cards.push((card.clone(), account.clone()));
         }
         for (hash, card) in &record.pans {
             let link = codec::encode_value(&(&account, card)).map_err(io::Error::other)?;
-            batch.insert(pan_key(hash), link);
+            batch.insert(pan_key(hash), Some(link));
             links
                 .pans
                 .push((Box::from(hash.as_slice()), (account.clone(), card.clone())));
@@ -498,7 +508,7 @@ impl StateMachine {
             // The entry as this batch left it, else as stored.
             let old = match expiry_moves.get(&account) {
                 Some(moved) => *moved,
-                None => match self.tree.get(&pointer).map_err(sled_error)? {
+                None => match self.store.get(&pointer)? {
                     Some(bytes) => {
                         Some(codec::decode_value::<i64>(&bytes).map_err(io::Error::other)?)
                     }
@@ -506,15 +516,17 @@ impl StateMachine {
                 },
             };
             if let Some(old) = old {
-                batch.remove(expiry_key(old, &account));
+                batch.insert(expiry_key(old, &account), None);
             }
             expiry_moves.insert(account.clone(), next);
             match next {
                 Some(at) => {
-                    batch.insert(expiry_key(at, &account), Vec::new());
-                    batch.insert(pointer, codec::encode_value(&at).map_err(io::Error::other)?);
+                    batch.insert(expiry_key(at, &account), Some(Vec::new()));
+                    batch.insert(pointer, Some(encoded(&at)?));
                 }
-                None => batch.remove(pointer),
+                None => {
+                    batch.insert(pointer, None);
+                }
             }
         }
         if record.event_count == 0 {
@@ -523,7 +535,7 @@ impl StateMachine {
         // Events are kept after a snapshot covers them: they are the account's history (the
         // posted-entries feed reads them). Loading starts at the snapshot.
         if let Some(snapshot) = record.snapshot {
-            batch.insert(snapshot_key(&account), snapshot);
+            batch.insert(snapshot_key(&account), Some(snapshot));
         }
         let (_, chunks) = tails
             .entry(account)
@@ -534,10 +546,11 @@ impl StateMachine {
 
     fn image(&self) -> io::Result<Vec<u8>> {
         let mut pairs = Vec::new();
-        for item in self.tree.iter() {
-            let (key, value) = item.map_err(sled_error)?;
-            pairs.push((key.to_vec(), value.to_vec()));
-        }
+        self.store
+            .scan((Bound::Unbounded, Bound::Unbounded), |key, value| {
+                pairs.push((key.to_vec(), value.to_vec()));
+                Ok(true)
+            })?;
         postcard::to_allocvec(&SnapshotImage { pairs }).map_err(io::Error::other)
     }
 
@@ -582,29 +595,37 @@ pub fn encode_snapshot(snapshot: Snapshot<TandemRaft>) -> io::Result<Vec<u8>> {
     .map_err(io::Error::other)
 }
 
-/// Makes a snapshot point: sled is fsynced, so the log may be purged up to `applied`. sled
-/// *is* the snapshot, so nothing is copied; an image is only read when a snapshot is asked
-/// for (`get_current_snapshot`: a backup, or a follower that needs one).
-pub struct SyncBuilder {
-    machine: StateMachine,
+/// A checkpoint (what openraft calls building a snapshot): the writes applied up to one log
+/// index, frozen on the state machine's task, go to sled in one batch with that index and
+/// are made durable; openraft purges the log only up to the index it is then handed. sled
+/// *is* the snapshot, so nothing else is copied; an image is only read when a snapshot is
+/// asked for (`get_current_snapshot`: a backup, or a follower that needs one).
+pub struct CheckpointBuilder {
+    store: Arc<Layered>,
+    frozen: Arc<Frozen>,
+    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
 }
 
-impl RaftSnapshotBuilder<TandemRaft> for SyncBuilder {
+impl RaftSnapshotBuilder<TandemRaft> for CheckpointBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TandemRaft>, StorageError> {
-        // Everything applied up to `applied` (and possibly more) becomes durable in sled
-        // before openraft may purge the log up to it.
-        self.machine
-            .sync()
-            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let store = self.store.clone();
+        let frozen = self.frozen.clone();
+        let started = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || store.checkpoint(&frozen))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|written| written)
+            .map_err(|e| StorageIOError::write_snapshot(Some(self.meta.signature()), &e))?;
+        metrics::histogram!("tandem_checkpoint_seconds").record(started.elapsed().as_secs_f64());
         Ok(Snapshot {
-            meta: self.machine.meta(),
+            meta: self.meta.clone(),
             snapshot: Box::new(Cursor::new(Vec::new())),
         })
     }
 }
 
 impl RaftStateMachine<TandemRaft> for StateMachine {
-    type SnapshotBuilder = SyncBuilder;
+    type SnapshotBuilder = CheckpointBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
         Ok((self.applied, self.membership.clone()))
@@ -622,16 +643,18 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SyncBuilder {
-            machine: StateMachine {
-                db: self.db.clone(),
-                tree: self.tree.clone(),
-                directory: self.directory.clone(),
-                path: self.path.clone(),
-                applied: self.applied,
-                membership: self.membership.clone(),
-                startup_asked: true,
-            },
+        // On the state machine's task, between two applies: the frozen writes are exactly
+        // the state at `applied`.
+        let marks = match (encoded(&self.applied), encoded(&self.membership)) {
+            (Ok(applied), Ok(membership)) => vec![(APPLIED, applied), (MEMBERSHIP, membership)],
+            // Encoding a log id and a membership cannot fail; if it did, the checkpoint
+            // would only lack its marks and recovery would replay more of the log.
+            _ => Vec::new(),
+        };
+        CheckpointBuilder {
+            store: self.store.clone(),
+            frozen: self.store.freeze(marks),
+            meta: self.meta(),
         }
     }
 
@@ -648,8 +671,11 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
         let image: SnapshotImage = postcard::from_bytes(&data).map_err(|e| {
             StorageIOError::read_snapshot(Some(meta.signature()), &io::Error::other(e))
         })?;
+        // The image replaces everything: what is in memory and what sled holds.
+        self.store.clear();
+        let tree = self.store.tree();
         let mut batch = sled::Batch::default();
-        for item in self.tree.iter() {
+        for item in tree.iter() {
             let (key, _) = item.map_err(|e| StorageIOError::read_state_machine(&sled_error(e)))?;
             batch.remove(key);
         }
@@ -668,12 +694,11 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
             codec::encode_value(&self.membership)
                 .map_err(|e| StorageIOError::write(&io::Error::other(e)))?,
         );
-        self.tree
-            .apply_batch(batch)
+        tree.apply_batch(batch)
             .map_err(|e| StorageIOError::write(&sled_error(e)))?;
         self.sync().map_err(|e| StorageIOError::write(&e))?;
         self.directory
-            .load(&self.tree)
+            .load(tree)
             .map_err(|e| StorageIOError::read_state_machine(&e))?;
         Ok(())
     }

@@ -143,3 +143,70 @@ fn concurrent_accounts_share_group_commits() {
         engine.shutdown().await;
     });
 }
+
+/// Checkpoints far apart: nothing applied reaches sled until one is asked for.
+fn rare_checkpoints(dir: &std::path::Path) -> EngineConfig {
+    EngineConfig {
+        snapshot_every_entries: 1_000_000_000,
+        checkpoint_every: std::time::Duration::from_secs(3_600),
+        ..EngineConfig::new(dir)
+    }
+}
+
+/// sled is a checkpoint: what was applied after it lives in memory, and a restart replays it
+/// from the log's tail; a checkpoint then puts it in sled up to the index it names.
+#[test]
+fn the_tail_after_the_last_checkpoint_is_replayed_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (world, batches) = decisions("acct-tail");
+    let card = tandem_core::CardId::new("acct-tail-card").unwrap();
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
+        let all: Vec<Event> = batches.iter().flatten().cloned().collect();
+        let mut record =
+            AccountRecord::from_events(&world.account.id, 0, &all, Some(Some(1_000)), None)
+                .unwrap();
+        record.cards = vec![card.clone()];
+        engine.submit(record).await.unwrap().unwrap();
+        // Applied and readable, but no checkpoint holds it yet.
+        assert_eq!(
+            engine.reader().load_account(&world.account.id).unwrap(),
+            world.account
+        );
+        assert_eq!(engine.reader().applied().unwrap(), None);
+        engine.shutdown().await;
+    });
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
+        assert_eq!(
+            engine.reader().load_account(&world.account.id).unwrap(),
+            world.account,
+            "the tail was not replayed"
+        );
+        assert_eq!(
+            engine.reader().card_account(&card).unwrap(),
+            Some(world.account.id.clone())
+        );
+        assert_eq!(
+            engine.reader().due_expiries(1_000, 10).unwrap(),
+            vec![(1_000, world.account.id.clone())]
+        );
+        let covered = engine
+            .checkpoint()
+            .await
+            .unwrap()
+            .expect("something applied");
+        let in_sled = engine.reader().applied().unwrap().expect("checkpointed");
+        assert_eq!(in_sled.index, covered);
+        engine.shutdown().await;
+    });
+    // After the checkpoint the same state comes from sled.
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
+        assert_eq!(
+            engine.reader().load_account(&world.account.id).unwrap(),
+            world.account
+        );
+        engine.shutdown().await;
+    });
+}

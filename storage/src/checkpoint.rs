@@ -1,0 +1,404 @@
+//! sled as a checkpoint: what is applied lives in memory until a checkpoint puts it in sled.
+//!
+//! Applying a log entry no longer writes sled. Its writes (the same keys and values the state
+//! machine has always kept, see `state_machine.rs`) go into an in-memory layer, `current`.
+//! A checkpoint freezes that layer at exactly the last applied log index N, writes it to sled
+//! in one batch together with `last_applied = N`, fsyncs sled's files itself, and only then
+//! does openraft purge the log at or below N (it purges only up to a snapshot it was handed,
+//! and the snapshot is this checkpoint). Recovery opens sled at its checkpoint and openraft
+//! replays the log's tail after N into the layer again.
+//!
+//! Every read looks at the layers newest first — `current`, then the frozen layers still
+//! being written, then sled — so it sees everything applied, wherever it is. A frozen layer
+//! is dropped only once sled holds it durably. A key a newer layer wrote can only be newer
+//! than what an older layer or sled holds, so reading a layer before or after it reaches
+//! sled gives the same answer.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Writes in key order: a value, or `None` for a removed key.
+pub(crate) type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// A layer frozen at a log index, on its way to sled.
+pub(crate) struct Frozen {
+    writes: Writes,
+    /// What the checkpoint stores besides the writes (`last_applied`, membership), as keys
+    /// and encoded values.
+    marks: Vec<(&'static [u8], Vec<u8>)>,
+}
+
+#[derive(Default)]
+struct Layers {
+    current: Writes,
+    /// Frozen layers not yet durable in sled, oldest first.
+    frozen: VecDeque<Arc<Frozen>>,
+}
+
+/// sled's state as of the last checkpoint, and what was applied after it.
+pub(crate) struct Layered {
+    db: sled::Db,
+    tree: sled::Tree,
+    path: PathBuf,
+    layers: RwLock<Layers>,
+    /// One checkpoint writes at a time, in freezing order.
+    writing: Mutex<()>,
+}
+
+pub(crate) fn sled_error(error: sled::Error) -> io::Error {
+    io::Error::other(error)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Layers {
+    /// The newest write of `key` in memory: `Some(None)` if it was removed.
+    fn get(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        if let Some(value) = self.current.get(key) {
+            return Some(value.clone());
+        }
+        self.frozen
+            .iter()
+            .rev()
+            .find_map(|layer| layer.writes.get(key).cloned())
+    }
+
+    /// Every write in `range`, the newest per key.
+    fn range(&self, range: (Bound<&[u8]>, Bound<&[u8]>)) -> Writes {
+        let mut merged = Writes::new();
+        for layer in &self.frozen {
+            for (key, value) in layer.writes.range::<[u8], _>(range) {
+                merged.insert(key.clone(), value.clone());
+            }
+        }
+        for (key, value) in self.current.range::<[u8], _>(range) {
+            merged.insert(key.clone(), value.clone());
+        }
+        merged
+    }
+}
+
+fn borrowed(range: &(Bound<Vec<u8>>, Bound<Vec<u8>>)) -> (Bound<&[u8]>, Bound<&[u8]>) {
+    (
+        range.0.as_ref().map(Vec::as_slice),
+        range.1.as_ref().map(Vec::as_slice),
+    )
+}
+
+impl Layered {
+    pub(crate) fn new(db: sled::Db, path: &Path) -> Self {
+        let tree: sled::Tree = (*db).clone();
+        Self {
+            db,
+            tree,
+            path: path.to_path_buf(),
+            layers: RwLock::default(),
+            writing: Mutex::new(()),
+        }
+    }
+
+    /// sled's tree, for what only the checkpoint holds (`last_applied`) and for loading
+    /// everything at open, when nothing is in memory yet.
+    pub(crate) fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        if let Some(value) = read(&self.layers).get(key) {
+            return Ok(value);
+        }
+        Ok(self.tree.get(key).map_err(sled_error)?.map(|v| v.to_vec()))
+    }
+
+    /// Visits every key and value in `range` in key order, newest layer first per key,
+    /// until `visit` answers false.
+    pub(crate) fn scan(
+        &self,
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+        mut visit: impl FnMut(&[u8], &[u8]) -> io::Result<bool>,
+    ) -> io::Result<()> {
+        let mut memory = read(&self.layers).range(borrowed(&range)).into_iter();
+        let mut stored = self.tree.range(range);
+        let mut memory_head = memory.next();
+        let mut stored_head = stored.next().transpose().map_err(sled_error)?;
+        loop {
+            let from_memory = match (&memory_head, &stored_head) {
+                (None, None) => return Ok(()),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((m, _)), Some((s, _))) => m.as_slice() <= s.as_ref(),
+            };
+            if from_memory {
+                let (key, value) = memory_head.take().expect("checked");
+                if stored_head
+                    .as_ref()
+                    .is_some_and(|(s, _)| s.as_ref() == key.as_slice())
+                {
+                    stored_head = stored.next().transpose().map_err(sled_error)?;
+                }
+                memory_head = memory.next();
+                if let Some(value) = value
+                    && !visit(&key, &value)?
+                {
+                    return Ok(());
+                }
+            } else {
+                let (key, value) = stored_head.take().expect("checked");
+                stored_head = stored.next().transpose().map_err(sled_error)?;
+                if !visit(&key, &value)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// The last key present in `range` and its value.
+    pub(crate) fn last_in(
+        &self,
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+    ) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let memory = read(&self.layers).range(borrowed(&range));
+        let in_memory = memory
+            .iter()
+            .rev()
+            .find_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())));
+        let mut stored = None;
+        for item in self.tree.range(range).rev() {
+            let (key, value) = item.map_err(sled_error)?;
+            match memory.get(key.as_ref()) {
+                // Removed (or rewritten) since the checkpoint: memory decides.
+                Some(_) => continue,
+                None => {
+                    stored = Some((key.to_vec(), value.to_vec()));
+                    break;
+                }
+            }
+        }
+        Ok(match (in_memory, stored) {
+            (Some(m), Some(s)) => Some(if m.0 >= s.0 { m } else { s }),
+            (m, s) => m.or(s),
+        })
+    }
+
+    /// Adds one apply's writes to the current layer.
+    pub(crate) fn apply(&self, mut writes: Writes) {
+        write(&self.layers).current.append(&mut writes);
+    }
+
+    /// Freezes everything applied so far as the next checkpoint, with `marks` (the applied
+    /// log id, membership) stored beside it.
+    pub(crate) fn freeze(&self, marks: Vec<(&'static [u8], Vec<u8>)>) -> Arc<Frozen> {
+        let mut layers = write(&self.layers);
+        let frozen = Arc::new(Frozen {
+            writes: std::mem::take(&mut layers.current),
+            marks,
+        });
+        layers.frozen.push_back(frozen.clone());
+        frozen
+    }
+
+    /// Writes every frozen layer up to and including `through` to sled, oldest first, each
+    /// in one atomic batch with its marks, makes sled durable, and only then lets the
+    /// layers go. Blocking: run it off the async workers.
+    pub(crate) fn checkpoint(&self, through: &Arc<Frozen>) -> io::Result<()> {
+        let _one_at_a_time = self
+            .writing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let due: Vec<Arc<Frozen>> = {
+            let layers = read(&self.layers);
+            let Some(end) = layers.frozen.iter().position(|l| Arc::ptr_eq(l, through)) else {
+                // An earlier call wrote it already.
+                return Ok(());
+            };
+            layers.frozen.iter().take(end + 1).cloned().collect()
+        };
+        for layer in &due {
+            let mut batch = sled::Batch::default();
+            for (key, value) in &layer.writes {
+                match value {
+                    Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+                    None => batch.remove(key.as_slice()),
+                }
+            }
+            for (key, value) in &layer.marks {
+                batch.insert(*key, value.as_slice());
+            }
+            self.tree.apply_batch(batch).map_err(sled_error)?;
+        }
+        self.sync()?;
+        let mut layers = write(&self.layers);
+        for layer in &due {
+            if layers.frozen.front().is_some_and(|f| Arc::ptr_eq(f, layer)) {
+                layers.frozen.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets everything in memory (a snapshot replaces the whole state).
+    pub(crate) fn clear(&self) {
+        let _one_at_a_time = self
+            .writing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *write(&self.layers) = Layers::default();
+    }
+
+    /// Entries in memory not yet in a durable checkpoint.
+    pub(crate) fn unsaved(&self) -> usize {
+        let layers = read(&self.layers);
+        layers.current.len() + layers.frozen.iter().map(|l| l.writes.len()).sum::<usize>()
+    }
+
+    /// Makes what sled holds durable: sled's flush (only `sync_file_range` on Linux), then an
+    /// fsync of its data file, of every large value sled keeps as a file of its own
+    /// (`blobs/`, which sled writes without syncing), and of the directories naming them.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.db.flush().map_err(sled_error)?;
+        std::fs::File::open(self.path.join("db"))?.sync_all()?;
+        let blobs = self.path.join("blobs");
+        if blobs.is_dir() {
+            for file in std::fs::read_dir(&blobs)? {
+                let file = file?;
+                if file.file_type()?.is_file() {
+                    std::fs::File::open(file.path())?.sync_all()?;
+                }
+            }
+            std::fs::File::open(&blobs)?.sync_all()?;
+        }
+        std::fs::File::open(&self.path)?.sync_all()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// One apply's writes.
+        Apply(Vec<(u8, Option<u8>)>),
+        Freeze,
+        /// Checkpoint through the n-th frozen layer still waiting (if any).
+        Checkpoint(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => proptest::collection::vec((0u8..24, proptest::option::of(any::<u8>())), 1..6)
+                .prop_map(Step::Apply),
+            1 => Just(Step::Freeze),
+            1 => (0usize..3).prop_map(Step::Checkpoint),
+        ]
+    }
+
+    fn key(k: u8) -> Vec<u8> {
+        vec![b'k', k]
+    }
+
+    fn temporary() -> (tempfile::TempDir, Layered) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = sled::Config::new()
+            .path(dir.path())
+            .flush_every_ms(None)
+            .open()
+            .expect("sled opens");
+        let layered = Layered::new(db, dir.path());
+        (dir, layered)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever has been frozen or written to sled, every read answers as one map of
+        /// every write in order would.
+        #[test]
+        fn reads_see_every_write_wherever_it_is(steps in proptest::collection::vec(step(), 1..40)) {
+            let (_dir, layered) = temporary();
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            let mut waiting: Vec<Arc<Frozen>> = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Apply(writes) => {
+                        let mut batch = Writes::new();
+                        for (k, v) in writes {
+                            batch.insert(key(k), v.map(|v| vec![v]));
+                            match v {
+                                Some(v) => { model.insert(key(k), vec![v]); }
+                                None => { model.remove(&key(k)); }
+                            }
+                        }
+                        layered.apply(batch);
+                    }
+                    Step::Freeze => waiting.push(layered.freeze(vec![(b"m:mark", vec![1])])),
+                    Step::Checkpoint(n) => {
+                        if !waiting.is_empty() {
+                            let n = n.min(waiting.len() - 1);
+                            layered.checkpoint(&waiting[n]).expect("checkpoint");
+                            waiting.drain(..=n);
+                        }
+                    }
+                }
+                for k in 0u8..24 {
+                    prop_assert_eq!(layered.get(&key(k)).unwrap(), model.get(&key(k)).cloned());
+                }
+                let mut scanned = Vec::new();
+                layered
+                    .scan((Bound::Included(key(0)), Bound::Excluded(key(24))), |k, v| {
+                        scanned.push((k.to_vec(), v.to_vec()));
+                        Ok(true)
+                    })
+                    .unwrap();
+                let expected: Vec<_> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                prop_assert_eq!(scanned, expected);
+                for below in [3u8, 11, 23] {
+                    let last = layered
+                        .last_in((Bound::Included(key(0)), Bound::Included(key(below))))
+                        .unwrap();
+                    let expected = model
+                        .range(key(0)..=key(below))
+                        .next_back()
+                        .map(|(k, v)| (k.clone(), v.clone()));
+                    prop_assert_eq!(last, expected);
+                }
+            }
+        }
+    }
+
+    /// A checkpoint leaves nothing in memory and sled holds its writes and marks.
+    #[test]
+    fn a_checkpoint_moves_its_layer_into_sled() {
+        let (_dir, layered) = temporary();
+        let mut batch = Writes::new();
+        batch.insert(key(1), Some(vec![7]));
+        layered.apply(batch);
+        assert_eq!(layered.unsaved(), 1);
+        assert_eq!(layered.tree().get(key(1)).unwrap(), None);
+        let frozen = layered.freeze(vec![(b"m:applied", vec![9])]);
+        layered.checkpoint(&frozen).unwrap();
+        assert_eq!(layered.unsaved(), 0);
+        assert_eq!(
+            layered.tree().get(key(1)).unwrap().as_deref(),
+            Some(&[7u8][..])
+        );
+        assert_eq!(
+            layered.tree().get(b"m:applied").unwrap().as_deref(),
+            Some(&[9u8][..])
+        );
+        // A second call for the same layer writes nothing more.
+        layered.checkpoint(&frozen).unwrap();
+    }
+}
