@@ -25,6 +25,8 @@ pub(crate) type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// A layer frozen at a log index, on its way to sled.
 pub(crate) struct Frozen {
+    /// The log index it covers.
+    index: u64,
     writes: Writes,
     /// What the checkpoint stores besides the writes (`last_applied`, membership), as keys
     /// and encoded values.
@@ -46,7 +48,12 @@ pub(crate) struct Layered {
     layers: RwLock<Layers>,
     /// One checkpoint writes at a time, in freezing order.
     writing: Mutex<()>,
+    observer: Option<CheckpointObserver>,
 }
+
+/// Told the log index of every checkpoint once it is durable, before the log may be purged
+/// up to it and before the next checkpoint writes (the power-cut test copies sled there).
+pub type CheckpointObserver = Arc<dyn Fn(u64) + Send + Sync>;
 
 pub(crate) fn sled_error(error: sled::Error) -> io::Error {
     io::Error::other(error)
@@ -104,7 +111,13 @@ impl Layered {
             path: path.to_path_buf(),
             layers: RwLock::default(),
             writing: Mutex::new(()),
+            observer: None,
         }
+    }
+
+    pub(crate) fn observed_by(mut self, observer: Option<CheckpointObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// sled's tree, for what only the checkpoint holds (`last_applied`) and for loading
@@ -197,9 +210,10 @@ impl Layered {
 
     /// Freezes everything applied so far as the next checkpoint, with `marks` (the applied
     /// log id, membership) stored beside it.
-    pub(crate) fn freeze(&self, marks: Vec<(&'static [u8], Vec<u8>)>) -> Arc<Frozen> {
+    pub(crate) fn freeze(&self, index: u64, marks: Vec<(&'static [u8], Vec<u8>)>) -> Arc<Frozen> {
         let mut layers = write(&self.layers);
         let frozen = Arc::new(Frozen {
+            index,
             writes: std::mem::take(&mut layers.current),
             marks,
         });
@@ -237,11 +251,16 @@ impl Layered {
             self.tree.apply_batch(batch).map_err(sled_error)?;
         }
         self.sync()?;
-        let mut layers = write(&self.layers);
-        for layer in &due {
-            if layers.frozen.front().is_some_and(|f| Arc::ptr_eq(f, layer)) {
-                layers.frozen.pop_front();
+        {
+            let mut layers = write(&self.layers);
+            for layer in &due {
+                if layers.frozen.front().is_some_and(|f| Arc::ptr_eq(f, layer)) {
+                    layers.frozen.pop_front();
+                }
             }
+        }
+        if let Some(observer) = &self.observer {
+            observer(through.index);
         }
         Ok(())
     }
@@ -343,7 +362,7 @@ mod tests {
                         }
                         layered.apply(batch);
                     }
-                    Step::Freeze => waiting.push(layered.freeze(vec![(b"m:mark", vec![1])])),
+                    Step::Freeze => waiting.push(layered.freeze(0, vec![(b"m:mark", vec![1])])),
                     Step::Checkpoint(n) => {
                         if !waiting.is_empty() {
                             let n = n.min(waiting.len() - 1);
@@ -387,7 +406,7 @@ mod tests {
         layered.apply(batch);
         assert_eq!(layered.unsaved(), 1);
         assert_eq!(layered.tree().get(key(1)).unwrap(), None);
-        let frozen = layered.freeze(vec![(b"m:applied", vec![9])]);
+        let frozen = layered.freeze(1, vec![(b"m:applied", vec![9])]);
         layered.checkpoint(&frozen).unwrap();
         assert_eq!(layered.unsaved(), 0);
         assert_eq!(

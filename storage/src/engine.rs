@@ -58,6 +58,8 @@ pub struct EngineConfig {
     pub write_faults: WriteFaults,
     /// Told of every synced log append (the power-loss test's record of what is durable).
     pub sync_observer: Option<crate::log_store::SyncObserver>,
+    /// Told of every durable checkpoint (the power-loss test copies sled's files there).
+    pub checkpoint_observer: Option<crate::checkpoint::CheckpointObserver>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -71,6 +73,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("checkpoint_every", &self.checkpoint_every)
             .field("writes_in_flight_max", &self.writes_in_flight_max)
             .field("sync_observer", &self.sync_observer.is_some())
+            .field("checkpoint_observer", &self.checkpoint_observer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +121,7 @@ impl EngineConfig {
             writes_in_flight_max: 4,
             write_faults: WriteFaults::default(),
             sync_observer: None,
+            checkpoint_observer: None,
         }
     }
 }
@@ -150,10 +154,14 @@ const STATE_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// threads of its own, so an engine of this process that was just dropped (a restart in
 /// place) can hold the lock for a few milliseconds more. Another live process holding the
 /// directory still fails, after the wait, with sled's own message.
-async fn open_state(path: &Path, settings: SledSettings) -> std::io::Result<StateMachine> {
+async fn open_state(
+    path: &Path,
+    settings: SledSettings,
+    observer: Option<crate::checkpoint::CheckpointObserver>,
+) -> std::io::Result<StateMachine> {
     let started = std::time::Instant::now();
     loop {
-        match StateMachine::open(path, settings) {
+        match StateMachine::open_observed(path, settings, observer.clone()) {
             Err(busy)
                 if busy.kind() == std::io::ErrorKind::WouldBlock
                     && started.elapsed() < STATE_LOCK_WAIT =>
@@ -201,7 +209,12 @@ impl Engine {
         let log = LogStore::open(&config.data_dir.join("log"))?
             .with_faults(config.write_faults.clone())
             .with_sync_observer(config.sync_observer.clone());
-        let machine = open_state(&config.data_dir.join("state"), config.sled).await?;
+        let machine = open_state(
+            &config.data_dir.join("state"),
+            config.sled,
+            config.checkpoint_observer.clone(),
+        )
+        .await?;
         let reader = machine.reader();
         let fresh = log.state().0.is_none()
             && reader

@@ -17,7 +17,7 @@
 //! `docs/durability.md` walks the path fsync by fsync.
 
 #[cfg(not(loom))]
-mod checkpoint;
+pub mod checkpoint;
 #[cfg(not(loom))]
 pub mod codec;
 #[cfg(not(loom))]

@@ -41,7 +41,7 @@ use std::sync::{Arc, RwLock};
 use rustc_hash::FxHashMap;
 use tandem_core::{Account, AccountId, CardId};
 
-use crate::checkpoint::{Frozen, Layered, Writes, sled_error};
+use crate::checkpoint::{CheckpointObserver, Frozen, Layered, Writes, sled_error};
 use crate::codec;
 use crate::types::{BatchApplied, Entry, LogId, NodeId, StorageError, TandemRaft};
 
@@ -385,6 +385,15 @@ impl Default for SledSettings {
 
 impl StateMachine {
     pub fn open(path: &Path, settings: SledSettings) -> io::Result<Self> {
+        Self::open_observed(path, settings, None)
+    }
+
+    /// Opens the state with `observer` told of every durable checkpoint.
+    pub fn open_observed(
+        path: &Path,
+        settings: SledSettings,
+        observer: Option<CheckpointObserver>,
+    ) -> io::Result<Self> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(settings.cache_bytes)
@@ -401,7 +410,7 @@ impl StateMachine {
                 }
                 other => sled_error(other),
             })?;
-        let store = Arc::new(Layered::new(db, path));
+        let store = Arc::new(Layered::new(db, path).observed_by(observer));
         let directory = Arc::new(Directory::default());
         directory.load(store.tree())?;
         let mut machine = Self {
@@ -653,7 +662,9 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
         };
         CheckpointBuilder {
             store: self.store.clone(),
-            frozen: self.store.freeze(marks),
+            frozen: self
+                .store
+                .freeze(self.applied.map_or(0, |l| l.index), marks),
             meta: self.meta(),
         }
     }

@@ -7,14 +7,47 @@
 //! chunk file to a random length that keeps every synced entry and any part of what came
 //! after: unsynced entries vanish and the last record may be torn, as on a real power loss.
 //!
-//! What this does not cut: sled's files (the state machine) keep whatever was written.
-//! That is sound to leave out only because the log is the truth: sled's `last_applied` is in
-//! the same batch as the state it covers, and the log is purged only up to a point sled has
-//! fsynced (docs/durability.md), so a sled that lost its unsynced tail replays from the log.
+//! sled is written only by checkpoints, each fsynced before the log may be purged up to it.
+//! So a power cut leaves sled as its last durable checkpoint left it: the worker copies
+//! sled's files right after each one is durable ([`CHECKPOINT_COPY`]), and [`restore_sled`]
+//! puts that copy back after the kill, dropping whatever sled wrote after it.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use tandem_storage::log_store::LogStore;
+
+/// Where the worker copies sled's files after each durable checkpoint, in the data directory.
+pub const CHECKPOINT_COPY: &str = "checkpoint-copy";
+
+/// Copies the directory `from` (files and subdirectories) to `to`, which must not exist.
+pub fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Leaves sled in `data_dir` as a power cut would: as of the last durable checkpoint (its
+/// copy), or empty if none was made. Answers whether a checkpoint was restored.
+pub fn restore_sled(data_dir: &Path) -> io::Result<bool> {
+    let state = data_dir.join("state");
+    if state.exists() {
+        std::fs::remove_dir_all(&state)?;
+    }
+    let copy = data_dir.join(CHECKPOINT_COPY);
+    if !copy.exists() {
+        return Ok(false);
+    }
+    copy_dir(&copy, &state)?;
+    Ok(true)
+}
 
 /// What a cut did, for the test's log.
 #[derive(Debug, Clone, Copy)]

@@ -4,8 +4,10 @@
 //! test kills it with SIGKILL at random points and checks what survived.
 //!
 //! With a fourth argument `report-syncs` it also prints `SYNCED <index>` each time an
-//! fdatasync of the log returns (before any answer that depends on it), and takes no Raft
-//! snapshots (so the log is never purged and holds everything), for the power-cut test.
+//! fdatasync of the log returns (before any answer that depends on it), and, each time a
+//! checkpoint is durable (before the log may be purged up to it and before the next one
+//! writes), copies sled's files to `<data-dir>/checkpoint-copy` and prints `CHECKPOINT
+//! <index>`: what a power cut would leave of sled, for the power-cut test.
 //!
 //! Usage: `tandem-crash-worker <data-dir> <run> <accounts> [report-syncs]`
 
@@ -32,8 +34,9 @@ async fn main() {
     let dir = std::path::PathBuf::from(&args[1]);
     let run: u64 = args[2].parse().expect("run number");
     let accounts: usize = args[3].parse().expect("account count");
-    // Frequent openraft snapshots: each fsyncs sled and lets the log be purged, so restarts
-    // stay quick and the kills also land around snapshots and purges.
+    // Frequent checkpoints (every 200 entries or 100 ms): each writes sled, fsyncs it and lets
+    // the log be purged, so restarts stay quick and kills also land around checkpoints and
+    // purges.
     let report_syncs = args.get(4).is_some_and(|a| a == "report-syncs");
     let stdout = Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let sync_observer: Option<tandem_storage::log_store::SyncObserver> = report_syncs.then(|| {
@@ -44,9 +47,28 @@ async fn main() {
             out.flush().ok();
         }) as tandem_storage::log_store::SyncObserver
     });
+    let checkpoint_observer: Option<tandem_storage::checkpoint::CheckpointObserver> = report_syncs
+        .then(|| {
+            let stdout = stdout.clone();
+            let dir = dir.clone();
+            Arc::new(move |index: u64| {
+                let copy = dir.join(tandem_tests::power::CHECKPOINT_COPY);
+                let partial = dir.join("checkpoint-copy.partial");
+                let _ = std::fs::remove_dir_all(&partial);
+                tandem_tests::power::copy_dir(&dir.join("state"), &partial)
+                    .expect("copy sled's files");
+                let _ = std::fs::remove_dir_all(&copy);
+                std::fs::rename(&partial, &copy).expect("the copy takes its name");
+                let mut out = stdout.lock().unwrap_or_else(|p| p.into_inner());
+                writeln!(out, "CHECKPOINT {index}").ok();
+                out.flush().ok();
+            }) as tandem_storage::checkpoint::CheckpointObserver
+        });
     let engine_config = EngineConfig {
-        snapshot_every_entries: if report_syncs { 1_000_000_000 } else { 200 },
+        snapshot_every_entries: 200,
+        checkpoint_every: std::time::Duration::from_millis(100),
         sync_observer,
+        checkpoint_observer,
         ..EngineConfig::new(&dir)
     };
     let started = std::time::Instant::now();
