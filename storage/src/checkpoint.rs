@@ -203,9 +203,10 @@ impl Layered {
         })
     }
 
-    /// Adds one apply's writes to the current layer.
-    pub(crate) fn apply(&self, mut writes: Writes) {
-        write(&self.layers).current.append(&mut writes);
+    /// Adds one apply's writes to the current layer. (Key by key: `BTreeMap::append` would
+    /// rebuild the whole layer, O(layer), on every apply.)
+    pub(crate) fn apply(&self, writes: Writes) {
+        write(&self.layers).current.extend(writes);
     }
 
     /// Freezes everything applied so far as the next checkpoint, with `marks` (the applied

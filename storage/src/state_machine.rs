@@ -200,8 +200,12 @@ impl StateReader {
             None => prefix.clone(),
         };
         let mut failed = None;
-        self.store
-            .scan((Bound::Included(start), Bound::Unbounded), |key, value| {
+        // Past the prefix: it ends in `e`, so the same with `f`.
+        let mut end = prefix.clone();
+        *end.last_mut().expect("prefixes are not empty") += 1;
+        self.store.scan(
+            (Bound::Included(start), Bound::Excluded(end)),
+            |key, value| {
                 if !key.starts_with(&prefix) {
                     return Ok(false);
                 }
@@ -225,7 +229,8 @@ impl StateReader {
                     }
                 }
                 Ok(true)
-            })?;
+            },
+        )?;
         match failed {
             Some(error) => Err(error.into()),
             None => Ok(()),
