@@ -629,7 +629,11 @@ impl RaftSnapshotBuilder<TandemRaft> for CheckpointBuilder {
             .await
             .map_err(io::Error::other)
             .and_then(|written| written)
-            .map_err(|e| StorageIOError::write_snapshot(Some(self.meta.signature()), &e))?;
+            .map_err(|e| {
+                // openraft stops the log on this error; say why where operators look.
+                tracing::error!(error = %e, index = ?self.meta.last_log_id, "checkpoint failed");
+                StorageIOError::write_snapshot(Some(self.meta.signature()), &e)
+            })?;
         metrics::histogram!("tandem_checkpoint_seconds").record(started.elapsed().as_secs_f64());
         Ok(Snapshot {
             meta: self.meta.clone(),
