@@ -21,7 +21,7 @@ use tandem_core::{
     Account, AccountId, BalanceSnapshot, Cause, Command, DecisionContext, Event, Outcome,
     Timestamp, apply_owned, decide,
 };
-use tandem_storage::{AccountRecord, CommitError};
+use tandem_storage::{AccountRecord, CommitError, LoadError};
 
 use crate::cell::SnapshotCell;
 use crate::system::Shared;
@@ -121,8 +121,15 @@ impl Actor for AccountActor {
         myself: ActorRef<AccountMsg>,
         args: AccountArgs,
     ) -> Result<AccountState, ActorProcessingErr> {
-        let account = self.shared.engine.reader().load_account(&args.id)?;
-        let indexed_expiry = self.shared.engine.reader().indexed_expiry(&args.id)?;
+        // Rebuilding an account reads sled: off the runtime's workers, so one account's load
+        // never stalls the other accounts' actors and the connections sharing the worker.
+        let reader = self.shared.engine.reader().clone();
+        let id = args.id.clone();
+        let (account, indexed_expiry) = tokio::task::spawn_blocking(move || {
+            Ok::<_, LoadError>((reader.load_account(&id)?, reader.indexed_expiry(&id)?))
+        })
+        .await
+        .map_err(|e| LoadError::Background(e.to_string()))??;
         let view = self
             .shared
             .view(&args.id, BalanceSnapshot::of(&account, now()));

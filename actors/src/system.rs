@@ -394,7 +394,12 @@ impl AccountSystem {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let due = match self.shared.engine.reader().due_expiries(now, 1_024) {
+        let reader = self.shared.engine.reader().clone();
+        let due = match tokio::task::spawn_blocking(move || reader.due_expiries(now, 1_024))
+            .await
+            .map_err(|e| LoadError::Background(e.to_string()))
+            .and_then(|read| read)
+        {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(%error, "could not read the expiry index");
