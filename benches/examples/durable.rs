@@ -238,6 +238,9 @@ fn main() {
             answered as f64 / batches.max(1) as f64,
         );
     });
+    // The engine's tasks (openraft, a checkpoint in flight) still write files until the
+    // runtime stops; removing the directory before that left it behind.
+    runtime.shutdown_timeout(Duration::from_secs(10));
     if options.data.is_none() {
         std::fs::remove_dir_all(&scratch).ok();
     }
