@@ -3,8 +3,14 @@
 //! Pipelining: the actor decides on its in-memory state (which already includes decisions not
 //! yet durable), hands the encoded events to the engine, and moves on. Each decision goes to
 //! the account's completion task in decision order; that task awaits the commits one by one,
-//! so callers are answered, the committed state advances and the snapshot is published only
-//! once the decision is durable — and always in decision order. A decision with no events (a
+//! so callers are answered and the snapshot is published only once the decision is durable —
+//! and always in decision order.
+//!
+//! One copy of the account: the actor's state after decision N is exactly the committed state
+//! once N commits, because commits complete in decision order and a failed commit fails every
+//! later one (and restarts the actor from durable state). So the actor takes each decision's
+//! balance snapshot from its own state, and the completion task publishes it when the commit
+//! lands; nothing applies an event twice. A decision with no events (a
 //! decline that repeats, a replay) is answered in the same queue, after every earlier decision
 //! is durable, so no answer ever depends on something that could still be lost.
 //!
@@ -79,10 +85,10 @@ pub struct AccountView {
 /// One entry of the completion queue.
 struct Completion {
     commit: Option<oneshot::Receiver<Result<u64, CommitError>>>,
-    events: Vec<Event>,
+    /// The account's balances once this decision is committed, and what moved money.
+    change: Option<Change>,
     reply: Reply,
     outcome: Outcome,
-    now: Timestamp,
 }
 
 pub struct AccountActor {
@@ -137,7 +143,6 @@ impl Actor for AccountActor {
         let in_flight = Arc::new(AtomicUsize::new(0));
         tokio::spawn(complete_in_order(
             queue,
-            account.clone(),
             view,
             in_flight.clone(),
             self.shared.clone(),
@@ -255,24 +260,33 @@ impl AccountActor {
             )?;
             Some(self.shared.engine.submit(record))
         };
+        let change = commit.is_some().then(|| Change {
+            snapshot: Arc::new(BalanceSnapshot::of(&state.account, at)),
+            causes: decision
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Movement(m) => Some(m.cause),
+                    _ => None,
+                })
+                .collect(),
+        });
         // The completion task outlives the actor only by its queue; if it is gone the actor is
         // stopping anyway and the caller sees `Interrupted`.
         let _ = state.completions.send(Completion {
             commit,
-            events: decision.events,
+            change,
             reply,
             outcome: decision.outcome,
-            now: at,
         });
         Ok(())
     }
 }
 
-/// Awaits each decision's commit in decision order, then advances the committed state,
-/// publishes the snapshot, tells watchers and answers the caller.
+/// Awaits each decision's commit in decision order, then publishes the snapshot the actor
+/// took, tells watchers and answers the caller.
 async fn complete_in_order(
     mut queue: mpsc::UnboundedReceiver<Completion>,
-    mut committed: Account,
     view: Arc<AccountView>,
     in_flight: Arc<AtomicUsize>,
     shared: Arc<Shared>,
@@ -285,21 +299,11 @@ async fn complete_in_order(
             (None, None) => Ok(completion.outcome),
             (None, Some(commit)) => match commit.await {
                 Ok(Ok(_index)) => {
-                    let causes = completion
-                        .events
-                        .iter()
-                        .filter_map(|e| match e {
-                            Event::Movement(m) => Some(m.cause),
-                            _ => None,
-                        })
-                        .collect();
-                    for event in completion.events {
-                        apply_owned(&mut committed, event);
-                    }
-                    let snapshot = Arc::new(BalanceSnapshot::of(&committed, completion.now));
-                    view.snapshot.publish(snapshot.clone());
-                    if let Some(changes) = view.changes.get() {
-                        let _ = changes.send(Change { snapshot, causes });
+                    if let Some(change) = completion.change {
+                        view.snapshot.publish(change.snapshot.clone());
+                        if let Some(changes) = view.changes.get() {
+                            let _ = changes.send(change);
+                        }
                     }
                     Ok(completion.outcome)
                 }

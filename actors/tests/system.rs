@@ -184,6 +184,65 @@ fn watchers_see_every_committed_change_in_order() {
     });
 }
 
+/// The actor keeps one copy of the account and takes each decision's snapshot from it; under
+/// pipelining (many decisions in flight at once) every published snapshot must still be the
+/// committed state after exactly that decision, and the last one the state the log rebuilds.
+#[test]
+fn pipelined_decisions_publish_exactly_the_committed_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = AccountId::new("pipelined").unwrap();
+    runtime().block_on(async {
+        let system = start(dir.path(), SystemConfig::default()).await;
+        open_funded(&system, &account, 1_000_000).await;
+        let (first, mut changes) = system.watch(&account).await.unwrap();
+        let callers: Vec<_> = (0..64)
+            .map(|i| {
+                let system = system.clone();
+                let account = account.clone();
+                tokio::spawn(async move {
+                    system
+                        .execute(&account, authorize(&account, &format!("p{i}"), 100))
+                        .await
+                })
+            })
+            .collect();
+        for caller in callers {
+            let outcome = caller.await.unwrap().unwrap();
+            assert_eq!(outcome.response_code().as_str(), "00");
+        }
+        let mut seq = first.seq;
+        let mut held = first.balances[0].held_minor;
+        for _ in 0..64 {
+            let change = tokio::time::timeout(Duration::from_secs(5), changes.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                change.snapshot.seq > seq,
+                "one snapshot per decision, in order"
+            );
+            assert_eq!(
+                change.snapshot.balances[0].held_minor,
+                held + 100,
+                "each snapshot holds exactly the decisions up to its own"
+            );
+            assert_eq!(change.causes.len(), 1, "each approval moved money once");
+            seq = change.snapshot.seq;
+            held = change.snapshot.balances[0].held_minor;
+        }
+        assert_eq!(held, 6_400);
+        let committed = system.committed_account(&account).await.unwrap();
+        let published = system.snapshot(&account).await.unwrap();
+        assert_eq!(published.seq, committed.seq);
+        assert_eq!(
+            published.balances,
+            tandem_core::BalanceSnapshot::of(&committed, tandem_core::Timestamp::from_millis(0))
+                .balances
+        );
+        system.shutdown().await;
+    });
+}
+
 #[test]
 fn over_the_per_account_limit_callers_get_a_fast_busy() {
     let dir = tempfile::tempdir().unwrap();
