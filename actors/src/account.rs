@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use tandem_core::{
-    Account, AccountId, BalanceSnapshot, Cause, Command, DecisionContext, Event, Outcome,
+    Account, AccountId, BalanceSnapshot, Cause, Command, Decision, DecisionContext, Event, Outcome,
     Timestamp, apply_owned, decide,
 };
+use tandem_storage::codec::encode_account;
 use tandem_storage::{AccountRecord, CommitError, LoadError};
 
 use crate::cell::SnapshotCell;
@@ -229,47 +230,48 @@ impl AccountActor {
             metrics::counter!("tandem_idempotent_replays_total").increment(1);
         }
         state.in_flight.fetch_add(1, Ordering::AcqRel);
-        let seq_first = state.account.seq;
-        for event in decision.events.iter().cloned() {
+        let Decision {
+            outcome, events, ..
+        } = decision;
+        // Encoded before it is applied, so the apply takes each event by value.
+        let mut record =
+            AccountRecord::from_events(&state.account.id, state.account.seq, &events, None, None)?;
+        let causes: Vec<Cause> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Movement(m) => Some(m.cause),
+                _ => None,
+            })
+            .collect();
+        let event_count = events.len() as u64;
+        for event in events {
             apply_owned(&mut state.account, event);
         }
         // The expiry index keeps each account's earliest open hold; tell it when that moved.
         let next_expiry = state.account.next_expiry().map(Timestamp::millis);
         let expiry_update = (next_expiry != state.indexed_expiry).then_some(next_expiry);
         state.indexed_expiry = next_expiry;
-        let commit = if decision.events.is_empty() && expiry_update.is_none() {
+        let commit = if event_count == 0 && expiry_update.is_none() {
             None
         } else {
-            state.events_since_snapshot += decision.events.len() as u64;
+            state.events_since_snapshot += event_count;
             // A snapshot re-encodes the whole account, so it waits at least as many events as
             // the account holds records: its cost stays constant per event however large the
             // account grows.
             let size = (state.account.authorizations.len() + state.account.outcomes.len()) as u64;
-            let snapshot_due = !decision.events.is_empty()
+            let snapshot_due = event_count > 0
                 && state.events_since_snapshot
                     >= self.shared.config.snapshot_every_events.max(size);
             if snapshot_due {
                 state.events_since_snapshot = 0;
+                record.snapshot = Some(encode_account(&state.account)?);
             }
-            let record = AccountRecord::from_events(
-                &state.account.id,
-                seq_first,
-                &decision.events,
-                expiry_update,
-                snapshot_due.then_some(&state.account),
-            )?;
+            record.next_expiry = expiry_update;
             Some(self.shared.engine.submit(record))
         };
         let change = commit.is_some().then(|| Change {
             snapshot: Arc::new(BalanceSnapshot::of(&state.account, at)),
-            causes: decision
-                .events
-                .iter()
-                .filter_map(|e| match e {
-                    Event::Movement(m) => Some(m.cause),
-                    _ => None,
-                })
-                .collect(),
+            causes,
         });
         // The completion task outlives the actor only by its queue; if it is gone the actor is
         // stopping anyway and the caller sees `Interrupted`.
@@ -277,7 +279,7 @@ impl AccountActor {
             commit,
             change,
             reply,
-            outcome: decision.outcome,
+            outcome,
         });
         Ok(())
     }
