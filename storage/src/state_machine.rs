@@ -101,6 +101,19 @@ fn expiry_key(expires_at: i64, account: &AccountId) -> Vec<u8> {
     .concat()
 }
 
+/// Whether both keys are events keys of one account (`a:` account `0` `e` seq): such values
+/// are chunk sequences, and a later one continues an earlier one of the same layer (its
+/// events follow on), so a checkpoint stores them as one value under the first key. Readers
+/// count sequence numbers from a key through all of its chunks, so either form reads alike.
+fn same_accounts_events(first: &[u8], next: &[u8]) -> bool {
+    let n = first.len();
+    n == next.len()
+        && n > 2 + 2 + 8
+        && first.starts_with(b"a:")
+        && first[n - 10..n - 8] == [0, b'e']
+        && first[..n - 8] == next[..n - 8]
+}
+
 /// An events value holds one or more encoded records, each with a 4-byte length.
 fn push_chunk(value: &mut Vec<u8>, record: &[u8]) {
     value.extend_from_slice(&(record.len() as u32).to_be_bytes());
@@ -415,7 +428,11 @@ impl StateMachine {
                 }
                 other => sled_error(other),
             })?;
-        let store = Arc::new(Layered::new(db, path).observed_by(observer));
+        let store = Arc::new(
+            Layered::new(db, path)
+                .observed_by(observer)
+                .appending(same_accounts_events),
+        );
         let directory = Arc::new(Directory::default());
         directory.load(store.tree())?;
         let mut machine = Self {

@@ -210,3 +210,83 @@ fn the_tail_after_the_last_checkpoint_is_replayed_from_the_log() {
         engine.shutdown().await;
     });
 }
+
+/// An account's records applied one by one go to sled as one value per checkpoint (sled's
+/// insert was the checkpoint's cost), and read back the same: whole, from any sequence
+/// number, and with later records after them, across restarts.
+#[test]
+fn a_checkpoint_joins_an_accounts_records_into_one_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let (world, batches) = decisions("acct-joined");
+    let (first, last) = batches.split_at(batches.len() - 1);
+    let submit = |engine: &Engine, seq: usize, events: &[Event]| {
+        let record =
+            AccountRecord::from_events(&world.account.id, seq as u64, events, None, None).unwrap();
+        engine.submit(record)
+    };
+    let count = |dir: &std::path::Path| {
+        let db = sled::open(dir.join("state")).unwrap();
+        db.scan_prefix(b"a:acct-joined\0e").count()
+    };
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
+        let mut seq = 0;
+        for events in first {
+            submit(&engine, seq, events).await.unwrap().unwrap();
+            seq += events.len();
+        }
+        engine
+            .checkpoint()
+            .await
+            .unwrap()
+            .expect("something applied");
+        engine.shutdown().await;
+    });
+    assert_eq!(
+        count(dir.path()),
+        1,
+        "one value for the checkpoint's records"
+    );
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
+        let seq: usize = first.iter().map(Vec::len).sum();
+        submit(&engine, seq, &last[0]).await.unwrap().unwrap();
+        engine
+            .checkpoint()
+            .await
+            .unwrap()
+            .expect("something applied");
+        let reader = engine.reader();
+        assert_eq!(
+            reader.load_account(&world.account.id).unwrap(),
+            world.account
+        );
+        for from in 0..world.log.len() as u64 {
+            let mut seen = Vec::new();
+            reader
+                .each_event(&world.account.id, from, |seq, event| {
+                    seen.push((seq, event));
+                    true
+                })
+                .unwrap();
+            let expected: Vec<_> = (from..)
+                .zip(world.log[from as usize..].iter().cloned())
+                .collect();
+            assert_eq!(seen, expected, "events from {from}");
+        }
+        engine.shutdown().await;
+    });
+    assert_eq!(
+        count(dir.path()),
+        2,
+        "the second checkpoint's record is a value of its own"
+    );
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
+        assert_eq!(
+            engine.reader().load_account(&world.account.id).unwrap(),
+            world.account
+        );
+        engine.shutdown().await;
+    });
+}
