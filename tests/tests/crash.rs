@@ -68,7 +68,7 @@ fn crash_rounds(dir: &std::path::Path, power_cuts: bool) -> BTreeMap<String, (St
             .arg(ACCOUNTS.to_string())
             .args(power_cuts.then_some("report-syncs"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("worker starts");
         let stdout = child.stdout.take().unwrap();
