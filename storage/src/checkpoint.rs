@@ -150,9 +150,39 @@ impl Layered {
     pub(crate) fn scan(
         &self,
         range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+        visit: impl FnMut(&[u8], &[u8]) -> io::Result<bool>,
+    ) -> io::Result<()> {
+        let memory = read(&self.layers).range(borrowed(&range));
+        self.scan_with(&memory, range, visit)
+    }
+
+    /// Like [`Layered::scan`], but starting at the last key present at or below `floor`
+    /// (from the range's start if there is none). Finding that key and walking on from it
+    /// see one view of memory: a checkpoint may join a layer's values under an earlier key
+    /// meanwhile (see [`Appendable`]), and two views could start the walk at a key that is
+    /// gone from both.
+    pub(crate) fn scan_from_floor(
+        &self,
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+        floor: Vec<u8>,
+        visit: impl FnMut(&[u8], &[u8]) -> io::Result<bool>,
+    ) -> io::Result<()> {
+        let memory = read(&self.layers).range(borrowed(&range));
+        let start = match self.last_with(&memory, (range.0.clone(), Bound::Included(floor)))? {
+            Some((key, _)) => Bound::Included(key),
+            None => range.0,
+        };
+        self.scan_with(&memory, (start, range.1), visit)
+    }
+
+    /// [`Layered::scan`] over `memory`, a view of the layers covering `range`.
+    fn scan_with(
+        &self,
+        memory: &Writes,
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
         mut visit: impl FnMut(&[u8], &[u8]) -> io::Result<bool>,
     ) -> io::Result<()> {
-        let mut memory = read(&self.layers).range(borrowed(&range)).into_iter();
+        let mut memory = memory.range::<[u8], _>(borrowed(&range));
         let mut stored = self.tree.range(range);
         let mut memory_head = memory.next();
         let mut stored_head = stored.next().transpose().map_err(sled_error)?;
@@ -173,7 +203,7 @@ impl Layered {
                 }
                 memory_head = memory.next();
                 if let Some(value) = value
-                    && !visit(&key, &value)?
+                    && !visit(key, value)?
                 {
                     return Ok(());
                 }
@@ -187,14 +217,15 @@ impl Layered {
         }
     }
 
-    /// The last key present in `range` and its value.
-    pub(crate) fn last_in(
+    /// The last key present in `range` and its value, over `memory`, a view of the layers
+    /// covering `range`.
+    fn last_with(
         &self,
+        memory: &Writes,
         range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
     ) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let memory = read(&self.layers).range(borrowed(&range));
         let in_memory = memory
-            .iter()
+            .range::<[u8], _>(borrowed(&range))
             .rev()
             .find_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())));
         let mut stored = None;
@@ -255,26 +286,18 @@ impl Layered {
             // A value waiting for the ones a later key may append to it.
             let mut open: Option<(&[u8], Vec<u8>)> = None;
             for (key, value) in &layer.writes {
+                if let (Some((first, joined)), Some(value)) = (&mut open, value)
+                    && self.appendable.is_some_and(|append| append(first, key))
+                {
+                    joined.extend_from_slice(value);
+                    continue;
+                }
+                if let Some((first, joined)) = open.take() {
+                    batch.insert(first, joined);
+                }
                 match value {
-                    Some(value) => match &mut open {
-                        Some((first, joined))
-                            if self.appendable.is_some_and(|append| append(first, key)) =>
-                        {
-                            joined.extend_from_slice(value);
-                        }
-                        _ => {
-                            if let Some((first, joined)) = open.take() {
-                                batch.insert(first, joined);
-                            }
-                            open = Some((key.as_slice(), value.clone()));
-                        }
-                    },
-                    None => {
-                        if let Some((first, joined)) = open.take() {
-                            batch.insert(first, joined);
-                        }
-                        batch.remove(key.as_slice());
-                    }
+                    Some(value) => open = Some((key.as_slice(), value.clone())),
+                    None => batch.remove(key.as_slice()),
                 }
             }
             if let Some((first, joined)) = open {
@@ -424,14 +447,27 @@ mod tests {
                 let expected: Vec<_> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 prop_assert_eq!(scanned, expected);
                 for below in [3u8, 11, 23] {
-                    let last = layered
-                        .last_in((Bound::Included(key(0)), Bound::Included(key(below))))
+                    let mut walked = Vec::new();
+                    layered
+                        .scan_from_floor(
+                            (Bound::Included(key(0)), Bound::Excluded(key(24))),
+                            key(below),
+                            |k, v| {
+                                walked.push((k.to_vec(), v.to_vec()));
+                                Ok(true)
+                            },
+                        )
                         .unwrap();
-                    let expected = model
+                    // From the last key at or below the floor, or from the start if none.
+                    let start = model
                         .range(key(0)..=key(below))
                         .next_back()
-                        .map(|(k, v)| (k.clone(), v.clone()));
-                    prop_assert_eq!(last, expected);
+                        .map_or(key(0), |(k, _)| k.clone());
+                    let expected: Vec<_> = model
+                        .range(start..key(24))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    prop_assert_eq!(walked, expected);
                 }
             }
         }

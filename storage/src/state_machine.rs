@@ -208,61 +208,36 @@ impl StateReader {
         let mut end = prefix.clone();
         *end.last_mut().expect("prefixes are not empty") += 1;
         let mut failed = None;
-        loop {
-            // The chunk holding `from` starts at or before it: the last key at or below it.
-            let found = self
-                .store
-                .last_in((
-                    Bound::Included(prefix.clone()),
-                    Bound::Included(events_key(account, from)),
-                ))?
-                .map(|(key, _)| key);
-            let start = found.clone().unwrap_or_else(|| prefix.clone());
-            // A checkpoint joins a layer's records under the first one's key, so a key found
-            // in memory can be gone from sled by the time the scan starts (its events now in
-            // an earlier key's value): then look again, before anything is visited.
-            let mut moved = false;
-            let mut first = true;
-            self.store.scan(
-                (Bound::Included(start), Bound::Excluded(end.clone())),
-                |key, value| {
-                    if !key.starts_with(&prefix) {
-                        return Ok(false);
-                    }
-                    if std::mem::take(&mut first)
-                        && found.as_ref().is_some_and(|found| found.as_slice() != key)
-                    {
-                        moved = true;
-                        return Ok(false);
-                    }
-                    let seq_bytes: [u8; 8] = key[key.len() - 8..]
-                        .try_into()
-                        .expect("events keys end in 8 bytes");
-                    let mut seq = u64::from_be_bytes(seq_bytes);
-                    for chunk in chunks(value) {
-                        let events = match codec::decode_events(chunk) {
-                            Ok(events) => events,
-                            Err(error) => {
-                                failed = Some(error);
-                                return Ok(false);
-                            }
-                        };
-                        for event in events {
-                            if seq >= from && !visit(seq, event) {
-                                return Ok(false);
-                            }
-                            seq += 1;
+        // The chunk holding `from` starts at or before it: at the last key at or below it.
+        self.store.scan_from_floor(
+            (Bound::Included(prefix.clone()), Bound::Excluded(end)),
+            events_key(account, from),
+            |key, value| {
+                if !key.starts_with(&prefix) {
+                    return Ok(false);
+                }
+                let seq_bytes: [u8; 8] = key[key.len() - 8..]
+                    .try_into()
+                    .expect("events keys end in 8 bytes");
+                let mut seq = u64::from_be_bytes(seq_bytes);
+                for chunk in chunks(value) {
+                    let events = match codec::decode_events(chunk) {
+                        Ok(events) => events,
+                        Err(error) => {
+                            failed = Some(error);
+                            return Ok(false);
                         }
+                    };
+                    for event in events {
+                        if seq >= from && !visit(seq, event) {
+                            return Ok(false);
+                        }
+                        seq += 1;
                     }
-                    Ok(true)
-                },
-            )?;
-            // Nothing visited although a key was found: it went the same way.
-            let vanished = first && found.is_some();
-            if !(moved || vanished) {
-                break;
-            }
-        }
+                }
+                Ok(true)
+            },
+        )?;
         match failed {
             Some(error) => Err(error.into()),
             None => Ok(()),

@@ -292,7 +292,7 @@ fn a_checkpoint_joins_an_accounts_records_into_one_value() {
 }
 
 /// Reads race checkpoints: a checkpoint joins a layer's records under the first one's key,
-/// so the key a read found in memory can be gone from sled when it scans. Every read from
+/// so a key found in memory can be gone from memory and sled a moment later. Every read from
 /// any sequence number still sees every committed event from there on, contiguously.
 #[test]
 fn reads_racing_checkpoints_miss_no_event() {
