@@ -34,14 +34,52 @@ pub fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Where a copy is made before it takes [`CHECKPOINT_COPY`]'s name.
+const PARTIAL_COPY: &str = "checkpoint-copy.partial";
+/// Where the previous copy waits while the new one takes its name.
+const PREVIOUS_COPY: &str = "checkpoint-copy.previous";
+
+/// Copies sled's files (`<data_dir>/state`) to [`CHECKPOINT_COPY`], replacing the copy there
+/// so that a SIGKILL at any moment leaves one whole copy: the new one is made aside, the old
+/// one is renamed away, the new one renamed in, and only then is the old one removed. (A
+/// copy removed in place and then made again can be cut in half by the kill; restoring half
+/// a copy is no power cut sled could see.) Called while the checkpoint observer runs, so the
+/// log is not yet purged up to the new checkpoint and the previous copy is still a whole,
+/// usable checkpoint if the kill lands between the renames.
+pub fn save_checkpoint_copy(data_dir: &Path) -> io::Result<()> {
+    let copy = data_dir.join(CHECKPOINT_COPY);
+    let partial = data_dir.join(PARTIAL_COPY);
+    let previous = data_dir.join(PREVIOUS_COPY);
+    remove_if_present(&partial)?;
+    copy_dir(&data_dir.join("state"), &partial)?;
+    if copy.exists() {
+        remove_if_present(&previous)?;
+        std::fs::rename(&copy, &previous)?;
+    }
+    std::fs::rename(&partial, &copy)?;
+    remove_if_present(&previous)
+}
+
+fn remove_if_present(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
 /// Leaves sled in `data_dir` as a power cut would: as of the last durable checkpoint (its
 /// copy), or empty if none was made. Answers whether a checkpoint was restored.
 pub fn restore_sled(data_dir: &Path) -> io::Result<bool> {
-    let state = data_dir.join("state");
-    if state.exists() {
-        std::fs::remove_dir_all(&state)?;
-    }
     let copy = data_dir.join(CHECKPOINT_COPY);
+    let previous = data_dir.join(PREVIOUS_COPY);
+    // Killed between [`save_checkpoint_copy`]'s renames: the previous copy is the whole one.
+    if !copy.exists() && previous.exists() {
+        std::fs::rename(&previous, &copy)?;
+    }
+    remove_if_present(&previous)?;
+    remove_if_present(&data_dir.join(PARTIAL_COPY))?;
+    let state = data_dir.join("state");
+    remove_if_present(&state)?;
     if !copy.exists() {
         return Ok(false);
     }

@@ -52,13 +52,7 @@ async fn main() {
             let stdout = stdout.clone();
             let dir = dir.clone();
             Arc::new(move |index: u64| {
-                let copy = dir.join(tandem_tests::power::CHECKPOINT_COPY);
-                let partial = dir.join("checkpoint-copy.partial");
-                let _ = std::fs::remove_dir_all(&partial);
-                tandem_tests::power::copy_dir(&dir.join("state"), &partial)
-                    .expect("copy sled's files");
-                let _ = std::fs::remove_dir_all(&copy);
-                std::fs::rename(&partial, &copy).expect("the copy takes its name");
+                tandem_tests::power::save_checkpoint_copy(&dir).expect("copy sled's files");
                 let mut out = stdout.lock().unwrap_or_else(|p| p.into_inner());
                 writeln!(out, "CHECKPOINT {index}").ok();
                 out.flush().ok();
