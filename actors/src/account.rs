@@ -1,34 +1,40 @@
 //! One actor per shared account. Its mailbox is the account's total order.
 //!
 //! Pipelining: the actor decides on its in-memory state (which already includes decisions not
-//! yet durable), hands the encoded events to the engine, and moves on. Each decision goes to
-//! the account's completion task in decision order; that task awaits the commits one by one,
-//! so callers are answered and the snapshot is published only once the decision is durable —
-//! and always in decision order.
+//! yet durable), hands the encoded events to the engine, and moves on. With each record it
+//! hands the engine what to do once the record commits (a [`Done`]); the engine's committer
+//! runs those in submission order, so callers are answered and the snapshot is published
+//! only once the decision is durable — and always in decision order — by the component that
+//! learns of the commit, with no task of the account's own in between.
 //!
 //! One copy of the account: the actor's state after decision N is exactly the committed state
 //! once N commits, because commits complete in decision order and a failed commit fails every
 //! later one (and restarts the actor from durable state). So the actor takes each decision's
-//! balance snapshot from its own state, and the completion task publishes it when the commit
-//! lands; nothing applies an event twice. A decision with no events (a
-//! decline that repeats, a replay) is answered in the same queue, after every earlier decision
-//! is durable, so no answer ever depends on something that could still be lost.
+//! balance snapshot from its own state, and the commit publishes it; nothing applies an event
+//! twice. A decision with no events (a replay) is answered at once when none of the account's
+//! decisions is in flight, and otherwise goes through the log's queue as a barrier, answered
+//! after every earlier decision is durable: no answer ever depends on something that could
+//! still be lost.
 //!
-//! Failure: when a commit fails, that decision and every later one get a retryable error, and
-//! the actor is told to stop; its supervisor starts it again from durable state.
+//! The actor takes its place in the log's queue before it applies a decision: a full queue
+//! (or a failed log) refuses the decision with a retryable error and leaves the account as it
+//! was. Failure after that: when a commit fails, that decision and every later one get a
+//! retryable error (the log refuses everything after a failed write), and the actor is told
+//! to stop; its supervisor starts it again from durable state, which by then holds every
+//! earlier decision that committed (commits are answered in order).
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 
 use tandem_core::{
     Account, AccountId, BalanceSnapshot, Cause, Command, Decision, DecisionContext, Event, Outcome,
     Timestamp, apply_owned, decide,
 };
 use tandem_storage::codec::encode_account;
-use tandem_storage::{AccountRecord, CommitError, LoadError};
+use tandem_storage::{AccountRecord, CommitError, Done, LoadError};
 
 use crate::cell::SnapshotCell;
 use crate::system::Shared;
@@ -83,13 +89,46 @@ pub struct AccountView {
     pub changes: std::sync::OnceLock<broadcast::Sender<Change>>,
 }
 
-/// One entry of the completion queue.
-struct Completion {
-    commit: Option<oneshot::Receiver<Result<u64, CommitError>>>,
-    /// The account's balances once this decision is committed, and what moved money.
-    change: Option<Change>,
-    reply: Reply,
-    outcome: Outcome,
+/// What an account's decisions need once their commits land, shared by the actor and every
+/// [`Done`] it hands the engine.
+struct Link {
+    view: Arc<AccountView>,
+    /// Decisions handed to the engine and not yet answered.
+    in_flight: AtomicUsize,
+    shared: Arc<Shared>,
+    actor: ActorRef<AccountMsg>,
+}
+
+impl Link {
+    /// A decision's commit landed (or failed): publish the snapshot the actor took, tell
+    /// watchers, answer. Runs on the committer, in decision order.
+    fn finish(
+        &self,
+        result: Result<u64, CommitError>,
+        change: Option<Change>,
+        outcome: Outcome,
+        reply: Reply,
+    ) {
+        let result = match result {
+            Ok(_index) => {
+                if let Some(change) = change {
+                    self.view.snapshot.publish(change.snapshot.clone());
+                    if let Some(changes) = self.view.changes.get() {
+                        let _ = changes.send(change);
+                    }
+                }
+                Ok(outcome)
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                let _ = self.actor.cast(AccountMsg::LogFailed(reason.clone()));
+                Err(ExecuteError::LogFailed(reason))
+            }
+        };
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.shared.release_admission();
+        let _ = reply.send(result);
+    }
 }
 
 pub struct AccountActor {
@@ -98,8 +137,7 @@ pub struct AccountActor {
 
 pub struct AccountState {
     account: Account,
-    completions: mpsc::UnboundedSender<Completion>,
-    in_flight: Arc<AtomicUsize>,
+    link: Arc<Link>,
     events_since_snapshot: u64,
     /// The earliest hold expiry the expiry index has for this account (what was last sent).
     indexed_expiry: Option<i64>,
@@ -140,22 +178,18 @@ impl Actor for AccountActor {
         let view = self
             .shared
             .view(&args.id, BalanceSnapshot::of(&account, now()));
-        let (completions, queue) = mpsc::unbounded_channel();
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(complete_in_order(
-            queue,
+        let link = Arc::new(Link {
             view,
-            in_flight.clone(),
-            self.shared.clone(),
-            myself.clone(),
-        ));
+            in_flight: AtomicUsize::new(0),
+            shared: self.shared.clone(),
+            actor: myself.clone(),
+        });
         if let Some(idle) = self.shared.config.idle_timeout {
             myself.send_after(idle, || AccountMsg::IdleCheck);
         }
         Ok(AccountState {
             account,
-            completions,
-            in_flight,
+            link,
             events_since_snapshot: 0,
             indexed_expiry,
             last_used: Instant::now(),
@@ -175,7 +209,8 @@ impl Actor for AccountActor {
             }
             AccountMsg::IdleCheck => {
                 let idle = self.shared.config.idle_timeout.unwrap_or(Duration::MAX);
-                if state.last_used.elapsed() >= idle && state.in_flight.load(Ordering::Acquire) == 0
+                if state.last_used.elapsed() >= idle
+                    && state.link.in_flight.load(Ordering::Acquire) == 0
                 {
                     myself.stop(Some("idle".into()));
                 } else {
@@ -206,7 +241,9 @@ impl AccountActor {
         command: Command,
         reply: Reply,
     ) -> Result<(), ActorProcessingErr> {
-        if state.in_flight.load(Ordering::Acquire) >= self.shared.config.in_flight_per_account_max {
+        if state.link.in_flight.load(Ordering::Acquire)
+            >= self.shared.config.in_flight_per_account_max
+        {
             self.shared.release_admission();
             let _ = reply.send(Err(ExecuteError::Busy));
             return Ok(());
@@ -229,13 +266,60 @@ impl AccountActor {
         if decision.replayed {
             metrics::counter!("tandem_idempotent_replays_total").increment(1);
         }
-        state.in_flight.fetch_add(1, Ordering::AcqRel);
         let Decision {
             outcome, events, ..
         } = decision;
+        // The expiry index keeps each account's earliest open hold; it is told when that
+        // moved (with no events it can only differ from what was loaded).
+        let expiry_moves = |account: &Account, indexed: Option<i64>| {
+            let next = account.next_expiry().map(Timestamp::millis);
+            (next != indexed).then_some(next)
+        };
+        let writes =
+            !events.is_empty() || expiry_moves(&state.account, state.indexed_expiry).is_some();
+        let in_flight = state.link.in_flight.load(Ordering::Acquire);
+        if !writes && in_flight == 0 {
+            // Nothing to write and nothing of this account's still in flight: every decision
+            // this answer may depend on is durable.
+            self.shared.release_admission();
+            let _ = reply.send(Ok(outcome));
+            return Ok(());
+        }
         // Encoded before it is applied, so the apply takes each event by value.
-        let mut record =
-            AccountRecord::from_events(&state.account.id, state.account.seq, &events, None, None)?;
+        let record = if writes {
+            Some(AccountRecord::from_events(
+                &state.account.id,
+                state.account.seq,
+                &events,
+                None,
+                None,
+            )?)
+        } else {
+            None
+        };
+        // A place in the log's queue before anything changes, so a refusal leaves the
+        // account as it was.
+        let slot = match self.shared.engine.reserve() {
+            Ok(slot) => slot,
+            Err(error) => {
+                self.shared.release_admission();
+                let _ = reply.send(Err(match error {
+                    CommitError::Busy => ExecuteError::Busy,
+                    other => ExecuteError::LogFailed(other.to_string()),
+                }));
+                return Ok(());
+            }
+        };
+        state.link.in_flight.fetch_add(1, Ordering::AcqRel);
+        let link = state.link.clone();
+        let Some(mut record) = record else {
+            // A barrier: answered after every earlier decision is durable.
+            slot.submit(
+                None,
+                Done::new(move |result| link.finish(result, None, outcome, reply)),
+            );
+            return Ok(());
+        };
         let causes: Vec<Cause> = events
             .iter()
             .filter_map(|e| match e {
@@ -247,84 +331,35 @@ impl AccountActor {
         for event in events {
             apply_owned(&mut state.account, event);
         }
-        // The expiry index keeps each account's earliest open hold; tell it when that moved.
-        let next_expiry = state.account.next_expiry().map(Timestamp::millis);
-        let expiry_update = (next_expiry != state.indexed_expiry).then_some(next_expiry);
-        state.indexed_expiry = next_expiry;
-        let commit = if event_count == 0 && expiry_update.is_none() {
-            None
-        } else {
-            state.events_since_snapshot += event_count;
-            // A snapshot re-encodes the whole account, so it waits at least as many events as
-            // the account holds records: its cost stays constant per event however large the
-            // account grows.
-            let size = (state.account.authorizations.len() + state.account.outcomes.len()) as u64;
-            let snapshot_due = event_count > 0
-                && state.events_since_snapshot
-                    >= self.shared.config.snapshot_every_events.max(size);
-            if snapshot_due {
-                state.events_since_snapshot = 0;
-                record.snapshot = Some(encode_account(&state.account)?);
+        let expiry_update = expiry_moves(&state.account, state.indexed_expiry);
+        if let Some(next) = expiry_update {
+            state.indexed_expiry = next;
+        }
+        state.events_since_snapshot += event_count;
+        // A snapshot re-encodes the whole account, so it waits at least as many events as the
+        // account holds records: its cost stays constant per event however large the account
+        // grows.
+        let size = (state.account.authorizations.len() + state.account.outcomes.len()) as u64;
+        let snapshot_due = event_count > 0
+            && state.events_since_snapshot >= self.shared.config.snapshot_every_events.max(size);
+        if snapshot_due {
+            state.events_since_snapshot = 0;
+            // The events are applied and their place is taken: a snapshot that cannot be
+            // encoded is left out (loading then replays more events), not a lost decision.
+            match encode_account(&state.account) {
+                Ok(snapshot) => record.snapshot = Some(snapshot),
+                Err(error) => tracing::error!(%error, "account snapshot left out"),
             }
-            record.next_expiry = expiry_update;
-            Some(self.shared.engine.submit(record))
-        };
-        let change = commit.is_some().then(|| Change {
+        }
+        record.next_expiry = expiry_update;
+        let change = Change {
             snapshot: Arc::new(BalanceSnapshot::of(&state.account, at)),
             causes,
-        });
-        // The completion task outlives the actor only by its queue; if it is gone the actor is
-        // stopping anyway and the caller sees `Interrupted`.
-        let _ = state.completions.send(Completion {
-            commit,
-            change,
-            reply,
-            outcome,
-        });
-        Ok(())
-    }
-}
-
-/// Awaits each decision's commit in decision order, then publishes the snapshot the actor
-/// took, tells watchers and answers the caller.
-async fn complete_in_order(
-    mut queue: mpsc::UnboundedReceiver<Completion>,
-    view: Arc<AccountView>,
-    in_flight: Arc<AtomicUsize>,
-    shared: Arc<Shared>,
-    actor: ActorRef<AccountMsg>,
-) {
-    let mut failure: Option<String> = None;
-    while let Some(completion) = queue.recv().await {
-        let result = match (&failure, completion.commit) {
-            (Some(reason), _) => Err(ExecuteError::LogFailed(reason.clone())),
-            (None, None) => Ok(completion.outcome),
-            (None, Some(commit)) => match commit.await {
-                Ok(Ok(_index)) => {
-                    if let Some(change) = completion.change {
-                        view.snapshot.publish(change.snapshot.clone());
-                        if let Some(changes) = view.changes.get() {
-                            let _ = changes.send(change);
-                        }
-                    }
-                    Ok(completion.outcome)
-                }
-                Ok(Err(error)) => {
-                    let reason = error.to_string();
-                    failure = Some(reason.clone());
-                    let _ = actor.cast(AccountMsg::LogFailed(reason.clone()));
-                    Err(ExecuteError::LogFailed(reason))
-                }
-                Err(_) => {
-                    let reason = "the engine dropped the commit".to_string();
-                    failure = Some(reason.clone());
-                    let _ = actor.cast(AccountMsg::LogFailed(reason.clone()));
-                    Err(ExecuteError::LogFailed(reason))
-                }
-            },
         };
-        in_flight.fetch_sub(1, Ordering::AcqRel);
-        shared.release_admission();
-        let _ = completion.reply.send(result);
+        slot.submit(
+            Some(record),
+            Done::new(move |result| link.finish(result, Some(change), outcome, reply)),
+        );
+        Ok(())
     }
 }

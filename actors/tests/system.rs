@@ -439,3 +439,113 @@ fn a_full_disk_refuses_new_work_with_a_retryable_error_and_corrupts_nothing() {
         system.shutdown().await;
     });
 }
+
+#[test]
+fn a_full_log_queue_refuses_decisions_and_leaves_the_account_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = AccountId::new("crowded").unwrap();
+    let faults = tandem_storage::WriteFaults::default();
+    let mut approved_ids = Vec::new();
+    let mut refused_ids = Vec::new();
+    runtime().block_on(async {
+        // One write at a time, each slow, and room for one submission behind it: a burst on
+        // one account finds the log's queue full.
+        let config = EngineConfig {
+            queue_depth_max: 1,
+            writes_in_flight_max: 1,
+            write_faults: faults.clone(),
+            ..EngineConfig::new(dir.path())
+        };
+        let engine = Engine::open(config).await.unwrap();
+        let system = AccountSystem::start(engine, SystemConfig::default(), standard_rates())
+            .await
+            .unwrap();
+        open_funded(&system, &account, 1_000_000).await;
+        let first = system
+            .execute(&account, authorize(&account, "first", 100))
+            .await
+            .unwrap();
+        assert!(first.is_approved());
+        faults.delay_writes(Duration::from_millis(20));
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let system = system.clone();
+            let account = account.clone();
+            // Every fifth is a repeat of an approved authorization, answered from the
+            // recorded outcome once everything before it is durable.
+            let (id, repeat) = if i % 5 == 0 {
+                ("first".to_string(), true)
+            } else {
+                (format!("q{i}"), false)
+            };
+            tasks.push(tokio::spawn(async move {
+                let answer = system
+                    .execute(&account, authorize(&account, &id, 100))
+                    .await;
+                (id, repeat, answer)
+            }));
+        }
+        for task in tasks {
+            let (id, repeat, answer) = task.await.unwrap();
+            match answer {
+                Ok(outcome) if outcome.is_approved() => {
+                    if !repeat {
+                        approved_ids.push(id)
+                    }
+                }
+                Err(ExecuteError::Busy) => {
+                    if !repeat {
+                        refused_ids.push(id)
+                    }
+                }
+                other => panic!("{id} answered {other:?}"),
+            }
+        }
+        faults.delay_writes(Duration::ZERO);
+        assert!(
+            !refused_ids.is_empty(),
+            "200 requests at one slow write at a time: none found the queue full"
+        );
+        assert!(!approved_ids.is_empty(), "nothing got through");
+        assert_eq!(system.in_flight(), 0, "every admission is released");
+        // Refused decisions changed nothing: the account goes on from exactly the approved.
+        let held = (approved_ids.len() as i64 + 1) * 100;
+        assert_eq!(
+            system.snapshot(&account).await.unwrap().balances[0].held_minor,
+            held
+        );
+        let next = system
+            .execute(&account, authorize(&account, "after", 100))
+            .await
+            .unwrap();
+        assert!(next.is_approved());
+        system.shutdown().await;
+    });
+    runtime().block_on(async {
+        let system = start(dir.path(), SystemConfig::default()).await;
+        let state = system.committed_account(&account).await.unwrap();
+        state.validate().expect("the stored account is whole");
+        for id in &approved_ids {
+            assert!(state.authorizations.contains_key(&auth(id)), "{id} lost");
+        }
+        for id in &refused_ids {
+            assert!(
+                !state.authorizations.contains_key(&auth(id)),
+                "{id} was refused, so it must not exist"
+            );
+        }
+        assert_eq!(
+            system.snapshot(&account).await.unwrap().balances[0].held_minor,
+            (approved_ids.len() as i64 + 2) * 100
+        );
+        let retried = system
+            .execute(&account, authorize(&account, &refused_ids[0], 100))
+            .await
+            .unwrap();
+        assert!(
+            retried.is_approved(),
+            "a refused request succeeds when retried"
+        );
+        system.shutdown().await;
+    });
+}

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p tandem-benches --example durable -- \
 //!     [--accounts 10000] [--concurrency 512] [--seconds 10] [--rate 0] [--data DIR] \
-//!     [--financial true]
+//!     [--financial true] [--writes-in-flight 4]
 //! ```
 //!
 //! `--rate 0` runs closed-loop (`--concurrency` callers, each waiting for its answer) to find
@@ -37,6 +37,8 @@ struct Options {
     /// Single-message (0200) spends, which post at once: a hot account's holds would
     /// otherwise pile up to the open-hold bound.
     financial: bool,
+    /// Log writes handed to openraft at once (the engine's `writes_in_flight_max`).
+    writes_in_flight: Option<usize>,
 }
 
 fn options() -> Options {
@@ -47,6 +49,7 @@ fn options() -> Options {
         rate: 0,
         data: None,
         financial: false,
+        writes_in_flight: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -58,6 +61,9 @@ fn options() -> Options {
             "--rate" => options.rate = value.parse().expect("--rate N"),
             "--data" => options.data = Some(value.into()),
             "--financial" => options.financial = value == "true",
+            "--writes-in-flight" => {
+                options.writes_in_flight = Some(value.parse().expect("--writes-in-flight N"))
+            }
             other => panic!("unknown option {other}"),
         }
     }
@@ -149,7 +155,10 @@ fn main() {
         .expect("runtime");
     let scratch = tempfile_dir(&options);
     runtime.block_on(async {
-        let config = EngineConfig::new(&scratch);
+        let mut config = EngineConfig::new(&scratch);
+        if let Some(writes) = options.writes_in_flight {
+            config.writes_in_flight_max = writes;
+        }
         let engine = Engine::open(config).await.expect("engine");
         let system_config = SystemConfig { idle_timeout: None, in_flight_max: 1 << 20, ..SystemConfig::default() };
         let system = AccountSystem::start(engine, system_config, standard_rates()).await.expect("system");

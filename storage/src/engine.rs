@@ -174,8 +174,51 @@ async fn open_state(
 }
 
 struct Submission {
-    record: AccountRecord,
-    done: oneshot::Sender<Result<u64, CommitError>>,
+    /// `None` for a barrier: answered once everything submitted before it is.
+    record: Option<AccountRecord>,
+    done: Done,
+}
+
+/// What a submission's owner runs once its fate is known: the record's log index once it is
+/// committed and applied, or why not. The engine runs these in submission order on its one
+/// answering task (see `answer_loop`), so they must be short (publish, answer). Dropped unrun (the engine stopped
+/// with it queued), it runs with [`CommitError::ShuttingDown`], so every submission hears
+/// exactly once.
+pub struct Done(Option<Finish>);
+
+type Finish = Box<dyn FnOnce(Result<u64, CommitError>) + Send>;
+
+impl Done {
+    pub fn new(done: impl FnOnce(Result<u64, CommitError>) + Send + 'static) -> Self {
+        Self(Some(Box::new(done)))
+    }
+
+    fn finish(mut self, result: Result<u64, CommitError>) {
+        if let Some(done) = self.0.take() {
+            done(result);
+        }
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            done(Err(CommitError::ShuttingDown));
+        }
+    }
+}
+
+/// A place in the log's queue, taken before the caller commits itself to what it submits:
+/// an actor takes one before it applies a decision, so a full queue refuses the decision
+/// without changing the account.
+pub struct Slot<'a>(mpsc::Permit<'a, Submission>);
+
+impl Slot<'_> {
+    /// Submits `record`, or a barrier if `None`; `done` runs once its fate is known, after
+    /// every earlier submission's.
+    pub fn submit(self, record: Option<AccountRecord>, done: Done) {
+        self.0.send(Submission { record, done });
+    }
 }
 
 /// Counters the engine keeps for metrics and benchmarks.
@@ -195,6 +238,7 @@ pub struct Engine {
     failed: Arc<FailureLatch>,
     stats: Arc<EngineStats>,
     committer: tokio::task::JoinHandle<()>,
+    answerer: tokio::task::JoinHandle<()>,
     checkpoints: tokio::task::JoinHandle<()>,
     pan_key: PanKey,
 }
@@ -255,14 +299,17 @@ impl Engine {
         let (queue, receiver) = mpsc::channel(config.queue_depth_max);
         let failed = Arc::new(FailureLatch::new());
         let stats = Arc::new(EngineStats::default());
+        let (answers, answer_queue) = mpsc::unbounded_channel();
         let committer = tokio::spawn(commit_loop(
             raft.clone(),
             receiver,
+            answers,
             config.batch_records_max,
             config.writes_in_flight_max,
             failed.clone(),
             stats.clone(),
         ));
+        let answerer = tokio::spawn(answer_loop(answer_queue));
         let checkpoints = tokio::spawn(checkpoint_timer(raft.clone(), config.checkpoint_every));
         Ok(Engine {
             raft,
@@ -271,6 +318,7 @@ impl Engine {
             failed,
             stats,
             committer,
+            answerer,
             checkpoints,
             pan_key,
         })
@@ -290,26 +338,35 @@ impl Engine {
         &self.stats
     }
 
+    /// Takes a place in the log's queue, or says at once why there is none (full, failed,
+    /// stopping).
+    pub fn reserve(&self) -> Result<Slot<'_>, CommitError> {
+        if self.failed.is_tripped() {
+            return Err(CommitError::LogFailed("an earlier batch failed".into()));
+        }
+        match self.queue.try_reserve() {
+            Ok(permit) => Ok(Slot(permit)),
+            Err(mpsc::error::TrySendError::Full(())) => Err(CommitError::Busy),
+            Err(mpsc::error::TrySendError::Closed(())) => Err(CommitError::ShuttingDown),
+        }
+    }
+
     /// Queues `record` for the log. The answer is its log index once it is committed
     /// (fdatasync'd) and applied, or why not. Order is preserved per caller.
     pub fn submit(&self, record: AccountRecord) -> oneshot::Receiver<Result<u64, CommitError>> {
-        let (done, answer) = oneshot::channel();
-        if self.failed.is_tripped() {
-            let _ = done.send(Err(CommitError::LogFailed(
-                "an earlier batch failed".into(),
-            )));
-            return answer;
-        }
-        match self.queue.try_send(Submission { record, done }) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(submission)) => {
-                let _ = submission.done.send(Err(CommitError::Busy));
-            }
-            Err(mpsc::error::TrySendError::Closed(submission)) => {
-                let _ = submission.done.send(Err(CommitError::ShuttingDown));
+        let (answer, receiver) = oneshot::channel();
+        match self.reserve() {
+            Ok(slot) => slot.submit(
+                Some(record),
+                Done::new(move |result| {
+                    let _ = answer.send(result);
+                }),
+            ),
+            Err(error) => {
+                let _ = answer.send(Err(error));
             }
         }
-        answer
+        receiver
     }
 
     /// Writes a consistent copy of the node to `dir` (which must not exist or be empty): a
@@ -377,6 +434,7 @@ impl Engine {
     pub async fn shutdown(self) {
         drop(self.queue);
         let _ = self.committer.await;
+        let _ = self.answerer.await;
         self.checkpoints.abort();
         let _ = self.raft.shutdown().await;
     }
@@ -401,12 +459,26 @@ async fn checkpoint_timer(raft: Raft<TandemRaft>, every: Duration) {
     }
 }
 
+/// A batch's `Done`s and what became of it, on their way to the answerer.
+type Answer = (Vec<Done>, Result<u64, CommitError>);
+
+/// Runs each batch's `Done`s in commit order. Off the committer, so the committer hands the
+/// next batch to the log while the last one's callers are answered; one task, so the order
+/// holds. Everything the committer answers goes through here, barriers and refusals too.
+async fn answer_loop(mut answers: mpsc::UnboundedReceiver<Answer>) {
+    while let Some((waiters, result)) = answers.recv().await {
+        for waiter in waiters {
+            waiter.finish(result.clone());
+        }
+    }
+}
+
 /// A write handed to openraft: its answer, who waits for it, and how many records it holds.
 type InFlight = (
     <openraft::impls::OneshotResponder<TandemRaft> as openraft::raft::responder::Responder<
         TandemRaft,
     >>::Receiver,
-    Vec<oneshot::Sender<Result<u64, CommitError>>>,
+    Vec<Done>,
     u64,
     std::time::Instant,
 );
@@ -414,6 +486,7 @@ type InFlight = (
 async fn commit_loop(
     raft: Raft<TandemRaft>,
     mut receiver: mpsc::Receiver<Submission>,
+    answers: mpsc::UnboundedSender<Answer>,
     batch_records_max: usize,
     writes_in_flight_max: usize,
     failed: Arc<FailureLatch>,
@@ -422,6 +495,8 @@ async fn commit_loop(
     // Writes handed to openraft and not yet answered, oldest first. openraft appends them in
     // the order they were handed over, so answering the oldest first keeps log order.
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    // The last index the log committed, for barriers with nothing before them in flight.
+    let mut committed = 0u64;
     let mut open = true;
     while open || !in_flight.is_empty() {
         tokio::select! {
@@ -435,21 +510,18 @@ async fn commit_loop(
                 };
                 match result {
                     Ok(index) => {
+                        committed = index;
                         stats.batches.fetch_add(1, Ordering::Relaxed);
                         stats.records.fetch_add(count, Ordering::Relaxed);
                         metrics::histogram!("tandem_commit_batch_records").record(count as f64);
                         metrics::histogram!("tandem_commit_seconds")
                             .record(handed.elapsed().as_secs_f64());
-                        for waiter in waiters {
-                            let _ = waiter.send(Ok(index));
-                        }
+                        let _ = answers.send((waiters, Ok(index)));
                     }
                     Err(message) => {
                         failed.trip();
                         tracing::error!(%message, "log write failed; refusing further batches");
-                        for waiter in waiters {
-                            let _ = waiter.send(Err(CommitError::LogFailed(message.clone())));
-                        }
+                        let _ = answers.send((waiters, Err(CommitError::LogFailed(message))));
                     }
                 }
             }
@@ -467,13 +539,26 @@ async fn commit_loop(
                     }
                 }
                 if failed.is_tripped() {
-                    for submission in pending {
-                        let _ = submission.done.send(Err(CommitError::LogFailed("an earlier batch failed".into())));
+                    let waiters = pending.into_iter().map(|s| s.done).collect();
+                    let _ = answers.send((waiters, Err(CommitError::LogFailed("an earlier batch failed".into()))));
+                    continue;
+                }
+                let mut records = Vec::with_capacity(pending.len());
+                let mut waiters = Vec::with_capacity(pending.len());
+                for submission in pending {
+                    records.extend(submission.record);
+                    waiters.push(submission.done);
+                }
+                if records.is_empty() {
+                    // Only barriers: they wait for the last write in flight, or for nothing.
+                    match in_flight.back_mut() {
+                        Some(last) => last.1.extend(waiters),
+                        None => {
+                            let _ = answers.send((waiters, Ok(committed)));
+                        }
                     }
                     continue;
                 }
-                let (records, waiters): (Vec<AccountRecord>, Vec<oneshot::Sender<_>>) =
-                    pending.into_iter().map(|s| (s.record, s.done)).unzip();
                 let count = records.len() as u64;
                 match raft.client_write_ff(LogBatch { records }).await {
                     Ok(responder) => {
@@ -482,9 +567,7 @@ async fn commit_loop(
                     Err(error) => {
                         failed.trip();
                         let message = error.to_string();
-                        for waiter in waiters {
-                            let _ = waiter.send(Err(CommitError::LogFailed(message.clone())));
-                        }
+                        let _ = answers.send((waiters, Err(CommitError::LogFailed(message))));
                     }
                 }
             }

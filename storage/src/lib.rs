@@ -34,7 +34,8 @@ pub mod types;
 
 #[cfg(not(loom))]
 pub use engine::{
-    BackupError, BackupInfo, CommitError, Engine, EngineConfig, EngineStats, WriteFaults, restore,
+    BackupError, BackupInfo, CommitError, Done, Engine, EngineConfig, EngineStats, Slot,
+    WriteFaults, restore,
 };
 #[cfg(not(loom))]
 pub use pan_key::PanKey;

@@ -351,3 +351,82 @@ fn reads_racing_checkpoints_miss_no_event() {
         engine.shutdown().await;
     });
 }
+
+#[test]
+fn commits_and_barriers_are_answered_in_submission_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts: Vec<(World, Vec<Vec<Event>>)> =
+        (0..8).map(|i| decisions(&format!("ordered-{i}"))).collect();
+    runtime().block_on(async {
+        let faults = tandem_storage::WriteFaults::default();
+        let config = EngineConfig {
+            write_faults: faults.clone(),
+            ..EngineConfig::new(dir.path())
+        };
+        let engine = Engine::open(config).await.unwrap();
+        let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (all_done, mut finished) = tokio::sync::mpsc::unbounded_channel();
+        let done = |label: String| {
+            let heard = heard.clone();
+            let all_done = all_done.clone();
+            tandem_storage::Done::new(move |result| {
+                heard.lock().unwrap().push((label, result.is_ok()));
+                let _ = all_done.send(());
+            })
+        };
+        // Nothing in flight: a barrier is answered at once.
+        engine
+            .reserve()
+            .unwrap()
+            .submit(None, done("idle barrier".into()));
+        finished.recv().await.unwrap();
+        // Slow writes keep records in flight while barriers queue behind them.
+        faults.delay_writes(std::time::Duration::from_millis(20));
+        let mut expected = Vec::new();
+        for (i, (world, batches)) in accounts.iter().enumerate() {
+            let all: Vec<Event> = batches.iter().flatten().cloned().collect();
+            let record =
+                AccountRecord::from_events(&world.account.id, 0, &all, None, None).unwrap();
+            engine
+                .reserve()
+                .unwrap()
+                .submit(Some(record), done(format!("record {i}")));
+            engine
+                .reserve()
+                .unwrap()
+                .submit(None, done(format!("barrier {i}")));
+            expected.push(format!("record {i}"));
+            expected.push(format!("barrier {i}"));
+        }
+        for _ in 0..expected.len() {
+            finished.recv().await.unwrap();
+        }
+        faults.delay_writes(std::time::Duration::ZERO);
+        let heard = heard.lock().unwrap().clone();
+        assert_eq!(heard[0], ("idle barrier".to_string(), true));
+        let order: Vec<String> = heard[1..].iter().map(|(l, _)| l.clone()).collect();
+        assert_eq!(order, expected, "answers left submission order");
+        assert!(heard.iter().all(|(_, ok)| *ok), "{heard:?}");
+        // Every record a barrier waited behind is applied by the time the barrier is heard.
+        for (world, _) in &accounts {
+            assert_eq!(
+                engine.reader().load_account(&world.account.id).unwrap(),
+                world.account
+            );
+        }
+        engine.shutdown().await;
+    });
+}
+
+#[test]
+fn a_submission_the_engine_drops_is_told_it_is_shutting_down() {
+    let (told, heard) = std::sync::mpsc::channel();
+    let done = tandem_storage::Done::new(move |result| {
+        let _ = told.send(result);
+    });
+    drop(done);
+    assert_eq!(
+        heard.try_recv().unwrap(),
+        Err(tandem_storage::CommitError::ShuttingDown)
+    );
+}
