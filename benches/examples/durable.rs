@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p tandem-benches --example durable -- \
 //!     [--accounts 10000] [--concurrency 512] [--seconds 10] [--rate 0] [--data DIR] \
-//!     [--financial true] [--writes-in-flight 4]
+//!     [--financial true] [--writes-in-flight 4] [--checkpoint-ms 1000]
 //! ```
 //!
 //! `--rate 0` runs closed-loop (`--concurrency` callers, each waiting for its answer) to find
@@ -39,6 +39,8 @@ struct Options {
     financial: bool,
     /// Log writes handed to openraft at once (the engine's `writes_in_flight_max`).
     writes_in_flight: Option<usize>,
+    /// Time between checkpoints (the engine's `checkpoint_every`), in milliseconds.
+    checkpoint_ms: Option<u64>,
 }
 
 fn options() -> Options {
@@ -50,6 +52,7 @@ fn options() -> Options {
         data: None,
         financial: false,
         writes_in_flight: None,
+        checkpoint_ms: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -61,6 +64,9 @@ fn options() -> Options {
             "--rate" => options.rate = value.parse().expect("--rate N"),
             "--data" => options.data = Some(value.into()),
             "--financial" => options.financial = value == "true",
+            "--checkpoint-ms" => {
+                options.checkpoint_ms = Some(value.parse().expect("--checkpoint-ms N"))
+            }
             "--writes-in-flight" => {
                 options.writes_in_flight = Some(value.parse().expect("--writes-in-flight N"))
             }
@@ -158,6 +164,9 @@ fn main() {
         let mut config = EngineConfig::new(&scratch);
         if let Some(writes) = options.writes_in_flight {
             config.writes_in_flight_max = writes;
+        }
+        if let Some(ms) = options.checkpoint_ms {
+            config.checkpoint_every = std::time::Duration::from_millis(ms);
         }
         let engine = Engine::open(config).await.expect("engine");
         let system_config = SystemConfig { idle_timeout: None, in_flight_max: 1 << 20, ..SystemConfig::default() };

@@ -7,12 +7,17 @@
 //! Each submitter is answered only once its batch is committed and applied.
 //!
 //! Order: one committer task drains one queue in arrival order and hands batches to openraft
-//! in that order (up to `writes_in_flight_max` at once, so the append of one overlaps the apply
-//! of the one before); openraft appends them in that order and the committer answers them in
+//! in that order (up to `writes_in_flight_max` at once; by default one, since the apply is to
+//! memory and a batch that waits for the write before it grows larger, which costs less per
+//! record); openraft appends them in that order and the committer answers them in
 //! that order, so an account's records reach the log, and its callers are answered, in the
 //! order the account submitted them. If a
 //! write fails, that batch and every later one fail ("the log failed"); nothing after a
 //! failed batch is written, so no account's events are applied out of order.
+//!
+//! Thread: all of this runs on the engine's own thread (`tandem-engine`, a current-thread
+//! tokio runtime), not on the caller's workers, so the commit path's hand-offs never queue
+//! behind request and actor tasks (see [`Engine::open`]).
 
 use openraft::error::{InstallSnapshotError, RPCError, RaftError};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -118,7 +123,9 @@ impl EngineConfig {
             queue_depth_max: 65_536,
             snapshot_every_entries: 20_000,
             checkpoint_every: Duration::from_secs(1),
-            writes_in_flight_max: 4,
+            // One: on two cores, overlapping writes only cut batches smaller (measured in
+            // docs/BENCHMARKS.md, "one write in flight").
+            writes_in_flight_max: 1,
             write_faults: WriteFaults::default(),
             sync_observer: None,
             checkpoint_observer: None,
@@ -147,7 +154,8 @@ pub enum OpenError {
     Raft(String),
 }
 
-/// How long start-up waits for the state directory's lock before saying it is in use.
+/// How long start-up waits for the log's and the state's directory locks before saying they
+/// are in use.
 const STATE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// Opens sled's state, waiting a bounded time for its directory lock: sled writes from
@@ -159,9 +167,15 @@ async fn open_state(
     settings: SledSettings,
     observer: Option<crate::checkpoint::CheckpointObserver>,
 ) -> std::io::Result<StateMachine> {
+    waiting_for_lock(|| StateMachine::open_observed(path, settings, observer.clone())).await
+}
+
+/// Runs `open` until it stops failing for a held directory lock, a bounded time (the log and
+/// sled both lock their directories).
+async fn waiting_for_lock<T>(mut open: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
     let started = std::time::Instant::now();
     loop {
-        match StateMachine::open_observed(path, settings, observer.clone()) {
+        match open() {
             Err(busy)
                 if busy.kind() == std::io::ErrorKind::WouldBlock
                     && started.elapsed() < STATE_LOCK_WAIT =>
@@ -241,16 +255,92 @@ pub struct Engine {
     answerer: tokio::task::JoinHandle<()>,
     checkpoints: tokio::task::JoinHandle<()>,
     pan_key: PanKey,
+    /// Where the tasks above run; stopped when the engine is dropped.
+    thread: Option<EngineThread>,
+}
+
+/// The engine's thread: a current-thread tokio runtime that runs until told to stop (or
+/// until its `EngineThread` is dropped), then drops whatever still runs on it.
+struct EngineThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EngineThread {
+    fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("tandem-engine-io")
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("tandem-engine".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Self {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and waits until it is gone (sled and the log closed).
+    async fn join(mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Drop for EngineThread {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        // Waits until the thread is gone, so the log and sled are closed when the engine is
+        // (a restart in the same process finds their locks free). Stopping drops the
+        // runtime's tasks and waits for a checkpoint being written, and needs nothing from
+        // the caller's thread, so blocking here cannot deadlock, except on the engine thread
+        // itself (the last holder dropped by one of its own tasks), where it is skipped.
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Engine {
     /// Opens the data directory (creating it), starts the Raft node and, on a fresh
     /// directory, initializes it as the single voter. On return every committed entry has
     /// been applied: the state is ready to load accounts from.
+    ///
+    /// The commit path (the committer, openraft's core and state-machine tasks, the
+    /// answering task and the checkpoint timer) runs on a thread of its own, `tandem-engine`,
+    /// not on the caller's runtime: there its tasks would wait in the workers' run queue
+    /// behind every request and actor task at each of their hand-offs, and a commit took
+    /// 20–100 ms under load instead of about one fdatasync.
     pub async fn open(config: EngineConfig) -> Result<Engine, OpenError> {
+        let thread = EngineThread::start()?;
+        let mut engine = thread
+            .handle
+            .spawn(Self::open_here(config))
+            .await
+            .map_err(|e| OpenError::Raft(format!("the engine thread stopped: {e}")))??;
+        engine.thread = Some(thread);
+        Ok(engine)
+    }
+
+    /// [`Engine::open`] on the current runtime (the engine thread's).
+    async fn open_here(config: EngineConfig) -> Result<Engine, OpenError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let pan_key = PanKey::load_or_create(&config.data_dir)?;
-        let log = LogStore::open(&config.data_dir.join("log"))?
+        let log = waiting_for_lock(|| LogStore::open(&config.data_dir.join("log")))
+            .await?
             .with_faults(config.write_faults.clone())
             .with_sync_observer(config.sync_observer.clone());
         let machine = open_state(
@@ -321,6 +411,7 @@ impl Engine {
             answerer,
             checkpoints,
             pan_key,
+            thread: None,
         })
     }
 
@@ -431,12 +522,17 @@ impl Engine {
     }
 
     /// Stops accepting work, lets queued batches finish, and shuts the Raft node down.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         drop(self.queue);
         let _ = self.committer.await;
         let _ = self.answerer.await;
         self.checkpoints.abort();
         let _ = self.raft.shutdown().await;
+        drop(self.raft);
+        drop(self.reader);
+        if let Some(thread) = self.thread.take() {
+            thread.join().await;
+        }
     }
 }
 
