@@ -70,10 +70,17 @@ pub struct Change {
     pub causes: Vec<Cause>,
 }
 
+// Nearly every message is an `Execute`; boxing it to shrink the rare ones would cost an
+// allocation per command.
+#[allow(clippy::large_enum_variant)]
 pub enum AccountMsg {
     Execute {
         command: Command,
         reply: Reply,
+        /// The keyed PAN hash of the card this command issues, if it has one: the PAN
+        /// directory's link travels in the same log record as the card, so no card exists
+        /// without it.
+        pan: Option<Vec<u8>>,
     },
     /// Stop if idle (passivation).
     IdleCheck,
@@ -203,9 +210,13 @@ impl Actor for AccountActor {
         state: &mut AccountState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            AccountMsg::Execute { command, reply } => {
+            AccountMsg::Execute {
+                command,
+                reply,
+                pan,
+            } => {
                 state.last_used = Instant::now();
-                self.execute(state, command, reply)?;
+                self.execute(state, command, reply, pan)?;
             }
             AccountMsg::IdleCheck => {
                 let idle = self.shared.config.idle_timeout.unwrap_or(Duration::MAX);
@@ -240,6 +251,7 @@ impl AccountActor {
         state: &mut AccountState,
         command: Command,
         reply: Reply,
+        pan: Option<Vec<u8>>,
     ) -> Result<(), ActorProcessingErr> {
         if state.link.in_flight.load(Ordering::Acquire)
             >= self.shared.config.in_flight_per_account_max
@@ -287,13 +299,19 @@ impl AccountActor {
         }
         // Encoded before it is applied, so the apply takes each event by value.
         let record = if writes {
-            Some(AccountRecord::from_events(
+            let mut record = AccountRecord::from_events(
                 &state.account.id,
                 state.account.seq,
                 &events,
                 None,
                 None,
-            )?)
+            )?;
+            // The PAN's link goes with the card it names, only if this decision issues it.
+            if let (Some(hash), [card]) = (pan, record.cards.as_slice()) {
+                let card = card.clone();
+                record.pans.push((hash, card));
+            }
+            Some(record)
         } else {
             None
         };

@@ -292,6 +292,19 @@ impl AccountSystem {
         account: &AccountId,
         command: Command,
     ) -> Result<Outcome, ExecuteError> {
+        self.execute_with_pan(account, command, None).await
+    }
+
+    /// [`AccountSystem::execute`] for a command that issues a card (`IssueCard`,
+    /// `ReplaceCard`) with its PAN's keyed hash: the PAN directory's link is written in the
+    /// same log record as the card, so after any crash either both exist or neither. The
+    /// caller has checked the PAN is free (see the server's card directory lock).
+    pub async fn execute_with_pan(
+        &self,
+        account: &AccountId,
+        command: Command,
+        pan_hash: Option<String>,
+    ) -> Result<Outcome, ExecuteError> {
         // An actor that stops (passivation) between our lookup and its handling drops our
         // message unanswered; asking again is safe because the command carries its key.
         for _ in 0..3 {
@@ -313,6 +326,7 @@ impl AccountSystem {
                 .cast(AccountMsg::Execute {
                     command: command.clone(),
                     reply,
+                    pan: pan_hash.as_ref().map(|h| h.as_bytes().to_vec()),
                 })
                 .is_err()
             {

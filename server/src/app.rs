@@ -121,6 +121,20 @@ impl App {
         actor: Actor,
         body: CommandBody,
     ) -> Result<Outcome, OpError> {
+        self.execute_with_pan(principal, account, Command { key, actor, body }, None)
+            .await
+    }
+
+    /// [`App::execute`] for a command that issues a card with a PAN: the PAN's keyed hash
+    /// goes into the same log record as the card (`AccountSystem::execute_with_pan`).
+    pub(crate) async fn execute_with_pan(
+        &self,
+        principal: &Principal,
+        account: &AccountId,
+        command: Command,
+        pan_hash: Option<String>,
+    ) -> Result<Outcome, OpError> {
+        let Command { key, actor, body } = command;
         let command_name = body.kind_name();
         let started = Instant::now();
         // Admin actions are recorded; card traffic is not an admin action even when an admin
@@ -131,7 +145,7 @@ impl App {
         let outcome = match crate::ops::route(account) {
             crate::ops::Route::Here => {
                 self.system()?
-                    .execute(account, Command { key, actor, body })
+                    .execute_with_pan(account, Command { key, actor, body }, pan_hash)
                     .await
             }
         };

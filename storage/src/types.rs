@@ -27,8 +27,10 @@ pub struct AccountRecord {
     /// `Some(None)` when no hold is open any more. The expiry index keeps one entry per
     /// account, so most records write none.
     pub next_expiry: Option<Option<i64>>,
-    /// PAN directory entries to write: (keyed PAN hash, card). Written by the edge that
-    /// issued the card, in a record of its own (no events) once the card exists.
+    /// PAN directory entries to write: (keyed PAN hash, card). A card issued with a PAN
+    /// carries its link in the same record as its `CardIssued` / `CardReplaced` event, so
+    /// the two are committed together; a link for a card that already exists comes in a
+    /// record of its own (no events).
     pub pans: Vec<(Vec<u8>, CardId)>,
 }
 

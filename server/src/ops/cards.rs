@@ -7,7 +7,8 @@
 //! another account's or does not exist.
 
 use tandem_core::{
-    AccountId, Actor, CardId, CardStatus, CommandBody, Controls, MemberId, Outcome, YearMonth,
+    AccountId, Actor, CardId, CardStatus, Command, CommandBody, Controls, MemberId, Outcome,
+    YearMonth,
 };
 
 use super::OpError;
@@ -48,9 +49,16 @@ impl App {
                 expiry,
             };
             let key = self.fresh_key("card");
-            self.execute(principal, account, key, actor, body).await?
+            // The PAN's link is written with the card, in one log record.
+            let command = Command { key, actor, body };
+            let outcome = self
+                .execute_with_pan(principal, account, command, hash)
+                .await?;
+            return accepted(outcome);
         };
         let outcome = accepted(outcome)?;
+        // The card existed already (a repeat, or a card issued without its PAN): its link
+        // is a record of its own.
         if let Some(hash) = hash {
             self.link_pan(account, card, hash).await?;
         }
@@ -80,14 +88,13 @@ impl App {
             new_card: new_card.clone(),
             expiry,
         };
+        let key = self.fresh_key("replace");
+        // The new card's PAN link is written with the card, in one log record.
+        let command = Command { key, actor, body };
         let outcome = self
-            .execute(principal, &account, self.fresh_key("replace"), actor, body)
+            .execute_with_pan(principal, &account, command, hash)
             .await?;
-        let outcome = accepted(outcome)?;
-        if let Some(hash) = hash {
-            self.link_pan(&account, new_card, hash).await?;
-        }
-        Ok(outcome)
+        accepted(outcome)
     }
 
     pub async fn set_card_status(
