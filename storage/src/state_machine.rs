@@ -522,6 +522,25 @@ impl StateMachine {
             links.cards.push((card.clone(), account.clone()));
         }
         for (hash, card) in &record.pans {
+            // A PAN has one owner. The edge decides claims before they reach the log; should
+            // a second link for a PAN owned by another card ever be committed, the first one
+            // stands, decided from committed state alone, so every replica decides the same.
+            let owner = links
+                .pans
+                .iter()
+                .rev()
+                .find(|(linked, _)| linked.as_ref() == hash.as_slice())
+                .map(|(_, owner)| owner.clone())
+                .or_else(|| read(&self.directory.pans).get(hash.as_slice()).cloned());
+            if let Some((owner_account, owner_card)) = owner
+                && (owner_account != account || &owner_card != card)
+            {
+                tracing::error!(
+                    %account, %card, %owner_account, %owner_card,
+                    "a committed PAN link names a PAN another card owns; the first link stands"
+                );
+                continue;
+            }
             let link = codec::encode_value(&(&account, card)).map_err(io::Error::other)?;
             batch.insert(pan_key(hash), Some(link));
             links

@@ -430,3 +430,47 @@ fn a_submission_the_engine_drops_is_told_it_is_shutting_down() {
         Err(tandem_storage::CommitError::ShuttingDown)
     );
 }
+
+#[test]
+fn a_pan_keeps_its_first_owner_even_if_a_second_link_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = (
+        tandem_core::AccountId::new("owner-1").unwrap(),
+        tandem_core::CardId::new("card-1").unwrap(),
+    );
+    let second = (
+        tandem_core::AccountId::new("owner-2").unwrap(),
+        tandem_core::CardId::new("card-2").unwrap(),
+    );
+    runtime().block_on(async {
+        let engine = Engine::open(EngineConfig::new(dir.path())).await.unwrap();
+        let link = |(account, card): &(tandem_core::AccountId, tandem_core::CardId)| {
+            AccountRecord::pan_links(account, vec![(b"one-pan".to_vec(), card.clone())])
+        };
+        engine.submit(link(&first)).await.unwrap().unwrap();
+        // In separate log entries, and then both in one.
+        engine.submit(link(&second)).await.unwrap().unwrap();
+        let answers = [engine.submit(link(&second)), engine.submit(link(&first))];
+        for answer in answers {
+            answer.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            engine.reader().pan_card(b"one-pan").unwrap(),
+            Some(first.clone())
+        );
+        // The same link again is no conflict.
+        engine.submit(link(&first)).await.unwrap().unwrap();
+        engine.checkpoint().await.unwrap();
+        engine.submit(link(&second)).await.unwrap().unwrap();
+        engine.shutdown().await;
+    });
+    // After a restart (checkpoint plus a replayed tail), the first owner still stands.
+    runtime().block_on(async {
+        let engine = Engine::open(EngineConfig::new(dir.path())).await.unwrap();
+        assert_eq!(
+            engine.reader().pan_card(b"one-pan").unwrap(),
+            Some(first.clone())
+        );
+        engine.shutdown().await;
+    });
+}
