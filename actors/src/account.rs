@@ -2,8 +2,8 @@
 //!
 //! Pipelining: the actor decides on its in-memory state (which already includes decisions not
 //! yet durable), hands the encoded events to the engine, and moves on. With each record it
-//! hands the engine what to do once the record commits (a [`Done`]); the engine's committer
-//! runs those in submission order, so callers are answered and the snapshot is published
+//! hands the engine what to do once the record commits (a [`Done`]); the engine's answering
+//! task runs those in submission order, so callers are answered and the snapshot is published
 //! only once the decision is durable — and always in decision order — by the component that
 //! learns of the commit, with no task of the account's own in between.
 //!
@@ -108,7 +108,7 @@ struct Link {
 
 impl Link {
     /// A decision's commit landed (or failed): publish the snapshot the actor took, tell
-    /// watchers, answer. Runs on the committer, in decision order.
+    /// watchers, answer. Runs on the engine's answering task, in decision order.
     fn finish(
         &self,
         result: Result<u64, CommitError>,

@@ -305,6 +305,7 @@ impl AccountSystem {
         command: Command,
         pan_hash: Option<String>,
     ) -> Result<Outcome, ExecuteError> {
+        let pan = pan_hash.map(String::into_bytes);
         // An actor that stops (passivation) between our lookup and its handling drops our
         // message unanswered; asking again is safe because the command carries its key.
         for _ in 0..3 {
@@ -326,7 +327,7 @@ impl AccountSystem {
                 .cast(AccountMsg::Execute {
                     command: command.clone(),
                     reply,
-                    pan: pan_hash.as_ref().map(|h| h.as_bytes().to_vec()),
+                    pan: pan.clone(),
                 })
                 .is_err()
             {

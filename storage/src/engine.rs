@@ -195,9 +195,9 @@ struct Submission {
 
 /// What a submission's owner runs once its fate is known: the record's log index once it is
 /// committed and applied, or why not. The engine runs these in submission order on its one
-/// answering task (see `answer_loop`), so they must be short (publish, answer). Dropped unrun (the engine stopped
-/// with it queued), it runs with [`CommitError::ShuttingDown`], so every submission hears
-/// exactly once.
+/// answering task (see `answer_loop`), so they must be short (publish, answer). Dropped
+/// unrun (the engine stopped with it queued), it runs with [`CommitError::ShuttingDown`], so
+/// every submission hears exactly once.
 pub struct Done(Option<Finish>);
 
 type Finish = Box<dyn FnOnce(Result<u64, CommitError>) + Send>;

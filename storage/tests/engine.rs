@@ -153,6 +153,18 @@ fn rare_checkpoints(dir: &std::path::Path) -> EngineConfig {
     }
 }
 
+/// Restarts the engine on `dir` and checks the account comes back exactly as `world` has it.
+fn reopens_with(dir: &std::path::Path, world: &World) {
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir)).await.unwrap();
+        assert_eq!(
+            engine.reader().load_account(&world.account.id).unwrap(),
+            world.account
+        );
+        engine.shutdown().await;
+    });
+}
+
 /// sled is a checkpoint: what was applied after it lives in memory, and a restart replays it
 /// from the log's tail; a checkpoint then puts it in sled up to the index it names.
 #[test]
@@ -201,14 +213,7 @@ fn the_tail_after_the_last_checkpoint_is_replayed_from_the_log() {
         engine.shutdown().await;
     });
     // After the checkpoint the same state comes from sled.
-    runtime().block_on(async {
-        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
-        assert_eq!(
-            engine.reader().load_account(&world.account.id).unwrap(),
-            world.account
-        );
-        engine.shutdown().await;
-    });
+    reopens_with(dir.path(), &world);
 }
 
 /// An account's records applied one by one go to sled as one value per checkpoint (sled's
@@ -281,14 +286,7 @@ fn a_checkpoint_joins_an_accounts_records_into_one_value() {
         2,
         "the second checkpoint's record is a value of its own"
     );
-    runtime().block_on(async {
-        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
-        assert_eq!(
-            engine.reader().load_account(&world.account.id).unwrap(),
-            world.account
-        );
-        engine.shutdown().await;
-    });
+    reopens_with(dir.path(), &world);
 }
 
 /// Reads race checkpoints: a checkpoint joins a layer's records under the first one's key,
