@@ -34,7 +34,7 @@ use tandem_core::{
     Timestamp, apply_owned, decide,
 };
 use tandem_storage::codec::encode_account;
-use tandem_storage::{AccountRecord, CommitError, Done, LoadError};
+use tandem_storage::{AccountRecord, CommitError, Done, Lease, LoadError, Resting};
 
 use crate::cell::SnapshotCell;
 use crate::system::Shared;
@@ -82,6 +82,11 @@ pub enum AccountMsg {
         /// without it.
         pan: Option<Vec<u8>>,
     },
+    /// The account's state as committed so far: a copy taken now, answered once every
+    /// decision it holds is durable.
+    Read {
+        reply: oneshot::Sender<Result<Account, ExecuteError>>,
+    },
     /// Stop if idle (passivation).
     IdleCheck,
     /// The log failed a commit: stop, to be restarted from durable state.
@@ -102,6 +107,8 @@ struct Link {
     view: Arc<AccountView>,
     /// Decisions handed to the engine and not yet answered.
     in_flight: AtomicUsize,
+    /// A commit failed: the actor's copy holds what never committed, so it is not given back.
+    failed: std::sync::atomic::AtomicBool,
     shared: Arc<Shared>,
     actor: ActorRef<AccountMsg>,
 }
@@ -128,6 +135,7 @@ impl Link {
             }
             Err(error) => {
                 let reason = error.to_string();
+                self.failed.store(true, Ordering::Release);
                 let _ = self.actor.cast(AccountMsg::LogFailed(reason.clone()));
                 Err(ExecuteError::LogFailed(reason))
             }
@@ -144,6 +152,8 @@ pub struct AccountActor {
 
 pub struct AccountState {
     account: Account,
+    /// The account is lent to this actor by the committed accounts in memory.
+    lease: Option<Lease>,
     link: Arc<Link>,
     events_since_snapshot: u64,
     /// The earliest hold expiry the expiry index has for this account (what was last sent).
@@ -155,7 +165,7 @@ pub struct AccountArgs {
     pub id: AccountId,
 }
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -173,21 +183,48 @@ impl Actor for AccountActor {
         myself: ActorRef<AccountMsg>,
         args: AccountArgs,
     ) -> Result<AccountState, ActorProcessingErr> {
-        // Rebuilding an account reads sled: off the runtime's workers, so one account's load
-        // never stalls the other accounts' actors and the connections sharing the worker.
+        // The committed account in memory is lent to this actor: its one copy while it runs.
+        // If it is not in memory, rebuilding it reads the checkpoint: off the runtime's
+        // workers, so one account's load never stalls the other accounts' actors and the
+        // connections sharing the worker.
         let reader = self.shared.engine.reader().clone();
-        let id = args.id.clone();
-        let (account, indexed_expiry) = tokio::task::spawn_blocking(move || {
-            Ok::<_, LoadError>((reader.load_account(&id)?, reader.indexed_expiry(&id)?))
-        })
-        .await
-        .map_err(|e| LoadError::Background(e.to_string()))??;
+        let (lease, resting) = reader.accounts().lend(&args.id);
+        let Resting {
+            account,
+            indexed_expiry,
+        } = match resting {
+            Some(resting) => resting,
+            None => {
+                let id = args.id.clone();
+                let loaded = tokio::task::spawn_blocking(move || {
+                    Ok::<_, LoadError>(Resting {
+                        account: reader.load_account(&id)?,
+                        indexed_expiry: reader.indexed_expiry(&id)?,
+                    })
+                })
+                .await
+                .map_err(|e| LoadError::Background(e.to_string()))
+                .and_then(|loaded| loaded);
+                match loaded {
+                    Ok(loaded) => loaded,
+                    Err(error) => {
+                        self.shared
+                            .engine
+                            .reader()
+                            .accounts()
+                            .end_lease(&args.id, lease);
+                        return Err(error.into());
+                    }
+                }
+            }
+        };
         let view = self
             .shared
             .view(&args.id, BalanceSnapshot::of(&account, now()));
         let link = Arc::new(Link {
             view,
             in_flight: AtomicUsize::new(0),
+            failed: std::sync::atomic::AtomicBool::new(false),
             shared: self.shared.clone(),
             actor: myself.clone(),
         });
@@ -196,6 +233,7 @@ impl Actor for AccountActor {
         }
         Ok(AccountState {
             account,
+            lease: Some(lease),
             link,
             events_since_snapshot: 0,
             indexed_expiry,
@@ -218,6 +256,7 @@ impl Actor for AccountActor {
                 state.last_used = Instant::now();
                 self.execute(state, command, reply, pan)?;
             }
+            AccountMsg::Read { reply } => self.read(state, reply),
             AccountMsg::IdleCheck => {
                 let idle = self.shared.config.idle_timeout.unwrap_or(Duration::MAX);
                 if state.last_used.elapsed() >= idle
@@ -241,11 +280,65 @@ impl Actor for AccountActor {
         state: &mut AccountState,
     ) -> Result<(), ActorProcessingErr> {
         self.shared.forget_view(&state.account.id);
+        // Back to the committed accounts in memory if every decision it holds committed;
+        // otherwise it is loaded again from the checkpoint when next needed.
+        if let Some(lease) = state.lease.take() {
+            let accounts = self.shared.engine.reader().accounts();
+            let id = state.account.id.clone();
+            if state.link.in_flight.load(Ordering::Acquire) == 0
+                && !state.link.failed.load(Ordering::Acquire)
+            {
+                let account = std::mem::replace(&mut state.account, Account::new(id.clone()));
+                accounts.give_back(
+                    &id,
+                    lease,
+                    Resting {
+                        account,
+                        indexed_expiry: state.indexed_expiry,
+                    },
+                );
+            } else {
+                accounts.end_lease(&id, lease);
+            }
+        }
         Ok(())
     }
 }
 
 impl AccountActor {
+    /// Answers a copy of the account once every decision it holds is durable: at once if
+    /// none is in flight, else behind them through the log's queue as a barrier.
+    fn read(&self, state: &AccountState, reply: oneshot::Sender<Result<Account, ExecuteError>>) {
+        let account = state.account.clone();
+        if state.link.in_flight.load(Ordering::Acquire) == 0 {
+            let _ = reply.send(Ok(account));
+            return;
+        }
+        match self.shared.engine.reserve() {
+            Ok(slot) => {
+                let link = state.link.clone();
+                link.in_flight.fetch_add(1, Ordering::AcqRel);
+                slot.submit(
+                    None,
+                    Done::new(move |result| {
+                        link.in_flight.fetch_sub(1, Ordering::AcqRel);
+                        let _ = reply.send(
+                            result
+                                .map(|_| account)
+                                .map_err(|error| ExecuteError::LogFailed(error.to_string())),
+                        );
+                    }),
+                );
+            }
+            Err(CommitError::Busy) => {
+                let _ = reply.send(Err(ExecuteError::Busy));
+            }
+            Err(other) => {
+                let _ = reply.send(Err(ExecuteError::LogFailed(other.to_string())));
+            }
+        }
+    }
+
     fn execute(
         &self,
         state: &mut AccountState,

@@ -16,7 +16,7 @@ use tandem_core::{
     Event, IdempotencyKey, Outcome, Policy, RateTable,
 };
 use tandem_storage::{
-    AccountRecord, BackupError, BackupInfo, CommitError, Engine, EngineStats, LoadError,
+    AccountRecord, BackupError, BackupInfo, CommitError, Engine, EngineStats, LoadError, Resting,
 };
 
 use crate::account::{AccountActor, AccountArgs, AccountMsg, AccountView, Change, ExecuteError};
@@ -78,6 +78,20 @@ impl Shared {
         });
         view.snapshot.publish(Arc::new(initial));
         view.clone()
+    }
+
+    /// The account's view for a watcher: the existing one, else a new one holding `current`.
+    fn watched_view(&self, account: &AccountId, current: Arc<BalanceSnapshot>) -> Arc<AccountView> {
+        let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
+        views
+            .entry(account.clone())
+            .or_insert_with(|| {
+                Arc::new(AccountView {
+                    snapshot: SnapshotCell::new((*current).clone()),
+                    changes: std::sync::OnceLock::new(),
+                })
+            })
+            .clone()
     }
 
     pub(crate) fn forget_view(&self, account: &AccountId) {
@@ -212,13 +226,53 @@ impl AccountSystem {
         }
     }
 
-    /// The committed account (read off the runtime's workers).
+    /// The committed account. From its actor if one runs (a copy answered once every
+    /// decision in it is durable), else from the committed accounts in memory, else loaded
+    /// from the checkpoint off the runtime's workers. Never starts an actor.
     pub async fn committed_account(&self, account: &AccountId) -> Result<Account, LoadError> {
-        let reader = self.engine().reader().clone();
+        let name = format!("{ACTOR_PREFIX}{account}");
+        if let Some(actor) = ActorRef::<AccountMsg>::where_is(name) {
+            let (reply, answer) = oneshot::channel();
+            if actor.cast(AccountMsg::Read { reply }).is_ok()
+                && let Ok(answered) = answer.await
+            {
+                return answered.map_err(|error| LoadError::Background(error.to_string()));
+            }
+            // It stopped before answering: it gave the account back, or it is in the
+            // checkpoint.
+        }
+        self.resting(account, |resting| resting.account.clone())
+            .await
+    }
+
+    /// `read` of the account's committed state at rest: in memory if it is there, else
+    /// loaded from the checkpoint off the runtime's workers (and kept in memory).
+    async fn resting<T: Send + 'static>(
+        &self,
+        account: &AccountId,
+        read: impl Fn(&Resting) -> T + Send + 'static,
+    ) -> Result<T, LoadError> {
+        let reader = self.engine().reader();
+        if let Some(value) = reader.accounts().read(account, &read) {
+            return Ok(value);
+        }
+        let reader = reader.clone();
         let account = account.clone();
-        tokio::task::spawn_blocking(move || reader.load_account(&account))
+        tokio::task::spawn_blocking(move || reader.load_resting(&account).map(|r| read(&r)))
             .await
             .map_err(|e| LoadError::Background(e.to_string()))?
+    }
+
+    /// The committed snapshot of an account without a resident actor.
+    async fn resting_snapshot(
+        &self,
+        account: &AccountId,
+    ) -> Result<Arc<BalanceSnapshot>, ExecuteError> {
+        self.resting(account, |resting| {
+            Arc::new(BalanceSnapshot::of(&resting.account, crate::account::now()))
+        })
+        .await
+        .map_err(|error| ExecuteError::LoadFailed(error.to_string()))
     }
 
     /// Visits the account's committed events from sequence `from` (see
@@ -346,8 +400,8 @@ impl AccountSystem {
         Err(ExecuteError::Interrupted)
     }
 
-    /// The latest committed snapshot, without queueing behind the account's work. Loads the
-    /// account (starting its actor) if it is not resident.
+    /// The latest committed snapshot, without queueing behind the account's work: the
+    /// published one, or from the committed account at rest. Never starts an actor.
     pub async fn snapshot(
         &self,
         account: &AccountId,
@@ -355,10 +409,7 @@ impl AccountSystem {
         if let Some(view) = self.resident_view(account) {
             return Ok(view.snapshot.load());
         }
-        self.actor(account).await?;
-        self.resident_view(account)
-            .map(|v| v.snapshot.load())
-            .ok_or(ExecuteError::Interrupted)
+        self.resting_snapshot(account).await
     }
 
     /// Every committed change of `account` from now on, with the current snapshot first.
@@ -366,18 +417,36 @@ impl AccountSystem {
         &self,
         account: &AccountId,
     ) -> Result<(Arc<BalanceSnapshot>, broadcast::Receiver<Change>), ExecuteError> {
-        if self.resident_view(account).is_none() {
-            self.actor(account).await?;
-        }
-        let view = self
-            .resident_view(account)
-            .ok_or(ExecuteError::Interrupted)?;
+        let view = match self.resident_view(account) {
+            Some(view) => view,
+            None => {
+                // A view of its own until an actor starts and takes it over; no actor is
+                // started for a watcher.
+                let current = self.resting_snapshot(account).await?;
+                self.shared.watched_view(account, current)
+            }
+        };
         let buffer = self.shared.config.watch_buffer;
         let receiver = view
             .changes
             .get_or_init(|| broadcast::channel(buffer).0)
             .subscribe();
         Ok((view.snapshot.load(), receiver))
+    }
+
+    /// A watcher of `account` left: its view goes if nobody else watches and no actor
+    /// holds the account.
+    pub fn unwatched(&self, account: &AccountId) {
+        let mut views = self.shared.views.write().unwrap_or_else(|p| p.into_inner());
+        // Under the views lock: an actor lends the account before it takes its view, so
+        // either it is lent now, or its view is made after this.
+        if !self.engine().reader().accounts().is_lent(account)
+            && views
+                .get(account)
+                .is_some_and(|v| v.changes.get().is_none_or(|c| c.receiver_count() == 0))
+        {
+            views.remove(account);
+        }
     }
 
     fn resident_view(&self, account: &AccountId) -> Option<Arc<AccountView>> {
@@ -396,6 +465,16 @@ impl AccountSystem {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .len()
+    }
+
+    /// Whether an actor runs for `account`.
+    pub fn has_actor(&self, account: &AccountId) -> bool {
+        ActorRef::<AccountMsg>::where_is(format!("{ACTOR_PREFIX}{account}")).is_some()
+    }
+
+    /// Committed accounts in memory that no actor holds.
+    pub fn accounts_at_rest(&self) -> usize {
+        self.engine().reader().accounts().resting()
     }
 
     /// Work admitted and not yet answered.

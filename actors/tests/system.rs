@@ -549,3 +549,76 @@ fn a_full_log_queue_refuses_decisions_and_leaves_the_account_as_it_was() {
         system.shutdown().await;
     });
 }
+
+/// Reads come from committed state and never start an actor: an account whose actor
+/// passivated is at rest in memory and read from there; a running actor answers a read with
+/// its state only once every decision in it is durable.
+#[test]
+fn reads_never_start_an_actor_and_see_only_what_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = AccountId::new("readable").unwrap();
+    let faults = tandem_storage::WriteFaults::default();
+    runtime().block_on(async {
+        let engine = Engine::open(EngineConfig {
+            write_faults: faults.clone(),
+            ..EngineConfig::new(dir.path())
+        })
+        .await
+        .unwrap();
+        let config = SystemConfig {
+            idle_timeout: Some(Duration::from_millis(100)),
+            ..SystemConfig::default()
+        };
+        let system = AccountSystem::start(engine, config, standard_rates())
+            .await
+            .unwrap();
+        open_funded(&system, &account, 10_000).await;
+        let approved = system
+            .execute(&account, authorize(&account, "r1", 1_000))
+            .await
+            .unwrap();
+        assert!(approved.is_approved());
+        let mut waited = 0;
+        while system.has_actor(&account) && waited < 100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        assert!(!system.has_actor(&account), "the idle actor stopped");
+        assert_eq!(system.accounts_at_rest(), 1, "it gave its account back");
+        // Balance, committed state and a watch, with no actor started for any of them.
+        let snapshot = system.snapshot(&account).await.unwrap();
+        assert_eq!(snapshot.balances[0].held_minor, 1_000);
+        let state = system.committed_account(&account).await.unwrap();
+        assert!(state.authorizations.contains_key(&auth("r1")));
+        let (current, mut changes) = system.watch(&account).await.unwrap();
+        assert_eq!(current.seq, snapshot.seq);
+        assert!(!system.has_actor(&account), "a read started an actor");
+        // The next decision starts the actor from memory, and the watcher hears of it.
+        faults.delay_writes(Duration::from_millis(150));
+        let pending = {
+            let system = system.clone();
+            let account = account.clone();
+            tokio::spawn(async move {
+                system
+                    .execute(&account, authorize(&account, "r2", 2_000))
+                    .await
+            })
+        };
+        let mut waited = 0;
+        while system.in_flight() == 0 && waited < 200 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            waited += 1;
+        }
+        assert_eq!(system.in_flight(), 1, "r2 is in flight");
+        // The running actor's copy holds r2; it is answered only once r2 is durable, and r2's
+        // answer is given before it (answers follow decision order).
+        let state = system.committed_account(&account).await.unwrap();
+        assert!(state.authorizations.contains_key(&auth("r2")));
+        assert_eq!(system.in_flight(), 0, "the read was answered before r2 was");
+        faults.delay_writes(Duration::ZERO);
+        assert!(pending.await.unwrap().unwrap().is_approved());
+        let change = changes.recv().await.unwrap();
+        assert_eq!(change.snapshot.balances[0].held_minor, 3_000);
+        system.shutdown().await;
+    });
+}

@@ -28,40 +28,58 @@ pub async fn changes(
         (seen.is_none_or(|s| current.seq > s)).then(|| convert::snapshot(&current, String::new()));
     let last = seen.unwrap_or(0).max(first.as_ref().map_or(0, |f| f.seq));
     metrics::gauge!("tandem_watchers").increment(1.0);
-    let guard = WatchGuard;
-    let state = (first, receiver, last, system, account, guard);
+    let watch = Watch {
+        first,
+        receiver: Some(receiver),
+        last,
+        system,
+        account,
+    };
     Ok(futures_util::stream::unfold(
-        state,
-        |(first, mut receiver, mut last, system, account, guard)| async move {
-            if let Some(first) = first {
-                return Some((first, (None, receiver, last, system, account, guard)));
+        watch,
+        |mut watch| async move {
+            if let Some(first) = watch.first.take() {
+                return Some((first, watch));
             }
             loop {
+                let receiver = watch.receiver.as_mut()?;
                 let next = match receiver.recv().await {
                     Ok(change) => {
                         let causes: Vec<String> =
                             change.causes.iter().map(convert::snake).collect();
                         convert::snapshot(&change.snapshot, causes.join(","))
                     }
-                    Err(RecvError::Lagged(_)) => match system.snapshot(&account).await {
-                        Ok(snapshot) => convert::snapshot(&snapshot, "resync".to_owned()),
-                        Err(_) => return None,
-                    },
+                    Err(RecvError::Lagged(_)) => {
+                        match watch.system.snapshot(&watch.account).await {
+                            Ok(snapshot) => convert::snapshot(&snapshot, "resync".to_owned()),
+                            Err(_) => return None,
+                        }
+                    }
                     Err(RecvError::Closed) => return None,
                 };
-                if next.seq > last {
-                    last = next.seq;
-                    return Some((next, (None, receiver, last, system, account, guard)));
+                if next.seq > watch.last {
+                    watch.last = next.seq;
+                    return Some((next, watch));
                 }
             }
         },
     ))
 }
 
-struct WatchGuard;
+/// One watcher's stream state. When it goes, its receiver goes first, so the account's view
+/// can go with its last watcher when no actor holds the account.
+struct Watch {
+    first: Option<pb::BalanceSnapshot>,
+    receiver: Option<tokio::sync::broadcast::Receiver<tandem_actors::Change>>,
+    last: u64,
+    system: std::sync::Arc<tandem_actors::AccountSystem>,
+    account: tandem_core::AccountId,
+}
 
-impl Drop for WatchGuard {
+impl Drop for Watch {
     fn drop(&mut self) {
         metrics::gauge!("tandem_watchers").decrement(1.0);
+        drop(self.receiver.take());
+        self.system.unwatched(&self.account);
     }
 }

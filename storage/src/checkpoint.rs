@@ -26,7 +26,7 @@ pub(crate) type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// A layer frozen at a log index, on its way to sled.
 pub(crate) struct Frozen {
     /// The log index it covers.
-    index: u64,
+    pub(crate) index: u64,
     writes: Writes,
     /// What the checkpoint stores besides the writes (`last_applied`, membership), as keys
     /// and encoded values.

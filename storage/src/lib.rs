@@ -8,6 +8,8 @@
 //! - `log_store.rs`: the Raft log over `raft-log`, fdatasync'd by its flush worker.
 //! - `state_machine.rs`: what the log's entries are applied to: account snapshots and event
 //!   tails, the card and PAN directories, the expiry index.
+//! - `accounts.rs`: committed accounts in memory, kept current by the state machine, or
+//!   lent to the account's actor, which holds the one copy while it runs.
 //! - `checkpoint.rs`: sled as a checkpoint: applies go to memory, and a checkpoint writes
 //!   everything up to one log index to sled in one batch with `last_applied` and fsyncs it
 //!   before the log may be purged up to it.
@@ -16,6 +18,8 @@
 //!
 //! `docs/durability.md` walks the path fsync by fsync.
 
+#[cfg(not(loom))]
+pub mod accounts;
 #[cfg(not(loom))]
 pub mod checkpoint;
 #[cfg(not(loom))]
@@ -32,6 +36,8 @@ pub mod state_machine;
 #[cfg(not(loom))]
 pub mod types;
 
+#[cfg(not(loom))]
+pub use accounts::{Accounts, Lease, Resting};
 #[cfg(not(loom))]
 pub use engine::{
     BackupError, BackupInfo, CommitError, Done, Engine, EngineConfig, EngineStats, Slot,

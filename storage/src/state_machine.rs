@@ -41,6 +41,7 @@ use std::sync::{Arc, RwLock};
 use rustc_hash::FxHashMap;
 use tandem_core::{Account, AccountId, CardId};
 
+use crate::accounts::{Accounts, Resting};
 use crate::checkpoint::{CheckpointObserver, Frozen, Layered, Writes, sled_error};
 use crate::codec;
 use crate::types::{BatchApplied, Entry, LogId, NodeId, StorageError, TandemRaft};
@@ -144,6 +145,7 @@ struct SnapshotImage {
 pub struct StateReader {
     store: Arc<Layered>,
     directory: Arc<Directory>,
+    accounts: Arc<Accounts>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +244,23 @@ impl StateReader {
             Some(error) => Err(error.into()),
             None => Ok(()),
         }
+    }
+
+    /// The committed accounts in memory.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// The account's committed state, loaded from the checkpoint and kept in memory (see
+    /// `accounts.rs`). Blocking: run it off the async workers.
+    pub fn load_resting(&self, account: &AccountId) -> Result<Resting, LoadError> {
+        let epoch = self.accounts.epoch(account);
+        let resting = Resting {
+            account: self.load_account(account)?,
+            indexed_expiry: self.indexed_expiry(account)?,
+        };
+        self.accounts.keep_loaded(account, epoch, resting.clone());
+        Ok(resting)
     }
 
     /// The account and card a keyed PAN hash belongs to (the PAN directory, in memory).
@@ -373,6 +392,8 @@ fn encoded<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
 pub struct StateMachine {
     store: Arc<Layered>,
     directory: Arc<Directory>,
+    /// Committed accounts in memory (`accounts.rs`), kept current as entries are applied.
+    accounts: Arc<Accounts>,
     applied: Option<LogId>,
     membership: Membership,
     /// openraft asks for the current snapshot once at start, only for its meta; see
@@ -432,6 +453,7 @@ impl StateMachine {
         let mut machine = Self {
             store,
             directory,
+            accounts: Arc::new(Accounts::default()),
             applied: None,
             membership: Membership::default(),
             startup_asked: false,
@@ -451,6 +473,7 @@ impl StateMachine {
         StateReader {
             store: self.store.clone(),
             directory: self.directory.clone(),
+            accounts: self.accounts.clone(),
         }
     }
 
@@ -475,6 +498,9 @@ impl StateMachine {
         let mut expiry_moves: std::collections::HashMap<AccountId, Option<i64>> =
             std::collections::HashMap::new();
         let mut links = Links::default();
+        // The records, for the accounts in memory once the writes are in place (a load that
+        // read the writes before them is then either kept and current, or not kept).
+        let mut applied = Vec::new();
         for entry in entries {
             match entry.payload {
                 EntryPayload::Blank => {}
@@ -482,7 +508,7 @@ impl StateMachine {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
                 }
                 EntryPayload::Normal(log_batch) => {
-                    for record in log_batch.records {
+                    for record in &log_batch.records {
                         self.apply_record(
                             &mut batch,
                             &mut tails,
@@ -491,6 +517,7 @@ impl StateMachine {
                             record,
                         )?;
                     }
+                    applied.push((entry.log_id.index, log_batch.records));
                 }
             }
             self.applied = Some(entry.log_id);
@@ -504,6 +531,11 @@ impl StateMachine {
         // `m:applied` and the membership are written by the checkpoint that covers them.
         self.store.apply(batch);
         self.directory.extend(links);
+        for (index, records) in &applied {
+            for record in records {
+                self.accounts.apply(record, *index);
+            }
+        }
         Ok(answers)
     }
 
@@ -513,9 +545,9 @@ impl StateMachine {
         tails: &mut std::collections::HashMap<AccountId, (u64, Vec<u8>)>,
         expiry_moves: &mut std::collections::HashMap<AccountId, Option<i64>>,
         links: &mut Links,
-        record: crate::types::AccountRecord,
+        record: &crate::types::AccountRecord,
     ) -> io::Result<()> {
-        let account = record.account;
+        let account = record.account.clone();
         let value = codec::encode_value(&account).map_err(io::Error::other)?;
         for card in &record.cards {
             batch.insert(card_key(card), Some(value.clone()));
@@ -578,8 +610,8 @@ impl StateMachine {
         }
         // Events are kept after a snapshot covers them: they are the account's history (the
         // posted-entries feed reads them). Loading starts at the snapshot.
-        if let Some(snapshot) = record.snapshot {
-            batch.insert(snapshot_key(&account), Some(snapshot));
+        if let Some(snapshot) = &record.snapshot {
+            batch.insert(snapshot_key(&account), Some(snapshot.clone()));
         }
         let (_, chunks) = tails
             .entry(account)
@@ -646,6 +678,7 @@ pub fn encode_snapshot(snapshot: Snapshot<TandemRaft>) -> io::Result<Vec<u8>> {
 /// asked for (`get_current_snapshot`: a backup, or a follower that needs one).
 pub struct CheckpointBuilder {
     store: Arc<Layered>,
+    accounts: Arc<Accounts>,
     frozen: Arc<Frozen>,
     meta: SnapshotMeta<NodeId, openraft::BasicNode>,
 }
@@ -653,17 +686,23 @@ pub struct CheckpointBuilder {
 impl RaftSnapshotBuilder<TandemRaft> for CheckpointBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TandemRaft>, StorageError> {
         let store = self.store.clone();
+        let accounts = self.accounts.clone();
         let frozen = self.frozen.clone();
         let started = std::time::Instant::now();
-        tokio::task::spawn_blocking(move || store.checkpoint(&frozen))
-            .await
-            .map_err(io::Error::other)
-            .and_then(|written| written)
-            .map_err(|e| {
-                // openraft stops the log on this error; say why where operators look.
-                tracing::error!(error = %e, index = ?self.meta.last_log_id, "checkpoint failed");
-                StorageIOError::write_snapshot(Some(self.meta.signature()), &e)
-            })?;
+        tokio::task::spawn_blocking(move || {
+            store.checkpoint(&frozen)?;
+            // Accounts idle since the last checkpoint, and clean now, leave memory.
+            accounts.evict_clean(frozen.index);
+            Ok::<(), io::Error>(())
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|written| written)
+        .map_err(|e| {
+            // openraft stops the log on this error; say why where operators look.
+            tracing::error!(error = %e, index = ?self.meta.last_log_id, "checkpoint failed");
+            StorageIOError::write_snapshot(Some(self.meta.signature()), &e)
+        })?;
         metrics::histogram!("tandem_checkpoint_seconds").record(started.elapsed().as_secs_f64());
         Ok(Snapshot {
             meta: self.meta.clone(),
@@ -701,6 +740,7 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
         };
         CheckpointBuilder {
             store: self.store.clone(),
+            accounts: self.accounts.clone(),
             frozen: self
                 .store
                 .freeze(self.applied.map_or(0, |l| l.index), marks),
@@ -750,6 +790,7 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
         self.directory
             .load(tree)
             .map_err(|e| StorageIOError::read_state_machine(&e))?;
+        self.accounts.clear();
         Ok(())
     }
 

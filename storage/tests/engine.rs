@@ -472,3 +472,87 @@ fn a_pan_keeps_its_first_owner_even_if_a_second_link_is_committed() {
         engine.shutdown().await;
     });
 }
+
+/// Committed accounts in memory: an account at rest (no actor holds it, as on a node with no
+/// actors) is kept current by every committed record, applied once; a lent one is left to its
+/// actor; and one nobody touches leaves memory at the second durable checkpoint after.
+#[test]
+fn committed_records_keep_the_accounts_at_rest_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let (world, batches) = decisions("acct-rest");
+    let id = world.account.id.clone();
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
+        let accounts = engine.reader().accounts();
+        let seq_of = |accounts: &tandem_storage::Accounts| accounts.read(&id, |r| r.account.seq);
+        assert_eq!(
+            seq_of(accounts),
+            None,
+            "nothing is in memory before it is read"
+        );
+        let mut seq = 0;
+        let submit = |events: &[Event], seq: &mut u64| {
+            let record = AccountRecord::from_events(&id, *seq, events, None, None).unwrap();
+            *seq += events.len() as u64;
+            engine.submit(record)
+        };
+        submit(&batches[0], &mut seq).await.unwrap().unwrap();
+        // Loaded from the checkpoint once, then kept.
+        let loaded = engine.reader().load_resting(&id).unwrap();
+        assert_eq!(loaded.account.seq, seq);
+        assert_eq!(seq_of(accounts), Some(seq));
+        // Later records are applied to it in memory, each once.
+        for events in &batches[1..] {
+            submit(events, &mut seq).await.unwrap().unwrap();
+        }
+        let held = accounts.read(&id, |r| r.account.clone()).unwrap();
+        assert_eq!(
+            held, world.account,
+            "the records were applied in memory exactly once"
+        );
+        assert_eq!(held, engine.reader().load_account(&id).unwrap());
+        // Lent to an actor: records are its business; given back, it is at rest again.
+        let (lease, resting) = accounts.lend(&id);
+        let resting = resting.expect("it was at rest");
+        assert_eq!(
+            seq_of(accounts),
+            None,
+            "a lent account is not read from memory"
+        );
+        accounts.give_back(&id, lease, resting);
+        assert_eq!(seq_of(accounts), Some(seq));
+        // A stale lease gives nothing back.
+        let (stale, _) = accounts.lend(&id);
+        let (lease, _) = accounts.lend(&id);
+        let mut wrong = world.account.clone();
+        wrong.seq += 1_000;
+        accounts.give_back(
+            &id,
+            stale,
+            tandem_storage::Resting {
+                account: wrong,
+                indexed_expiry: None,
+            },
+        );
+        assert!(accounts.is_lent(&id), "the stale lease changed nothing");
+        accounts.end_lease(&id, lease);
+        assert_eq!(
+            accounts.resting(),
+            0,
+            "an ended lease leaves it to the checkpoint"
+        );
+        // Back at rest, then untouched across two checkpoints: it leaves memory.
+        engine.reader().load_resting(&id).unwrap();
+        assert_eq!(accounts.resting(), 1);
+        engine.checkpoint().await.unwrap();
+        assert_eq!(accounts.resting(), 1, "touched since the last checkpoint");
+        // A checkpoint needs something newly applied: another account's write.
+        let other = tandem_core::AccountId::new("acct-other").unwrap();
+        let link = AccountRecord::pan_links(&other, Vec::new());
+        engine.submit(link).await.unwrap().unwrap();
+        engine.checkpoint().await.unwrap();
+        assert_eq!(accounts.resting(), 0, "idle and clean: it left memory");
+        assert_eq!(engine.reader().load_account(&id).unwrap(), world.account);
+        engine.shutdown().await;
+    });
+}
