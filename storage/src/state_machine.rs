@@ -26,9 +26,11 @@
 //! it. Reads see memory first, then sled. At open, openraft replays the log after
 //! `m:applied` into memory again.
 //!
-//! The card and PAN directories (`c:` and `p:`) are also held in memory ([`Directory`]), as
-//! committed: loaded at open and after a snapshot is installed, extended after each apply.
-//! Card traffic finds its account there, without a sled read.
+//! The card and PAN directories (`c:` and `p:`) and each account's expiry-index entry (`w:`)
+//! are also held in memory ([`Directory`]), as committed: loaded at open and after a snapshot
+//! is installed, extended after each apply. Card traffic finds its account there, and an
+//! apply finds the expiry entry it moves, without a sled read (which would wait behind a
+//! checkpoint's batch: sled's `apply_batch` holds a lock every read takes).
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, OptionalSend, StorageIOError, StoredMembership};
@@ -306,12 +308,9 @@ impl StateReader {
         Ok(due)
     }
 
-    /// The account's earliest hold expiry as the index has it.
+    /// The account's earliest hold expiry as the index has it (in memory, as committed).
     pub fn indexed_expiry(&self, account: &AccountId) -> Result<Option<i64>, LoadError> {
-        Ok(match self.store.get(&expiry_pointer_key(account))? {
-            Some(bytes) => Some(codec::decode_value(&bytes)?),
-            None => None,
-        })
+        Ok(read(&self.directory.expiries).get(account).copied())
     }
 
     /// The last applied log id the durable checkpoint holds.
@@ -332,6 +331,8 @@ type PanLink = (AccountId, CardId);
 struct Directory {
     cards: RwLock<FxHashMap<CardId, AccountId>>,
     pans: RwLock<FxHashMap<Box<[u8]>, PanLink>>,
+    /// Each account's entry in the expiry index (`w:`): only accounts with an open hold.
+    expiries: RwLock<FxHashMap<AccountId, i64>>,
 }
 
 /// Directory entries one apply adds.
@@ -360,9 +361,38 @@ impl Directory {
             let link: PanLink = codec::decode_value(&value).map_err(io::Error::other)?;
             pans.insert(Box::from(&key[2..]), link);
         }
+        let mut expiries = FxHashMap::default();
+        for item in tree.scan_prefix(b"w:") {
+            let (key, value) = item.map_err(sled_error)?;
+            let account = std::str::from_utf8(&key[2..])
+                .ok()
+                .and_then(|text| AccountId::new(text).ok())
+                .ok_or_else(|| io::Error::other("an expiry pointer key is not an account id"))?;
+            let at: i64 = codec::decode_value(&value).map_err(io::Error::other)?;
+            expiries.insert(account, at);
+        }
         *write(&self.cards) = cards;
         *write(&self.pans) = pans;
+        *write(&self.expiries) = expiries;
         Ok(())
+    }
+
+    /// The expiry index's entries one apply moved: to a new time, or out (`None`).
+    fn move_expiries(&self, moves: std::collections::HashMap<AccountId, Option<i64>>) {
+        if moves.is_empty() {
+            return;
+        }
+        let mut expiries = write(&self.expiries);
+        for (account, next) in moves {
+            match next {
+                Some(at) => {
+                    expiries.insert(account, at);
+                }
+                None => {
+                    expiries.remove(&account);
+                }
+            }
+        }
     }
 
     fn extend(&self, links: Links) {
@@ -531,6 +561,7 @@ impl StateMachine {
         // `m:applied` and the membership are written by the checkpoint that covers them.
         self.store.apply(batch);
         self.directory.extend(links);
+        self.directory.move_expiries(expiry_moves);
         for (index, records) in &applied {
             for record in records {
                 self.accounts.apply(record, *index);
@@ -581,15 +612,11 @@ impl StateMachine {
         }
         if let Some(next) = record.next_expiry {
             let pointer = expiry_pointer_key(&account);
-            // The entry as this batch left it, else as stored.
+            // The entry as this batch left it, else as committed (in memory: a sled read
+            // here would wait behind a checkpoint's batch, on the engine's one thread).
             let old = match expiry_moves.get(&account) {
                 Some(moved) => *moved,
-                None => match self.store.get(&pointer)? {
-                    Some(bytes) => {
-                        Some(codec::decode_value::<i64>(&bytes).map_err(io::Error::other)?)
-                    }
-                    None => None,
-                },
+                None => read(&self.directory.expiries).get(&account).copied(),
             };
             if let Some(old) = old {
                 batch.insert(expiry_key(old, &account), None);

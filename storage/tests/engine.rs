@@ -203,6 +203,11 @@ fn the_tail_after_the_last_checkpoint_is_replayed_from_the_log() {
             engine.reader().due_expiries(1_000, 10).unwrap(),
             vec![(1_000, world.account.id.clone())]
         );
+        assert_eq!(
+            engine.reader().indexed_expiry(&world.account.id).unwrap(),
+            Some(1_000),
+            "the replayed tail moved the expiry index's entry"
+        );
         let covered = engine
             .checkpoint()
             .await
@@ -212,8 +217,16 @@ fn the_tail_after_the_last_checkpoint_is_replayed_from_the_log() {
         assert_eq!(in_sled.index, covered);
         engine.shutdown().await;
     });
-    // After the checkpoint the same state comes from sled.
+    // After the checkpoint the same state comes from sled, with the expiry index's entry.
     reopens_with(dir.path(), &world);
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
+        assert_eq!(
+            engine.reader().indexed_expiry(&world.account.id).unwrap(),
+            Some(1_000)
+        );
+        engine.shutdown().await;
+    });
 }
 
 /// An account's records applied one by one go to sled as one value per checkpoint (sled's
