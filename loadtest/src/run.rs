@@ -269,8 +269,9 @@ pub async fn run(shared: Arc<Shared>, load: &Load) -> Duration {
 /// Reads every account of the run from the server and checks it against what the tester was
 /// told.
 pub async fn audit(shared: &Arc<Shared>) -> crate::audit::AuditSummary {
-    use crate::audit::{AuditSummary, Observed, check_account};
+    use crate::audit::{AuditSummary, Observed, authorizations_by_account, check_account_with};
     let ledger = std::mem::take(&mut *shared.ledger.lock().unwrap_or_else(|p| p.into_inner()));
+    let by_account = authorizations_by_account(&ledger);
     let mut summary = AuditSummary::default();
     for index in 0..shared.population.accounts {
         let account = shared.population.account_id(index);
@@ -284,7 +285,12 @@ pub async fn audit(shared: &Arc<Shared>) -> crate::audit::AuditSummary {
         }
         .await;
         match observed {
-            Ok(observed) => check_account(&ledger, &account, &observed, &mut summary),
+            Ok(observed) => {
+                let of_account = by_account
+                    .get(account.as_str())
+                    .map_or(&[][..], Vec::as_slice);
+                check_account_with(&ledger, of_account, &account, &observed, &mut summary)
+            }
             Err(error) => summary
                 .findings
                 .push(format!("{account}: could not be read: {error}")),
