@@ -16,8 +16,11 @@
 //! | `a:<account>\0e<seq_first, 8 bytes big-endian>` | events after it: the records of one apply, each `codec::encode_events` behind a 4-byte length |
 //! | `c:<card>` | the card's account |
 //! | `p:<keyed PAN hash>` | the PAN's account and card |
-//! | `x:<expires_at, 8 bytes order-preserving><account>` | an account whose earliest hold is due then |
-//! | `w:<account>` | that time, so the entry can be moved when it changes |
+//! | `x:<expires_at, 8 bytes order-preserving><account>` | an account whose earliest hold is due then (one per account) |
+//!
+//! Data directories written before issue 19 also hold `w:<account>` (the account's `x:` time,
+//! to find the entry to move); each account's time is now held in memory, loaded from the
+//! `x:` keys, and the `w:` keys are removed at open.
 //!
 //! sled is a checkpoint (`checkpoint.rs`): an apply puts these writes in memory, and a
 //! checkpoint — what openraft calls building a snapshot, every so many entries or
@@ -86,13 +89,21 @@ fn pan_key(hash: &[u8]) -> Vec<u8> {
     [b"p:".as_slice(), hash].concat()
 }
 
-fn expiry_pointer_key(account: &AccountId) -> Vec<u8> {
-    [b"w:".as_slice(), account.as_str().as_bytes()].concat()
-}
+/// The prefix of the expiry pointers older data directories hold (see the module docs).
+const OLD_EXPIRY_POINTERS: &[u8] = b"w:";
 
 /// Order-preserving bytes of a signed time.
 fn time_bytes(millis: i64) -> [u8; 8] {
     ((millis as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The time and account of an `x:` key.
+fn expiry_entry(key: &[u8]) -> Option<(i64, AccountId)> {
+    let time = u64::from_be_bytes(key.get(2..10)?.try_into().ok()?) ^ (1 << 63);
+    let account = std::str::from_utf8(key.get(10..)?)
+        .ok()
+        .and_then(|s| AccountId::new(s).ok())?;
+    Some((time as i64, account))
 }
 
 fn expiry_key(expires_at: i64, account: &AccountId) -> Vec<u8> {
@@ -291,16 +302,8 @@ impl StateReader {
                 if due.len() >= limit {
                     return Ok(false);
                 }
-                let time = u64::from_be_bytes(
-                    key[2..10]
-                        .try_into()
-                        .expect("expiry keys hold 8 time bytes"),
-                ) ^ (1 << 63);
-                let account = std::str::from_utf8(&key[10..])
-                    .ok()
-                    .and_then(|s| AccountId::new(s).ok());
-                if let Some(account) = account {
-                    due.push((time as i64, account));
+                if let Some(entry) = expiry_entry(key) {
+                    due.push(entry);
                 }
                 Ok(true)
             },
@@ -331,7 +334,8 @@ type PanLink = (AccountId, CardId);
 struct Directory {
     cards: RwLock<FxHashMap<CardId, AccountId>>,
     pans: RwLock<FxHashMap<Box<[u8]>, PanLink>>,
-    /// Each account's entry in the expiry index (`w:`): only accounts with an open hold.
+    /// Each account's entry in the expiry index (its `x:` key's time): only accounts with an
+    /// open hold.
     expiries: RwLock<FxHashMap<AccountId, i64>>,
 }
 
@@ -361,15 +365,17 @@ impl Directory {
             let link: PanLink = codec::decode_value(&value).map_err(io::Error::other)?;
             pans.insert(Box::from(&key[2..]), link);
         }
-        let mut expiries = FxHashMap::default();
-        for item in tree.scan_prefix(b"w:") {
-            let (key, value) = item.map_err(sled_error)?;
-            let account = std::str::from_utf8(&key[2..])
-                .ok()
-                .and_then(|text| AccountId::new(text).ok())
-                .ok_or_else(|| io::Error::other("an expiry pointer key is not an account id"))?;
-            let at: i64 = codec::decode_value(&value).map_err(io::Error::other)?;
-            expiries.insert(account, at);
+        let mut expiries: FxHashMap<AccountId, i64> = FxHashMap::default();
+        for item in tree.scan_prefix(b"x:") {
+            let (key, _) = item.map_err(sled_error)?;
+            let (at, account) = expiry_entry(&key)
+                .ok_or_else(|| io::Error::other("an expiry index key does not decode"))?;
+            if let Some(other) = expiries.insert(account.clone(), at) {
+                // One entry per account is the rule; should two be found, the earlier is the
+                // one that matters (a sweep then moves it).
+                tracing::warn!(%account, at, other, "two expiry index entries for one account");
+                expiries.insert(account, at.min(other));
+            }
         }
         *write(&self.cards) = cards;
         *write(&self.pans) = pans;
@@ -403,6 +409,22 @@ impl Directory {
             write(&self.pans).extend(links.pans);
         }
     }
+}
+
+/// Removes the `w:` keys of older data directories (see the module docs). They are only
+/// ever removed, so a crash before sled's next sync just removes them again next time.
+fn remove_old_expiry_pointers(tree: &sled::Tree) -> io::Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut any = false;
+    for item in tree.scan_prefix(OLD_EXPIRY_POINTERS) {
+        let (key, _) = item.map_err(sled_error)?;
+        batch.remove(key);
+        any = true;
+    }
+    if any {
+        tree.apply_batch(batch).map_err(sled_error)?;
+    }
+    Ok(())
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -478,6 +500,7 @@ impl StateMachine {
                 .observed_by(observer)
                 .appending(same_accounts_events),
         );
+        remove_old_expiry_pointers(store.tree())?;
         let directory = Arc::new(Directory::default());
         directory.load(store.tree())?;
         let mut machine = Self {
@@ -581,6 +604,23 @@ impl StateMachine {
         let account = record.account.clone();
         let value = codec::encode_value(&account).map_err(io::Error::other)?;
         for card in &record.cards {
+            // A card id has one owner, as a PAN has (below): the first one stands.
+            let owner = links
+                .cards
+                .iter()
+                .rev()
+                .find(|(linked, _)| linked == card)
+                .map(|(_, owner)| owner.clone())
+                .or_else(|| read(&self.directory.cards).get(card).cloned());
+            if let Some(owner) = owner
+                && owner != account
+            {
+                tracing::error!(
+                    %account, %card, %owner,
+                    "a committed card names a card id another account owns; the first owner stands"
+                );
+                continue;
+            }
             batch.insert(card_key(card), Some(value.clone()));
             links.cards.push((card.clone(), account.clone()));
         }
@@ -611,7 +651,6 @@ impl StateMachine {
                 .push((Box::from(hash.as_slice()), (account.clone(), card.clone())));
         }
         if let Some(next) = record.next_expiry {
-            let pointer = expiry_pointer_key(&account);
             // The entry as this batch left it, else as committed (in memory: a sled read
             // here would wait behind a checkpoint's batch, on the engine's one thread).
             let old = match expiry_moves.get(&account) {
@@ -622,14 +661,8 @@ impl StateMachine {
                 batch.insert(expiry_key(old, &account), None);
             }
             expiry_moves.insert(account.clone(), next);
-            match next {
-                Some(at) => {
-                    batch.insert(expiry_key(at, &account), Some(Vec::new()));
-                    batch.insert(pointer, Some(encoded(&at)?));
-                }
-                None => {
-                    batch.insert(pointer, None);
-                }
+            if let Some(at) = next {
+                batch.insert(expiry_key(at, &account), Some(Vec::new()));
             }
         }
         if record.event_count == 0 {
@@ -797,7 +830,10 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
             batch.remove(key);
         }
         for (key, value) in image.pairs {
-            batch.insert(key, value);
+            // An image from an older node may hold expiry pointers (see the module docs).
+            if !key.starts_with(OLD_EXPIRY_POINTERS) {
+                batch.insert(key, value);
+            }
         }
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();

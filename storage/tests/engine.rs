@@ -486,6 +486,50 @@ fn a_pan_keeps_its_first_owner_even_if_a_second_link_is_committed() {
     });
 }
 
+/// The card directory keeps a card id's first owner the same way, decided from committed
+/// state alone.
+#[test]
+fn a_card_id_keeps_its_first_owner_even_if_a_second_account_commits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = tandem_core::CardId::new("shared-card").unwrap();
+    let first = tandem_core::AccountId::new("card-owner-1").unwrap();
+    let second = tandem_core::AccountId::new("card-owner-2").unwrap();
+    let issued = |account: &tandem_core::AccountId| {
+        let mut record = AccountRecord::pan_links(account, Vec::new());
+        record.cards = vec![card.clone()];
+        record
+    };
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
+        engine.submit(issued(&first)).await.unwrap().unwrap();
+        engine.submit(issued(&second)).await.unwrap().unwrap();
+        // Again, both at once (often in one log entry), the second first.
+        let answers = [
+            engine.submit(issued(&second)),
+            engine.submit(issued(&first)),
+        ];
+        for answer in answers {
+            answer.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            engine.reader().card_account(&card).unwrap(),
+            Some(first.clone())
+        );
+        engine.checkpoint().await.unwrap();
+        engine.submit(issued(&second)).await.unwrap().unwrap();
+        engine.shutdown().await;
+    });
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
+        assert_eq!(
+            engine.reader().card_account(&card).unwrap(),
+            Some(first.clone()),
+            "after a checkpoint and a replayed tail"
+        );
+        engine.shutdown().await;
+    });
+}
+
 /// Committed accounts in memory: an account at rest (no actor holds it, as on a node with no
 /// actors) is kept current by every committed record, applied once; a lent one is left to its
 /// actor; and one nobody touches leaves memory at the second durable checkpoint after.
@@ -568,4 +612,47 @@ fn committed_records_keep_the_accounts_at_rest_current() {
         assert_eq!(engine.reader().load_account(&id).unwrap(), world.account);
         engine.shutdown().await;
     });
+}
+
+/// Data directories from before the expiry index moved to memory hold a `w:` pointer beside
+/// each account's `x:` entry: the entry is found from `x:` alone, and the pointers go at open.
+#[test]
+fn an_older_expiry_index_is_read_and_its_pointers_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = tandem_core::AccountId::new("old-layout").unwrap();
+    let at: i64 = 1_700_000_000_000;
+    {
+        let db = sled::open(dir.path().join("state")).unwrap();
+        let mut x = b"x:".to_vec();
+        x.extend_from_slice(&((at as u64) ^ (1 << 63)).to_be_bytes());
+        x.extend_from_slice(account.as_str().as_bytes());
+        db.insert(x, Vec::<u8>::new()).unwrap();
+        let w = [b"w:".as_slice(), account.as_str().as_bytes()].concat();
+        db.insert(w, tandem_storage::codec::encode_value(&at).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
+        assert_eq!(engine.reader().indexed_expiry(&account).unwrap(), Some(at));
+        assert_eq!(
+            engine.reader().due_expiries(at, 10).unwrap(),
+            vec![(at, account.clone())]
+        );
+        // The account's hold closes: its entry moves out of the index.
+        let mut record = AccountRecord::pan_links(&account, Vec::new());
+        record.next_expiry = Some(None);
+        engine.submit(record).await.unwrap().unwrap();
+        assert_eq!(engine.reader().indexed_expiry(&account).unwrap(), None);
+        assert!(engine.reader().due_expiries(at, 10).unwrap().is_empty());
+        engine.checkpoint().await.unwrap();
+        engine.shutdown().await;
+    });
+    let db = sled::open(dir.path().join("state")).unwrap();
+    assert_eq!(
+        db.scan_prefix(b"w:").count(),
+        0,
+        "the old pointers are gone"
+    );
+    assert_eq!(db.scan_prefix(b"x:").count(), 0, "the moved entry is gone");
 }
