@@ -59,6 +59,10 @@ pub struct Settings {
     /// sled's page cache, bytes [default: 268435456]
     #[arg(long, env = "TANDEM_SLED_CACHE_BYTES")]
     pub sled_cache_bytes: Option<u64>,
+    /// Time between checkpoints (sled written and fsynced, the log purged up to it), ms:
+    /// longer costs less sled writing and replays more log at start [default: 1000]
+    #[arg(long, env = "TANDEM_CHECKPOINT_MS")]
+    pub checkpoint_ms: Option<u64>,
     /// PEM certificate chain: with --tls-key, both listeners serve TLS only (rustls)
     #[arg(long, env = "TANDEM_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -121,6 +125,7 @@ pub struct Config {
     pub sweep_every: Duration,
     pub fx_base: String,
     pub sled_cache_bytes: u64,
+    pub checkpoint_every: Duration,
     pub shutdown_grace: Duration,
     /// (certificate chain, private key) PEM files, when TLS is on.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -166,6 +171,7 @@ impl Settings {
             sweep_every_secs,
             fx_base,
             sled_cache_bytes,
+            checkpoint_ms,
             tls_cert,
             tls_key,
             fault_injection,
@@ -282,6 +288,7 @@ impl Settings {
             sweep_every: Duration::from_secs(self.sweep_every_secs.unwrap_or(60).max(1)),
             fx_base: self.fx_base.unwrap_or_else(|| "EUR".to_owned()),
             sled_cache_bytes: self.sled_cache_bytes.unwrap_or(256 * 1024 * 1024),
+            checkpoint_every: Duration::from_millis(self.checkpoint_ms.unwrap_or(1_000).max(10)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs.unwrap_or(10)),
         })
     }
@@ -297,7 +304,7 @@ mod tests {
         let path = dir.path().join("tandem.toml");
         std::fs::write(
             &path,
-            "grpc_listen = \"127.0.0.1:6000\"\nhttp_listen = \"127.0.0.1:6001\"\nlog_format = \"json\"\n",
+            "grpc_listen = \"127.0.0.1:6000\"\nhttp_listen = \"127.0.0.1:6001\"\nlog_format = \"json\"\ncheckpoint_ms = 250\n",
         )
         .expect("write");
         let from_flags = Settings {
@@ -313,6 +320,7 @@ mod tests {
         assert_eq!(config.http_listen.port(), 7001, "the flag wins");
         assert!(config.log_json);
         assert_eq!(config.data_dir, PathBuf::from("data"), "the default");
+        assert_eq!(config.checkpoint_every, Duration::from_millis(250));
     }
 
     #[test]

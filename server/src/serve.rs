@@ -370,6 +370,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     engine_config.sled = SledSettings {
         cache_bytes: config.sled_cache_bytes,
     };
+    engine_config.checkpoint_every = config.checkpoint_every;
     let engine = Engine::open(engine_config).await.map_err(|e| {
         ServeError::Recovery(format!(
             "cannot open the data directory {}: {e}",
