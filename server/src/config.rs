@@ -63,6 +63,10 @@ pub struct Settings {
     /// longer costs less sled writing and replays more log at start [default: 1000]
     #[arg(long, env = "TANDEM_CHECKPOINT_MS")]
     pub checkpoint_ms: Option<u64>,
+    /// Log writes (each one group commit and its fdatasync) handed to the log at once
+    /// [default: 1]
+    #[arg(long, env = "TANDEM_LOG_WRITES_IN_FLIGHT")]
+    pub log_writes_in_flight: Option<usize>,
     /// PEM certificate chain: with --tls-key, both listeners serve TLS only (rustls)
     #[arg(long, env = "TANDEM_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -126,6 +130,7 @@ pub struct Config {
     pub fx_base: String,
     pub sled_cache_bytes: u64,
     pub checkpoint_every: Duration,
+    pub log_writes_in_flight: usize,
     pub shutdown_grace: Duration,
     /// (certificate chain, private key) PEM files, when TLS is on.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -172,6 +177,7 @@ impl Settings {
             fx_base,
             sled_cache_bytes,
             checkpoint_ms,
+            log_writes_in_flight,
             tls_cert,
             tls_key,
             fault_injection,
@@ -289,6 +295,7 @@ impl Settings {
             fx_base: self.fx_base.unwrap_or_else(|| "EUR".to_owned()),
             sled_cache_bytes: self.sled_cache_bytes.unwrap_or(256 * 1024 * 1024),
             checkpoint_every: Duration::from_millis(self.checkpoint_ms.unwrap_or(1_000).max(10)),
+            log_writes_in_flight: self.log_writes_in_flight.unwrap_or(1).max(1),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs.unwrap_or(10)),
         })
     }
@@ -321,6 +328,7 @@ mod tests {
         assert!(config.log_json);
         assert_eq!(config.data_dir, PathBuf::from("data"), "the default");
         assert_eq!(config.checkpoint_every, Duration::from_millis(250));
+        assert_eq!(config.log_writes_in_flight, 1, "the default");
     }
 
     #[test]

@@ -371,6 +371,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         cache_bytes: config.sled_cache_bytes,
     };
     engine_config.checkpoint_every = config.checkpoint_every;
+    engine_config.writes_in_flight_max = config.log_writes_in_flight;
     let engine = Engine::open(engine_config).await.map_err(|e| {
         ServeError::Recovery(format!(
             "cannot open the data directory {}: {e}",
