@@ -58,6 +58,20 @@ pub enum ExecuteError {
     /// The stored account could not be loaded.
     #[error("could not load the account: {0}")]
     LoadFailed(String),
+    /// This node does not lead the log: retry at the leader with the same idempotency key
+    /// (the decision may have committed through it).
+    #[error("this node does not lead the log")]
+    NotLeader { leader: Option<u64> },
+}
+
+impl From<CommitError> for ExecuteError {
+    fn from(error: CommitError) -> Self {
+        match error {
+            CommitError::Busy => ExecuteError::Busy,
+            CommitError::NotLeader { leader } => ExecuteError::NotLeader { leader },
+            other => ExecuteError::LogFailed(other.to_string()),
+        }
+    }
 }
 
 pub type Reply = oneshot::Sender<Result<Outcome, ExecuteError>>;
@@ -136,8 +150,8 @@ impl Link {
             Err(error) => {
                 let reason = error.to_string();
                 self.failed.store(true, Ordering::Release);
-                let _ = self.actor.cast(AccountMsg::LogFailed(reason.clone()));
-                Err(ExecuteError::LogFailed(reason))
+                let _ = self.actor.cast(AccountMsg::LogFailed(reason));
+                Err(ExecuteError::from(error))
             }
         };
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -322,19 +336,12 @@ impl AccountActor {
                     None,
                     Done::new(move |result| {
                         link.in_flight.fetch_sub(1, Ordering::AcqRel);
-                        let _ = reply.send(
-                            result
-                                .map(|_| account)
-                                .map_err(|error| ExecuteError::LogFailed(error.to_string())),
-                        );
+                        let _ = reply.send(result.map(|_| account).map_err(ExecuteError::from));
                     }),
                 );
             }
-            Err(CommitError::Busy) => {
-                let _ = reply.send(Err(ExecuteError::Busy));
-            }
-            Err(other) => {
-                let _ = reply.send(Err(ExecuteError::LogFailed(other.to_string())));
+            Err(error) => {
+                let _ = reply.send(Err(ExecuteError::from(error)));
             }
         }
     }
@@ -414,10 +421,7 @@ impl AccountActor {
             Ok(slot) => slot,
             Err(error) => {
                 self.shared.release_admission();
-                let _ = reply.send(Err(match error {
-                    CommitError::Busy => ExecuteError::Busy,
-                    other => ExecuteError::LogFailed(other.to_string()),
-                }));
+                let _ = reply.send(Err(ExecuteError::from(error)));
                 return Ok(());
             }
         };

@@ -144,6 +144,21 @@ pub enum CommitError {
     LogFailed(String),
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// This node does not lead the log (it is, or became, a follower): the write may still
+    /// commit through the leader it reached before, so retry at the leader with the same
+    /// idempotency key. Not a failure of the log: later writes are tried again.
+    #[error("this node does not lead the log (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+}
+
+/// What openraft's refusal of a write means for its callers.
+pub(crate) fn refused(error: openraft::error::ClientWriteError<NodeId, BasicNode>) -> CommitError {
+    match error {
+        openraft::error::ClientWriteError::ForwardToLeader(forward) => CommitError::NotLeader {
+            leader: forward.leader_id,
+        },
+        other => CommitError::LogFailed(other.to_string()),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -601,8 +616,8 @@ async fn commit_loop(
                 let (_, waiters, count, handed) = in_flight.pop_front().expect("checked");
                 let result = match written {
                     Ok(Ok(response)) => Ok(response.log_id.index),
-                    Ok(Err(error)) => Err(error.to_string()),
-                    Err(_) => Err("openraft dropped the write".to_string()),
+                    Ok(Err(error)) => Err(refused(error)),
+                    Err(_) => Err(CommitError::LogFailed("openraft dropped the write".to_string())),
                 };
                 match result {
                     Ok(index) => {
@@ -614,10 +629,15 @@ async fn commit_loop(
                             .record(handed.elapsed().as_secs_f64());
                         let _ = answers.send((waiters, Ok(index)));
                     }
-                    Err(message) => {
+                    Err(error @ CommitError::NotLeader { .. }) => {
+                        // Not a failure of the log: the next write is tried (and refused the
+                        // same way until this node leads again).
+                        let _ = answers.send((waiters, Err(error)));
+                    }
+                    Err(error) => {
                         failed.trip();
-                        tracing::error!(%message, "log write failed; refusing further batches");
-                        let _ = answers.send((waiters, Err(CommitError::LogFailed(message))));
+                        tracing::error!(%error, "log write failed; refusing further batches");
+                        let _ = answers.send((waiters, Err(error)));
                     }
                 }
             }
@@ -783,4 +803,28 @@ pub async fn restore(backup: &Path, data_dir: &Path) -> Result<u64, BackupError>
     }
     std::fs::File::open(data_dir)?.sync_all()?;
     Ok(covers.map_or(0, |l| l.index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The replication seam: a write this node cannot lead is a retryable refusal naming the
+    /// leader, not a failure of the log.
+    #[test]
+    fn a_write_refused_for_not_leading_is_retryable_and_names_the_leader() {
+        let forward = openraft::error::ForwardToLeader::<NodeId, BasicNode>::new(
+            2,
+            BasicNode::new("127.0.0.1:7002"),
+        );
+        assert_eq!(
+            refused(openraft::error::ClientWriteError::ForwardToLeader(forward)),
+            CommitError::NotLeader { leader: Some(2) }
+        );
+        let unknown = openraft::error::ForwardToLeader::<NodeId, BasicNode>::empty();
+        assert_eq!(
+            refused(openraft::error::ClientWriteError::ForwardToLeader(unknown)),
+            CommitError::NotLeader { leader: None }
+        );
+    }
 }

@@ -243,6 +243,9 @@ impl From<ExecuteError> for OpError {
             ExecuteError::LoadFailed(why) => {
                 OpError::internal(format!("could not load the account: {why}"))
             }
+            ExecuteError::NotLeader { leader } => OpError::NotLeader {
+                leader: leader.map(|node| format!("node {node}")),
+            },
         }
     }
 }
