@@ -115,6 +115,16 @@ pub struct AccountView {
     pub changes: std::sync::OnceLock<broadcast::Sender<Change>>,
 }
 
+impl AccountView {
+    /// A view holding `snapshot`, with no change stream yet.
+    pub(crate) fn new(snapshot: BalanceSnapshot) -> Arc<Self> {
+        Arc::new(Self {
+            snapshot: SnapshotCell::new(snapshot),
+            changes: std::sync::OnceLock::new(),
+        })
+    }
+}
+
 /// What an account's decisions need once their commits land, shared by the actor and every
 /// [`Done`] it hands the engine.
 struct Link {
@@ -210,15 +220,10 @@ impl Actor for AccountActor {
             Some(resting) => resting,
             None => {
                 let id = args.id.clone();
-                let loaded = tokio::task::spawn_blocking(move || {
-                    Ok::<_, LoadError>(Resting {
-                        account: reader.load_account(&id)?,
-                        indexed_expiry: reader.indexed_expiry(&id)?,
-                    })
-                })
-                .await
-                .map_err(|e| LoadError::Background(e.to_string()))
-                .and_then(|loaded| loaded);
+                let loaded = tokio::task::spawn_blocking(move || reader.checkpointed(&id))
+                    .await
+                    .map_err(|e| LoadError::Background(e.to_string()))
+                    .and_then(|loaded| loaded);
                 match loaded {
                     Ok(loaded) => loaded,
                     Err(error) => {

@@ -20,7 +20,6 @@ use tandem_storage::{
 };
 
 use crate::account::{AccountActor, AccountArgs, AccountMsg, AccountView, Change, ExecuteError};
-use crate::cell::SnapshotCell;
 
 #[derive(Debug, Clone)]
 pub struct SystemConfig {
@@ -70,12 +69,9 @@ impl Shared {
     /// The account's published view, created with `initial` if it has none.
     pub(crate) fn view(&self, account: &AccountId, initial: BalanceSnapshot) -> Arc<AccountView> {
         let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
-        let view = views.entry(account.clone()).or_insert_with(|| {
-            Arc::new(AccountView {
-                snapshot: SnapshotCell::new(initial.clone()),
-                changes: std::sync::OnceLock::new(),
-            })
-        });
+        let view = views
+            .entry(account.clone())
+            .or_insert_with(|| AccountView::new(initial.clone()));
         view.snapshot.publish(Arc::new(initial));
         view.clone()
     }
@@ -85,12 +81,7 @@ impl Shared {
         let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
         views
             .entry(account.clone())
-            .or_insert_with(|| {
-                Arc::new(AccountView {
-                    snapshot: SnapshotCell::new((*current).clone()),
-                    changes: std::sync::OnceLock::new(),
-                })
-            })
+            .or_insert_with(|| AccountView::new((*current).clone()))
             .clone()
     }
 

@@ -268,12 +268,18 @@ impl StateReader {
     /// `accounts.rs`). Blocking: run it off the async workers.
     pub fn load_resting(&self, account: &AccountId) -> Result<Resting, LoadError> {
         let epoch = self.accounts.epoch(account);
-        let resting = Resting {
-            account: self.load_account(account)?,
-            indexed_expiry: self.indexed_expiry(account)?,
-        };
+        let resting = self.checkpointed(account)?;
         self.accounts.keep_loaded(account, epoch, resting.clone());
         Ok(resting)
+    }
+
+    /// The account's committed state as the checkpoint holds it, not kept in memory (for an
+    /// actor the account is lent to). Blocking: run it off the async workers.
+    pub fn checkpointed(&self, account: &AccountId) -> Result<Resting, LoadError> {
+        Ok(Resting {
+            account: self.load_account(account)?,
+            indexed_expiry: self.indexed_expiry(account)?,
+        })
     }
 
     /// The account and card a keyed PAN hash belongs to (the PAN directory, in memory).
