@@ -494,11 +494,7 @@ impl AccountSystem {
         let mut swept = 0;
         for (_, account) in due {
             let key = IdempotencyKey::new(&format!("sweep-{now}")).expect("sweep keys are valid");
-            let command = Command {
-                key,
-                actor: CommandActor::Platform,
-                body: CommandBody::Sweep,
-            };
+            let command = Command::new(key, CommandActor::Platform, CommandBody::Sweep);
             // Expiring the holds moves the account's entry in the expiry index.
             if self.execute(&account, command).await.is_ok() {
                 swept += 1;

@@ -31,6 +31,7 @@ fn command(key: &str, actor: Actor, body: CommandBody) -> Command {
         key: IdempotencyKey::new(key).unwrap(),
         actor,
         body,
+        references: Vec::new(),
     }
 }
 

@@ -36,6 +36,7 @@ fn commands(card: &str, amount: Money, count: usize) -> Vec<Command> {
                 spend: testkit::spend(card, amount),
                 single_message: false,
             },
+            references: Vec::new(),
         })
         .collect()
 }

@@ -81,6 +81,7 @@ fn command(key: String, actor: Actor, body: CommandBody) -> Command {
         key: IdempotencyKey::new(&key).expect("key"),
         actor,
         body,
+        references: Vec::new(),
     }
 }
 

@@ -21,6 +21,7 @@ fn main() {
                 spend: testkit::spend("c1", money(2_500, "EUR")),
                 single_message: false,
             },
+            references: Vec::new(),
         })
         .collect();
     let ctx = DecisionContext {

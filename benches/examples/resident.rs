@@ -37,6 +37,7 @@ fn command(key: &str, actor: Actor, body: CommandBody) -> Command {
         key: IdempotencyKey::new(key).expect("key"),
         actor,
         body,
+        references: Vec::new(),
     }
 }
 

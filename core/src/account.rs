@@ -84,6 +84,11 @@ pub struct Account {
     pub authorizations: FxHashMap<AuthorizationId, Box<Authorization>>,
     pub outcomes: FxHashMap<IdempotencyKey, RecordedOutcome>,
     pub tombstones: FxHashMap<AuthorizationId, Timestamp>,
+    /// Other keys of lifecycles (`Event::Referenced`): reference → lifecycle, each naming a
+    /// lifecycle in `authorizations`. Not in serde's encoding: storage format 2 writes it
+    /// beside the account, so a format-1 snapshot still decodes (to none).
+    #[serde(skip)]
+    pub references: FxHashMap<AuthorizationId, AuthorizationId>,
     /// Open lifecycles (kept in step by `apply`, checked by `validate`).
     pub open_holds: usize,
     /// Expiry times of open card holds (kept in step by `apply`, checked by `validate`), so
@@ -116,6 +121,7 @@ impl Account {
             authorizations: FxHashMap::default(),
             outcomes: FxHashMap::default(),
             tombstones: FxHashMap::default(),
+            references: FxHashMap::default(),
             open_holds: 0,
             open_expiries: std::collections::BTreeSet::new(),
             seq: 0,
@@ -229,6 +235,13 @@ impl Account {
             .collect();
         if expiries != self.open_expiries {
             return fail("the expiry set does not match the open card holds".into());
+        }
+        for (reference, lifecycle) in &self.references {
+            if !self.authorizations.contains_key(lifecycle) {
+                return fail(format!(
+                    "reference {reference} names {lifecycle}, which is not a lifecycle"
+                ));
+            }
         }
         if open != self.open_holds {
             return fail(format!(

@@ -6,6 +6,7 @@ use crate::account::{Account, AccountStatus, Balance, RecordedOutcome};
 use crate::card::Card;
 use crate::currency::Currency;
 use crate::event::{Event, Movement};
+use crate::ids::AuthorizationId;
 use crate::member::Member;
 use crate::usage::{Usage, UsageSubject};
 
@@ -117,9 +118,21 @@ pub fn apply_owned(state: &mut Account, event: Event) {
                     assert!(!removed.state.is_open(), "forgot an open lifecycle {id}");
                 }
             }
+            if !authorizations.is_empty() && !state.references.is_empty() {
+                let gone: rustc_hash::FxHashSet<&AuthorizationId> = authorizations.iter().collect();
+                state
+                    .references
+                    .retain(|_, lifecycle| !gone.contains(lifecycle));
+            }
             for id in &tombstones {
                 state.tombstones.remove(id);
             }
+        }
+        Event::Referenced {
+            reference,
+            authorization,
+        } => {
+            state.references.insert(reference, authorization);
         }
     }
     state.seq += 1;

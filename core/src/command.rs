@@ -178,6 +178,25 @@ pub struct Command {
     pub key: IdempotencyKey,
     pub actor: Actor,
     pub body: CommandBody,
+    /// Other keys under which a card network names the body's lifecycle (ISO 8583: an
+    /// original's DE 90 key, a message's DE 37 + PAN hash). `decide` finds the lifecycle
+    /// under the body's id first, then under each of these in order; a lifecycle this
+    /// command opens is recorded under each free one (`Event::Referenced`), so a later
+    /// message that names it either way finds it. Empty for everything else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<AuthorizationId>,
+}
+
+impl Command {
+    /// A command with no other keys for its lifecycle.
+    pub fn new(key: IdempotencyKey, actor: Actor, body: CommandBody) -> Self {
+        Self {
+            key,
+            actor,
+            body,
+            references: Vec::new(),
+        }
+    }
 }
 
 /// What "the same content" means for an idempotency key: who sent it, the command's type
@@ -260,6 +279,37 @@ impl CommandBody {
                 | CommandBody::BalanceInquiry { .. }
                 | CommandBody::MarkTimedOut { .. }
         )
+    }
+
+    /// The lifecycle id of a card-traffic body (a refund's own; not a withdrawal's).
+    pub fn lifecycle(&self) -> Option<&AuthorizationId> {
+        match self {
+            CommandBody::Authorize { authorization, .. }
+            | CommandBody::Increment { authorization, .. }
+            | CommandBody::Reverse { authorization, .. }
+            | CommandBody::Advise { authorization, .. }
+            | CommandBody::Clear { authorization, .. }
+            | CommandBody::ForcePost { authorization, .. }
+            | CommandBody::MarkTimedOut { authorization, .. } => Some(authorization),
+            CommandBody::Refund { refund, .. } => Some(refund),
+            _ => None,
+        }
+    }
+
+    /// The lifecycle id of a card-traffic body, to change it (`decide` resolves a network's
+    /// other keys to the lifecycle they name).
+    pub fn lifecycle_mut(&mut self) -> Option<&mut AuthorizationId> {
+        match self {
+            CommandBody::Authorize { authorization, .. }
+            | CommandBody::Increment { authorization, .. }
+            | CommandBody::Reverse { authorization, .. }
+            | CommandBody::Advise { authorization, .. }
+            | CommandBody::Clear { authorization, .. }
+            | CommandBody::ForcePost { authorization, .. }
+            | CommandBody::MarkTimedOut { authorization, .. } => Some(authorization),
+            CommandBody::Refund { refund, .. } => Some(refund),
+            _ => None,
+        }
     }
 
     /// The authorization lifecycle this command concerns, if any.

@@ -10,6 +10,8 @@
 //! merchant category, country (member's controls, then the card's), limits (member's, then the
 //! card's), funds (with partial approval when allowed).
 
+use std::borrow::Cow;
+
 use crate::account::{Account, AccountStatus};
 use crate::authorization::{
     Authorization, LifecycleState, ReviewReason, SpendKind, clearing_tolerance_percent,
@@ -81,6 +83,8 @@ pub fn decide(
             replayed: false,
         });
     }
+    let resolved = resolve_lifecycle(state, command);
+    let command: &Command = &resolved;
     let mut decider = Decider {
         state,
         ctx,
@@ -89,6 +93,7 @@ pub fn decide(
     };
     let outcome = decider.run()?;
     let mut events = decider.events;
+    record_references(state, command, &mut events);
     // A refusal for lack of permission is not recorded: a caller who may not send a command
     // must not be able to claim its key before the one who may.
     let unauthorized = matches!(
@@ -111,6 +116,73 @@ pub fn decide(
         events,
         replayed: false,
     })
+}
+
+/// The command with its lifecycle found under a network's other keys: the first of the
+/// body's id and `command.references` that names a lifecycle (directly, through a recorded
+/// reference, or as a tombstone) is the one the command concerns. When none does, the body's
+/// id stands, and a lifecycle the command opens is opened under it. Borrowed (no copy) unless
+/// the id changes.
+fn resolve_lifecycle<'c>(state: &Account, command: &'c Command) -> Cow<'c, Command> {
+    let Some(id) = command.body.lifecycle() else {
+        return Cow::Borrowed(command);
+    };
+    if state.references.is_empty() && command.references.is_empty() {
+        return Cow::Borrowed(command);
+    }
+    let found = std::iter::once(id)
+        .chain(&command.references)
+        .find_map(|key| {
+            if let Some(lifecycle) = state.references.get(key) {
+                Some(lifecycle)
+            } else if state.authorizations.contains_key(key) || state.tombstones.contains_key(key) {
+                Some(key)
+            } else {
+                None
+            }
+        });
+    match found {
+        Some(lifecycle) if lifecycle != id => {
+            let mut command = command.clone();
+            if let Some(slot) = command.body.lifecycle_mut() {
+                *slot = lifecycle.clone();
+            }
+            Cow::Owned(command)
+        }
+        _ => Cow::Borrowed(command),
+    }
+}
+
+/// After a decision that opened the command's lifecycle, records each of the command's other
+/// keys that is free as a reference to it.
+fn record_references(state: &Account, command: &Command, events: &mut Vec<Event>) {
+    if command.references.is_empty() {
+        return;
+    }
+    let Some(id) = command.body.lifecycle() else {
+        return;
+    };
+    let opened = !state.authorizations.contains_key(id)
+        && events.iter().any(|event| {
+            matches!(event, Event::Movement(movement)
+                if movement.authorization.as_ref().is_some_and(|a| &a.id == id))
+        });
+    if !opened {
+        return;
+    }
+    for (n, reference) in command.references.iter().enumerate() {
+        let free = reference != id
+            && !command.references[..n].contains(reference)
+            && !state.references.contains_key(reference)
+            && !state.authorizations.contains_key(reference)
+            && !state.tombstones.contains_key(reference);
+        if free {
+            events.push(Event::Referenced {
+                reference: reference.clone(),
+                authorization: id.clone(),
+            });
+        }
+    }
 }
 
 fn declined(reason: DeclineReason) -> Outcome {

@@ -183,4 +183,12 @@ pub enum Event {
         authorizations: Vec<AuthorizationId>,
         tombstones: Vec<AuthorizationId>,
     },
+    /// A card network names lifecycle `authorization` also by `reference` (ISO 8583: the
+    /// original's DE 90 key), so a later message naming it that way finds it. Forgotten with
+    /// the lifecycle. New in storage format 2: keep it the last variant, so format-1 records
+    /// decode unchanged.
+    Referenced {
+        reference: AuthorizationId,
+        authorization: AuthorizationId,
+    },
 }

@@ -137,7 +137,11 @@ impl World {
     /// Decides and applies with an explicit key; panics if the core could not decide or an
     /// invariant broke.
     pub fn run_keyed(&mut self, key: IdempotencyKey, actor: Actor, body: CommandBody) -> Decision {
-        let command = Command { key, actor, body };
+        self.run_command(Command::new(key, actor, body))
+    }
+
+    /// Decides and applies a whole command (with its lifecycle references), as `run_keyed`.
+    pub fn run_command(&mut self, command: Command) -> Decision {
         let ctx = DecisionContext {
             now: self.now,
             rates: &self.rates,

@@ -760,7 +760,7 @@ fn run_case(case: &Case, coverage: &mut Coverage) -> Result<(), TestCaseError> {
                 _ => {}
             }
         }
-        history.push(Command { key, actor, body });
+        history.push(Command::new(key, actor, body));
     }
     world.assert_replay_matches();
     Ok(())

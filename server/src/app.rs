@@ -121,7 +121,7 @@ impl App {
         actor: Actor,
         body: CommandBody,
     ) -> Result<Outcome, OpError> {
-        self.execute_with_pan(principal, account, Command { key, actor, body }, None)
+        self.execute_with_pan(principal, account, Command::new(key, actor, body), None)
             .await
     }
 
@@ -134,7 +134,12 @@ impl App {
         command: Command,
         pan_hash: Option<String>,
     ) -> Result<Outcome, OpError> {
-        let Command { key, actor, body } = command;
+        let Command {
+            key,
+            actor,
+            body,
+            references,
+        } = command;
         let command_name = body.kind_name();
         let started = Instant::now();
         // Admin actions are recorded; card traffic is not an admin action even when an admin
@@ -145,7 +150,16 @@ impl App {
         let outcome = match crate::ops::route(account) {
             crate::ops::Route::Here => {
                 self.system()?
-                    .execute_with_pan(account, Command { key, actor, body }, pan_hash)
+                    .execute_with_pan(
+                        account,
+                        Command {
+                            key,
+                            actor,
+                            body,
+                            references,
+                        },
+                        pan_hash,
+                    )
                     .await
             }
         };

@@ -407,6 +407,68 @@ async fn a_decision_not_durable_in_time_answers_91_and_the_advice_settles_it() {
     node.stop();
 }
 
+/// A reversal with a new RRN whose DE 90 names an approved original releases its hold, also
+/// after a SIGKILL: the original's DE 90 key is committed state, replayed with the account.
+/// A reversal that comes before its original leaves its tombstone under the DE 90 key, so the
+/// original, arriving with its own RRN, is void.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn de90_finds_the_original_under_a_new_rrn_even_after_a_sigkill() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let node = Node::start(&data);
+    setup(&node).await;
+    let mut link = Link::connect(&node.iso8583).await;
+    let original = authorization(PAN, "000701", "RRN000000701", 40_00);
+    assert_eq!(text(&link.ask(&original).await, 39), "00");
+    assert_eq!(eur(&node.balance("j").await).1, 60_00);
+    drop(link);
+    drop(node); // SIGKILL
+
+    let node = Node::start(&data);
+    let mut link = Link::connect(&node.iso8583).await;
+    let reversal = with(
+        as_mti(&original, "0400"),
+        &[
+            (11, "000702"),
+            (37, "RRN000000799"),
+            (90, &original_data(&original)),
+        ],
+    );
+    let answer = link.ask(&reversal).await;
+    assert_eq!((answer.mti.as_str(), text(&answer, 39)), ("0410", "00"));
+    assert_eq!(
+        eur(&node.balance("j").await).1,
+        100_00,
+        "the hold is released, not left until it expires"
+    );
+    assert!(
+        holds(&node, "j")
+            .await
+            .iter()
+            .all(|hold| hold["state"] != "pending"),
+        "no hold stays open"
+    );
+
+    // The reversal first (new RRN, DE 90 naming an original not seen yet), then the original.
+    let late = authorization(PAN, "000711", "RRN000000711", 25_00);
+    let early = with(
+        as_mti(&late, "0420"),
+        &[
+            (11, "000712"),
+            (37, "RRN000000798"),
+            (90, &original_data(&late)),
+        ],
+    );
+    assert_eq!(text(&link.ask(&early).await, 39), "00");
+    assert_eq!(
+        text(&link.ask(&late).await, 39),
+        "05",
+        "voided by the earlier reversal"
+    );
+    assert_eq!(eur(&node.balance("j").await).1, 100_00);
+    node.stop();
+}
+
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -1,16 +1,21 @@
 //! The on-disk encoding of events and account snapshots.
 //!
-//! Every encoded value starts with one byte: the format version. Version 1 is `postcard` (a
-//! stable, compact serde format) of the core's types as they stand in version 1. A later
-//! version adds a decoder beside this one and keeps decoding 1, so a log written today
-//! replays after an upgrade; `tests/golden.rs` replays a committed version-1 log through
-//! [`decode_events`] to hold us to that.
+//! Every encoded value starts with one byte: the format version, then `postcard` (a stable,
+//! compact serde format) of the core's types.
+//! - Version 1: the core's types as they stood then.
+//! - Version 2 adds `Event::Referenced` (the last variant, so every version-1 event list
+//!   decodes as it did) and writes an account as the pair (account, its lifecycle references
+//!   sorted); a version-1 account decodes with no references. Other values are unchanged.
+//!
+//! A later version adds a decoder beside these and keeps decoding the older ones, so a log
+//! written today replays after an upgrade; `tests/golden.rs` replays a committed version-1 log
+//! through [`decode_events`] to hold us to that.
 
 use serde::{Serialize, de::DeserializeOwned};
-use tandem_core::{Account, Event};
+use tandem_core::{Account, AuthorizationId, Event};
 
 /// The format this build writes.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -35,12 +40,23 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+/// The format version and the body after it, for a version this build reads.
+fn versioned(bytes: &[u8]) -> Result<(u8, &[u8]), CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
     match version {
-        1 => postcard::from_bytes(body).map_err(|source| CodecError::Malformed { version, source }),
+        1 | 2 => Ok((version, body)),
         other => Err(CodecError::UnknownVersion(other)),
     }
+}
+
+fn postcard_body<T: DeserializeOwned>(version: u8, body: &[u8]) -> Result<T, CodecError> {
+    postcard::from_bytes(body).map_err(|source| CodecError::Malformed { version, source })
+}
+
+/// Values whose encoding is the same in every version this build reads.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (version, body) = versioned(bytes)?;
+    postcard_body(version, body)
 }
 
 /// Encodes the events one decision (or several, of one account) recorded.
@@ -52,13 +68,24 @@ pub fn decode_events(bytes: &[u8]) -> Result<Vec<Event>, CodecError> {
     decode(bytes)
 }
 
-/// Encodes a whole account, for periodic snapshots.
+/// Encodes a whole account, for periodic snapshots: the account, then its lifecycle
+/// references (sorted, so equal accounts encode alike).
 pub fn encode_account(account: &Account) -> Result<Vec<u8>, CodecError> {
-    encode(account)
+    let mut references: Vec<(&AuthorizationId, &AuthorizationId)> =
+        account.references.iter().collect();
+    references.sort_unstable();
+    encode(&(account, references))
 }
 
 pub fn decode_account(bytes: &[u8]) -> Result<Account, CodecError> {
-    decode(bytes)
+    let (version, body) = versioned(bytes)?;
+    if version == 1 {
+        return postcard_body(version, body);
+    }
+    let (mut account, references): (Account, Vec<(AuthorizationId, AuthorizationId)>) =
+        postcard_body(version, body)?;
+    account.references = references.into_iter().collect();
+    Ok(account)
 }
 
 /// Encodes any other stored value (index entries, metadata) the same versioned way.
@@ -73,7 +100,7 @@ pub fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tandem_core::testkit::{World, money, spend};
+    use tandem_core::testkit::{World, auth, key, money, spend};
     use tandem_core::{AccountKind, Role};
 
     #[test]
@@ -88,6 +115,47 @@ mod tests {
         assert_eq!(decode_events(&bytes).unwrap(), world.log);
         let account = decode_account(&encode_account(&world.account).unwrap()).unwrap();
         assert_eq!(account, world.account);
+    }
+
+    #[test]
+    fn lifecycle_references_round_trip_and_format_1_accounts_still_decode() {
+        let mut world = World::open(AccountKind::Joint);
+        world.issue_card("c1", "owner");
+        world.deposit("owner", money(10_000, "EUR"));
+        world.run_command(tandem_core::Command {
+            key: key("m1"),
+            actor: tandem_core::Actor::Network,
+            body: tandem_core::CommandBody::Authorize {
+                authorization: auth("rrn"),
+                spend: spend("c1", money(1_000, "EUR")),
+                single_message: false,
+            },
+            references: vec![auth("de90")],
+        });
+        assert_eq!(world.account.references.len(), 1);
+        // Events with a reference, and the account with it.
+        assert_eq!(
+            decode_events(&encode_events(&world.log).unwrap()).unwrap(),
+            world.log
+        );
+        let account = decode_account(&encode_account(&world.account).unwrap()).unwrap();
+        assert_eq!(account, world.account);
+        // A format-1 snapshot (the account alone) decodes, with no references.
+        let mut format_1 = vec![1];
+        format_1.extend(postcard::to_allocvec(&world.account).unwrap());
+        let old = decode_account(&format_1).unwrap();
+        assert!(old.references.is_empty());
+        assert_eq!(old.authorizations, world.account.authorizations);
+        // A format-1 event list decodes as it always did.
+        let before: Vec<Event> = world
+            .log
+            .iter()
+            .filter(|e| !matches!(e, Event::Referenced { .. }))
+            .cloned()
+            .collect();
+        let mut format_1 = vec![1];
+        format_1.extend(postcard::to_allocvec(&before).unwrap());
+        assert_eq!(decode_events(&format_1).unwrap(), before);
     }
 
     #[test]

@@ -120,6 +120,56 @@ def main():
     advice = dict(never_seen, t="0420", **{"11": "100007", "90": original_data(never_seen)})
     expect("unmatched reversal advice", link.ask(advice), t="0430", f39="00")
 
+    # DE 90 matching, both forms: a new RRN with DE 90 naming the original, and the same RRN
+    # without DE 90. Each step checks the available balance a matched message leaves (an
+    # unmatched one leaves the hold, opens a second lifecycle, or declines the increment).
+    def available(stan):
+        answer = link.ask(dict(authorization(joint_pan, stan, 0), **{"3": "310000"}))
+        return additional(answer, "02")[1]
+
+    start = available("200000")
+
+    def pointing(original, mti, stan, amount_minor, by_de90, **extra):
+        message = dict(original, t=mti, **{"11": stan, "4": f"{amount_minor:012d}"}, **extra)
+        if by_de90:
+            message["37"] = f"NEWRRN{stan}"
+            message["90"] = original_data(original)
+        return message
+
+    for n, by_de90 in enumerate([True, False]):
+        form = "new RRN + DE 90" if by_de90 else "same RRN, no DE 90"
+        base = 200100 + n * 100
+        held = authorization(joint_pan, f"{base + 1}", 500)
+        expect(f"original for a reversal ({form})", link.ask(held), f39="00")
+        expect(f"reversal ({form})", link.ask(pointing(held, "0400", f"{base + 2}", 500, by_de90)),
+               t="0410", f39="00")
+        if available(f"{base + 3}") != start:
+            raise SystemExit(f"reversal ({form}): the hold was not released")
+
+        adjusted = authorization(joint_pan, f"{base + 11}", 400)
+        expect(f"original for an advice ({form})", link.ask(adjusted), f39="00")
+        advice = pointing(adjusted, "0120", f"{base + 12}", 300, by_de90, **{"39": "00"})
+        expect(f"stand-in advice for less ({form})", link.ask(advice), t="0130", f39="00")
+        start -= 300
+        if available(f"{base + 13}") != start:
+            raise SystemExit(f"advice ({form}): the hold is not the advised 3.00")
+
+        grown = authorization(joint_pan, f"{base + 21}", 200)
+        expect(f"original for an increment ({form})", link.ask(grown), f39="00")
+        increment = pointing(grown, "0100", f"{base + 22}", 100, by_de90, **{"48": "IA011"})
+        expect(f"incremental authorization ({form})", link.ask(increment), t="0110", f39="00")
+        start -= 300
+        if available(f"{base + 23}") != start:
+            raise SystemExit(f"increment ({form}): the hold is not 2.00 + 1.00")
+
+    completed = authorization(joint_pan, "200301", 200)
+    expect("original for a completion (new RRN + DE 90)", link.ask(completed), f39="00")
+    completion = pointing(completed, "0220", "200302", 200, True)
+    expect("completion (new RRN + DE 90)", link.ask(completion), t="0230", f39="00")
+    start -= 200
+    if available("200303") != start:
+        raise SystemExit("completion (new RRN + DE 90): posted twice or not cleared")
+
     stand_in = dict(authorization(joint_pan, "100008", 60000), t="0120", **{"39": "00"})
     expect("stand-in advice that overdraws", link.ask(stand_in), t="0130", f39="00")
 

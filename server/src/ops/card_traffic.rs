@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_core::{
-    AccountId, Actor, Authorization, AuthorizationId, CardId, CommandBody, DeclineReason,
+    AccountId, Actor, Authorization, AuthorizationId, CardId, Command, CommandBody, DeclineReason,
     IdempotencyKey, Outcome, SpendKind,
 };
 
@@ -183,14 +183,17 @@ impl App {
         self: &Arc<Self>,
         principal: &Principal,
         account: &AccountId,
-        key: IdempotencyKey,
-        body: CommandBody,
+        command: Command,
         deadline: Duration,
         late: Late,
     ) -> Result<Timed, OpError> {
         may_send(principal)?;
-        let body = checked(account, body)?;
-        self.execute_within(principal, account, key, body, deadline, late)
+        let command = Command {
+            body: checked(account, command.body)?,
+            actor: Actor::Network,
+            ..command
+        };
+        self.execute_within(principal, account, command, deadline, late)
             .await
     }
 }

@@ -50,7 +50,7 @@ impl App {
             };
             let key = self.fresh_key("card");
             // The PAN's link is written with the card, in one log record.
-            let command = Command { key, actor, body };
+            let command = Command::new(key, actor, body);
             let outcome = self
                 .execute_with_pan(principal, account, command, hash)
                 .await?;
@@ -90,7 +90,7 @@ impl App {
         };
         let key = self.fresh_key("replace");
         // The new card's PAN link is written with the card, in one log record.
-        let command = Command { key, actor, body };
+        let command = Command::new(key, actor, body);
         let outcome = self
             .execute_with_pan(principal, &account, command, hash)
             .await?;

@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tandem_core::{AccountId, Actor, AuthorizationId, CommandBody, IdempotencyKey, Outcome};
+use tandem_core::{
+    AccountId, Actor, AuthorizationId, Command, CommandBody, IdempotencyKey, Outcome,
+};
 
 use super::OpError;
 use crate::app::App;
@@ -39,6 +41,14 @@ pub enum Late {
     Apply,
 }
 
+/// A timeout mark to record: the late decision's lifecycle, by the same keys it was named
+/// by, and its idempotency key.
+struct Mark {
+    lifecycle: AuthorizationId,
+    references: Vec<AuthorizationId>,
+    key: IdempotencyKey,
+}
+
 impl Deadlines {
     fn set(&self) -> std::sync::MutexGuard<'_, HashSet<IdempotencyKey>> {
         self.timing_out
@@ -48,28 +58,34 @@ impl Deadlines {
 }
 
 impl App {
-    /// Executes card traffic `body` on `account` under `deadline` (see the module's rule).
-    /// The timeout mark names the body's lifecycle; a balance inquiry has none and changes
-    /// nothing, so a late one needs no undo.
+    /// Executes card traffic `command` on `account` under `deadline` (see the module's rule).
+    /// The timeout mark names the body's lifecycle, by the same keys; a balance inquiry has
+    /// none and changes nothing, so a late one needs no undo.
     pub(super) async fn execute_within(
         self: &Arc<Self>,
         principal: &Principal,
         account: &AccountId,
-        key: IdempotencyKey,
-        body: CommandBody,
+        command: Command,
         deadline: Duration,
         late: Late,
     ) -> Result<Timed, OpError> {
-        if self.deadlines.set().contains(&key) {
+        if self.deadlines.set().contains(&command.key) {
             return Ok(Timed::Missed { just_now: false });
         }
-        let lifecycle = body.authorization().cloned();
-        let execute = self.execute(principal, account, key.clone(), Actor::Network, body);
+        let key = command.key.clone();
+        let lifecycle = command.body.authorization().cloned();
+        let references = command.references.clone();
+        let execute = self.execute_with_pan(principal, account, command, None);
         match tokio::time::timeout(deadline, execute).await {
             Ok(outcome) => outcome.map(Timed::Answered),
             Err(_) => {
                 if let (Late::Undo, Some(lifecycle)) = (late, lifecycle) {
-                    self.mark_timed_out(principal.clone(), account.clone(), lifecycle, key);
+                    let mark = Mark {
+                        lifecycle,
+                        references,
+                        key,
+                    };
+                    self.mark_timed_out(principal.clone(), account.clone(), mark);
                 }
                 Ok(Timed::Missed { just_now: true })
             }
@@ -79,32 +95,30 @@ impl App {
     /// Records durably that `key`'s decision timed out, releasing any hold it placed, retrying
     /// until durable (a hold left behind would hold the member's money); until then, repeats
     /// of `key` are answered as missed.
-    fn mark_timed_out(
-        self: &Arc<Self>,
-        principal: Principal,
-        account: AccountId,
-        lifecycle: AuthorizationId,
-        key: IdempotencyKey,
-    ) {
+    fn mark_timed_out(self: &Arc<Self>, principal: Principal, account: AccountId, mark: Mark) {
+        let Mark {
+            lifecycle,
+            references,
+            key,
+        } = mark;
         self.deadlines.set().insert(key.clone());
         let app = self.clone();
         tokio::spawn(async move {
             let mark_key = IdempotencyKey::new(&format!("{key}:timeout"))
                 .expect("a short key with a suffix is a valid key");
-            let body = CommandBody::MarkTimedOut {
-                authorization: lifecycle,
-                original_key: key.clone(),
+            let command = Command {
+                key: mark_key,
+                actor: Actor::Network,
+                body: CommandBody::MarkTimedOut {
+                    authorization: lifecycle,
+                    original_key: key.clone(),
+                },
+                references,
             };
             let mut wait = Duration::from_millis(50);
             loop {
                 let marked = app
-                    .execute(
-                        &principal,
-                        &account,
-                        mark_key.clone(),
-                        Actor::Network,
-                        body.clone(),
-                    )
+                    .execute_with_pan(&principal, &account, command.clone(), None)
                     .await;
                 match marked {
                     Ok(_) => break,

@@ -21,11 +21,7 @@ use tandem_core::{
 use tandem_storage::{Engine, EngineConfig};
 
 fn command(key: String, actor: Actor, body: CommandBody) -> Command {
-    Command {
-        key: IdempotencyKey::new(&key).expect("key"),
-        actor,
-        body,
-    }
+    Command::new(IdempotencyKey::new(&key).expect("key"), actor, body)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

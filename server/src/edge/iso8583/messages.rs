@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 use tandem_core::{
-    AccountId, AuthorizationId, BalanceView, CardId, Channel, CommandBody, Currency,
-    IdempotencyKey, Mcc, Merchant, Money, Outcome, Spend, SpendKind, YearMonth,
+    AccountId, Actor, AuthorizationId, BalanceView, CardId, Channel, Command, CommandBody,
+    Currency, IdempotencyKey, Mcc, Merchant, Money, Outcome, Spend, SpendKind, YearMonth,
 };
 use tandem_iso8583::{BitmapEncoding, Message, Mti};
 
@@ -239,15 +239,21 @@ impl Gateway {
         };
         let mti = request.mti.original();
         let key = message_key(mti, &fields, &pan_hash);
-        let lifecycle = lifecycle(&account, &fields, &pan_hash);
+        let (lifecycle, references) = lifecycle_keys(mti, &account, &fields, &pan_hash);
         let (body, kind) = command(mti, &fields, card, lifecycle.clone(), request)?;
         let (deadline, late) = match kind {
             Kind::Decision => (self.settings.deadline, Late::Undo),
             Kind::Advice => (self.settings.advice_deadline, Late::Apply),
         };
+        let command = Command {
+            key,
+            actor: Actor::Network,
+            body,
+            references,
+        };
         let timed = self
             .app
-            .card_traffic_within(&self.principal, &account, key, body, deadline, late)
+            .card_traffic_within(&self.principal, &account, command, deadline, late)
             .await?;
         let outcome = match timed {
             Timed::Answered(outcome) => outcome,
@@ -263,7 +269,14 @@ impl Gateway {
             Kind::Advice => Answer::code(code::APPROVED),
             Kind::Decision => decision_answer(&outcome),
         };
-        answer.lifecycle = Some(lifecycle);
+        // An approval names the lifecycle the core found. Otherwise the id the message named,
+        // unless it named it by DE 90: which lifecycle that key found, the answer does not say.
+        let by_de90 = points_at_original(mti, &fields) && fields.original.is_some();
+        answer.lifecycle = match outcome {
+            Outcome::Approved { authorization, .. } => Some(authorization),
+            _ if by_de90 => None,
+            _ => Some(lifecycle),
+        };
         Ok(answer)
     }
 }
@@ -298,8 +311,12 @@ struct Fields<'a> {
     rrn: &'a str,
     /// DE 32 without leading zeros.
     acquirer: &'a str,
-    /// DE 90's acquirer, when DE 90 names an original.
-    original_acquirer: Option<&'a str>,
+    /// DE 7, when sent.
+    transmission: Option<&'a str>,
+    /// DE 33 (forwarding institution) without leading zeros; empty when absent.
+    forwarding: &'a str,
+    /// DE 90, when it names an original (present and not zero-filled).
+    original: Option<Original<'a>>,
     partial_allowed: bool,
     incremental: bool,
     wallet: bool,
@@ -343,12 +360,10 @@ impl<'a> Fields<'a> {
         let stan = required(message, 11, "STAN")?;
         let rrn = required(message, 37, "RRN")?;
         let acquirer = message.text(32).unwrap_or("").trim_start_matches('0');
-        let original_acquirer = match message.text(90) {
-            Some(original) if original.bytes().any(|b| b != b'0') => {
-                Some(original[20..31].trim_start_matches('0'))
-            }
-            _ => None,
-        };
+        let original = message
+            .text(90)
+            .filter(|text| text.bytes().any(|b| b != b'0'))
+            .and_then(Original::read);
         let mut fields = Fields {
             pan,
             processing,
@@ -357,7 +372,9 @@ impl<'a> Fields<'a> {
             stan,
             rrn,
             acquirer,
-            original_acquirer,
+            transmission: message.text(7),
+            forwarding: message.text(33).unwrap_or("").trim_start_matches('0'),
+            original,
             partial_allowed: false,
             incremental: false,
             wallet: false,
@@ -396,7 +413,63 @@ impl<'a> Fields<'a> {
 
     /// The acquirer of the lifecycle: DE 90's for messages that point at an original.
     fn lifecycle_acquirer(&self) -> &'a str {
-        self.original_acquirer.unwrap_or(self.acquirer)
+        self.original
+            .as_ref()
+            .map_or(self.acquirer, |original| original.acquirer)
+    }
+
+    /// This message in DE 90's form, as a later message names it: its own MTI, STAN, DE 7,
+    /// acquirer and forwarding institution. `None` without DE 7.
+    fn as_original(&self, mti: Mti) -> Option<Original<'a>> {
+        Some(Original {
+            mti: mti.original(),
+            stan: self.stan,
+            transmission: self.transmission?,
+            acquirer: self.acquirer,
+            forwarding: self.forwarding,
+        })
+    }
+}
+
+/// DE 90, original data elements: the original's MTI (4), STAN (6), DE 7 (10), acquirer
+/// (11) and forwarding institution (11), each as the original carried it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Original<'a> {
+    /// Normalised to the original of a repeat (`0101` is `0100`'s).
+    mti: Mti,
+    stan: &'a str,
+    transmission: &'a str,
+    /// Without leading zeros, as DE 32 is read.
+    acquirer: &'a str,
+    /// Without leading zeros; empty when none.
+    forwarding: &'a str,
+}
+
+impl<'a> Original<'a> {
+    /// Reads DE 90, whose length (42) and digits the codec has checked.
+    fn read(text: &'a str) -> Option<Self> {
+        Some(Original {
+            mti: Mti::new(text.get(..4)?)?.original(),
+            stan: &text[4..10],
+            transmission: &text[10..20],
+            acquirer: text[20..31].trim_start_matches('0'),
+            forwarding: text[31..42].trim_start_matches('0'),
+        })
+    }
+
+    /// The lifecycle key this names: the same for an original and for every later message
+    /// whose DE 90 names it.
+    fn lifecycle(&self, account: &AccountId, pan_hash: &str) -> AuthorizationId {
+        let hash = short_hash(&[
+            self.mti.as_str(),
+            self.stan,
+            self.transmission,
+            self.acquirer,
+            self.forwarding,
+            pan_hash,
+        ]);
+        let key = IdempotencyKey::new(&format!("iso90:{hash}")).expect("a valid key");
+        lifecycle_id(account, &key)
     }
 }
 
@@ -417,13 +490,55 @@ fn message_key(mti: Mti, fields: &Fields<'_>, pan_hash: &str) -> IdempotencyKey 
         .expect("letters, digits and a colon make a valid key")
 }
 
-/// The lifecycle a message belongs to: acquirer + RRN + PAN hash. Every message of one
-/// purchase (authorization, repeats, increments, advices, reversals, completion) carries the
-/// original's RRN, and DE 90 names the original's acquirer.
-fn lifecycle(account: &AccountId, fields: &Fields<'_>, pan_hash: &str) -> AuthorizationId {
+/// The lifecycle a message's DE 37 names: acquirer + RRN + PAN hash (the acquirer is DE
+/// 90's when DE 90 names an original). An original is opened under this id.
+fn retrieval_lifecycle(
+    account: &AccountId,
+    fields: &Fields<'_>,
+    pan_hash: &str,
+) -> AuthorizationId {
     let hash = short_hash(&[fields.lifecycle_acquirer(), fields.rrn, pan_hash]);
     let key = IdempotencyKey::new(&format!("isolc:{hash}")).expect("a valid key");
     lifecycle_id(account, &key)
+}
+
+/// Whether a message of this type points at an original (the profile's "Keys and matching"):
+/// reversals, advices and incremental authorizations.
+fn points_at_original(mti: Mti, fields: &Fields<'_>) -> bool {
+    match (mti.class(), mti.function()) {
+        (4, _) | (1 | 2, 2) => true,
+        (1, 0) => fields.incremental,
+        _ => false,
+    }
+}
+
+/// The lifecycle id a message names, and its other keys in the order the core tries them
+/// (`Command::references`):
+/// - a message that points at its original and carries DE 90 names it by DE 90's key first,
+///   then by DE 37 + PAN hash (which also finds lifecycles opened before DE 90 keys were
+///   recorded); a lifecycle it opens (an unmatched advice, a reversal's tombstone) is under
+///   the DE 90 key, so the original finds it when it arrives;
+/// - one that points at its original without DE 90 (absent or zero-filled) names it by DE 37
+///   + PAN hash alone;
+/// - an original is opened under its DE 37 key, with its own key in DE 90's form as its other
+///   key, which the core records so a later DE 90 finds it.
+fn lifecycle_keys(
+    mti: Mti,
+    account: &AccountId,
+    fields: &Fields<'_>,
+    pan_hash: &str,
+) -> (AuthorizationId, Vec<AuthorizationId>) {
+    let retrieval = retrieval_lifecycle(account, fields, pan_hash);
+    if points_at_original(mti, fields) {
+        match &fields.original {
+            Some(original) => (original.lifecycle(account, pan_hash), vec![retrieval]),
+            None => (retrieval, Vec::new()),
+        }
+    } else {
+        let own = fields.as_original(mti);
+        let references = own.iter().map(|o| o.lifecycle(account, pan_hash)).collect();
+        (retrieval, references)
+    }
 }
 
 /// DE 22's first two digits → channel; DE 48 `WT` makes it a wallet payment, MCC 6011 cash an
