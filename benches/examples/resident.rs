@@ -12,15 +12,102 @@
 //! per account, with sled's cache set explicitly. Then it stops, reopens the same data
 //! directory as a restart would, and reports the time back to ready (engine open and replay)
 //! and to every account loaded.
+//!
+//! It runs under mimalloc (as `tandem` does) through a counting wrapper, so it also reports the
+//! live heap per resident account and what one committed account holds, field by field (each
+//! field's heap measured as the live bytes its clone allocates, plus the struct's inline
+//! size): the breakdown issue 20 asks for before shrinking anything.
 
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tandem_actors::{AccountSystem, SystemConfig};
 use tandem_core::testkit::{auth, card, good_expiry, member, money, spend, standard_rates};
-use tandem_core::{AccountId, AccountKind, Actor, Command, CommandBody, IdempotencyKey, Role};
+use tandem_core::{
+    Account, AccountId, AccountKind, Actor, Command, CommandBody, IdempotencyKey, Role,
+};
 use tandem_storage::{Engine, EngineConfig, SledSettings};
 
 const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// mimalloc, counting the bytes live on the heap.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed to mimalloc unchanged; the counter only observes sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc` is passed on.
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract for `dealloc` is passed on.
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc_zeroed` is passed on.
+        unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract for `realloc` is passed on.
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live_bytes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// The heap bytes a clone of `value` holds: what `value` itself holds, as the clone keeps the
+/// same capacities for maps and sets (strings and vectors are cloned to their length).
+fn heap_of<T: Clone>(value: &T) -> usize {
+    let before = live_bytes();
+    let copy = value.clone();
+    let held = live_bytes().saturating_sub(before);
+    drop(copy);
+    held
+}
+
+/// What one committed account holds, field by field.
+fn breakdown(account: &Account) -> Vec<(&'static str, usize)> {
+    let mut parts = vec![
+        (
+            "inline (size_of::<Account>)",
+            std::mem::size_of::<Account>(),
+        ),
+        ("balances", heap_of(&account.balances)),
+        ("members", heap_of(&account.members)),
+        ("positions", heap_of(&account.positions)),
+        ("overdrafts", heap_of(&account.overdrafts)),
+        (
+            "cards (with their controls and usage)",
+            heap_of(&account.cards),
+        ),
+        ("split rule", heap_of(&account.split_rule)),
+        ("funding policy", heap_of(&account.funding_policy)),
+        (
+            "authorizations (open and retained lifecycles)",
+            heap_of(&account.authorizations),
+        ),
+        ("outcomes (recorded answers)", heap_of(&account.outcomes)),
+        ("tombstones", heap_of(&account.tombstones)),
+        ("references", heap_of(&account.references)),
+        ("open expiries", heap_of(&account.open_expiries)),
+    ];
+    let total = parts.iter().map(|(_, bytes)| bytes).sum();
+    parts.push(("whole account", total));
+    parts
+}
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -73,6 +160,7 @@ fn main() {
         .build()
         .expect("runtime");
     let baseline = rss_bytes();
+    let baseline_heap = live_bytes();
     let events = runtime.block_on(async {
         let engine = Engine::open(config(&dir)).await.expect("engine");
         let system_config = SystemConfig { idle_timeout: idle, ..SystemConfig::default() };
@@ -118,8 +206,47 @@ fn main() {
             SLED_CACHE_BYTES / 1048576,
             (rss.saturating_sub(baseline)) as f64 / resident.max(1) as f64,
         );
-        let events = system.snapshot(&AccountId::new("acct-0").expect("id")).await.expect("snapshot").seq * accounts as u64;
-        system.shutdown().await;
+        let heap = live_bytes().saturating_sub(baseline_heap);
+        println!(
+            "live heap {:.0} MiB: {:.0} bytes per resident account (RSS above it is allocator pages, sled's cache and the log's buffers)",
+            heap as f64 / 1048576.0,
+            heap as f64 / resident.max(1) as f64,
+        );
+        let first = AccountId::new("acct-0").expect("id");
+        let account = system.committed_account(&first).await.expect("acct-0");
+        println!("one committed account (acct-0, {} events), heap bytes by field:", account.seq);
+        for (part, bytes) in breakdown(&account) {
+            println!("  {part:<48} {bytes:>8}");
+        }
+        println!(
+            "  inline sizes: Member {}, Card {}, Authorization {}, RecordedOutcome {}, Controls {}",
+            std::mem::size_of::<tandem_core::Member>(),
+            std::mem::size_of::<tandem_core::Card>(),
+            std::mem::size_of::<tandem_core::Authorization>(),
+            std::mem::size_of::<tandem_core::account::RecordedOutcome>(),
+            std::mem::size_of::<tandem_core::Controls>(),
+        );
+        let events = system.snapshot(&first).await.expect("snapshot").seq * accounts as u64;
+        system.clone().shutdown().await;
+        // The actors stopped and gave their accounts back to the engine's accounts at rest:
+        // what went is each actor's own cost (task, mailbox, name, view, snapshot).
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let at_rest = live_bytes().saturating_sub(baseline_heap);
+        println!(
+            "after the actors stop ({} accounts at rest in the engine): live heap {:.0} MiB; the actors held {:.0} bytes each beyond their account",
+            system.accounts_at_rest(),
+            at_rest as f64 / 1048576.0,
+            heap.saturating_sub(at_rest) as f64 / resident.max(1) as f64,
+        );
+        println!("holders of the account system: {}", Arc::strong_count(&system));
+        drop(system);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let rest = live_bytes().saturating_sub(baseline_heap);
+        println!(
+            "after the engine is dropped: live heap {:.0} MiB; the engine held {:.0} bytes per account (accounts at rest, directories, layers, log)",
+            rest as f64 / 1048576.0,
+            at_rest.saturating_sub(rest) as f64 / accounts.max(1) as f64,
+        );
         events
     });
     drop(runtime);
