@@ -16,6 +16,13 @@ use crate::outcome::{BalanceView, Outcome};
 use crate::split::{SplitRule, Transfer, settle_up};
 use crate::time::Timestamp;
 
+/// The account's small maps (members, cards, balances, positions, overdrafts): a vector sorted
+/// by key. An account has a few of each, and a `BTreeMap` allocates a node of 11 slots for
+/// one entry (half of a resident account's heap was empty slots); lookups are a binary search,
+/// iteration is in key order (deterministic, decision 0002), and serde writes the same map as
+/// a `BTreeMap` did, so stored accounts decode unchanged.
+pub type SmallMap<K, V> = litemap::LiteMap<K, V>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountKind {
@@ -69,15 +76,15 @@ pub struct Account {
     pub kind: AccountKind,
     pub status: AccountStatus,
     pub opened_at: Option<Timestamp>,
-    pub balances: BTreeMap<Currency, Balance>,
-    pub members: BTreeMap<MemberId, Member>,
+    pub balances: SmallMap<Currency, Balance>,
+    pub members: SmallMap<MemberId, Member>,
     /// Each member's net position per currency (paid in minus their share of spending).
     /// Former members stay here at zero.
-    pub positions: BTreeMap<MemberId, BTreeMap<Currency, i64>>,
+    pub positions: SmallMap<MemberId, SmallMap<Currency, i64>>,
     /// Outstanding overdrafts per currency, attributed to the members whose spending the
     /// network pushed through. Cleared when the balance is back to zero or above.
-    pub overdrafts: BTreeMap<Currency, BTreeMap<MemberId, i64>>,
-    pub cards: BTreeMap<CardId, Card>,
+    pub overdrafts: SmallMap<Currency, SmallMap<MemberId, i64>>,
+    pub cards: SmallMap<CardId, Card>,
     pub split_rule: SplitRule,
     pub funding_policy: FundingPolicy,
     /// Open lifecycles, and closed ones still within retention.
@@ -111,11 +118,11 @@ impl Account {
             kind: AccountKind::Joint,
             status: AccountStatus::Unopened,
             opened_at: None,
-            balances: BTreeMap::new(),
-            members: BTreeMap::new(),
-            positions: BTreeMap::new(),
-            overdrafts: BTreeMap::new(),
-            cards: BTreeMap::new(),
+            balances: SmallMap::new(),
+            members: SmallMap::new(),
+            positions: SmallMap::new(),
+            overdrafts: SmallMap::new(),
+            cards: SmallMap::new(),
             split_rule: SplitRule::default(),
             funding_policy: FundingPolicy::default(),
             authorizations: FxHashMap::default(),

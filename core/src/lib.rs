@@ -47,7 +47,7 @@ pub mod time;
 pub mod usage;
 pub mod view;
 
-pub use account::{Account, AccountKind, AccountStatus, Balance, InvariantViolation};
+pub use account::{Account, AccountKind, AccountStatus, Balance, InvariantViolation, SmallMap};
 pub use apply::{apply, apply_owned, replay};
 pub use authorization::{Authorization, LifecycleState, Merchant, SpendKind};
 pub use card::{Card, CardStatus};

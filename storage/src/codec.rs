@@ -159,6 +159,44 @@ mod tests {
     }
 
     #[test]
+    fn an_accounts_small_maps_encode_as_the_btree_maps_of_format_1_did() {
+        let mut world = World::open(AccountKind::Group);
+        world.add_member("m2", Role::Member);
+        world.issue_card("c1", "m2");
+        world.issue_card("c2", "owner");
+        world.deposit("owner", money(10_000, "EUR"));
+        world.deposit("m2", money(5_000, "USD"));
+        let account = &world.account;
+        fn as_btree<K: Ord + Clone, V: Clone>(
+            map: &tandem_core::SmallMap<K, V>,
+        ) -> std::collections::BTreeMap<K, V> {
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        }
+        let same = |small: Vec<u8>, btree: Vec<u8>| assert_eq!(small, btree);
+        same(
+            postcard::to_allocvec(&account.members).unwrap(),
+            postcard::to_allocvec(&as_btree(&account.members)).unwrap(),
+        );
+        same(
+            postcard::to_allocvec(&account.cards).unwrap(),
+            postcard::to_allocvec(&as_btree(&account.cards)).unwrap(),
+        );
+        same(
+            postcard::to_allocvec(&account.balances).unwrap(),
+            postcard::to_allocvec(&as_btree(&account.balances)).unwrap(),
+        );
+        let positions: std::collections::BTreeMap<_, std::collections::BTreeMap<_, _>> = account
+            .positions
+            .iter()
+            .map(|(member, per)| (member.clone(), as_btree(per)))
+            .collect();
+        same(
+            postcard::to_allocvec(&account.positions).unwrap(),
+            postcard::to_allocvec(&positions).unwrap(),
+        );
+    }
+
+    #[test]
     fn unknown_versions_and_garbage_are_errors_not_panics() {
         assert!(matches!(decode_events(&[]), Err(CodecError::Empty)));
         assert!(matches!(
