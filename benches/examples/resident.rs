@@ -35,11 +35,19 @@ const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(by: usize) {
+    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+    COUNT.fetch_add(1, Ordering::Relaxed);
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
 
 // SAFETY: every call is passed to mimalloc unchanged; the counter only observes sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        grew(layout.size());
         // SAFETY: the caller's contract for `alloc` is passed on.
         unsafe { mimalloc::MiMalloc.alloc(layout) }
     }
@@ -49,12 +57,12 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        grew(layout.size());
         // SAFETY: the caller's contract for `alloc_zeroed` is passed on.
         unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        grew(new_size);
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: the caller's contract for `realloc` is passed on.
         unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
@@ -137,6 +145,11 @@ fn config(dir: &std::path::Path) -> EngineConfig {
 }
 
 fn main() {
+    // As `tandem serve` does (server/src/main.rs): with transparent huge pages, mimalloc's
+    // partly used pages count as whole 2 MiB pages (about 3 KB more RSS per account here).
+    // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and only sets a flag on this
+    // process; it cannot affect memory safety.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     let args: Vec<String> = std::env::args().collect();
     let accounts: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let idle: Option<std::time::Duration> = args
@@ -206,10 +219,25 @@ fn main() {
             SLED_CACHE_BYTES / 1048576,
             (rss.saturating_sub(baseline)) as f64 / resident.max(1) as f64,
         );
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .map_or(String::new(), |l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        };
+        println!(
+            "RSS: anonymous {}, file-backed {}, shared memory {}",
+            field("RssAnon:"),
+            field("RssFile:"),
+            field("RssShmem:")
+        );
         let heap = live_bytes().saturating_sub(baseline_heap);
         println!(
-            "live heap {:.0} MiB: {:.0} bytes per resident account (RSS above it is allocator pages, sled's cache and the log's buffers)",
+            "live heap {:.0} MiB (peak {:.0} MiB while provisioning; {} allocations): {:.0} bytes per resident account (RSS above it is pages the allocator keeps)",
             heap as f64 / 1048576.0,
+            PEAK.load(Ordering::Relaxed) as f64 / 1048576.0,
+            COUNT.load(Ordering::Relaxed),
             heap as f64 / resident.max(1) as f64,
         );
         let first = AccountId::new("acct-0").expect("id");
