@@ -318,15 +318,7 @@ impl CommandBody {
             CommandBody::Withdraw { withdrawal, .. }
             | CommandBody::CompleteWithdrawal { withdrawal }
             | CommandBody::CancelWithdrawal { withdrawal } => Some(withdrawal),
-            CommandBody::Authorize { authorization, .. }
-            | CommandBody::Increment { authorization, .. }
-            | CommandBody::Reverse { authorization, .. }
-            | CommandBody::Advise { authorization, .. }
-            | CommandBody::Clear { authorization, .. }
-            | CommandBody::ForcePost { authorization, .. }
-            | CommandBody::MarkTimedOut { authorization, .. } => Some(authorization),
-            CommandBody::Refund { refund, .. } => Some(refund),
-            _ => None,
+            _ => self.lifecycle(),
         }
     }
 
