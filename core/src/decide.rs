@@ -26,9 +26,9 @@ use crate::funding::{Leg, plan, take_from_legs};
 use crate::fx::Rounding;
 use crate::ids::{AuthorizationId, IdempotencyKey, MemberId};
 use crate::limits::{
-    AMOUNT_MINOR_MAX, BALANCES_PER_ACCOUNT_MAX, CARDS_PER_ACCOUNT_MAX,
+    AMOUNT_MINOR_MAX, BALANCES_PER_ACCOUNT_MAX, CARDS_PER_ACCOUNT_MAX, CLOSED_LIFECYCLES_KEPT_MAX,
     INCREMENTS_PER_LIFECYCLE_MAX, MEMBERS_PER_ACCOUNT_MAX, OPEN_HOLDS_PER_ACCOUNT_MAX,
-    SWEEP_ITEMS_MAX,
+    OUTCOMES_KEPT_MAX, SWEEP_ITEMS_MAX, TOMBSTONES_KEPT_MAX, kept_after_trim,
 };
 use crate::member::{Member, Role};
 use crate::money::Money;
@@ -111,11 +111,124 @@ pub fn decide(
             at: ctx.now,
         })));
     }
+    bound_history(state, &mut events);
     Ok(Decision {
         outcome,
         events,
         replayed: false,
     })
+}
+
+/// Keeps an account's history within its limits by count (`limits.rs`): when this
+/// decision's events would leave more closed lifecycles, recorded outcomes or tombstones than
+/// an account keeps, the oldest go in the same decision (`Event::Forgotten`, last), down to
+/// an eighth below the limit and at most `SWEEP_ITEMS_MAX` of each kind. Nothing this
+/// decision touches is a candidate, nor an outcome of an open lifecycle. Oldest is by
+/// `(closed_at, id)`, `(at, key)` and `(at, id)`, so the choice is the same on every replay
+/// and replica. A sweep forgets by time and is left alone.
+fn bound_history(state: &Account, events: &mut Vec<Event>) {
+    // What this decision's events do to each count.
+    let mut touched: rustc_hash::FxHashMap<&AuthorizationId, bool> = Default::default();
+    let mut recorded: Vec<&IdempotencyKey> = Vec::new();
+    let mut tombstoned: Vec<&AuthorizationId> = Vec::new();
+    for event in events.iter() {
+        match event {
+            Event::Movement(movement) => {
+                if let Some(record) = &movement.authorization {
+                    touched.insert(&record.id, record.state.is_open());
+                }
+            }
+            Event::OutcomeRecorded(record) => recorded.push(&record.key),
+            Event::Tombstoned { authorization, .. } => tombstoned.push(authorization),
+            Event::Forgotten { .. } => return,
+            _ => {}
+        }
+    }
+    recorded.sort_unstable();
+    recorded.dedup();
+    tombstoned.sort_unstable();
+    tombstoned.dedup();
+    let new_outcomes = recorded
+        .iter()
+        .filter(|key| !state.outcomes.contains_key(**key))
+        .count();
+    let new_tombstones = tombstoned
+        .iter()
+        .filter(|id| !state.tombstones.contains_key(**id))
+        .count();
+    let closed_before = state.authorizations.len() - state.open_holds;
+    let closed_after = touched.iter().fold(closed_before, |count, (id, open)| {
+        let was_closed = state
+            .authorizations
+            .get(*id)
+            .is_some_and(|a| !a.state.is_open());
+        count + usize::from(!*open) - usize::from(was_closed)
+    });
+    let open = |id: &AuthorizationId| {
+        touched.get(id).copied().unwrap_or_else(|| {
+            state
+                .authorizations
+                .get(id)
+                .is_some_and(|a| a.state.is_open())
+        })
+    };
+    let authorizations = oldest(
+        closed_after,
+        CLOSED_LIFECYCLES_KEPT_MAX,
+        state
+            .authorizations
+            .values()
+            .filter(|a| !a.state.is_open() && !touched.contains_key(&a.id))
+            .map(|a| (a.closed_at, &a.id)),
+    );
+    let outcomes = oldest(
+        state.outcomes.len() + new_outcomes,
+        OUTCOMES_KEPT_MAX,
+        state
+            .outcomes
+            .iter()
+            .filter(|(key, r)| {
+                recorded.binary_search(key).is_err() && !r.authorization.as_ref().is_some_and(open)
+            })
+            .map(|(key, r)| (r.at, key)),
+    );
+    let tombstones = oldest(
+        state.tombstones.len() + new_tombstones,
+        TOMBSTONES_KEPT_MAX,
+        state
+            .tombstones
+            .iter()
+            .filter(|(id, _)| !touched.contains_key(id) && tombstoned.binary_search(id).is_err())
+            .map(|(id, at)| (*at, id)),
+    );
+    if !(authorizations.is_empty() && outcomes.is_empty() && tombstones.is_empty()) {
+        events.push(Event::Forgotten {
+            outcomes,
+            authorizations,
+            tombstones,
+        });
+    }
+}
+
+/// The ids of the oldest `candidates` (by age, then id) to forget so that `count` items come
+/// down to `kept_after_trim(max)`, when `count` is over `max`; none otherwise. Sorted by id.
+fn oldest<'s, A: Ord, K: Ord + Clone + 's>(
+    count: usize,
+    max: usize,
+    candidates: impl Iterator<Item = (A, &'s K)>,
+) -> Vec<K> {
+    if count <= max {
+        return Vec::new();
+    }
+    let wanted = (count - kept_after_trim(max)).min(SWEEP_ITEMS_MAX);
+    let mut candidates: Vec<(A, &K)> = candidates.collect();
+    if candidates.len() > wanted {
+        candidates.select_nth_unstable(wanted);
+        candidates.truncate(wanted);
+    }
+    let mut ids: Vec<K> = candidates.into_iter().map(|(_, id)| id.clone()).collect();
+    ids.sort_unstable();
+    ids
 }
 
 /// The command with its lifecycle found under a network's other keys: the first of the

@@ -41,3 +41,27 @@ pub const SWEEP_ITEMS_MAX: usize = 1_024;
 
 /// Milliseconds in a day, for window boundaries.
 pub const DAY_MS: i64 = 86_400_000;
+
+/// Closed lifecycles one account keeps (retention by count, beside `outcome_retention_ms`
+/// by time). Past it the oldest-closed go, so a busy account's resident state and its
+/// checkpoint stay bounded however long it runs. 4,096 is about a month of a busy family
+/// card account; only an account closing more than ~585 lifecycles a day reaches it within
+/// the seven-day window. A message for a lifecycle forgotten this way is answered as for
+/// one forgotten by time (`docs/domain-model.md` 8.4).
+pub const CLOSED_LIFECYCLES_KEPT_MAX: usize = 4_096;
+
+/// Recorded outcomes one account keeps for repeats: two per lifecycle (its authorization
+/// and its clearing) for as many lifecycles as are kept. The outcomes of open lifecycles are
+/// never forgotten by count (they are bounded by `OPEN_HOLDS_PER_ACCOUNT_MAX`).
+pub const OUTCOMES_KEPT_MAX: usize = 8_192;
+
+/// Tombstones (reversals that arrived before their original) one account keeps.
+pub const TOMBSTONES_KEPT_MAX: usize = 1_024;
+
+/// Where a count-bounded history is trimmed to once it passes its limit: an eighth below
+/// it, so the scan that finds the oldest runs once per that many new items (amortised
+/// O(1) per decision) rather than on every decision. At most `SWEEP_ITEMS_MAX` of each kind
+/// go in one decision.
+pub const fn kept_after_trim(max: usize) -> usize {
+    max - max / 8
+}

@@ -50,6 +50,10 @@ pub(crate) struct Layered {
     writing: Mutex<()>,
     observer: Option<CheckpointObserver>,
     appendable: Option<Appendable>,
+    /// sled's blob files already fsynced: sled writes a blob file once and never changes it,
+    /// so a checkpoint syncs only the ones written since, not every blob the store holds
+    /// (an account's event chunks are blobs kept for good, and there are more each second).
+    synced_blobs: Mutex<std::collections::HashSet<std::ffi::OsString>>,
 }
 
 /// Told the log index of every checkpoint once it is durable, before the log may be purged
@@ -119,6 +123,7 @@ impl Layered {
             writing: Mutex::new(()),
             observer: None,
             appendable: None,
+            synced_blobs: Mutex::default(),
         }
     }
 
@@ -342,25 +347,45 @@ impl Layered {
     /// fsync of its data file, of every large value sled keeps as a file of its own
     /// (`blobs/`, which sled writes without syncing), and of the directories naming them.
     pub(crate) fn sync(&self) -> io::Result<()> {
+        self.sync_counting().map(|_| ())
+    }
+
+    /// As [`Layered::sync`], answering how many blob files it had to fsync.
+    fn sync_counting(&self) -> io::Result<usize> {
         self.db.flush().map_err(sled_error)?;
         std::fs::File::open(self.path.join("db"))?.sync_all()?;
         let blobs = self.path.join("blobs");
+        let mut newly = 0;
         if blobs.is_dir() {
+            let mut synced = self
+                .synced_blobs
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut present = std::collections::HashSet::with_capacity(synced.len() + 4);
             for file in std::fs::read_dir(&blobs)? {
-                let file = file?;
-                match std::fs::File::open(file.path()) {
-                    Ok(blob) => blob.sync_all()?,
-                    // sled removes a blob once a newer value replaced it, on its own time:
-                    // it can go between the listing and the open. What this checkpoint
-                    // wrote is in blobs sled still refers to, which it does not remove.
-                    Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                    Err(error) => return Err(error),
+                let name = file?.file_name();
+                if !synced.contains(&name) {
+                    match std::fs::File::open(blobs.join(&name)) {
+                        Ok(blob) => {
+                            blob.sync_all()?;
+                            newly += 1;
+                        }
+                        // sled removes a blob once a newer value replaced it, on its own
+                        // time: it can go between the listing and the open. What this
+                        // checkpoint wrote is in blobs sled still refers to, which it does
+                        // not remove.
+                        Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                        Err(error) => return Err(error),
+                    }
                 }
+                present.insert(name);
             }
+            // Only what is still there: removed blobs are not remembered.
+            *synced = present;
             std::fs::File::open(&blobs)?.sync_all()?;
         }
         std::fs::File::open(&self.path)?.sync_all()?;
-        Ok(())
+        Ok(newly)
     }
 }
 
@@ -510,6 +535,24 @@ mod tests {
         }
         writer.join().expect("writer");
         outcome.unwrap_or_else(|error| panic!("sync {syncs} failed: {error}"));
+    }
+
+    /// A blob file is fsynced by the first sync after sled writes it, and never again: a
+    /// checkpoint's cost does not grow with the blobs the store keeps.
+    #[test]
+    fn a_sync_fsyncs_only_the_blobs_written_since_the_last() {
+        let (_dir, layered) = temporary();
+        let tree = layered.tree().clone();
+        tree.insert(b"first", vec![1u8; 256 * 1024])
+            .expect("insert");
+        assert_eq!(layered.sync_counting().expect("sync"), 1);
+        assert_eq!(layered.sync_counting().expect("sync"), 0);
+        tree.insert(b"second", vec![2u8; 256 * 1024])
+            .expect("insert");
+        tree.insert(b"third", vec![3u8; 256 * 1024])
+            .expect("insert");
+        assert_eq!(layered.sync_counting().expect("sync"), 2);
+        assert_eq!(layered.sync_counting().expect("sync"), 0);
     }
 
     /// A checkpoint leaves nothing in memory and sled holds its writes and marks.
