@@ -456,12 +456,16 @@ impl AccountActor {
             state.indexed_expiry = next;
         }
         state.events_since_snapshot += event_count;
-        // A snapshot re-encodes the whole account, so it waits at least as many events as the
-        // account holds records: its cost stays constant per event however large the account
-        // grows.
+        // A snapshot re-encodes the whole account, so it waits several events per record the
+        // account holds: its cost stays constant per event however large the account grows,
+        // and its pause (a millisecond or two for a hot account's thousands of records) is
+        // rare.
+        let config = &self.shared.config;
         let size = (state.account.authorizations.len() + state.account.outcomes.len()) as u64;
-        let snapshot_due = event_count > 0
-            && state.events_since_snapshot >= self.shared.config.snapshot_every_events.max(size);
+        let spacing = config
+            .snapshot_every_events
+            .max(config.snapshot_events_per_record.saturating_mul(size));
+        let snapshot_due = event_count > 0 && state.events_since_snapshot >= spacing;
         if snapshot_due {
             state.events_since_snapshot = 0;
             // The events are applied and their place is taken: a snapshot that cannot be

@@ -30,8 +30,13 @@ pub struct SystemConfig {
     pub in_flight_max: usize,
     /// An actor idle this long stops; `None` keeps actors resident.
     pub idle_timeout: Option<Duration>,
-    /// Events between account snapshots written to sled.
+    /// Events between account snapshots written to sled, at least.
     pub snapshot_every_events: u64,
+    /// ... and at least this many per record the account keeps (lifecycles and outcomes):
+    /// a snapshot re-encodes the whole account on its actor, holding up every decision
+    /// queued behind it, so a large account snapshots rarely (a load replays at most this
+    /// many events per record).
+    pub snapshot_events_per_record: u64,
     /// How often the sweeper looks for due holds.
     pub sweep_every: Duration,
     /// Buffer of each account's change stream.
@@ -46,6 +51,7 @@ impl Default for SystemConfig {
             in_flight_max: 65_536,
             idle_timeout: Some(Duration::from_secs(300)),
             snapshot_every_events: 512,
+            snapshot_events_per_record: 8,
             sweep_every: Duration::from_secs(60),
             watch_buffer: 256,
         }

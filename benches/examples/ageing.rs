@@ -121,7 +121,11 @@ fn main() {
         .join("target")
         .join(format!("bench-ageing-{}", std::process::id()));
     runtime.block_on(async {
-        let engine = Engine::open(EngineConfig::new(&dir)).await.expect("engine");
+        let mut engine_config = EngineConfig::new(&dir);
+        if let Some(mb) = std::env::args().position(|a| a == "--sled-cache-mb").map(|_| flag("--sled-cache-mb", 64)) {
+            engine_config.sled = tandem_storage::SledSettings { cache_bytes: mb * 1024 * 1024 };
+        }
+        let engine = Engine::open(engine_config).await.expect("engine");
         let config = SystemConfig { idle_timeout: None, in_flight_max: 1 << 20, ..SystemConfig::default() };
         let system = AccountSystem::start(engine, config, standard_rates()).await.expect("system");
         let ids: Vec<AccountId> = (0..accounts)

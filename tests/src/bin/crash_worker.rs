@@ -66,6 +66,7 @@ async fn main() {
     eprintln!("engine open in {:.1?}", started.elapsed());
     let config = SystemConfig {
         snapshot_every_events: 64,
+        snapshot_events_per_record: 1,
         ..SystemConfig::default()
     };
     let system = AccountSystem::start(engine, config, standard_rates())
