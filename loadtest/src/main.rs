@@ -203,6 +203,13 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
             eprintln!("provisioning {} accounts ...", population.accounts);
         }
         provision::provision(&target, &population, 64).await?;
+        if !args.quiet {
+            // Scripts wait for this line to time what follows (benches/recovery.sh).
+            eprintln!(
+                "provisioned {} accounts; traffic starts",
+                population.accounts
+            );
+        }
     }
     let mut ledger = provision::ledger_of_deposits(&population);
     ledger.hold_expiry_ms = args.hold_expiry.map(|d| d.as_millis() as i64);
