@@ -17,11 +17,17 @@ use crate::target::Op;
 
 type Waiters = Arc<Mutex<HashMap<u32, oneshot::Sender<Message>>>>;
 
+/// The next STAN, shared by every link: the links stand for one acquirer, whose STANs are
+/// unique across its connections (a network's are, per acquirer and day). The gateway finds
+/// an original through DE 90 (MTI, STAN, DE 7, acquirer), so two links that each counted
+/// from zero sent originals with the same DE 90 key, and the second was matched to the
+/// first (94).
+static NEXT_STAN: AtomicU32 = AtomicU32::new(0);
+
 /// One TCP link to the gateway. Requests carry a STAN unique among those in flight on it.
 pub struct Link {
     outbound: mpsc::Sender<Message>,
     waiters: Waiters,
-    stan: AtomicU32,
 }
 
 impl Link {
@@ -84,13 +90,12 @@ impl Link {
         Ok(Self {
             outbound,
             waiters,
-            stan: AtomicU32::new(0),
         })
     }
 
     /// Sends `request` with a fresh STAN and waits for its answer.
     pub async fn ask(&self, mut request: Message) -> Result<Message, String> {
-        let stan = self.stan.fetch_add(1, Ordering::Relaxed) % 1_000_000;
+        let stan = NEXT_STAN.fetch_add(1, Ordering::Relaxed) % 1_000_000;
         request
             .set_number(11, u64::from(stan))
             .map_err(|e| e.to_string())?;
