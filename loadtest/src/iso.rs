@@ -87,10 +87,7 @@ impl Link {
             // The link closed: everyone still waiting learns it (their senders drop).
             reader.lock().unwrap_or_else(|p| p.into_inner()).clear();
         });
-        Ok(Self {
-            outbound,
-            waiters,
-        })
+        Ok(Self { outbound, waiters })
     }
 
     /// Sends `request` with a fresh STAN and waits for its answer.
