@@ -127,7 +127,26 @@ pub fn decide(
 /// `(closed_at, id)`, `(at, key)` and `(at, id)`, so the choice is the same on every replay
 /// and replica. A sweep forgets by time and is left alone.
 fn bound_history(state: &Account, events: &mut Vec<Event>) {
-    // What this decision's events do to each count.
+    // The common case, on every decision, is one pass over the events and no allocation:
+    // even if every lifecycle, outcome and tombstone they carry were new, the account stays
+    // within its limits.
+    let (mut records, mut recorded_at_most, mut tombstoned_at_most) = (0, 0, 0);
+    for event in events.iter() {
+        match event {
+            Event::Movement(movement) if movement.authorization.is_some() => records += 1,
+            Event::OutcomeRecorded(_) => recorded_at_most += 1,
+            Event::Tombstoned { .. } => tombstoned_at_most += 1,
+            Event::Forgotten { .. } => return,
+            _ => {}
+        }
+    }
+    if state.authorizations.len() - state.open_holds + records <= CLOSED_LIFECYCLES_KEPT_MAX
+        && state.outcomes.len() + recorded_at_most <= OUTCOMES_KEPT_MAX
+        && state.tombstones.len() + tombstoned_at_most <= TOMBSTONES_KEPT_MAX
+    {
+        return;
+    }
+    // What this decision's events do to each count, exactly.
     let mut touched: rustc_hash::FxHashMap<&AuthorizationId, bool> = Default::default();
     let mut recorded: Vec<&IdempotencyKey> = Vec::new();
     let mut tombstoned: Vec<&AuthorizationId> = Vec::new();
@@ -140,7 +159,6 @@ fn bound_history(state: &Account, events: &mut Vec<Event>) {
             }
             Event::OutcomeRecorded(record) => recorded.push(&record.key),
             Event::Tombstoned { authorization, .. } => tombstoned.push(authorization),
-            Event::Forgotten { .. } => return,
             _ => {}
         }
     }
