@@ -38,7 +38,20 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
+/// Live allocations by size (8-byte classes up to 64 KiB, the last class holds the rest): the
+/// actors' own allocations are the difference before and after they stop.
+static BY_SIZE: [AtomicUsize; 8192] = [const { AtomicUsize::new(0) }; 8192];
+
+fn size_class(size: usize) -> usize {
+    (size / 8).min(BY_SIZE.len() - 1)
+}
+
+fn live_by_size() -> Vec<usize> {
+    BY_SIZE.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+}
+
 fn grew(by: usize) {
+    BY_SIZE[size_class(by)].fetch_add(1, Ordering::Relaxed);
     let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
     COUNT.fetch_add(1, Ordering::Relaxed);
     PEAK.fetch_max(now, Ordering::Relaxed);
@@ -53,6 +66,7 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        BY_SIZE[size_class(layout.size())].fetch_sub(1, Ordering::Relaxed);
         // SAFETY: the caller's contract for `dealloc` is passed on.
         unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
     }
@@ -64,6 +78,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         grew(new_size);
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        BY_SIZE[size_class(layout.size())].fetch_sub(1, Ordering::Relaxed);
         // SAFETY: the caller's contract for `realloc` is passed on.
         unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
     }
@@ -115,6 +130,27 @@ fn breakdown(account: &Account) -> Vec<(&'static str, usize)> {
     let total = parts.iter().map(|(_, bytes)| bytes).sum();
     parts.push(("whole account", total));
     parts
+}
+
+/// The size classes whose live count fell most between `before` and `after`, per `per`.
+fn print_largest_differences(what: &str, before: &[usize], after: &[usize], per: usize) {
+    let mut gone: Vec<(usize, usize)> = before
+        .iter()
+        .zip(after)
+        .enumerate()
+        .filter(|(_, (b, a))| b > a)
+        .map(|(class, (b, a))| (class * 8, b - a))
+        .collect();
+    gone.sort_by_key(|(size, count)| std::cmp::Reverse(size.max(&8) * count));
+    println!("{what} (size class: count, bytes):");
+    for (size, count) in gone.into_iter().take(12) {
+        println!(
+            "  {size:>6}..{:<6} {:>6.2} {:>8.0}",
+            size + 7,
+            count as f64 / per.max(1) as f64,
+            (size * count) as f64 / per.max(1) as f64
+        );
+    }
 }
 
 fn rss_bytes() -> u64 {
@@ -209,7 +245,21 @@ fn main() {
         for task in tasks {
             task.await.expect("provisioning");
         }
-        let resident = system.resident_accounts();
+        if let Some(idle) = idle {
+            // Passivation: wait for idle actors to stop and give their accounts back, so what
+            // is measured is accounts resident at rest (in memory, with no actor).
+            let waited = Instant::now();
+            while system.resident_accounts() > 0 && waited.elapsed() < idle * 4 + std::time::Duration::from_secs(5) {
+                tokio::time::sleep(idle / 4).await;
+            }
+            println!(
+                "after {:.1?} idle: {} actors resident, {} accounts at rest in memory",
+                waited.elapsed(),
+                system.resident_accounts(),
+                system.accounts_at_rest()
+            );
+        }
+        let resident = system.resident_accounts().max(system.accounts_at_rest());
         let rss = rss_bytes();
         println!(
             "{accounts} accounts provisioned in {:.1?}; resident actors {resident}; RSS {:.0} MiB (baseline {:.0} MiB, sled cache {} MiB): {:.0} bytes per resident account",
@@ -255,6 +305,7 @@ fn main() {
             std::mem::size_of::<tandem_core::Controls>(),
         );
         let events = system.snapshot(&first).await.expect("snapshot").seq * accounts as u64;
+        let with_actors = live_by_size();
         system.clone().shutdown().await;
         // The actors stopped and gave their accounts back to the engine's accounts at rest:
         // what went is each actor's own cost (task, mailbox, name, view, snapshot).
@@ -266,7 +317,9 @@ fn main() {
             at_rest as f64 / 1048576.0,
             heap.saturating_sub(at_rest) as f64 / resident.max(1) as f64,
         );
+        print_largest_differences("the actors' own allocations, per actor", &with_actors, &live_by_size(), resident);
         println!("holders of the account system: {}", Arc::strong_count(&system));
+        let with_engine = live_by_size();
         drop(system);
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let rest = live_bytes().saturating_sub(baseline_heap);
@@ -275,9 +328,21 @@ fn main() {
             rest as f64 / 1048576.0,
             at_rest.saturating_sub(rest) as f64 / accounts.max(1) as f64,
         );
-        events
+        print_largest_differences("the engine's allocations, per account", &with_engine, &live_by_size(), accounts);
+        (events, live_by_size(), live_bytes())
     });
+    let (events, with_runtime, before_runtime_drop) = events;
     drop(runtime);
+    println!(
+        "after the runtime is dropped: {:.0} bytes per account more freed",
+        before_runtime_drop.saturating_sub(live_bytes()) as f64 / accounts.max(1) as f64
+    );
+    print_largest_differences(
+        "held until the runtime went, per account",
+        &with_runtime,
+        &live_by_size(),
+        accounts,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -23,6 +23,35 @@ use crate::time::Timestamp;
 /// a `BTreeMap` did, so stored accounts decode unchanged.
 pub type SmallMap<K, V> = litemap::LiteMap<K, V>;
 
+/// Inserts into a small map whose storage stays exactly its length. Every resident account
+/// holds a few of these maps (members, cards, balances, positions), their keys arrive rarely
+/// (a member, a card, a first currency), and a `Vec` grown by doubling would keep up to half
+/// of its slots empty for the account's whole life.
+pub fn fitted_insert<K: Ord, V>(map: &mut SmallMap<K, V>, key: K, value: V) -> Option<V> {
+    if let Some(found) = map.get_mut(&key) {
+        return Some(std::mem::replace(found, value));
+    }
+    let mut entries = std::mem::take(map).into_tuple_vec();
+    let at = entries
+        .binary_search_by(|(k, _)| k.cmp(&key))
+        .expect_err("absent");
+    entries.reserve_exact(1);
+    entries.insert(at, (key, value));
+    *map = SmallMap::from_sorted_store_unchecked(entries);
+    None
+}
+
+/// The value under `key`, inserted as its default (with [`fitted_insert`]) if absent.
+pub fn fitted_entry<'a, K: Ord + Clone, V: Default>(
+    map: &'a mut SmallMap<K, V>,
+    key: &K,
+) -> &'a mut V {
+    if !map.contains_key(key) {
+        fitted_insert(map, key.clone(), V::default());
+    }
+    map.get_mut(key).expect("present")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountKind {
@@ -89,7 +118,9 @@ pub struct Account {
     pub funding_policy: FundingPolicy,
     /// Open lifecycles, and closed ones still within retention.
     pub authorizations: FxHashMap<AuthorizationId, Box<Authorization>>,
-    pub outcomes: FxHashMap<IdempotencyKey, RecordedOutcome>,
+    /// Boxed: a hash table keeps about a third of its slots empty, and an inline slot is the
+    /// size of a whole recorded answer (about 250 bytes).
+    pub outcomes: FxHashMap<IdempotencyKey, Box<RecordedOutcome>>,
     pub tombstones: FxHashMap<AuthorizationId, Timestamp>,
     /// Other keys of lifecycles (`Event::Referenced`): reference → lifecycle, each naming a
     /// lifecycle in `authorizations`. Not in serde's encoding: storage format 2 writes it
@@ -321,5 +352,27 @@ impl Account {
             return fail("closed account still holds money".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fitted_small_map_holds_no_empty_slots_and_stays_sorted() {
+        let mut map: SmallMap<u32, u64> = SmallMap::new();
+        for key in [5, 1, 9, 3, 7] {
+            assert_eq!(fitted_insert(&mut map, key, u64::from(key) * 10), None);
+        }
+        assert_eq!(fitted_insert(&mut map, 3, 33), Some(30));
+        *fitted_entry(&mut map, &4) += 4;
+        *fitted_entry(&mut map, &9) += 1;
+        let entries = map.into_tuple_vec();
+        assert_eq!(entries.capacity(), entries.len());
+        assert_eq!(
+            entries,
+            vec![(1, 10), (3, 33), (4, 4), (5, 50), (7, 70), (9, 91)]
+        );
     }
 }

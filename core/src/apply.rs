@@ -2,7 +2,9 @@
 //! every amount, leg, share and usage change is in the event. A panic here means the event
 //! stream is not one `decide` produced (a bug or a corrupted log), never a business outcome.
 
-use crate::account::{Account, AccountStatus, Balance, RecordedOutcome};
+use crate::account::{
+    Account, AccountStatus, Balance, RecordedOutcome, fitted_entry, fitted_insert,
+};
 use crate::card::Card;
 use crate::currency::Currency;
 use crate::event::{Event, Movement};
@@ -26,10 +28,12 @@ pub fn apply_owned(state: &mut Account, event: Event) {
         }
         Event::AccountStatusChanged { status } => state.status = status,
         Event::MemberAdded { member, role } => {
-            state.positions.entry(member.clone()).or_default();
-            state
-                .members
-                .insert(member.clone(), Member::new(member, role));
+            fitted_entry(&mut state.positions, &member);
+            fitted_insert(
+                &mut state.members,
+                member.clone(),
+                Member::new(member, role),
+            );
         }
         Event::MemberRoleChanged { member, role } => {
             if let Some(found) = state.members.get_mut(&member) {
@@ -44,7 +48,8 @@ pub fn apply_owned(state: &mut Account, event: Event) {
             member,
             expiry,
         } => {
-            state.cards.insert(
+            fitted_insert(
+                &mut state.cards,
                 card.clone(),
                 Card {
                     id: card,
@@ -69,7 +74,7 @@ pub fn apply_owned(state: &mut Account, event: Event) {
                     status: crate::card::CardStatus::Active,
                     ..old.clone()
                 };
-                state.cards.insert(new_card, replacement);
+                fitted_insert(&mut state.cards, new_card, replacement);
             }
         }
         Event::CardStatusChanged { card, status } => {
@@ -94,12 +99,12 @@ pub fn apply_owned(state: &mut Account, event: Event) {
             let record = *record;
             state.outcomes.insert(
                 record.key,
-                RecordedOutcome {
+                Box::new(RecordedOutcome {
                     fingerprint: record.fingerprint,
                     outcome: record.outcome,
                     authorization: record.authorization,
                     at: record.at,
-                },
+                }),
             );
         }
         Event::Tombstoned { authorization, at } => {
@@ -139,7 +144,7 @@ pub fn apply_owned(state: &mut Account, event: Event) {
 }
 
 fn balance_mut(state: &mut Account, currency: Currency) -> &mut Balance {
-    state.balances.entry(currency).or_default()
+    fitted_entry(&mut state.balances, &currency)
 }
 
 fn apply_movement(state: &mut Account, movement: Movement) {
@@ -159,12 +164,8 @@ fn apply_movement(state: &mut Account, movement: Movement) {
             .checked_add(entry.amount_minor)
             .expect("ledger overflow");
         for (member, share) in &entry.shares {
-            let position = state
-                .positions
-                .entry(member.clone())
-                .or_default()
-                .entry(entry.currency)
-                .or_default();
+            let position =
+                fitted_entry(fitted_entry(&mut state.positions, member), &entry.currency);
             *position = position.checked_add(*share).expect("position overflow");
         }
     }
@@ -178,12 +179,10 @@ fn apply_movement(state: &mut Account, movement: Movement) {
         }
     }
     for overdraft in &movement.overdraft {
-        *state
-            .overdrafts
-            .entry(overdraft.currency)
-            .or_default()
-            .entry(movement.member.clone())
-            .or_default() += overdraft.amount_minor;
+        *fitted_entry(
+            fitted_entry(&mut state.overdrafts, &overdraft.currency),
+            &movement.member,
+        ) += overdraft.amount_minor;
     }
     if !state.overdrafts.is_empty() {
         let touched = movement

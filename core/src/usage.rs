@@ -9,8 +9,8 @@
 //!
 //! Only configured limits count: a limit set mid-window starts from zero at the next spend.
 
+use crate::account::{SmallMap, fitted_entry};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 use crate::controls::LimitScope;
 use crate::currency::Currency;
@@ -65,7 +65,7 @@ impl UsageDelta {
 /// Counters of one subject.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Usage {
-    counters: BTreeMap<(LimitScope, Window), Counter>,
+    counters: SmallMap<(LimitScope, Window), Counter>,
 }
 
 impl Usage {
@@ -90,7 +90,7 @@ impl Usage {
         }
     }
 
-    pub fn counters(&self) -> &BTreeMap<(LimitScope, Window), Counter> {
+    pub fn counters(&self) -> &SmallMap<(LimitScope, Window), Counter> {
         &self.counters
     }
 
@@ -120,7 +120,7 @@ impl Usage {
         let key = (delta.scope, delta.window);
         let charging = delta.amount_minor > 0 || delta.count > 0;
         if charging {
-            let counter = self.counters.entry(key).or_default();
+            let counter = fitted_entry(&mut self.counters, &key);
             if counter.epoch != delta.epoch {
                 *counter = Counter {
                     epoch: delta.epoch,
