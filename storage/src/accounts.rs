@@ -16,7 +16,8 @@
 //! An account that is not in memory is loaded from the checkpoint (sled plus the applied
 //! writes not yet in it) off the async workers. An account here that nobody touched for a
 //! whole checkpoint interval and whose last change is in a durable checkpoint leaves memory
-//! at that checkpoint.
+//! at that checkpoint, or, when nothing new was applied, at the checkpoint timer's tick (an
+//! idle node writes no checkpoint, and would otherwise keep them).
 //!
 //! A load that races an apply must not keep an older state than the apply left: every apply
 //! that finds its account absent moves its shard's epoch on, and a load is kept only if the

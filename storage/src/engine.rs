@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::accounts::Accounts;
 use crate::latch::FailureLatch;
 use crate::log_store::LogStore;
 use crate::pan_key::PanKey;
@@ -415,7 +416,11 @@ impl Engine {
             stats.clone(),
         ));
         let answerer = tokio::spawn(answer_loop(answer_queue));
-        let checkpoints = tokio::spawn(checkpoint_timer(raft.clone(), config.checkpoint_every));
+        let checkpoints = tokio::spawn(checkpoint_timer(
+            raft.clone(),
+            config.checkpoint_every,
+            reader.accounts_shared(),
+        ));
         Ok(Engine {
             raft,
             reader,
@@ -553,7 +558,12 @@ impl Engine {
 
 /// Asks openraft for a checkpoint every `every` (openraft skips it while one is being
 /// written). The entry count policy asks too, whichever comes first.
-async fn checkpoint_timer(raft: Raft<TandemRaft>, every: Duration) {
+///
+/// With nothing applied since the last checkpoint there is nothing to write, but accounts at
+/// rest still leave memory on the same rule a checkpoint applies (untouched since the last
+/// tick, last change in the durable checkpoint, which then holds everything applied): an idle
+/// node does not keep every account its last burst of traffic brought in.
+async fn checkpoint_timer(raft: Raft<TandemRaft>, every: Duration, accounts: Arc<Accounts>) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
@@ -562,6 +572,16 @@ async fn checkpoint_timer(raft: Raft<TandemRaft>, every: Duration) {
         let last_applied = raft.metrics().borrow().last_applied;
         let checkpointed = raft.metrics().borrow().snapshot;
         if last_applied == checkpointed {
+            if let Some(checkpointed) = checkpointed
+                && accounts.resting() > 0
+            {
+                let accounts = accounts.clone();
+                let evicting =
+                    tokio::task::spawn_blocking(move || accounts.evict_clean(checkpointed.index));
+                if evicting.await.is_err() {
+                    return;
+                }
+            }
             continue;
         }
         if raft.trigger().snapshot().await.is_err() {

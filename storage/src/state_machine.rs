@@ -264,6 +264,10 @@ impl StateReader {
         &self.accounts
     }
 
+    pub(crate) fn accounts_shared(&self) -> Arc<Accounts> {
+        self.accounts.clone()
+    }
+
     /// The account's committed state, loaded from the checkpoint and kept in memory (see
     /// `accounts.rs`). Blocking: run it off the async workers.
     pub fn load_resting(&self, account: &AccountId) -> Result<Resting, LoadError> {

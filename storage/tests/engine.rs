@@ -534,6 +534,44 @@ fn a_card_id_keeps_its_first_owner_even_if_a_second_account_commits_it() {
 /// actors) is kept current by every committed record, applied once; a lent one is left to its
 /// actor; and one nobody touches leaves memory at the second durable checkpoint after.
 #[test]
+fn an_idle_node_lets_accounts_at_rest_leave_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (world, batches) = decisions("acct-idle");
+    let id = world.account.id.clone();
+    runtime().block_on(async {
+        let config = EngineConfig {
+            snapshot_every_entries: 1_000_000_000,
+            checkpoint_every: std::time::Duration::from_millis(20),
+            ..EngineConfig::new(dir.path())
+        };
+        let engine = Engine::open(config).await.unwrap();
+        let mut seq = 0;
+        for events in &batches {
+            let record = AccountRecord::from_events(&id, seq, events, None, None).unwrap();
+            seq += events.len() as u64;
+            engine.submit(record).await.unwrap().unwrap();
+        }
+        engine.checkpoint().await.unwrap();
+        // Read once, then nothing more is written: no checkpoint has anything to write.
+        engine.reader().load_resting(&id).unwrap();
+        let accounts = engine.reader().accounts();
+        assert_eq!(accounts.resting(), 1);
+        let mut waited = 0;
+        while accounts.resting() > 0 && waited < 500 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        assert_eq!(
+            accounts.resting(),
+            0,
+            "idle and clean: it left memory with no new write"
+        );
+        assert_eq!(engine.reader().load_account(&id).unwrap(), world.account);
+        engine.shutdown().await;
+    });
+}
+
+#[test]
 fn committed_records_keep_the_accounts_at_rest_current() {
     let dir = tempfile::tempdir().unwrap();
     let (world, batches) = decisions("acct-rest");
