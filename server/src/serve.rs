@@ -105,6 +105,7 @@ async fn render_metrics(
 ) -> impl IntoResponse {
     if let Ok(system) = app.system() {
         metrics::gauge!("tandem_resident_accounts").set(system.resident_accounts() as f64);
+        metrics::gauge!("tandem_accounts_at_rest").set(system.accounts_at_rest() as f64);
         metrics::gauge!("tandem_in_flight_decisions").set(system.in_flight() as f64);
         let stats = system.log_stats();
         metrics::gauge!("tandem_log_batches").set(stats.batches.load(Ordering::Relaxed) as f64);

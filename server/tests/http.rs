@@ -527,6 +527,7 @@ async fn metrics_health_and_readiness_are_served() {
         "tandem_decision_seconds",
         "tandem_requests_total",
         "tandem_resident_accounts",
+        "tandem_accounts_at_rest",
         "tandem_commit_batch_records",
     ] {
         assert!(text.contains(series), "/metrics has {series}");
