@@ -355,10 +355,12 @@ impl Engine {
     async fn open_here(config: EngineConfig) -> Result<Engine, OpenError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let pan_key = PanKey::load_or_create(&config.data_dir)?;
+        let started = std::time::Instant::now();
         let log = waiting_for_lock(|| LogStore::open(&config.data_dir.join("log")))
             .await?
             .with_faults(config.write_faults.clone())
             .with_sync_observer(config.sync_observer.clone());
+        tracing::info!(log_ms = started.elapsed().as_millis(), "raft log opened");
         let machine = open_state(
             &config.data_dir.join("state"),
             config.sled,

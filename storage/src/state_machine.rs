@@ -489,6 +489,7 @@ impl StateMachine {
         settings: SledSettings,
         observer: Option<CheckpointObserver>,
     ) -> io::Result<Self> {
+        let started = std::time::Instant::now();
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(settings.cache_bytes)
@@ -510,9 +511,19 @@ impl StateMachine {
                 .observed_by(observer)
                 .appending(same_accounts_events),
         );
+        let sled_ms = started.elapsed().as_millis();
         remove_old_expiry_pointers(store.tree())?;
         let directory = Arc::new(Directory::default());
         directory.load(store.tree())?;
+        // What a restart spends where, for whoever reads a slow one's log.
+        tracing::info!(
+            sled_ms,
+            directories_ms = started.elapsed().as_millis() - sled_ms,
+            cards = read(&directory.cards).len(),
+            pans = read(&directory.pans).len(),
+            expiries = read(&directory.expiries).len(),
+            "checkpoint opened"
+        );
         let mut machine = Self {
             store,
             directory,
