@@ -134,6 +134,9 @@ fn breakdown(account: &Account) -> Vec<(&'static str, usize)> {
 
 /// The size classes whose live count fell most between `before` and `after`, per `per`.
 fn print_largest_differences(what: &str, before: &[usize], after: &[usize], per: usize) {
+    if per == 0 {
+        return;
+    }
     let mut gone: Vec<(usize, usize)> = before
         .iter()
         .zip(after)
@@ -147,9 +150,18 @@ fn print_largest_differences(what: &str, before: &[usize], after: &[usize], per:
         println!(
             "  {size:>6}..{:<6} {:>6.2} {:>8.0}",
             size + 7,
-            count as f64 / per.max(1) as f64,
-            (size * count) as f64 / per.max(1) as f64
+            count as f64 / per as f64,
+            (size * count) as f64 / per as f64
         );
+    }
+}
+
+/// `bytes` per one of `count`, or a dash when there are none (passivated: nothing resident).
+fn per(bytes: usize, count: usize) -> String {
+    if count == 0 {
+        "-".to_owned()
+    } else {
+        format!("{:.0}", bytes as f64 / count as f64)
     }
 }
 
@@ -262,15 +274,15 @@ fn main() {
                 system.accounts_at_rest()
             );
         }
-        let resident = system.resident_accounts().max(system.accounts_at_rest());
+        let resident = system.resident_accounts();
         let rss = rss_bytes();
         println!(
-            "{accounts} accounts provisioned in {:.1?}; resident actors {resident}; RSS {:.0} MiB (baseline {:.0} MiB, sled cache {} MiB): {:.0} bytes per resident account",
+            "{accounts} accounts provisioned in {:.1?}; resident actors {resident}; RSS {:.0} MiB (baseline {:.0} MiB, sled cache {} MiB): {} bytes per resident account",
             started.elapsed(),
             rss as f64 / 1048576.0,
             baseline as f64 / 1048576.0,
             SLED_CACHE_BYTES / 1048576,
-            (rss.saturating_sub(baseline)) as f64 / resident.max(1) as f64,
+            per(rss.saturating_sub(baseline) as usize, resident),
         );
         println!(
             "per registered account: RSS {:.0} bytes, live heap {:.0} bytes",
@@ -292,11 +304,11 @@ fn main() {
         );
         let heap = live_bytes().saturating_sub(baseline_heap);
         println!(
-            "live heap {:.0} MiB (peak {:.0} MiB while provisioning; {} allocations): {:.0} bytes per resident account (RSS above it is pages the allocator keeps)",
+            "live heap {:.0} MiB (peak {:.0} MiB while provisioning; {} allocations): {} bytes per resident account (RSS above it is pages the allocator keeps)",
             heap as f64 / 1048576.0,
             PEAK.load(Ordering::Relaxed) as f64 / 1048576.0,
             COUNT.load(Ordering::Relaxed),
-            heap as f64 / resident.max(1) as f64,
+            per(heap, resident),
         );
         let first = AccountId::new("acct-0").expect("id");
         let account = system.committed_account(&first).await.expect("acct-0");
@@ -321,10 +333,10 @@ fn main() {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let at_rest = live_bytes().saturating_sub(baseline_heap);
         println!(
-            "after the actors stop ({} accounts still at rest in the engine): live heap {:.0} MiB; {:.0} bytes per actor went (with the accounts that left memory)",
+            "after the actors stop ({} accounts still at rest in the engine): live heap {:.0} MiB; {} bytes per actor went (with the accounts that left memory)",
             system.accounts_at_rest(),
             at_rest as f64 / 1048576.0,
-            heap.saturating_sub(at_rest) as f64 / resident.max(1) as f64,
+            per(heap.saturating_sub(at_rest), resident),
         );
         print_largest_differences("the actors' own allocations, per actor", &with_actors, &live_by_size(), resident);
         println!("holders of the account system: {}", Arc::strong_count(&system));
