@@ -193,9 +193,17 @@ impl AccountSystem {
 
     // ------------------------------------------------ committed state and the directories
 
-    /// The account a card belongs to (the card directory), from committed state.
-    pub fn card_account(&self, card: &CardId) -> Result<Option<AccountId>, LoadError> {
-        self.engine().reader().card_account(card)
+    /// The account a card belongs to (the card directory), from committed state: from the
+    /// directory's cache, else read off the async workers.
+    pub async fn card_account(&self, card: &CardId) -> Result<Option<AccountId>, LoadError> {
+        let reader = self.engine().reader();
+        if let Some(found) = reader.cached_card_account(card) {
+            return Ok(found);
+        }
+        let (reader, card) = (reader.clone(), card.clone());
+        tokio::task::spawn_blocking(move || reader.card_account(&card))
+            .await
+            .map_err(|e| LoadError::Background(e.to_string()))?
     }
 
     /// A PAN's keyed hash, as the PAN directory stores it (never the PAN itself).
@@ -203,9 +211,17 @@ impl AccountSystem {
         self.engine().pan_key().hash(pan)
     }
 
-    /// The account and card a keyed PAN hash belongs to (the PAN directory).
-    pub fn pan_card(&self, hash: &str) -> Result<Option<(AccountId, CardId)>, LoadError> {
-        self.engine().reader().pan_card(hash.as_bytes())
+    /// The account and card a keyed PAN hash belongs to (the PAN directory): from the
+    /// directory's cache, else read off the async workers.
+    pub async fn pan_card(&self, hash: &str) -> Result<Option<(AccountId, CardId)>, LoadError> {
+        let reader = self.engine().reader();
+        if let Some(found) = reader.cached_pan_card(hash.as_bytes()) {
+            return Ok(found);
+        }
+        let (reader, hash) = (reader.clone(), hash.to_owned());
+        tokio::task::spawn_blocking(move || reader.pan_card(hash.as_bytes()))
+            .await
+            .map_err(|e| LoadError::Background(e.to_string()))?
     }
 
     /// Records that the PAN with keyed hash `hash` is `account`'s card `card`: a log write of
@@ -472,6 +488,11 @@ impl AccountSystem {
     /// Committed accounts in memory that no actor holds.
     pub fn accounts_at_rest(&self) -> usize {
         self.engine().reader().accounts().resting()
+    }
+
+    /// Entries the card and PAN directories' caches hold.
+    pub fn directory_cached(&self) -> usize {
+        self.engine().reader().directory_cached()
     }
 
     /// Work admitted and not yet answered.

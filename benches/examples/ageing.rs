@@ -123,7 +123,10 @@ fn main() {
     runtime.block_on(async {
         let mut engine_config = EngineConfig::new(&dir);
         if let Some(mb) = std::env::args().position(|a| a == "--sled-cache-mb").map(|_| flag("--sled-cache-mb", 64)) {
-            engine_config.sled = tandem_storage::SledSettings { cache_bytes: mb * 1024 * 1024 };
+            engine_config.sled = tandem_storage::SledSettings {
+                cache_bytes: mb * 1024 * 1024,
+                ..tandem_storage::SledSettings::default()
+            };
         }
         let engine = Engine::open(engine_config).await.expect("engine");
         let config = SystemConfig { idle_timeout: None, in_flight_max: 1 << 20, ..SystemConfig::default() };

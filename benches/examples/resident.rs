@@ -188,6 +188,7 @@ fn config(dir: &std::path::Path) -> EngineConfig {
     let mut config = EngineConfig::new(dir);
     config.sled = SledSettings {
         cache_bytes: SLED_CACHE_BYTES,
+        ..SledSettings::default()
     };
     config
 }

@@ -59,6 +59,10 @@ pub struct Settings {
     /// sled's page cache, bytes [default: 268435456]
     #[arg(long, env = "TANDEM_SLED_CACHE_BYTES")]
     pub sled_cache_bytes: Option<u64>,
+    /// Entries each of the card and PAN directories' caches holds; a lookup past them reads
+    /// the checkpoint [default: 262144]
+    #[arg(long, env = "TANDEM_DIRECTORY_CACHE_ENTRIES")]
+    pub directory_cache_entries: Option<usize>,
     /// Time between checkpoints (sled written and fsynced, the log purged up to it), ms:
     /// longer costs less sled writing and replays more log at start [default: 1000]
     #[arg(long, env = "TANDEM_CHECKPOINT_MS")]
@@ -129,6 +133,7 @@ pub struct Config {
     pub sweep_every: Duration,
     pub fx_base: String,
     pub sled_cache_bytes: u64,
+    pub directory_cache_entries: usize,
     pub checkpoint_every: Duration,
     pub log_writes_in_flight: usize,
     pub shutdown_grace: Duration,
@@ -176,6 +181,7 @@ impl Settings {
             sweep_every_secs,
             fx_base,
             sled_cache_bytes,
+            directory_cache_entries,
             checkpoint_ms,
             log_writes_in_flight,
             tls_cert,
@@ -294,6 +300,10 @@ impl Settings {
             sweep_every: Duration::from_secs(self.sweep_every_secs.unwrap_or(60).max(1)),
             fx_base: self.fx_base.unwrap_or_else(|| "EUR".to_owned()),
             sled_cache_bytes: self.sled_cache_bytes.unwrap_or(256 * 1024 * 1024),
+            directory_cache_entries: self
+                .directory_cache_entries
+                .unwrap_or(tandem_storage::DIRECTORY_CACHE_ENTRIES_DEFAULT)
+                .max(1),
             checkpoint_every: Duration::from_millis(self.checkpoint_ms.unwrap_or(1_000).max(10)),
             log_writes_in_flight: self.log_writes_in_flight.unwrap_or(1).max(1),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs.unwrap_or(10)),

@@ -106,6 +106,7 @@ async fn render_metrics(
     if let Ok(system) = app.system() {
         metrics::gauge!("tandem_resident_accounts").set(system.resident_accounts() as f64);
         metrics::gauge!("tandem_accounts_at_rest").set(system.accounts_at_rest() as f64);
+        metrics::gauge!("tandem_directory_cached_entries").set(system.directory_cached() as f64);
         metrics::gauge!("tandem_in_flight_decisions").set(system.in_flight() as f64);
         let stats = system.log_stats();
         metrics::gauge!("tandem_log_batches").set(stats.batches.load(Ordering::Relaxed) as f64);
@@ -370,6 +371,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }
     engine_config.sled = SledSettings {
         cache_bytes: config.sled_cache_bytes,
+        directory_cache_entries: config.directory_cache_entries,
     };
     engine_config.checkpoint_every = config.checkpoint_every;
     engine_config.writes_in_flight_max = config.log_writes_in_flight;

@@ -528,6 +528,7 @@ async fn metrics_health_and_readiness_are_served() {
         "tandem_requests_total",
         "tandem_resident_accounts",
         "tandem_accounts_at_rest",
+        "tandem_directory_cached_entries",
         "tandem_commit_batch_records",
     ] {
         assert!(text.contains(series), "/metrics has {series}");

@@ -25,6 +25,8 @@ pub mod checkpoint;
 #[cfg(not(loom))]
 pub mod codec;
 #[cfg(not(loom))]
+mod directory;
+#[cfg(not(loom))]
 pub mod engine;
 pub mod latch;
 #[cfg(not(loom))]
@@ -38,6 +40,8 @@ pub mod types;
 
 #[cfg(not(loom))]
 pub use accounts::{Accounts, Lease, Resting};
+#[cfg(not(loom))]
+pub use directory::CACHE_ENTRIES_DEFAULT as DIRECTORY_CACHE_ENTRIES_DEFAULT;
 #[cfg(not(loom))]
 pub use engine::{
     BackupError, BackupInfo, CommitError, Done, Engine, EngineConfig, EngineStats, Slot,

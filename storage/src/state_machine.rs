@@ -29,11 +29,12 @@
 //! it. Reads see memory first, then sled. At open, openraft replays the log after
 //! `m:applied` into memory again.
 //!
-//! The card and PAN directories (`c:` and `p:`) and each account's expiry-index entry (`w:`)
-//! are also held in memory ([`Directory`]), as committed: loaded at open and after a snapshot
-//! is installed, extended after each apply. Card traffic finds its account there, and an
-//! apply finds the expiry entry it moves, without a sled read (which would wait behind a
-//! checkpoint's batch: sled's `apply_batch` holds a lock every read takes).
+//! Each account's expiry-index entry (its `x:` time) is also held in memory ([`Directory`]),
+//! as committed: loaded at open and after a snapshot is installed, moved after each apply, so
+//! that an apply finds the entry it moves without a sled read (which would wait behind a
+//! checkpoint's batch: sled's `apply_batch` holds a lock every read takes). The card and PAN
+//! directories (`c:` and `p:`) are not loaded: they are read through a bounded cache
+//! (`directory.rs`), so neither a restart nor an unused account pays for them.
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, OptionalSend, StorageIOError, StoredMembership};
@@ -49,6 +50,7 @@ use tandem_core::{Account, AccountId, CardId};
 use crate::accounts::{Accounts, Resting};
 use crate::checkpoint::{CheckpointObserver, Frozen, Layered, Writes, sled_error};
 use crate::codec;
+use crate::directory::Cached;
 use crate::types::{BatchApplied, Entry, LogId, NodeId, StorageError, TandemRaft};
 
 const APPLIED: &[u8] = b"m:applied";
@@ -286,14 +288,35 @@ impl StateReader {
         })
     }
 
-    /// The account and card a keyed PAN hash belongs to (the PAN directory, in memory).
+    /// The account and card a keyed PAN hash belongs to (the PAN directory). Blocking when
+    /// the directory's cache does not know it: run it off the async workers, after
+    /// [`StateReader::cached_pan_card`].
     pub fn pan_card(&self, hash: &[u8]) -> Result<Option<(AccountId, CardId)>, LoadError> {
-        Ok(read(&self.directory.pans).get(hash).cloned())
+        Ok(self.directory.pan(&self.store, hash)?)
     }
 
-    /// The account a card belongs to (the card directory, in memory).
+    /// What the PAN directory's cache knows of a keyed PAN hash: `Some(None)` for a PAN known
+    /// not to be linked, `None` if it must be read ([`StateReader::pan_card`]).
+    pub fn cached_pan_card(&self, hash: &[u8]) -> Option<Option<(AccountId, CardId)>> {
+        self.directory.pans.peek(hash)
+    }
+
+    /// The account a card belongs to (the card directory). Blocking when the directory's
+    /// cache does not know it: run it off the async workers, after
+    /// [`StateReader::cached_card_account`].
     pub fn card_account(&self, card: &CardId) -> Result<Option<AccountId>, LoadError> {
-        Ok(read(&self.directory.cards).get(card).cloned())
+        Ok(self.directory.card(&self.store, card)?)
+    }
+
+    /// What the card directory's cache knows of a card: `Some(None)` for a card known not to
+    /// exist, `None` if it must be read ([`StateReader::card_account`]).
+    pub fn cached_card_account(&self, card: &CardId) -> Option<Option<AccountId>> {
+        self.directory.cards.peek(card)
+    }
+
+    /// Entries the card and PAN directories' caches hold.
+    pub fn directory_cached(&self) -> usize {
+        self.directory.cards.len() + self.directory.pans.len()
     }
 
     /// Accounts whose earliest open hold is due at or before `now_ms`, oldest first, at most
@@ -338,12 +361,12 @@ impl StateReader {
 /// A PAN directory entry: the account and card a keyed PAN hash belongs to.
 type PanLink = (AccountId, CardId);
 
-/// The committed card and PAN directories in memory, shared by the state machine (which
-/// extends them as it applies) and every [`StateReader`].
-#[derive(Default)]
+/// The committed card and PAN directories (read through a bounded cache, `directory.rs`) and
+/// the expiry index's entries (in memory), shared by the state machine (which extends them
+/// as it applies) and every [`StateReader`].
 struct Directory {
-    cards: RwLock<FxHashMap<CardId, AccountId>>,
-    pans: RwLock<FxHashMap<Box<[u8]>, PanLink>>,
+    cards: Cached<CardId, AccountId>,
+    pans: Cached<Box<[u8]>, PanLink>,
     /// Each account's entry in the expiry index (its `x:` key's time): only accounts with an
     /// open hold.
     expiries: RwLock<FxHashMap<AccountId, i64>>,
@@ -357,24 +380,47 @@ struct Links {
 }
 
 impl Directory {
-    /// Replaces what is held by the directory as `tree` stores it.
+    fn new(cache_entries: usize) -> Self {
+        Self {
+            cards: Cached::new(cache_entries),
+            pans: Cached::new(cache_entries),
+            expiries: RwLock::default(),
+        }
+    }
+
+    /// The card's account: cached, else read from the state. Blocking on a miss.
+    fn card(&self, store: &Layered, card: &CardId) -> io::Result<Option<AccountId>> {
+        match self.cards.peek_or_links(card) {
+            Ok(found) => Ok(found),
+            Err(links) => {
+                let found = match store.get(&card_key(card))? {
+                    Some(bytes) => Some(codec::decode_value(&bytes).map_err(io::Error::other)?),
+                    None => None,
+                };
+                self.cards.keep(card.clone(), found.clone(), links);
+                Ok(found)
+            }
+        }
+    }
+
+    /// The PAN's account and card: cached, else read from the state. Blocking on a miss.
+    fn pan(&self, store: &Layered, hash: &[u8]) -> io::Result<Option<PanLink>> {
+        match self.pans.peek_or_links(hash) {
+            Ok(found) => Ok(found),
+            Err(links) => {
+                let found = match store.get(&pan_key(hash))? {
+                    Some(bytes) => Some(codec::decode_value(&bytes).map_err(io::Error::other)?),
+                    None => None,
+                };
+                self.pans.keep(Box::from(hash), found.clone(), links);
+                Ok(found)
+            }
+        }
+    }
+
+    /// Replaces the expiry index's entries held by those `tree` stores, and forgets what the
+    /// directories' caches hold.
     fn load(&self, tree: &sled::Tree) -> io::Result<()> {
-        let mut cards = FxHashMap::default();
-        for item in tree.scan_prefix(b"c:") {
-            let (key, value) = item.map_err(sled_error)?;
-            let card = std::str::from_utf8(&key[2..])
-                .ok()
-                .and_then(|text| CardId::new(text).ok())
-                .ok_or_else(|| io::Error::other("a card directory key is not a card id"))?;
-            let account: AccountId = codec::decode_value(&value).map_err(io::Error::other)?;
-            cards.insert(card, account);
-        }
-        let mut pans = FxHashMap::default();
-        for item in tree.scan_prefix(b"p:") {
-            let (key, value) = item.map_err(sled_error)?;
-            let link: PanLink = codec::decode_value(&value).map_err(io::Error::other)?;
-            pans.insert(Box::from(&key[2..]), link);
-        }
         let mut expiries: FxHashMap<AccountId, i64> = FxHashMap::default();
         for item in tree.scan_prefix(b"x:") {
             let (key, _) = item.map_err(sled_error)?;
@@ -387,9 +433,9 @@ impl Directory {
                 expiries.insert(account, at.min(other));
             }
         }
-        *write(&self.cards) = cards;
-        *write(&self.pans) = pans;
         *write(&self.expiries) = expiries;
+        self.cards.clear();
+        self.pans.clear();
         Ok(())
     }
 
@@ -411,12 +457,13 @@ impl Directory {
         }
     }
 
+    /// Links one apply wrote to the state.
     fn extend(&self, links: Links) {
-        if !links.cards.is_empty() {
-            write(&self.cards).extend(links.cards);
+        for (card, account) in links.cards {
+            self.cards.link(card, account);
         }
-        if !links.pans.is_empty() {
-            write(&self.pans).extend(links.pans);
+        for (hash, link) in links.pans {
+            self.pans.link(hash, link);
         }
     }
 }
@@ -468,12 +515,15 @@ pub struct StateMachine {
 pub struct SledSettings {
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
+    /// Entries each of the card and PAN directories' caches holds, at most (`directory.rs`).
+    pub directory_cache_entries: usize,
 }
 
 impl Default for SledSettings {
     fn default() -> Self {
         Self {
             cache_bytes: 64 * 1024 * 1024,
+            directory_cache_entries: crate::directory::CACHE_ENTRIES_DEFAULT,
         }
     }
 }
@@ -513,14 +563,12 @@ impl StateMachine {
         );
         let sled_ms = started.elapsed().as_millis();
         remove_old_expiry_pointers(store.tree())?;
-        let directory = Arc::new(Directory::default());
+        let directory = Arc::new(Directory::new(settings.directory_cache_entries));
         directory.load(store.tree())?;
         // What a restart spends where, for whoever reads a slow one's log.
         tracing::info!(
             sled_ms,
             directories_ms = started.elapsed().as_millis() - sled_ms,
-            cards = read(&directory.cards).len(),
-            pans = read(&directory.pans).len(),
             expiries = read(&directory.expiries).len(),
             "checkpoint opened"
         );
@@ -625,14 +673,17 @@ impl StateMachine {
         let account = record.account.clone();
         let value = codec::encode_value(&account).map_err(io::Error::other)?;
         for card in &record.cards {
-            // A card id has one owner, as a PAN has (below): the first one stands.
+            // A card id has one owner, as a PAN has (below): the first one stands. The
+            // directory's cache usually knows (the edge looked the card up before it proposed
+            // the link); else this reads the state, and waits if a checkpoint's batch holds
+            // sled. Only records that link cards or PANs look.
             let owner = links
                 .cards
                 .iter()
                 .rev()
                 .find(|(linked, _)| linked == card)
-                .map(|(_, owner)| owner.clone())
-                .or_else(|| read(&self.directory.cards).get(card).cloned());
+                .map(|(_, owner)| Ok(Some(owner.clone())))
+                .unwrap_or_else(|| self.directory.card(&self.store, card))?;
             if let Some(owner) = owner
                 && owner != account
             {
@@ -654,8 +705,8 @@ impl StateMachine {
                 .iter()
                 .rev()
                 .find(|(linked, _)| linked.as_ref() == hash.as_slice())
-                .map(|(_, owner)| owner.clone())
-                .or_else(|| read(&self.directory.pans).get(hash.as_slice()).cloned());
+                .map(|(_, owner)| Ok(Some(owner.clone())))
+                .unwrap_or_else(|| self.directory.pan(&self.store, hash))?;
             if let Some((owner_account, owner_card)) = owner
                 && (owner_account != account || &owner_card != card)
             {

@@ -85,6 +85,17 @@ fn committed_records_reload_exactly_after_a_restart() {
             Some((world.account.id.clone(), card.clone()))
         );
         assert_eq!(engine.reader().pan_card(b"pan-hash-2").unwrap(), None);
+        // The directory's cache remembers "not linked"; the link that follows replaces it.
+        assert_eq!(engine.reader().cached_pan_card(b"pan-hash-2"), Some(None));
+        let link = AccountRecord::pan_links(
+            &world.account.id,
+            vec![(b"pan-hash-2".to_vec(), card.clone())],
+        );
+        engine.submit(link).await.unwrap().unwrap();
+        assert_eq!(
+            engine.reader().pan_card(b"pan-hash-2").unwrap(),
+            Some((world.account.id.clone(), card.clone()))
+        );
         engine.shutdown().await;
     });
     runtime().block_on(async {
@@ -103,7 +114,15 @@ fn committed_records_reload_exactly_after_a_restart() {
             Some(world.account.id.clone())
         );
         assert_eq!(
+            engine.reader().cached_card_account(&card),
+            Some(Some(world.account.id.clone()))
+        );
+        assert_eq!(
             engine.reader().pan_card(b"pan-hash-1").unwrap(),
+            Some((world.account.id.clone(), card.clone()))
+        );
+        assert_eq!(
+            engine.reader().pan_card(b"pan-hash-2").unwrap(),
             Some((world.account.id.clone(), card))
         );
         engine.shutdown().await;
@@ -482,6 +501,64 @@ fn a_pan_keeps_its_first_owner_even_if_a_second_link_is_committed() {
             engine.reader().pan_card(b"one-pan").unwrap(),
             Some(first.clone())
         );
+        engine.shutdown().await;
+    });
+}
+
+/// The card and PAN directories are not loaded at open: a lookup reads the checkpoint and
+/// keeps what it read in a cache that never holds more than it is given, and an entry it
+/// forgot is read again.
+#[test]
+fn the_directories_are_read_when_asked_for_within_a_bounded_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = |i: usize| {
+        (
+            tandem_core::AccountId::new(&format!("owner-{i}")).unwrap(),
+            tandem_core::CardId::new(&format!("card-{i}")).unwrap(),
+        )
+    };
+    let pan = |i: usize| format!("pan-{i}").into_bytes();
+    let config = || {
+        let mut config = EngineConfig::new(dir.path());
+        config.sled.directory_cache_entries = 64;
+        config
+    };
+    runtime().block_on(async {
+        let engine = Engine::open(config()).await.unwrap();
+        for i in 0..300 {
+            let (account, card) = owner(i);
+            engine
+                .submit(AccountRecord::pan_links(&account, vec![(pan(i), card)]))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert!(engine.reader().directory_cached() <= 64);
+        engine.checkpoint().await.unwrap();
+        engine.shutdown().await;
+    });
+    runtime().block_on(async {
+        let engine = Engine::open(config()).await.unwrap();
+        assert_eq!(
+            engine.reader().directory_cached(),
+            0,
+            "nothing loaded at open"
+        );
+        assert_eq!(engine.reader().cached_pan_card(&pan(7)), None);
+        assert_eq!(engine.reader().pan_card(&pan(7)).unwrap(), Some(owner(7)));
+        assert_eq!(
+            engine.reader().cached_pan_card(&pan(7)),
+            Some(Some(owner(7)))
+        );
+        assert_eq!(engine.reader().directory_cached(), 1);
+        // Twice over every PAN: each answer is right though the cache holds at most 64.
+        for _ in 0..2 {
+            for i in 0..300 {
+                assert_eq!(engine.reader().pan_card(&pan(i)).unwrap(), Some(owner(i)));
+                assert!(engine.reader().directory_cached() <= 64);
+            }
+        }
+        assert_eq!(engine.reader().pan_card(b"no-such-pan").unwrap(), None);
         engine.shutdown().await;
     });
 }

@@ -17,6 +17,7 @@ impl StoreBuilder<TandemRaft, LogStore, StateMachine, tempfile::TempDir> for Fre
         let log = LogStore::open(&dir.path().join("log")).expect("log opens");
         let settings = SledSettings {
             cache_bytes: 8 * 1024 * 1024,
+            ..SledSettings::default()
         };
         let machine = StateMachine::open(&dir.path().join("state"), settings).expect("state opens");
         Ok((dir, log, machine))

@@ -410,7 +410,7 @@ pub async fn authorize(
     spend.kind = convert::spend_kind(&request.kind)?;
     spend.partial_allowed = request.partial_allowed;
     spend.cashback_minor = request.cashback_minor;
-    let Some((account, _)) = app.find_card(principal, CardName::Id(&card))? else {
+    let Some((account, _)) = app.find_card(principal, CardName::Id(&card)).await? else {
         return Ok(authorize_response(None, &card_traffic::unknown_card()));
     };
     let authorization = lifecycle_id(&account, &key);
@@ -568,7 +568,7 @@ async fn card_posting(
     card_traffic::may_send(principal)?;
     let key = key(&request.idempotency_key)?;
     let card = card_id("card_id", &request.card_id)?;
-    let Some((account, _)) = app.find_card(principal, CardName::Id(&card))? else {
+    let Some((account, _)) = app.find_card(principal, CardName::Id(&card)).await? else {
         return Ok(None);
     };
     let authorization = if request.authorization_id.is_empty() {
@@ -669,7 +669,7 @@ pub async fn balance_inquiry(
     card_traffic::may_send(principal)?;
     let key = key(&request.idempotency_key)?;
     let card = card_id("card_id", &request.card_id)?;
-    let outcome = match app.find_card(principal, CardName::Id(&card))? {
+    let outcome = match app.find_card(principal, CardName::Id(&card)).await? {
         Some((account, card)) => {
             app.card_traffic(
                 principal,

@@ -136,7 +136,7 @@ impl App {
 
     /// The account and card that `card` names, for a caller that may send card traffic;
     /// `None` for a card this node does not know (answer [`unknown_card`]).
-    pub fn find_card(
+    pub async fn find_card(
         &self,
         principal: &Principal,
         card: CardName<'_>,
@@ -146,8 +146,9 @@ impl App {
         let found = match card {
             CardName::Id(card) => system
                 .card_account(card)
+                .await
                 .map(|account| account.map(|account| (account, card.clone()))),
-            CardName::PanHash(hash) => system.pan_card(hash),
+            CardName::PanHash(hash) => system.pan_card(hash).await,
         };
         found.map_err(|e| OpError::internal(format!("card directory: {e}")))
     }

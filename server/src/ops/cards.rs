@@ -144,11 +144,12 @@ impl App {
         match principal.role {
             KeyRole::Admin => {
                 let account = self
-                    .card_account(card)?
+                    .card_account(card)
+                    .await?
                     .ok_or_else(|| OpError::not_found(format!("no card {card}")))?;
                 Ok((account, Actor::Platform))
             }
-            KeyRole::App => match self.card_account(card)? {
+            KeyRole::App => match self.card_account(card).await? {
                 Some(account) if principal.account.as_ref() == Some(&account) => {
                     let actor = self.actor_for(principal, &account)?;
                     Ok((account, actor))
@@ -163,9 +164,10 @@ impl App {
         }
     }
 
-    fn card_account(&self, card: &CardId) -> Result<Option<AccountId>, OpError> {
+    async fn card_account(&self, card: &CardId) -> Result<Option<AccountId>, OpError> {
         self.system()?
             .card_account(card)
+            .await
             .map_err(|e| OpError::internal(format!("card directory: {e}")))
     }
 
@@ -177,7 +179,7 @@ impl App {
         card: &CardId,
         pan: Option<&str>,
     ) -> Result<(Option<String>, bool), OpError> {
-        let exists_here = match self.card_account(card)? {
+        let exists_here = match self.card_account(card).await? {
             Some(owner) if &owner == account => true,
             Some(_) => {
                 return Err(OpError::conflict(
@@ -193,6 +195,7 @@ impl App {
                 match self
                     .system()?
                     .pan_card(&hash)
+                    .await
                     .map_err(|e| OpError::internal(format!("PAN directory: {e}")))?
                 {
                     Some((owner, owned)) if &owner == account && &owned == card => {}

@@ -233,7 +233,8 @@ impl Gateway {
         let pan_hash = self.app.pan_hash(fields.pan)?;
         let Some((account, card)) = self
             .app
-            .find_card(&self.principal, CardName::PanHash(&pan_hash))?
+            .find_card(&self.principal, CardName::PanHash(&pan_hash))
+            .await?
         else {
             return Ok(decision_answer(&card_traffic::unknown_card()));
         };

@@ -1,0 +1,194 @@
+//! The card and PAN directories, read through from the checkpoint with a bounded cache.
+//!
+//! The directories themselves are keys of the state (`c:<card>`, `p:<keyed PAN hash>`, see
+//! `state_machine.rs`): written by applies into the checkpoint's memory layer and from there
+//! into sled. Nothing of them is loaded at open, so a restart does not wait on them and a
+//! registered account that nobody uses costs no memory for them. A lookup answers from the
+//! cache, else reads the state (memory layers, then sled) and keeps what it read, whether the
+//! card is there or not.
+//!
+//! Entries are only ever added to a directory (a card or PAN has one owner, the first link
+//! stands), so a cached answer that a key is linked stays true. A cached answer that a key is
+//! *not* linked stays true only until an apply links it; applies therefore write every link
+//! into the cache themselves, after writing it to the state, and each shard counts its
+//! links: a lookup keeps an answer it read only if no link came to its shard while it read.
+//! That read either saw the link, or the link's apply comes after it and overwrites it.
+//!
+//! The cache holds at most a configured number of entries. A full shard forgets a quarter of
+//! what it holds, chosen by the hash table's order (random eviction): a forgotten entry costs
+//! one read of the state when next asked for.
+//!
+//! A read of sled waits while a checkpoint's batch holds sled's write lock, so a miss is
+//! blocking: the async side asks [`Cached::peek`] first and reads off the async workers.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Mutex;
+
+use rustc_hash::FxHashMap;
+
+const SHARDS: usize = 64;
+
+/// The entries each directory's cache holds by default: about 25 MB for the PAN directory.
+pub const CACHE_ENTRIES_DEFAULT: usize = 262_144;
+
+struct Shard<K, V> {
+    /// `None`: looked up and not linked.
+    entries: FxHashMap<K, Option<V>>,
+    /// Links applied to this shard, ever (see the module docs).
+    links: u64,
+}
+
+impl<K, V> Default for Shard<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: FxHashMap::default(),
+            links: 0,
+        }
+    }
+}
+
+/// What a lookup must find unchanged to keep what it read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Links(u64);
+
+/// A bounded cache over one directory (see the module docs).
+pub(crate) struct Cached<K, V> {
+    shards: Box<[Mutex<Shard<K, V>>]>,
+    per_shard: usize,
+}
+
+impl<K: Hash + Eq, V: Clone> Cached<K, V> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            per_shard: capacity.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> std::sync::MutexGuard<'_, Shard<K, V>> {
+        let hash = rustc_hash::FxBuildHasher.hash_one(key);
+        // The high bits: the shard's own table hashes with the low ones.
+        self.shards[(hash >> 58) as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The cached answer: `Some(None)` for a key known not to be linked, `None` if unknown.
+    pub(crate) fn peek<Q>(&self, key: &Q) -> Option<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.shard(key).entries.get(key).cloned()
+    }
+
+    /// The cached answer, or what a lookup that reads must hand to [`Cached::keep`].
+    pub(crate) fn peek_or_links<Q>(&self, key: &Q) -> Result<Option<V>, Links>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let shard = self.shard(key);
+        match shard.entries.get(key) {
+            Some(found) => Ok(found.clone()),
+            None => Err(Links(shard.links)),
+        }
+    }
+
+    /// Keeps what a lookup read, unless a link came to the key's shard since `links`.
+    pub(crate) fn keep(&self, key: K, found: Option<V>, links: Links) {
+        let mut shard = self.shard(&key);
+        if shard.links == links.0 {
+            self.insert(&mut shard, key, found);
+        }
+    }
+
+    /// An applied link, written to the state already.
+    pub(crate) fn link(&self, key: K, value: V) {
+        let mut shard = self.shard(&key);
+        shard.links += 1;
+        self.insert(&mut shard, key, Some(value));
+    }
+
+    fn insert(&self, shard: &mut Shard<K, V>, key: K, found: Option<V>) {
+        if shard.entries.len() >= self.per_shard && !shard.entries.contains_key(&key) {
+            // A quarter, rounded up: at least one.
+            let mut seen = 0usize;
+            shard.entries.retain(|_, _| {
+                seen += 1;
+                seen % 4 != 1
+            });
+        }
+        shard.entries.insert(key, found);
+    }
+
+    /// Forgets everything (a snapshot replaced the state); lookups in flight keep nothing.
+    pub(crate) fn clear(&self) {
+        for shard in self.shards.iter() {
+            let mut shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            shard.entries.clear();
+            shard.links += 1;
+        }
+    }
+
+    /// Entries held.
+    pub(crate) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                shard
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .entries
+                    .len()
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_that_raced_a_link_is_not_kept_and_the_link_stands() {
+        let cache: Cached<u32, u32> = Cached::new(1024);
+        let Err(links) = cache.peek_or_links(&7) else {
+            panic!("an empty cache knows nothing");
+        };
+        // The lookup read "not linked"; meanwhile an apply linked the key.
+        cache.link(7, 70);
+        cache.keep(7, None, links);
+        assert_eq!(cache.peek(&7), Some(Some(70)));
+        // A lookup with no link in between keeps what it read, negative answers included.
+        let Err(links) = cache.peek_or_links(&8) else {
+            panic!("8 was never looked up");
+        };
+        cache.keep(8, None, links);
+        assert_eq!(cache.peek(&8), Some(None));
+        assert_eq!(cache.peek_or_links(&8).ok(), Some(None));
+        // A link overwrites a cached "not linked".
+        cache.link(8, 80);
+        assert_eq!(cache.peek(&8), Some(Some(80)));
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_capacity_and_clear_forgets_lookups_in_flight() {
+        let cache: Cached<u32, u32> = Cached::new(SHARDS * 16);
+        for key in 0..100_000 {
+            cache.link(key, key);
+            assert!(cache.len() <= SHARDS * 16, "{} entries", cache.len());
+        }
+        assert!(cache.len() >= SHARDS * 8, "eviction forgot too much");
+        let Err(links) = cache.peek_or_links(&u32::MAX) else {
+            panic!("never looked up");
+        };
+        cache.clear();
+        assert_eq!(cache.len(), 0);
+        cache.keep(u32::MAX, Some(1), links);
+        assert_eq!(cache.peek(&u32::MAX), None);
+    }
+}
