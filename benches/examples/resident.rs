@@ -5,7 +5,9 @@
 //! ```
 //!
 //! With IDLE_MS, actors passivate after that long idle: the resident set stays bounded however
-//! many accounts are registered (HOLDS open holds per account, default 5).
+//! many accounts are registered (HOLDS open holds per account, default 5). A node is then
+//! started afresh on the same data in a process of its own (`--node`), and reports its memory
+//! once ready and after card traffic on 10,000 of the accounts has passivated.
 //!
 //! Provisions ACCOUNTS (default 100,000) typical accounts — 2 members, 2 cards, a deposit and
 //! 5 open holds — keeps every actor resident, and reports the process's resident set (RSS)
@@ -200,6 +202,9 @@ fn main() {
     // process; it cannot affect memory safety.
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "--node") {
+        return reopened_node(&args[2..]);
+    }
     let accounts: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let idle: Option<std::time::Duration> = args
         .get(3)
@@ -385,7 +390,117 @@ fn main() {
             started.elapsed()
         );
     });
+    if let Some(idle) = idle {
+        // A node started afresh on the same data, in a process of its own: its memory owes
+        // nothing to the provisioning above (whose peak the allocator keeps in this one).
+        let status = std::process::Command::new(std::env::current_exe().expect("this example"))
+            .arg("--node")
+            .arg(&dir)
+            .arg(accounts.to_string())
+            .arg(idle.as_millis().to_string())
+            .status()
+            .expect("the reopened node runs");
+        assert!(status.success(), "the reopened node failed: {status}");
+    }
     if args.get(2).is_none_or(|d| d == "-") {
         std::fs::remove_dir_all(&dir).ok();
     }
+}
+
+/// Card traffic on this many of the registered accounts, spread evenly, in the reopened node.
+const NODE_SAMPLE: usize = 10_000;
+
+/// `--node DATA_DIR ACCOUNTS IDLE_MS`: opens the data directory as `tandem` would after a
+/// restart, reports RSS and the live heap once ready, then again after one authorization on
+/// each of [`NODE_SAMPLE`] accounts (each loaded, decided, its card found in the directories)
+/// and the passivation that follows.
+fn reopened_node(args: &[String]) {
+    let dir = std::path::PathBuf::from(&args[0]);
+    let accounts: usize = args[1].parse().expect("ACCOUNTS");
+    let idle = std::time::Duration::from_millis(args[2].parse().expect("IDLE_MS"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let baseline = rss_bytes();
+    let baseline_heap = live_bytes();
+    let report = |when: &str| {
+        let (rss, heap) = (
+            rss_bytes().saturating_sub(baseline),
+            live_bytes().saturating_sub(baseline_heap),
+        );
+        println!(
+            "reopened node, {when}: RSS {:.0} MiB, live heap {:.0} MiB; per registered account: RSS {:.0} bytes, live heap {:.0} bytes",
+            rss as f64 / 1048576.0,
+            heap as f64 / 1048576.0,
+            rss as f64 / accounts.max(1) as f64,
+            heap as f64 / accounts.max(1) as f64,
+        );
+    };
+    runtime.block_on(async {
+        let started = Instant::now();
+        let engine = Engine::open(config(&dir)).await.expect("engine reopens");
+        let system_config = SystemConfig {
+            idle_timeout: Some(idle),
+            ..SystemConfig::default()
+        };
+        let system = AccountSystem::start(engine, system_config, standard_rates())
+            .await
+            .expect("system");
+        println!(
+            "reopened node with {accounts} registered accounts: ready in {:.2?}",
+            started.elapsed()
+        );
+        report("ready");
+        let step = (accounts / NODE_SAMPLE).max(1);
+        let traffic = Instant::now();
+        let mut tasks = Vec::new();
+        for lane in 0..64usize {
+            let system: Arc<AccountSystem> = system.clone();
+            tasks.push(tokio::spawn(async move {
+                for a in (0..accounts).step_by(step).skip(lane).step_by(64) {
+                    let account = AccountId::new(&format!("acct-{a}")).expect("id");
+                    let found = system
+                        .card_account(&card(&format!("a{a}")))
+                        .await
+                        .expect("directory");
+                    assert_eq!(
+                        found.as_ref(),
+                        Some(&account),
+                        "the card directory finds acct-{a}"
+                    );
+                    let body = CommandBody::Authorize {
+                        authorization: auth("after-restart"),
+                        spend: spend(&format!("a{a}"), money(500, "EUR")),
+                        single_message: false,
+                    };
+                    system
+                        .execute(&account, command("after-restart", Actor::Network, body))
+                        .await
+                        .expect("authorize");
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("traffic");
+        }
+        let sampled = accounts.div_ceil(step);
+        println!(
+            "one authorization on each of {sampled} accounts in {:.2?}",
+            traffic.elapsed()
+        );
+        let waited = Instant::now();
+        while system.resident_accounts() + system.accounts_at_rest() > 0
+            && waited.elapsed() < idle * 4 + std::time::Duration::from_secs(10)
+        {
+            tokio::time::sleep(idle / 4).await;
+        }
+        report(&format!(
+            "after passivation ({} actors, {} accounts at rest, {} directory entries cached)",
+            system.resident_accounts(),
+            system.accounts_at_rest(),
+            system.directory_cached()
+        ));
+    });
 }
