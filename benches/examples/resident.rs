@@ -425,6 +425,7 @@ fn reopened_node(args: &[String]) {
         .expect("runtime");
     let baseline = rss_bytes();
     let baseline_heap = live_bytes();
+    let baseline_by_size = live_by_size();
     let report = |when: &str| {
         let (rss, heap) = (
             rss_bytes().saturating_sub(baseline),
@@ -453,6 +454,13 @@ fn reopened_node(args: &[String]) {
             started.elapsed()
         );
         report("ready");
+        // Arguments swapped: the classes that grew since before the open.
+        print_largest_differences(
+            "what the ready node holds, per registered account",
+            &live_by_size(),
+            &baseline_by_size,
+            accounts,
+        );
         let step = (accounts / NODE_SAMPLE).max(1);
         let traffic = Instant::now();
         let mut tasks = Vec::new();

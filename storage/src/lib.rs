@@ -10,6 +10,8 @@
 //!   tails, the card and PAN directories, the expiry index.
 //! - `accounts.rs`: committed accounts in memory, kept current by the state machine, or
 //!   lent to the account's actor, which holds the one copy while it runs.
+//! - `directory.rs`: the bounded cache the card and PAN directories are read through (they
+//!   are keys of the state; nothing of them is loaded at open).
 //! - `checkpoint.rs`: sled as a checkpoint: applies go to memory, and a checkpoint writes
 //!   everything up to one log index to sled in one batch with `last_applied` and fsyncs it
 //!   before the log may be purged up to it.
