@@ -200,10 +200,9 @@ impl AccountSystem {
         if let Some(found) = reader.cached_card_account(card) {
             return Ok(found);
         }
-        let (reader, card) = (reader.clone(), card.clone());
-        tokio::task::spawn_blocking(move || reader.card_account(&card))
+        let card = card.clone();
+        self.off_workers(move |reader| reader.card_account(&card))
             .await
-            .map_err(|e| LoadError::Background(e.to_string()))?
     }
 
     /// A PAN's keyed hash, as the PAN directory stores it (never the PAN itself).
@@ -218,8 +217,18 @@ impl AccountSystem {
         if let Some(found) = reader.cached_pan_card(hash.as_bytes()) {
             return Ok(found);
         }
-        let (reader, hash) = (reader.clone(), hash.to_owned());
-        tokio::task::spawn_blocking(move || reader.pan_card(hash.as_bytes()))
+        let hash = hash.to_owned();
+        self.off_workers(move |reader| reader.pan_card(hash.as_bytes()))
+            .await
+    }
+
+    /// `read` of committed state, which may wait on sled, off the runtime's workers.
+    async fn off_workers<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&tandem_storage::StateReader) -> Result<T, LoadError> + Send + 'static,
+    ) -> Result<T, LoadError> {
+        let reader = self.engine().reader().clone();
+        tokio::task::spawn_blocking(move || read(&reader))
             .await
             .map_err(|e| LoadError::Background(e.to_string()))?
     }
@@ -269,11 +278,9 @@ impl AccountSystem {
         if let Some(value) = reader.accounts().read(account, &read) {
             return Ok(value);
         }
-        let reader = reader.clone();
         let account = account.clone();
-        tokio::task::spawn_blocking(move || reader.load_resting(&account).map(|r| read(&r)))
+        self.off_workers(move |reader| reader.load_resting(&account).map(|r| read(&r)))
             .await
-            .map_err(|e| LoadError::Background(e.to_string()))?
     }
 
     /// The committed snapshot of an account without a resident actor.
@@ -297,17 +304,15 @@ impl AccountSystem {
         init: T,
         visit: impl FnMut(&mut T, u64, Event) -> bool + Send + 'static,
     ) -> Result<T, LoadError> {
-        let reader = self.engine().reader().clone();
         let account = account.clone();
         let mut visit = visit;
-        tokio::task::spawn_blocking(move || {
+        self.off_workers(move |reader| {
             let mut state = init;
             reader
                 .each_event(&account, from, |seq, event| visit(&mut state, seq, event))
                 .map(|()| state)
         })
         .await
-        .map_err(|e| LoadError::Background(e.to_string()))?
     }
 
     /// The log's counters (batches and records committed), for metrics.

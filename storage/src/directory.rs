@@ -50,7 +50,7 @@ impl<K, V> Default for Shard<K, V> {
 
 /// What a lookup must find unchanged to keep what it read.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Links(u64);
+struct Links(u64);
 
 /// A bounded cache over one directory (see the module docs).
 pub(crate) struct Cached<K, V> {
@@ -83,8 +83,30 @@ impl<K: Hash + Eq, V: Clone> Cached<K, V> {
         self.shard(key).entries.get(key).cloned()
     }
 
+    /// The cached answer, else `read`'s, kept unless a link raced it (see the module docs).
+    /// Blocking when `read` runs.
+    pub(crate) fn read_through<Q>(
+        &self,
+        key: &Q,
+        owned: impl FnOnce() -> K,
+        read: impl FnOnce() -> std::io::Result<Option<V>>,
+    ) -> std::io::Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        match self.peek_or_links(key) {
+            Ok(found) => Ok(found),
+            Err(links) => {
+                let found = read()?;
+                self.keep(owned(), found.clone(), links);
+                Ok(found)
+            }
+        }
+    }
+
     /// The cached answer, or what a lookup that reads must hand to [`Cached::keep`].
-    pub(crate) fn peek_or_links<Q>(&self, key: &Q) -> Result<Option<V>, Links>
+    fn peek_or_links<Q>(&self, key: &Q) -> Result<Option<V>, Links>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -97,7 +119,7 @@ impl<K: Hash + Eq, V: Clone> Cached<K, V> {
     }
 
     /// Keeps what a lookup read, unless a link came to the key's shard since `links`.
-    pub(crate) fn keep(&self, key: K, found: Option<V>, links: Links) {
+    fn keep(&self, key: K, found: Option<V>, links: Links) {
         let mut shard = self.shard(&key);
         if shard.links == links.0 {
             self.insert(&mut shard, key, found);

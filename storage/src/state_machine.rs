@@ -390,32 +390,14 @@ impl Directory {
 
     /// The card's account: cached, else read from the state. Blocking on a miss.
     fn card(&self, store: &Layered, card: &CardId) -> io::Result<Option<AccountId>> {
-        match self.cards.peek_or_links(card) {
-            Ok(found) => Ok(found),
-            Err(links) => {
-                let found = match store.get(&card_key(card))? {
-                    Some(bytes) => Some(codec::decode_value(&bytes).map_err(io::Error::other)?),
-                    None => None,
-                };
-                self.cards.keep(card.clone(), found.clone(), links);
-                Ok(found)
-            }
-        }
+        self.cards
+            .read_through(card, || card.clone(), || stored(store, &card_key(card)))
     }
 
     /// The PAN's account and card: cached, else read from the state. Blocking on a miss.
     fn pan(&self, store: &Layered, hash: &[u8]) -> io::Result<Option<PanLink>> {
-        match self.pans.peek_or_links(hash) {
-            Ok(found) => Ok(found),
-            Err(links) => {
-                let found = match store.get(&pan_key(hash))? {
-                    Some(bytes) => Some(codec::decode_value(&bytes).map_err(io::Error::other)?),
-                    None => None,
-                };
-                self.pans.keep(Box::from(hash), found.clone(), links);
-                Ok(found)
-            }
-        }
+        self.pans
+            .read_through(hash, || Box::from(hash), || stored(store, &pan_key(hash)))
     }
 
     /// Replaces the expiry index's entries held by those `tree` stores, and forgets what the
@@ -491,6 +473,14 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The value the state holds under `key`, decoded.
+fn stored<T: serde::de::DeserializeOwned>(store: &Layered, key: &[u8]) -> io::Result<Option<T>> {
+    store
+        .get(key)?
+        .map(|bytes| codec::decode_value(&bytes).map_err(io::Error::other))
+        .transpose()
 }
 
 fn encoded<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
