@@ -34,7 +34,7 @@ use tandem_core::{
     Timestamp, apply_owned, decide,
 };
 use tandem_storage::codec::encode_account;
-use tandem_storage::{AccountRecord, CommitError, Done, Lease, LoadError, Resting};
+use tandem_storage::{AccountRecord, CommitError, Done, ExpiryMove, Lease, LoadError, Resting};
 
 use crate::cell::SnapshotCell;
 use crate::system::Shared;
@@ -451,9 +451,15 @@ impl AccountActor {
         for event in events {
             apply_owned(&mut state.account, event);
         }
-        let expiry_update = expiry_moves(&state.account, state.indexed_expiry);
-        if let Some(next) = expiry_update {
-            state.indexed_expiry = next;
+        // Where the account's expiry index entry moves from and to, if it moves: the state
+        // machine moves it by this alone.
+        let expiry_update =
+            expiry_moves(&state.account, state.indexed_expiry).map(|to| ExpiryMove {
+                from: state.indexed_expiry,
+                to,
+            });
+        if let Some(moved) = expiry_update {
+            state.indexed_expiry = moved.to;
         }
         state.events_since_snapshot += event_count;
         // A snapshot re-encodes the whole account, so it waits several events per record the
@@ -475,7 +481,7 @@ impl AccountActor {
                 Err(error) => tracing::error!(%error, "account snapshot left out"),
             }
         }
-        record.next_expiry = expiry_update;
+        record.expiry = expiry_update;
         let change = Change {
             snapshot: Arc::new(BalanceSnapshot::of(&state.account, at)),
             causes,

@@ -189,7 +189,9 @@ impl Accounts {
             }) => {
                 *last = index;
                 *touched = true;
-                if let Some(next) = record.next_expiry {
+                if let Some(moved) = record.expiry {
+                    resting.indexed_expiry = moved.to;
+                } else if let Some(next) = record.format1_next_expiry {
                     resting.indexed_expiry = next;
                 }
                 if record.event_count == 0 {

@@ -84,8 +84,9 @@ impl std::fmt::Debug for EngineConfig {
     }
 }
 
-/// Switches that make log writes fail as on a full disk (ENOSPC), or slow, as on a disk in
-/// trouble. Off unless a test or drill turns them on.
+/// Switches that make log writes fail as on a full disk (ENOSPC), slow, as on a disk in
+/// trouble, or written in log format 1, as a build before format 2 wrote them (how tests
+/// replay an older log). Off unless a test or drill turns them on.
 #[derive(Debug, Clone, Default)]
 pub struct WriteFaults(Arc<FaultState>);
 
@@ -93,6 +94,7 @@ pub struct WriteFaults(Arc<FaultState>);
 struct FaultState {
     no_space: AtomicBool,
     delay_ms: std::sync::atomic::AtomicU64,
+    format_1: AtomicBool,
 }
 
 impl WriteFaults {
@@ -112,6 +114,15 @@ impl WriteFaults {
 
     pub fn write_delay(&self) -> Duration {
         Duration::from_millis(self.0.delay_ms.load(Ordering::Acquire))
+    }
+
+    /// Log entries appended while set are written in log format 1 (`log_store.rs`).
+    pub fn write_log_format_1(&self, on: bool) {
+        self.0.format_1.store(on, Ordering::Release);
+    }
+
+    pub fn writing_log_format_1(&self) -> bool {
+        self.0.format_1.load(Ordering::Acquire)
     }
 }
 

@@ -5,7 +5,8 @@
 //! - `codec.rs`: the versioned encoding of events and account snapshots (format 1).
 //! - `types.rs`: the openraft type configuration; a log entry is a [`LogBatch`] of many
 //!   accounts' [`AccountRecord`]s.
-//! - `log_store.rs`: the Raft log over `raft-log`, fdatasync'd by its flush worker.
+//! - `log_store.rs`: the Raft log over `raft-log`, fdatasync'd by its flush worker; each entry
+//!   framed with its log format (format 2: records say where an expiry entry moves from).
 //! - `state_machine.rs`: what the log's entries are applied to: account snapshots and event
 //!   tails, the card and PAN directories, the expiry index.
 //! - `accounts.rs`: committed accounts in memory, kept current by the state machine, or
@@ -54,4 +55,4 @@ pub use pan_key::PanKey;
 #[cfg(not(loom))]
 pub use state_machine::{LoadError, SledSettings, StateMachine, StateReader};
 #[cfg(not(loom))]
-pub use types::{AccountRecord, LogBatch};
+pub use types::{AccountRecord, ExpiryMove, LogBatch};

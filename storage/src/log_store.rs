@@ -5,6 +5,15 @@
 //! flush worker writes every pending flush in one batch, calls `fdatasync` once, and only then
 //! fires the callbacks, which is when openraft counts the entries as persisted. Votes and
 //! purges wait for their own synced flush before returning, as openraft requires.
+//!
+//! Log entry formats (each entry is openraft's `Entry` in postcard, framed by its length):
+//! - Format 1: a record says where an account's expiry index entry moved to, not from; the
+//!   frame's length has its top bit clear (every entry of older data directories).
+//! - Format 2 adds where the entry moved from ([`crate::types::ExpiryMove`]), so the state
+//!   machine moves it without holding every account's entry in memory. Its frame's length has
+//!   the top bit set, and the format byte comes first.
+//!
+//! A later format adds a decoder beside these; older entries keep replaying after an upgrade.
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{LeaderId, OptionalSend, StorageIOError};
@@ -16,7 +25,13 @@ use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::types::{Entry, LogId, StorageError, TandemRaft, Vote};
+use crate::types::{Entry, LogId, StorageError, TandemRaft, TandemRaftFormat1, Vote};
+
+/// The log entry format this build writes (see the module docs).
+pub const LOG_FORMAT: u8 = 2;
+
+/// The top bit of an entry frame's length: a format byte follows (format 2 on).
+const FORMATTED: u32 = 1 << 31;
 
 /// A log id as raft-log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -66,9 +81,43 @@ impl PartialOrd for StoredVote {
     }
 }
 
-/// One entry's bytes: openraft's `Entry` in the storage codec.
+/// One entry as stored: its log format and openraft's `Entry` in postcard.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEntry(pub Vec<u8>);
+pub struct StoredEntry {
+    format: u8,
+    bytes: Vec<u8>,
+}
+
+impl StoredEntry {
+    fn of(entry: &Entry) -> io::Result<Self> {
+        Ok(Self {
+            format: LOG_FORMAT,
+            bytes: to_bytes(entry)?,
+        })
+    }
+
+    /// The entry as log format 1 wrote it: its records' expiry moves lose where from.
+    fn of_format_1(entry: &Entry) -> io::Result<Self> {
+        Ok(Self {
+            format: 1,
+            bytes: to_bytes(&crate::types::entry_to_format1(entry))?,
+        })
+    }
+
+    fn entry(&self) -> io::Result<Entry> {
+        match self.format {
+            1 => from_bytes::<openraft::Entry<TandemRaftFormat1>>(&self.bytes)
+                .map(crate::types::entry_from_format1),
+            LOG_FORMAT => from_bytes(&self.bytes),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "log entry format {other} is newer than this build reads (up to {LOG_FORMAT})"
+                ),
+            )),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NoUserData;
@@ -116,14 +165,47 @@ framed_serde_codec!(StoredLogId);
 framed_serde_codec!(StoredVote);
 
 impl raft_log::codeq::Encode for StoredEntry {
-    fn encode<W: io::Write>(&self, w: W) -> io::Result<usize> {
-        write_framed(w, &self.0)
+    fn encode<W: io::Write>(&self, mut w: W) -> io::Result<usize> {
+        if self.format == 1 {
+            return write_framed(w, &self.bytes);
+        }
+        let length = u32::try_from(self.bytes.len() + 1)
+            .ok()
+            .filter(|length| length & FORMATTED == 0)
+            .ok_or_else(|| io::Error::other("record too large"))?;
+        w.write_all(&(length | FORMATTED).to_be_bytes())?;
+        w.write_all(&[self.format])?;
+        w.write_all(&self.bytes)?;
+        Ok(4 + 1 + self.bytes.len())
     }
 }
 
 impl raft_log::codeq::Decode for StoredEntry {
-    fn decode<R: io::Read>(r: R) -> io::Result<Self> {
-        Ok(StoredEntry(read_framed(r)?))
+    fn decode<R: io::Read>(mut r: R) -> io::Result<Self> {
+        let mut length = [0u8; 4];
+        r.read_exact(&mut length)?;
+        let length = u32::from_be_bytes(length);
+        if length & FORMATTED == 0 {
+            let mut bytes = vec![0u8; length as usize];
+            r.read_exact(&mut bytes)?;
+            return Ok(Self { format: 1, bytes });
+        }
+        let mut format = [0u8; 1];
+        r.read_exact(&mut format)?;
+        let body = ((length & !FORMATTED) as usize)
+            .checked_sub(1)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "an entry frame without its format",
+                )
+            })?;
+        let mut bytes = vec![0u8; body];
+        r.read_exact(&mut bytes)?;
+        Ok(Self {
+            format: format[0],
+            bytes,
+        })
     }
 }
 
@@ -193,7 +275,7 @@ impl raft_log::Types for RaftLogTypes {
     }
 
     fn payload_size(payload: &StoredEntry) -> u64 {
-        payload.0.len() as u64
+        payload.bytes.len() as u64
     }
 }
 
@@ -334,8 +416,7 @@ impl RaftLogReader<TandemRaft> for LogStore {
         let mut entries = Vec::new();
         for item in log.read(start, end) {
             let (_, payload) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-            let entry: Entry = from_bytes(&payload.0).map_err(|e| StorageIOError::read_logs(&e))?;
-            entries.push(entry);
+            entries.push(payload.entry().map_err(|e| StorageIOError::read_logs(&e))?);
         }
         Ok(entries)
     }
@@ -395,8 +476,13 @@ impl RaftLogStorage<TandemRaft> for LogStore {
             if purged.is_some_and(|purged| entry.log_id.index <= purged) {
                 continue;
             }
-            let bytes = to_bytes(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
-            stored.push((StoredLogId::from(&entry.log_id), StoredEntry(bytes)));
+            let stored_entry = if self.faults.writing_log_format_1() {
+                StoredEntry::of_format_1(&entry)
+            } else {
+                StoredEntry::of(&entry)
+            }
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+            stored.push((StoredLogId::from(&entry.log_id), stored_entry));
         }
         log.append(stored)
             .map_err(|e| StorageIOError::write_logs(&e))?;
@@ -422,5 +508,112 @@ impl RaftLogStorage<TandemRaft> for LogStore {
         self.synced(|log| log.purge(stored).map(|_| ()))
             .await
             .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{
+        AccountRecord, AccountRecordFormat1, ExpiryMove, LogBatch, LogBatchFormat1,
+    };
+    use openraft::EntryPayload;
+    use raft_log::codeq::{Decode, Encode};
+    use tandem_core::{AccountId, CardId};
+
+    fn log_id() -> LogId {
+        LogId::new(LeaderId::new(3, 1), 7)
+    }
+
+    fn stored_bytes(stored: &StoredEntry) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let written = stored.encode(&mut bytes).unwrap();
+        assert_eq!(written, bytes.len());
+        bytes
+    }
+
+    #[test]
+    fn a_format_1_entry_replays_with_its_expiry_move_and_no_origin() {
+        let account = AccountId::new("acct-old").unwrap();
+        let old = openraft::Entry::<TandemRaftFormat1> {
+            log_id: log_id(),
+            payload: EntryPayload::Normal(LogBatchFormat1 {
+                records: vec![AccountRecordFormat1 {
+                    account: account.clone(),
+                    seq_first: 4,
+                    event_count: 2,
+                    events: vec![2, 9, 9],
+                    snapshot: None,
+                    cards: vec![CardId::new("card-old").unwrap()],
+                    next_expiry: Some(Some(1_700_000_000_000)),
+                    pans: vec![(vec![5; 32], CardId::new("card-old").unwrap())],
+                }],
+            }),
+        };
+        // Framed as format 1 wrote it: the length, then postcard.
+        let mut framed = Vec::new();
+        write_framed(&mut framed, &to_bytes(&old).unwrap()).unwrap();
+        let stored = StoredEntry::decode(framed.as_slice()).unwrap();
+        let entry = stored.entry().unwrap();
+        assert_eq!(entry.log_id, log_id());
+        let EntryPayload::Normal(batch) = entry.payload else {
+            panic!("not a normal entry");
+        };
+        let [record] = batch.records.as_slice() else {
+            panic!("one record");
+        };
+        assert_eq!(record.account, account);
+        assert_eq!((record.seq_first, record.event_count), (4, 2));
+        assert_eq!(record.events, vec![2, 9, 9]);
+        assert_eq!(record.expiry, None, "format 1 does not say where from");
+        assert_eq!(record.format1_next_expiry, Some(Some(1_700_000_000_000)));
+        assert_eq!(record.pans.len(), 1);
+        // Written again, it keeps format 1's bytes (raft-log may rewrite what it read).
+        assert_eq!(stored_bytes(&stored), framed);
+    }
+
+    #[test]
+    fn a_format_2_entry_round_trips_with_where_its_expiry_moved_from() {
+        let account = AccountId::new("acct-new").unwrap();
+        let mut record = AccountRecord::pan_links(&account, Vec::new());
+        record.expiry = Some(ExpiryMove {
+            from: Some(1_000),
+            to: None,
+        });
+        let entry = Entry {
+            log_id: log_id(),
+            payload: EntryPayload::Normal(LogBatch {
+                records: vec![record.clone()],
+            }),
+        };
+        let bytes = stored_bytes(&StoredEntry::of(&entry).unwrap());
+        assert_eq!(
+            bytes[0] & 0x80,
+            0x80,
+            "the frame says a format byte follows"
+        );
+        assert_eq!(bytes[4], LOG_FORMAT);
+        let read = StoredEntry::decode(bytes.as_slice())
+            .unwrap()
+            .entry()
+            .unwrap();
+        assert_eq!(read, entry);
+    }
+
+    #[test]
+    fn an_entry_of_a_newer_format_is_refused_clearly() {
+        let bytes = [0x80, 0, 0, 2, LOG_FORMAT + 1, 0];
+        let stored = StoredEntry::decode(bytes.as_slice()).unwrap();
+        let error = stored.entry().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            error.to_string().contains("newer than this build"),
+            "{error}"
+        );
+        let empty = [0x80, 0, 0, 0];
+        assert!(
+            StoredEntry::decode(empty.as_slice()).is_err(),
+            "a frame without its format"
+        );
     }
 }

@@ -19,8 +19,7 @@
 //! | `x:<expires_at, 8 bytes order-preserving><account>` | an account whose earliest hold is due then (one per account) |
 //!
 //! Data directories written before issue 19 also hold `w:<account>` (the account's `x:` time,
-//! to find the entry to move); each account's time is now held in memory, loaded from the
-//! `x:` keys, and the `w:` keys are removed at open.
+//! to find the entry to move); the `w:` keys are removed at open.
 //!
 //! sled is a checkpoint (`checkpoint.rs`): an apply puts these writes in memory, and a
 //! checkpoint — what openraft calls building a snapshot, every so many entries or
@@ -29,12 +28,16 @@
 //! it. Reads see memory first, then sled. At open, openraft replays the log after
 //! `m:applied` into memory again.
 //!
-//! Each account's expiry-index entry (its `x:` time) is also held in memory ([`Directory`]),
-//! as committed: loaded at open and after a snapshot is installed, moved after each apply, so
-//! that an apply finds the entry it moves without a sled read (which would wait behind a
-//! checkpoint's batch: sled's `apply_batch` holds a lock every read takes). The card and PAN
-//! directories (`c:` and `p:`) are not loaded: they are read through a bounded cache
-//! (`directory.rs`), so neither a restart nor an unused account pays for them.
+//! An account's `x:` entry is always at its committed earliest open-hold expiry (none when no
+//! hold is open): every record that moves it says from where and to where
+//! ([`crate::types::ExpiryMove`], which the account's actor knows), so an apply moves it with
+//! neither a sled read (which would wait behind a checkpoint's batch: sled's `apply_batch`
+//! holds a lock every read takes) nor every account's entry held in memory. Only records of
+//! log format 1 (`log_store.rs`), which did not say from where, need the entries: the first
+//! such record reads them all into memory, and they are kept current from then on (after an
+//! upgrade, until the next restart). The card and PAN directories (`c:` and `p:`) are not
+//! loaded either: they are read through a bounded cache (`directory.rs`), so neither a
+//! restart nor an unused account pays for them.
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, OptionalSend, StorageIOError, StoredMembership};
@@ -42,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Cursor};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use tandem_core::{Account, AccountId, CardId};
@@ -51,7 +54,7 @@ use crate::accounts::{Accounts, Resting};
 use crate::checkpoint::{CheckpointObserver, Frozen, Layered, Writes, sled_error};
 use crate::codec;
 use crate::directory::Cached;
-use crate::types::{BatchApplied, Entry, LogId, NodeId, StorageError, TandemRaft};
+use crate::types::{BatchApplied, Entry, ExpiryMove, LogId, NodeId, StorageError, TandemRaft};
 
 const APPLIED: &[u8] = b"m:applied";
 const MEMBERSHIP: &[u8] = b"m:membership";
@@ -282,9 +285,12 @@ impl StateReader {
     /// The account's committed state as the checkpoint holds it, not kept in memory (for an
     /// actor the account is lent to). Blocking: run it off the async workers.
     pub fn checkpointed(&self, account: &AccountId) -> Result<Resting, LoadError> {
+        let account = self.load_account(account)?;
+        // The index's entry is at the committed account's earliest expiry (module docs).
+        let indexed_expiry = account.next_expiry().map(|at| at.millis());
         Ok(Resting {
-            account: self.load_account(account)?,
-            indexed_expiry: self.indexed_expiry(account)?,
+            account,
+            indexed_expiry,
         })
     }
 
@@ -344,11 +350,6 @@ impl StateReader {
         Ok(due)
     }
 
-    /// The account's earliest hold expiry as the index has it (in memory, as committed).
-    pub fn indexed_expiry(&self, account: &AccountId) -> Result<Option<i64>, LoadError> {
-        Ok(read(&self.directory.expiries).get(account).copied())
-    }
-
     /// The last applied log id the durable checkpoint holds.
     pub fn applied(&self) -> Result<Option<LogId>, LoadError> {
         Ok(match self.store.tree().get(APPLIED)? {
@@ -361,15 +362,11 @@ impl StateReader {
 /// A PAN directory entry: the account and card a keyed PAN hash belongs to.
 type PanLink = (AccountId, CardId);
 
-/// The committed card and PAN directories (read through a bounded cache, `directory.rs`) and
-/// the expiry index's entries (in memory), shared by the state machine (which extends them
-/// as it applies) and every [`StateReader`].
+/// The committed card and PAN directories, read through a bounded cache (`directory.rs`),
+/// shared by the state machine (which extends them as it applies) and every [`StateReader`].
 struct Directory {
     cards: Cached<CardId, AccountId>,
     pans: Cached<Box<[u8]>, PanLink>,
-    /// Each account's entry in the expiry index (its `x:` key's time): only accounts with an
-    /// open hold.
-    expiries: RwLock<FxHashMap<AccountId, i64>>,
 }
 
 /// Directory entries one apply adds.
@@ -384,7 +381,6 @@ impl Directory {
         Self {
             cards: Cached::new(cache_entries),
             pans: Cached::new(cache_entries),
-            expiries: RwLock::default(),
         }
     }
 
@@ -400,43 +396,10 @@ impl Directory {
             .read_through(hash, || Box::from(hash), || stored(store, &pan_key(hash)))
     }
 
-    /// Replaces the expiry index's entries held by those `tree` stores, and forgets what the
-    /// directories' caches hold.
-    fn load(&self, tree: &sled::Tree) -> io::Result<()> {
-        let mut expiries: FxHashMap<AccountId, i64> = FxHashMap::default();
-        for item in tree.scan_prefix(b"x:") {
-            let (key, _) = item.map_err(sled_error)?;
-            let (at, account) = expiry_entry(&key)
-                .ok_or_else(|| io::Error::other("an expiry index key does not decode"))?;
-            if let Some(other) = expiries.insert(account.clone(), at) {
-                // One entry per account is the rule; should two be found, the earlier is the
-                // one that matters (a sweep then moves it).
-                tracing::warn!(%account, at, other, "two expiry index entries for one account");
-                expiries.insert(account, at.min(other));
-            }
-        }
-        *write(&self.expiries) = expiries;
+    /// Forgets what the caches hold (the state under them was replaced).
+    fn forget(&self) {
         self.cards.clear();
         self.pans.clear();
-        Ok(())
-    }
-
-    /// The expiry index's entries one apply moved: to a new time, or out (`None`).
-    fn move_expiries(&self, moves: std::collections::HashMap<AccountId, Option<i64>>) {
-        if moves.is_empty() {
-            return;
-        }
-        let mut expiries = write(&self.expiries);
-        for (account, next) in moves {
-            match next {
-                Some(at) => {
-                    expiries.insert(account, at);
-                }
-                None => {
-                    expiries.remove(&account);
-                }
-            }
-        }
     }
 
     /// Links one apply wrote to the state.
@@ -447,6 +410,17 @@ impl Directory {
         for (hash, link) in links.pans {
             self.pans.link(hash, link);
         }
+    }
+}
+
+/// Whether an entry holds a log-format-1 record that moves an expiry index entry.
+fn moves_a_format1_expiry(entry: &Entry) -> bool {
+    match &entry.payload {
+        EntryPayload::Normal(batch) => batch
+            .records
+            .iter()
+            .any(|record| record.expiry.is_none() && record.format1_next_expiry.is_some()),
+        _ => false,
     }
 }
 
@@ -464,15 +438,6 @@ fn remove_old_expiry_pointers(tree: &sled::Tree) -> io::Result<()> {
         tree.apply_batch(batch).map_err(sled_error)?;
     }
     Ok(())
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The value the state holds under `key`, decoded.
@@ -495,6 +460,9 @@ pub struct StateMachine {
     accounts: Arc<Accounts>,
     applied: Option<LogId>,
     membership: Membership,
+    /// Every account's expiry index entry, read from the state when the first record of log
+    /// format 1 is applied (see the module docs); `None` until then.
+    format1_expiries: Option<FxHashMap<AccountId, i64>>,
     /// openraft asks for the current snapshot once at start, only for its meta; see
     /// `get_current_snapshot`.
     startup_asked: bool,
@@ -554,12 +522,10 @@ impl StateMachine {
         let sled_ms = started.elapsed().as_millis();
         remove_old_expiry_pointers(store.tree())?;
         let directory = Arc::new(Directory::new(settings.directory_cache_entries));
-        directory.load(store.tree())?;
         // What a restart spends where, for whoever reads a slow one's log.
         tracing::info!(
             sled_ms,
-            directories_ms = started.elapsed().as_millis() - sled_ms,
-            expiries = read(&directory.expiries).len(),
+            cleanup_ms = started.elapsed().as_millis() - sled_ms,
             "checkpoint opened"
         );
         let mut machine = Self {
@@ -568,6 +534,7 @@ impl StateMachine {
             accounts: Arc::new(Accounts::default()),
             applied: None,
             membership: Membership::default(),
+            format1_expiries: None,
             startup_asked: false,
         };
         machine.applied = match machine.store.tree().get(APPLIED).map_err(sled_error)? {
@@ -610,6 +577,9 @@ impl StateMachine {
         let mut expiry_moves: std::collections::HashMap<AccountId, Option<i64>> =
             std::collections::HashMap::new();
         let mut links = Links::default();
+        if self.format1_expiries.is_none() && entries.iter().any(moves_a_format1_expiry) {
+            self.format1_expiries = Some(self.expiry_entries()?);
+        }
         // The records, for the accounts in memory once the writes are in place (a load that
         // read the writes before them is then either kept and current, or not kept).
         let mut applied = Vec::new();
@@ -643,13 +613,48 @@ impl StateMachine {
         // `m:applied` and the membership are written by the checkpoint that covers them.
         self.store.apply(batch);
         self.directory.extend(links);
-        self.directory.move_expiries(expiry_moves);
+        if let Some(expiries) = &mut self.format1_expiries {
+            for (account, next) in expiry_moves {
+                match next {
+                    Some(at) => expiries.insert(account, at),
+                    None => expiries.remove(&account),
+                };
+            }
+        }
         for (index, records) in &applied {
             for record in records {
                 self.accounts.apply(record, *index);
             }
         }
         Ok(answers)
+    }
+
+    /// Every account's expiry index entry as the state holds it (for format-1 records).
+    fn expiry_entries(&self) -> io::Result<FxHashMap<AccountId, i64>> {
+        let started = std::time::Instant::now();
+        let mut expiries: FxHashMap<AccountId, i64> = FxHashMap::default();
+        let mut end = b"x:".to_vec();
+        end.push(0xff);
+        self.store.scan(
+            (Bound::Included(b"x:".to_vec()), Bound::Excluded(end)),
+            |key, _| {
+                let (at, account) = expiry_entry(key)
+                    .ok_or_else(|| io::Error::other("an expiry index key does not decode"))?;
+                if let Some(other) = expiries.insert(account.clone(), at) {
+                    // One entry per account is the rule; should two be found, the earlier is
+                    // the one that matters (a sweep then moves it).
+                    tracing::warn!(%account, at, other, "two expiry index entries for one account");
+                    expiries.insert(account, at.min(other));
+                }
+                Ok(true)
+            },
+        )?;
+        tracing::info!(
+            entries = expiries.len(),
+            ms = started.elapsed().as_millis(),
+            "log format 1 replayed: the expiry index's entries were read into memory"
+        );
+        Ok(expiries)
     }
 
     fn apply_record(
@@ -712,12 +717,21 @@ impl StateMachine {
                 .pans
                 .push((Box::from(hash.as_slice()), (account.clone(), card.clone())));
         }
-        if let Some(next) = record.next_expiry {
-            // The entry as this batch left it, else as committed (in memory: a sled read
-            // here would wait behind a checkpoint's batch, on the engine's one thread).
-            let old = match expiry_moves.get(&account) {
-                Some(moved) => *moved,
-                None => read(&self.directory.expiries).get(&account).copied(),
+        let expiry = match (record.expiry, record.format1_next_expiry) {
+            (Some(ExpiryMove { from, to }), _) => Some((Some(from), to)),
+            (None, Some(to)) => Some((None, to)),
+            (None, None) => None,
+        };
+        if let Some((from, next)) = expiry {
+            // The entry as this batch left it, else where the record says it was; a format-1
+            // record does not say, and the entries read for it have it (module docs).
+            let old = match (expiry_moves.get(&account), from) {
+                (Some(moved), _) => *moved,
+                (None, Some(from)) => from,
+                (None, None) => self
+                    .format1_expiries
+                    .as_ref()
+                    .and_then(|expiries| expiries.get(&account).copied()),
             };
             if let Some(old) = old {
                 batch.insert(expiry_key(old, &account), None);
@@ -912,9 +926,8 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
         tree.apply_batch(batch)
             .map_err(|e| StorageIOError::write(&sled_error(e)))?;
         self.sync().map_err(|e| StorageIOError::write(&e))?;
-        self.directory
-            .load(tree)
-            .map_err(|e| StorageIOError::read_state_machine(&e))?;
+        self.directory.forget();
+        self.format1_expiries = None;
         self.accounts.clear();
         Ok(())
     }

@@ -23,15 +23,29 @@ pub struct AccountRecord {
     pub snapshot: Option<Vec<u8>>,
     /// Cards issued by these events (card directory).
     pub cards: Vec<CardId>,
-    /// The account's earliest open-hold expiry (ms) after these events, when it changed:
-    /// `Some(None)` when no hold is open any more. The expiry index keeps one entry per
-    /// account, so most records write none.
-    pub next_expiry: Option<Option<i64>>,
+    /// The account's entry in the expiry index, when these events moved it (its earliest
+    /// open-hold expiry changed). The index keeps one entry per account, so most records move
+    /// none.
+    pub expiry: Option<ExpiryMove>,
     /// PAN directory entries to write: (keyed PAN hash, card). A card issued with a PAN
     /// carries its link in the same record as its `CardIssued` / `CardReplaced` event, so
     /// the two are committed together; a link for a card that already exists comes in a
     /// record of its own (no events).
     pub pans: Vec<(Vec<u8>, CardId)>,
+    /// A log-format-1 record's expiry move: where it went, but not where from (format 1 did
+    /// not say). Never written; set only when a format-1 entry is read (see `log_store.rs`),
+    /// and the state machine then finds the entry it moves itself.
+    #[serde(skip)]
+    pub format1_next_expiry: Option<Option<i64>>,
+}
+
+/// An account's expiry index entry moved by one record: its key's time before (`None`: the
+/// account had no entry) and after (`None`: no hold is open any more). The account's actor
+/// knows both, so the state machine moves the entry without looking it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiryMove {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
 }
 
 /// The application data of one Raft log entry.
@@ -65,14 +79,14 @@ type SnapshotBytes = Cursor<Vec<u8>>;
 
 impl AccountRecord {
     /// The record for `events` an account decided, starting at its sequence number
-    /// `seq_first`, with the card directory entries they imply; `next_expiry` is the
-    /// account's earliest hold expiry when it changed; `snapshot` is the account after them
-    /// when one is due.
+    /// `seq_first`, with the card directory entries they imply; `expiry` is the move of the
+    /// account's expiry index entry when its earliest hold expiry changed; `snapshot` is the
+    /// account after them when one is due.
     pub fn from_events(
         account: &AccountId,
         seq_first: u64,
         events: &[tandem_core::Event],
-        next_expiry: Option<Option<i64>>,
+        expiry: Option<ExpiryMove>,
         snapshot: Option<&tandem_core::Account>,
     ) -> Result<Self, crate::codec::CodecError> {
         use tandem_core::Event;
@@ -95,8 +109,9 @@ impl AccountRecord {
             },
             snapshot: snapshot.map(crate::codec::encode_account).transpose()?,
             cards,
-            next_expiry,
+            expiry,
             pans: Vec::new(),
+            format1_next_expiry: None,
         })
     }
 
@@ -109,8 +124,106 @@ impl AccountRecord {
             events: Vec::new(),
             snapshot: None,
             cards: Vec::new(),
-            next_expiry: None,
+            expiry: None,
             pans,
+            format1_next_expiry: None,
         }
+    }
+}
+
+/// Log format 1's record, read from logs written before records carried where an expiry
+/// move came from (see `log_store.rs`): [`AccountRecord`] with `next_expiry` for `expiry`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AccountRecordFormat1 {
+    pub account: AccountId,
+    pub seq_first: u64,
+    pub event_count: u32,
+    pub events: Vec<u8>,
+    pub snapshot: Option<Vec<u8>>,
+    pub cards: Vec<CardId>,
+    pub next_expiry: Option<Option<i64>>,
+    pub pans: Vec<(Vec<u8>, CardId)>,
+}
+
+/// Log format 1's entry data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LogBatchFormat1 {
+    pub records: Vec<AccountRecordFormat1>,
+}
+
+openraft::declare_raft_types!(
+    /// [`TandemRaft`] as log format 1 wrote its entries.
+    pub(crate) TandemRaftFormat1:
+        D = LogBatchFormat1,
+        R = BatchApplied,
+);
+
+impl From<AccountRecordFormat1> for AccountRecord {
+    fn from(old: AccountRecordFormat1) -> Self {
+        Self {
+            account: old.account,
+            seq_first: old.seq_first,
+            event_count: old.event_count,
+            events: old.events,
+            snapshot: old.snapshot,
+            cards: old.cards,
+            expiry: None,
+            pans: old.pans,
+            format1_next_expiry: old.next_expiry,
+        }
+    }
+}
+
+impl From<&AccountRecord> for AccountRecordFormat1 {
+    fn from(record: &AccountRecord) -> Self {
+        Self {
+            account: record.account.clone(),
+            seq_first: record.seq_first,
+            event_count: record.event_count,
+            events: record.events.clone(),
+            snapshot: record.snapshot.clone(),
+            cards: record.cards.clone(),
+            next_expiry: record
+                .expiry
+                .map(|moved| moved.to)
+                .or(record.format1_next_expiry),
+            pans: record.pans.clone(),
+        }
+    }
+}
+
+/// An entry as log format 1 wrote it (for tests that replay an older log).
+pub(crate) fn entry_to_format1(entry: &Entry) -> openraft::Entry<TandemRaftFormat1> {
+    use openraft::EntryPayload;
+    let payload = match &entry.payload {
+        EntryPayload::Blank => EntryPayload::Blank,
+        EntryPayload::Normal(batch) => EntryPayload::Normal(LogBatchFormat1 {
+            records: batch
+                .records
+                .iter()
+                .map(AccountRecordFormat1::from)
+                .collect(),
+        }),
+        EntryPayload::Membership(membership) => EntryPayload::Membership(membership.clone()),
+    };
+    openraft::Entry {
+        log_id: entry.log_id,
+        payload,
+    }
+}
+
+/// A log-format-1 entry as this build's [`Entry`].
+pub(crate) fn entry_from_format1(old: openraft::Entry<TandemRaftFormat1>) -> Entry {
+    use openraft::EntryPayload;
+    let payload = match old.payload {
+        EntryPayload::Blank => EntryPayload::Blank,
+        EntryPayload::Normal(batch) => EntryPayload::Normal(LogBatch {
+            records: batch.records.into_iter().map(AccountRecord::from).collect(),
+        }),
+        EntryPayload::Membership(membership) => EntryPayload::Membership(membership),
+    };
+    Entry {
+        log_id: old.log_id,
+        payload,
     }
 }
