@@ -370,6 +370,47 @@ fn the_sweeper_expires_holds_of_accounts_that_are_not_resident() {
     });
 }
 
+/// After a restart nothing of the expiry index is in memory: the actor that loads the account
+/// takes its entry from the account's earliest hold, and the sweep's record moves it from there.
+#[test]
+fn the_sweeper_moves_an_entry_written_before_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = AccountId::new("restarted").unwrap();
+    let config = || SystemConfig {
+        policy: tandem_core::Policy {
+            hold_expiry_ms: 300,
+            ..tandem_core::Policy::default()
+        },
+        ..SystemConfig::default()
+    };
+    runtime().block_on(async {
+        let system = start(dir.path(), config()).await;
+        open_funded(&system, &account, 10_000).await;
+        system
+            .execute(&account, authorize(&account, "r1", 1_500))
+            .await
+            .unwrap();
+        system.shutdown().await;
+    });
+    runtime().block_on(async {
+        let system = start(dir.path(), config()).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            system.sweep_due().await,
+            1,
+            "the entry survived the restart"
+        );
+        let snapshot = system.snapshot(&account).await.unwrap();
+        assert_eq!(snapshot.balances[0].held_minor, 0, "the hold expired");
+        assert_eq!(
+            system.sweep_due().await,
+            0,
+            "the sweep's record moved the entry it found, not another"
+        );
+        system.shutdown().await;
+    });
+}
+
 #[test]
 fn a_full_disk_refuses_new_work_with_a_retryable_error_and_corrupts_nothing() {
     let dir = tempfile::tempdir().unwrap();

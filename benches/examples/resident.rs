@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tandem_actors::{AccountSystem, SystemConfig};
+use tandem_benches::rss_bytes;
 use tandem_core::testkit::{auth, card, good_expiry, member, money, spend, standard_rates};
 use tandem_core::{
     Account, AccountId, AccountKind, Actor, Command, CommandBody, IdempotencyKey, Role,
@@ -165,16 +166,6 @@ fn per(bytes: usize, count: usize) -> String {
     } else {
         format!("{:.0}", bytes as f64 / count as f64)
     }
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 fn command(key: &str, actor: Actor, body: CommandBody) -> Command {
