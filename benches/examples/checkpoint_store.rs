@@ -5,7 +5,8 @@
 //!   snapshot and one event chunk, two card links, two PAN links, one expiry entry), written
 //!   in checkpoint batches of 10,000 accounts, each made durable. Then a fresh process opens
 //!   the store and reports its RSS when open and after reading 10,000 accounts (goal 1: what
-//!   a registered account costs a node that is not serving it).
+//!   a registered account costs a node that is not serving it). A reader beside the writes
+//!   reports how long a read waits while checkpoints run.
 //! - `hot CHECKPOINTS DIR`: one account's checkpoints as a hot account writes them (a 1 MiB
 //!   snapshot overwritten and a 4 MiB chunk of new events each time, history kept), each made
 //!   durable; the mean time of a checkpoint per tenth of the run (goal 2: does it grow as the
@@ -17,6 +18,7 @@
 //! pseudo-random bytes, so compression gains nothing on either side.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tandem_benches::rss_bytes;
 
@@ -157,7 +159,32 @@ fn disk_bytes(dir: &Path) -> u64 {
 fn registered(kind: &str, n: usize, dir: &Path) {
     let started = Instant::now();
     {
-        let store = Store::open(kind, dir);
+        let store = std::sync::Arc::new(Store::open(kind, dir));
+        // A reader beside the checkpoints, as a cold account's load or a card lookup runs
+        // beside them in the engine: how long does a read wait?
+        let written = std::sync::Arc::new(AtomicUsize::new(0));
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (store, written, done) = (store.clone(), written.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut waits = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+                let mut k = 0usize;
+                while !done.load(Ordering::Acquire) {
+                    let upto = written.load(Ordering::Acquire);
+                    if upto == 0 {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    k = k.wrapping_add(7_919);
+                    let id = account(k % upto);
+                    let key = [b"c:".as_slice(), id.as_bytes(), b"-card-0"].concat();
+                    let asked = Instant::now();
+                    assert!(store.get(&key).is_some(), "a written card link is read");
+                    waits.saturating_record(asked.elapsed().as_micros() as u64);
+                }
+                waits
+            })
+        };
         let mut next = 0;
         while next < n {
             let end = (next + BATCH_ACCOUNTS).min(n);
@@ -166,8 +193,19 @@ fn registered(kind: &str, n: usize, dir: &Path) {
                 account_keys(i, &mut batch);
             }
             store.checkpoint(batch);
+            written.store(end, Ordering::Release);
             next = end;
         }
+        done.store(true, Ordering::Release);
+        let waits = reader.join().expect("reader");
+        println!(
+            "{kind}: {} reads beside the checkpoints: p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
+            waits.len(),
+            waits.value_at_quantile(0.5),
+            waits.value_at_quantile(0.99),
+            waits.value_at_quantile(0.999),
+            waits.max()
+        );
     }
     println!(
         "{kind}: {n} accounts written in {:.1} s, {} on disk",
