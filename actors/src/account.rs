@@ -95,6 +95,9 @@ pub enum AccountMsg {
         /// directory's link travels in the same log record as the card, so no card exists
         /// without it.
         pan: Option<Vec<u8>>,
+        /// The time of the expiry index entry the sweeper found for this account, when the
+        /// command is its `Sweep`: an entry the account does not hold is removed.
+        swept_entry: Option<i64>,
     },
     /// The account's state as committed so far: a copy taken now, answered once every
     /// decision it holds is durable.
@@ -271,9 +274,10 @@ impl Actor for AccountActor {
                 command,
                 reply,
                 pan,
+                swept_entry,
             } => {
                 state.last_used = Instant::now();
-                self.execute(state, command, reply, pan)?;
+                self.execute(state, command, reply, pan, swept_entry)?;
             }
             AccountMsg::Read { reply } => self.read(state, reply),
             AccountMsg::IdleCheck => {
@@ -357,6 +361,7 @@ impl AccountActor {
         command: Command,
         reply: Reply,
         pan: Option<Vec<u8>>,
+        swept_entry: Option<i64>,
     ) -> Result<(), ActorProcessingErr> {
         if state.link.in_flight.load(Ordering::Acquire)
             >= self.shared.config.in_flight_per_account_max
@@ -392,8 +397,12 @@ impl AccountActor {
             let next = account.next_expiry().map(Timestamp::millis);
             (next != indexed).then_some(next)
         };
-        let writes =
-            !events.is_empty() || expiry_moves(&state.account, state.indexed_expiry).is_some();
+        // An entry the sweeper found that is not the one the account holds (a stale one) is
+        // removed by a move from it to the account's own, so it is not swept forever.
+        let stale_entry = swept_entry.filter(|at| Some(*at) != state.indexed_expiry);
+        let writes = !events.is_empty()
+            || expiry_moves(&state.account, state.indexed_expiry).is_some()
+            || stale_entry.is_some();
         let in_flight = state.link.in_flight.load(Ordering::Acquire);
         if !writes && in_flight == 0 {
             // Nothing to write and nothing of this account's still in flight: every decision
@@ -453,10 +462,17 @@ impl AccountActor {
         }
         // Where the account's expiry index entry moves from and to, if it moves: the state
         // machine moves it by this alone.
-        let expiry_update =
-            expiry_moves(&state.account, state.indexed_expiry).map(|to| ExpiryMove {
+        let expiry_update = expiry_moves(&state.account, state.indexed_expiry)
+            .map(|to| ExpiryMove {
                 from: state.indexed_expiry,
                 to,
+            })
+            .or_else(|| {
+                // Only when nothing else moves; otherwise the next sweep removes it.
+                stale_entry.map(|at| ExpiryMove {
+                    from: Some(at),
+                    to: state.indexed_expiry,
+                })
             });
         if let Some(moved) = expiry_update {
             state.indexed_expiry = moved.to;

@@ -377,7 +377,19 @@ impl AccountSystem {
         command: Command,
         pan_hash: Option<String>,
     ) -> Result<Outcome, ExecuteError> {
-        let pan = pan_hash.map(String::into_bytes);
+        self.send_execute(account, command, pan_hash.map(String::into_bytes), None)
+            .await
+    }
+
+    /// Sends `command` to the account's actor (see `AccountMsg::Execute`) and waits for its
+    /// durable answer.
+    async fn send_execute(
+        &self,
+        account: &AccountId,
+        command: Command,
+        pan: Option<Vec<u8>>,
+        swept_entry: Option<i64>,
+    ) -> Result<Outcome, ExecuteError> {
         // An actor that stops (passivation) between our lookup and its handling drops our
         // message unanswered; asking again is safe because the command carries its key.
         for _ in 0..3 {
@@ -400,6 +412,7 @@ impl AccountSystem {
                     command: command.clone(),
                     reply,
                     pan: pan.clone(),
+                    swept_entry,
                 })
                 .is_err()
             {
@@ -524,11 +537,16 @@ impl AccountSystem {
             }
         };
         let mut swept = 0;
-        for (_, account) in due {
+        for (at, account) in due {
             let key = IdempotencyKey::new(&format!("sweep-{now}")).expect("sweep keys are valid");
             let command = Command::new(key, CommandActor::Platform, CommandBody::Sweep);
-            // Expiring the holds moves the account's entry in the expiry index.
-            if self.execute(&account, command).await.is_ok() {
+            // Expiring the holds moves the account's entry in the expiry index; an entry the
+            // account does not hold goes.
+            if self
+                .send_execute(&account, command, None, Some(at))
+                .await
+                .is_ok()
+            {
                 swept += 1;
             }
         }

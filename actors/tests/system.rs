@@ -411,6 +411,41 @@ fn the_sweeper_moves_an_entry_written_before_a_restart() {
     });
 }
 
+/// An expiry entry the account does not hold (none is known to arise; this one is written by
+/// hand) is removed by the first sweep that finds it, so it is not swept forever.
+#[test]
+fn a_stale_expiry_entry_goes_at_the_first_sweep_that_finds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = AccountId::new("stale").unwrap();
+    runtime().block_on(async {
+        let system = start(dir.path(), SystemConfig::default()).await;
+        open_funded(&system, &account, 10_000).await;
+        system.shutdown().await;
+        // An entry at a past time for an account with no hold open.
+        let engine = Engine::open(EngineConfig::new(dir.path())).await.unwrap();
+        let mut record = tandem_storage::AccountRecord::pan_links(&account, Vec::new());
+        record.expiry = Some(tandem_storage::ExpiryMove {
+            from: None,
+            to: Some(1_000),
+        });
+        engine.submit(record).await.unwrap().unwrap();
+        engine.shutdown().await;
+        let system = start(dir.path(), SystemConfig::default()).await;
+        assert_eq!(system.sweep_due().await, 1, "the stale entry is found");
+        assert_eq!(
+            system.sweep_due().await,
+            0,
+            "and gone: the sweep's record removed it"
+        );
+        assert_eq!(
+            system.snapshot(&account).await.unwrap().balances[0].available_minor,
+            10_000,
+            "the account is as it was"
+        );
+        system.shutdown().await;
+    });
+}
+
 #[test]
 fn a_full_disk_refuses_new_work_with_a_retryable_error_and_corrupts_nothing() {
     let dir = tempfile::tempdir().unwrap();
