@@ -183,8 +183,6 @@ pub struct AccountState {
     lease: Option<Lease>,
     link: Arc<Link>,
     events_since_snapshot: u64,
-    /// The earliest hold expiry the expiry index has for this account (what was last sent).
-    indexed_expiry: Option<i64>,
     last_used: Instant,
 }
 
@@ -216,10 +214,7 @@ impl Actor for AccountActor {
         // connections sharing the worker.
         let reader = self.shared.engine.reader().clone();
         let (lease, resting) = reader.accounts().lend(&args.id);
-        let Resting {
-            account,
-            indexed_expiry,
-        } = match resting {
+        let Resting { account } = match resting {
             Some(resting) => resting,
             None => {
                 let id = args.id.clone();
@@ -258,7 +253,6 @@ impl Actor for AccountActor {
             lease: Some(lease),
             link,
             events_since_snapshot: 0,
-            indexed_expiry,
             last_used: Instant::now(),
         })
     }
@@ -312,14 +306,7 @@ impl Actor for AccountActor {
                 && !state.link.failed.load(Ordering::Acquire)
             {
                 let account = std::mem::replace(&mut state.account, Account::new(id.clone()));
-                accounts.give_back(
-                    &id,
-                    lease,
-                    Resting {
-                        account,
-                        indexed_expiry: state.indexed_expiry,
-                    },
-                );
+                accounts.give_back(&id, lease, Resting { account });
             } else {
                 accounts.end_lease(&id, lease);
             }
@@ -391,18 +378,14 @@ impl AccountActor {
         let Decision {
             outcome, events, ..
         } = decision;
-        // The expiry index keeps each account's earliest open hold; it is told when that
-        // moved (with no events it can only differ from what was loaded).
-        let expiry_moves = |account: &Account, indexed: Option<i64>| {
-            let next = account.next_expiry().map(Timestamp::millis);
-            (next != indexed).then_some(next)
-        };
-        // An entry the sweeper found that is not the one the account holds (a stale one) is
-        // removed by a move from it to the account's own, so it is not swept forever.
-        let stale_entry = swept_entry.filter(|at| Some(*at) != state.indexed_expiry);
-        let writes = !events.is_empty()
-            || expiry_moves(&state.account, state.indexed_expiry).is_some()
-            || stale_entry.is_some();
+        // The expiry index keeps each account's entry at its earliest open hold's expiry, as
+        // every record so far left it (they apply in order); this one says where it moves.
+        let earliest = |account: &Account| account.next_expiry().map(Timestamp::millis);
+        let indexed = earliest(&state.account);
+        // An entry the sweeper found that is not the account's own (a stale one) is removed by
+        // a move from it to the account's own, so it is not swept forever.
+        let stale_entry = swept_entry.filter(|at| Some(*at) != indexed);
+        let writes = !events.is_empty() || stale_entry.is_some();
         let in_flight = state.link.in_flight.load(Ordering::Acquire);
         if !writes && in_flight == 0 {
             // Nothing to write and nothing of this account's still in flight: every decision
@@ -461,22 +444,20 @@ impl AccountActor {
             apply_owned(&mut state.account, event);
         }
         // Where the account's expiry index entry moves from and to, if it moves: the state
-        // machine moves it by this alone.
-        let expiry_update = expiry_moves(&state.account, state.indexed_expiry)
-            .map(|to| ExpiryMove {
-                from: state.indexed_expiry,
-                to,
+        // machine moves it by this alone. A stale entry goes only when nothing else moves;
+        // otherwise the next sweep removes it.
+        let next = earliest(&state.account);
+        let expiry_update = if next != indexed {
+            Some(ExpiryMove {
+                from: indexed,
+                to: next,
             })
-            .or_else(|| {
-                // Only when nothing else moves; otherwise the next sweep removes it.
-                stale_entry.map(|at| ExpiryMove {
-                    from: Some(at),
-                    to: state.indexed_expiry,
-                })
-            });
-        if let Some(moved) = expiry_update {
-            state.indexed_expiry = moved.to;
-        }
+        } else {
+            stale_entry.map(|at| ExpiryMove {
+                from: Some(at),
+                to: next,
+            })
+        };
         state.events_since_snapshot += event_count;
         // A snapshot re-encodes the whole account, so it waits several events per record the
         // account holds: its cost stays constant per event however large the account grows,

@@ -159,6 +159,15 @@ fn print_largest_differences(what: &str, before: &[usize], after: &[usize], per:
     }
 }
 
+/// The runtime the example's engine and actors run on: two workers, as the machine has cores.
+fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// `bytes` per one of `count`, or a dash when there are none (passivated: nothing resident).
 fn per(bytes: usize, count: usize) -> String {
     if count == 0 {
@@ -212,11 +221,7 @@ fn main() {
                 .join("target")
                 .join(format!("bench-resident-{}", std::process::id()))
         });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = two_workers();
     let baseline = rss_bytes();
     let baseline_heap = live_bytes();
     let events = runtime.block_on(async {
@@ -361,11 +366,7 @@ fn main() {
         &live_by_size(),
         accounts,
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = two_workers();
     runtime.block_on(async {
         let started = Instant::now();
         let engine = Engine::open(config(&dir)).await.expect("engine reopens");
@@ -409,11 +410,7 @@ fn reopened_node(args: &[String]) {
     let dir = std::path::PathBuf::from(&args[0]);
     let accounts: usize = args[1].parse().expect("ACCOUNTS");
     let idle = std::time::Duration::from_millis(args[2].parse().expect("IDLE_MS"));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = two_workers();
     let baseline = rss_bytes();
     let baseline_heap = live_bytes();
     let baseline_by_size = live_by_size();

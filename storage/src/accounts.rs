@@ -33,12 +33,11 @@ use crate::types::AccountRecord;
 
 const SHARDS: usize = 64;
 
-/// An account's committed state at rest: what the state machine keeps current.
+/// An account's committed state at rest: what the state machine keeps current. Its expiry
+/// index entry is at `account.next_expiry()` (see `state_machine.rs`), so nothing else is kept.
 #[derive(Debug, Clone)]
 pub struct Resting {
     pub account: Account,
-    /// The account's earliest hold expiry as the expiry index holds it.
-    pub indexed_expiry: Option<i64>,
 }
 
 enum Held {
@@ -189,11 +188,6 @@ impl Accounts {
             }) => {
                 *last = index;
                 *touched = true;
-                if let Some(moved) = record.expiry {
-                    resting.indexed_expiry = moved.to;
-                } else if let Some(next) = record.format1_next_expiry {
-                    resting.indexed_expiry = next;
-                }
                 if record.event_count == 0 {
                     return;
                 }

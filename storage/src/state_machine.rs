@@ -285,12 +285,8 @@ impl StateReader {
     /// The account's committed state as the checkpoint holds it, not kept in memory (for an
     /// actor the account is lent to). Blocking: run it off the async workers.
     pub fn checkpointed(&self, account: &AccountId) -> Result<Resting, LoadError> {
-        let account = self.load_account(account)?;
-        // The index's entry is at the committed account's earliest expiry (module docs).
-        let indexed_expiry = account.next_expiry().map(|at| at.millis());
         Ok(Resting {
-            account,
-            indexed_expiry,
+            account: self.load_account(account)?,
         })
     }
 
@@ -574,6 +570,7 @@ impl StateMachine {
         // a busy account costs one sled insert per apply, not one per decision.
         let mut tails: std::collections::HashMap<AccountId, (u64, Vec<u8>)> =
             std::collections::HashMap::new();
+        // Moves of the expiry entries, kept only while format-1 records need them.
         let mut expiry_moves: std::collections::HashMap<AccountId, Option<i64>> =
             std::collections::HashMap::new();
         let mut links = Links::default();
@@ -723,20 +720,22 @@ impl StateMachine {
             (None, None) => None,
         };
         if let Some((from, next)) = expiry {
-            // The entry as this batch left it, else where the record says it was; a format-1
-            // record does not say, and the entries read for it have it (module docs).
-            let old = match (expiry_moves.get(&account), from) {
-                (Some(moved), _) => *moved,
-                (None, Some(from)) => from,
-                (None, None) => self
+            // Where the record says the entry was. A format-1 record does not say: the entries
+            // read for it have it, as this batch left them (module docs).
+            let old = from.unwrap_or_else(|| match expiry_moves.get(&account) {
+                Some(moved) => *moved,
+                None => self
                     .format1_expiries
                     .as_ref()
                     .and_then(|expiries| expiries.get(&account).copied()),
-            };
+            });
             if let Some(old) = old {
                 batch.insert(expiry_key(old, &account), None);
             }
-            expiry_moves.insert(account.clone(), next);
+            // Only the format-1 entries need this batch's moves.
+            if self.format1_expiries.is_some() {
+                expiry_moves.insert(account.clone(), next);
+            }
             if let Some(at) = next {
                 batch.insert(expiry_key(at, &account), Some(Vec::new()));
             }

@@ -714,14 +714,7 @@ fn committed_records_keep_the_accounts_at_rest_current() {
         let (lease, _) = accounts.lend(&id);
         let mut wrong = world.account.clone();
         wrong.seq += 1_000;
-        accounts.give_back(
-            &id,
-            stale,
-            tandem_storage::Resting {
-                account: wrong,
-                indexed_expiry: None,
-            },
-        );
+        accounts.give_back(&id, stale, tandem_storage::Resting { account: wrong });
         assert!(accounts.is_lent(&id), "the stale lease changed nothing");
         accounts.end_lease(&id, lease);
         assert_eq!(
