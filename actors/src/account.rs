@@ -1,31 +1,32 @@
-//! One actor per shared account. Its mailbox is the account's total order.
+//! A resident account: its one copy in memory, lent to the shard actor that owns it
+//! (`shard.rs`), whose mailbox is the account's total order.
 //!
-//! Pipelining: the actor decides on its in-memory state (which already includes decisions not
-//! yet durable), hands the encoded events to the engine, and moves on. With each record it
-//! hands the engine what to do once the record commits (a [`Done`]); the engine's answering
-//! task runs those in submission order, so callers are answered and the snapshot is published
-//! only once the decision is durable — and always in decision order — by the component that
-//! learns of the commit, with no task of the account's own in between.
+//! Pipelining: the account decides on its in-memory state (which already includes decisions
+//! not yet durable), hands the encoded events to the engine, and its shard moves on. With each
+//! record it hands the engine what to do once the record commits (a [`Done`]); the engine's
+//! answering task runs those in submission order, so callers are answered and the snapshot is
+//! published only once the decision is durable — and always in decision order — by the
+//! component that learns of the commit, with no task of the account's own in between.
 //!
-//! One copy of the account: the actor's state after decision N is exactly the committed state
-//! once N commits, because commits complete in decision order and a failed commit fails every
-//! later one (and restarts the actor from durable state). So the actor takes each decision's
-//! balance snapshot from its own state, and the commit publishes it; nothing applies an event
-//! twice. A decision with no events (a replay) is answered at once when none of the account's
-//! decisions is in flight, and otherwise goes through the log's queue as a barrier, answered
-//! after every earlier decision is durable: no answer ever depends on something that could
-//! still be lost.
+//! One copy of the account: its state after decision N is exactly the committed state once N
+//! commits, because commits complete in decision order and a failed commit fails every later
+//! one (and drops the resident copy, to be loaded again from durable state). So each
+//! decision's balance snapshot is taken from the resident state, and the commit publishes it;
+//! nothing applies an event twice. A decision with no events (a replay) is answered at once
+//! when none of the account's decisions is in flight, and otherwise goes through the log's
+//! queue as a barrier, answered after every earlier decision is durable: no answer ever
+//! depends on something that could still be lost.
 //!
-//! The actor takes its place in the log's queue before it applies a decision: a full queue
+//! The account takes its place in the log's queue before it applies a decision: a full queue
 //! (or a failed log) refuses the decision with a retryable error and leaves the account as it
 //! was. Failure after that: when a commit fails, that decision and every later one get a
-//! retryable error (the log refuses everything after a failed write), and the actor is told
-//! to stop; its supervisor starts it again from durable state, which by then holds every
-//! earlier decision that committed (commits are answered in order).
+//! retryable error (the log refuses everything after a failed write), and the shard is told to
+//! drop the account; its next message loads it again from durable state, which by then holds
+//! every earlier decision that committed (commits are answered in order).
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::ActorRef;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
 
@@ -34,9 +35,10 @@ use tandem_core::{
     Timestamp, apply_owned, decide,
 };
 use tandem_storage::codec::encode_account;
-use tandem_storage::{AccountRecord, CommitError, Done, ExpiryMove, Lease, LoadError, Resting};
+use tandem_storage::{AccountRecord, CommitError, Done, ExpiryMove, Lease, Resting};
 
 use crate::cell::SnapshotCell;
+use crate::shard::ShardMsg;
 use crate::system::Shared;
 
 /// What callers get when the engine could not give an answer. Every variant is retryable:
@@ -100,14 +102,27 @@ pub enum AccountMsg {
         swept_entry: Option<i64>,
     },
     /// The account's state as committed so far: a copy taken now, answered once every
-    /// decision it holds is durable.
+    /// decision it holds is durable. Only for a resident account: a read never loads one
+    /// (its shard drops the reply, and the caller reads the account at rest).
     Read {
         reply: oneshot::Sender<Result<Account, ExecuteError>>,
     },
-    /// Stop if idle (passivation).
-    IdleCheck,
-    /// The log failed a commit: stop, to be restarted from durable state.
-    LogFailed(String),
+}
+
+impl AccountMsg {
+    /// Answers the message with `error` without deciding anything (its account could not be
+    /// loaded).
+    pub(crate) fn refuse(self, shared: &Shared, error: ExecuteError) {
+        match self {
+            AccountMsg::Execute { reply, .. } => {
+                shared.release_admission();
+                let _ = reply.send(Err(error));
+            }
+            AccountMsg::Read { reply } => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
 }
 
 /// The published side of an account: its latest committed snapshot and its change stream.
@@ -128,20 +143,23 @@ impl AccountView {
     }
 }
 
-/// What an account's decisions need once their commits land, shared by the actor and every
-/// [`Done`] it hands the engine.
+/// What an account's decisions need once their commits land, shared by the account's state
+/// and every [`Done`] it hands the engine.
 struct Link {
+    account: AccountId,
     view: Arc<AccountView>,
     /// Decisions handed to the engine and not yet answered.
     in_flight: AtomicUsize,
-    /// A commit failed: the actor's copy holds what never committed, so it is not given back.
-    failed: std::sync::atomic::AtomicBool,
+    /// A commit failed: the resident copy holds what never committed, so it is not given
+    /// back.
+    failed: AtomicBool,
     shared: Arc<Shared>,
-    actor: ActorRef<AccountMsg>,
+    /// The shard the account lives on, told when a commit fails.
+    shard: ActorRef<ShardMsg>,
 }
 
 impl Link {
-    /// A decision's commit landed (or failed): publish the snapshot the actor took, tell
+    /// A decision's commit landed (or failed): publish the snapshot the shard took, tell
     /// watchers, answer. Runs on the engine's answering task, in decision order.
     fn finish(
         &self,
@@ -161,9 +179,8 @@ impl Link {
                 Ok(outcome)
             }
             Err(error) => {
-                let reason = error.to_string();
                 self.failed.store(true, Ordering::Release);
-                let _ = self.actor.cast(AccountMsg::LogFailed(reason));
+                let _ = self.shard.cast(ShardMsg::LogFailed(self.account.clone()));
                 Err(ExecuteError::from(error))
             }
         };
@@ -173,21 +190,15 @@ impl Link {
     }
 }
 
-pub struct AccountActor {
-    pub(crate) shared: Arc<Shared>,
-}
-
-pub struct AccountState {
+/// A resident account: its one copy while it is lent to its shard, and what its decisions
+/// in flight share.
+pub(crate) struct AccountState {
     account: Account,
-    /// The account is lent to this actor by the committed accounts in memory.
-    lease: Option<Lease>,
+    /// The account is lent to its shard by the committed accounts in memory.
+    lease: Lease,
     link: Arc<Link>,
     events_since_snapshot: u64,
     last_used: Instant,
-}
-
-pub struct AccountArgs {
-    pub id: AccountId,
 }
 
 pub(crate) fn now() -> Timestamp {
@@ -198,71 +209,35 @@ pub(crate) fn now() -> Timestamp {
     Timestamp::from_millis(millis)
 }
 
-impl Actor for AccountActor {
-    type Msg = AccountMsg;
-    type State = AccountState;
-    type Arguments = AccountArgs;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<AccountMsg>,
-        args: AccountArgs,
-    ) -> Result<AccountState, ActorProcessingErr> {
-        // The committed account in memory is lent to this actor: its one copy while it runs.
-        // If it is not in memory, rebuilding it reads the checkpoint: off the runtime's
-        // workers, so one account's load never stalls the other accounts' actors and the
-        // connections sharing the worker.
-        let reader = self.shared.engine.reader().clone();
-        let (lease, resting) = reader.accounts().lend(&args.id);
-        let Resting { account } = match resting {
-            Some(resting) => resting,
-            None => {
-                let id = args.id.clone();
-                let loaded = tokio::task::spawn_blocking(move || reader.checkpointed(&id))
-                    .await
-                    .map_err(|e| LoadError::Background(e.to_string()))
-                    .and_then(|loaded| loaded);
-                match loaded {
-                    Ok(loaded) => loaded,
-                    Err(error) => {
-                        self.shared
-                            .engine
-                            .reader()
-                            .accounts()
-                            .end_lease(&args.id, lease);
-                        return Err(error.into());
-                    }
-                }
-            }
-        };
-        let view = self
-            .shared
-            .view(&args.id, BalanceSnapshot::of(&account, now()));
+impl AccountState {
+    /// The account lent under `lease`, resident on `shard` from now on: its published view
+    /// shows it.
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        shard: ActorRef<ShardMsg>,
+        lease: Lease,
+        resting: Resting,
+    ) -> Self {
+        let Resting { account } = resting;
+        let view = shared.view(&account.id, BalanceSnapshot::of(&account, now()));
         let link = Arc::new(Link {
+            account: account.id.clone(),
             view,
             in_flight: AtomicUsize::new(0),
-            failed: std::sync::atomic::AtomicBool::new(false),
-            shared: self.shared.clone(),
-            actor: myself.clone(),
+            failed: AtomicBool::new(false),
+            shared: shared.clone(),
+            shard,
         });
-        if let Some(idle) = self.shared.config.idle_timeout {
-            myself.send_after(idle, || AccountMsg::IdleCheck);
-        }
-        Ok(AccountState {
+        Self {
             account,
-            lease: Some(lease),
+            lease,
             link,
             events_since_snapshot: 0,
             last_used: Instant::now(),
-        })
+        }
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<AccountMsg>,
-        message: AccountMsg,
-        state: &mut AccountState,
-    ) -> Result<(), ActorProcessingErr> {
+    pub(crate) fn handle(&mut self, message: AccountMsg) {
         match message {
             AccountMsg::Execute {
                 command,
@@ -270,63 +245,55 @@ impl Actor for AccountActor {
                 pan,
                 swept_entry,
             } => {
-                state.last_used = Instant::now();
-                self.execute(state, command, reply, pan, swept_entry)?;
+                self.last_used = Instant::now();
+                self.execute(command, reply, pan, swept_entry);
             }
-            AccountMsg::Read { reply } => self.read(state, reply),
-            AccountMsg::IdleCheck => {
-                let idle = self.shared.config.idle_timeout.unwrap_or(Duration::MAX);
-                if state.last_used.elapsed() >= idle
-                    && state.link.in_flight.load(Ordering::Acquire) == 0
-                {
-                    myself.stop(Some("idle".into()));
-                } else {
-                    myself.send_after(idle, || AccountMsg::IdleCheck);
-                }
-            }
-            AccountMsg::LogFailed(reason) => {
-                return Err(format!("log failed: {reason}").into());
-            }
+            AccountMsg::Read { reply } => self.read(reply),
         }
-        Ok(())
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<AccountMsg>,
-        state: &mut AccountState,
-    ) -> Result<(), ActorProcessingErr> {
-        self.shared.forget_view(&state.account.id);
-        // Back to the committed accounts in memory if every decision it holds committed;
-        // otherwise it is loaded again from the checkpoint when next needed.
-        if let Some(lease) = state.lease.take() {
-            let accounts = self.shared.engine.reader().accounts();
-            let id = state.account.id.clone();
-            if state.link.in_flight.load(Ordering::Acquire) == 0
-                && !state.link.failed.load(Ordering::Acquire)
-            {
-                let account = std::mem::replace(&mut state.account, Account::new(id.clone()));
-                accounts.give_back(&id, lease, Resting { account });
-            } else {
-                accounts.end_lease(&id, lease);
-            }
-        }
-        Ok(())
+    /// Unused for `idle` with nothing in flight: it may leave (passivation).
+    pub(crate) fn is_idle(&self, idle: Duration) -> bool {
+        self.last_used.elapsed() >= idle && self.link.in_flight.load(Ordering::Acquire) == 0
     }
-}
 
-impl AccountActor {
+    /// A commit of this account failed.
+    pub(crate) fn has_failed(&self) -> bool {
+        self.link.failed.load(Ordering::Acquire)
+    }
+
+    /// The account leaves its shard: back to the committed accounts in memory if every
+    /// decision it holds committed; otherwise it is loaded again from the checkpoint when
+    /// next needed.
+    pub(crate) fn leave(self) {
+        let shared = &self.link.shared;
+        shared.forget_view(&self.account.id);
+        let accounts = shared.engine.reader().accounts();
+        let id = self.account.id.clone();
+        if self.link.in_flight.load(Ordering::Acquire) == 0 && !self.has_failed() {
+            accounts.give_back(
+                &id,
+                self.lease,
+                Resting {
+                    account: self.account,
+                },
+            );
+        } else {
+            accounts.end_lease(&id, self.lease);
+        }
+    }
+
     /// Answers a copy of the account once every decision it holds is durable: at once if
     /// none is in flight, else behind them through the log's queue as a barrier.
-    fn read(&self, state: &AccountState, reply: oneshot::Sender<Result<Account, ExecuteError>>) {
-        let account = state.account.clone();
-        if state.link.in_flight.load(Ordering::Acquire) == 0 {
+    fn read(&self, reply: oneshot::Sender<Result<Account, ExecuteError>>) {
+        let account = self.account.clone();
+        if self.link.in_flight.load(Ordering::Acquire) == 0 {
             let _ = reply.send(Ok(account));
             return;
         }
-        match self.shared.engine.reserve() {
+        match self.link.shared.engine.reserve() {
             Ok(slot) => {
-                let link = state.link.clone();
+                let link = self.link.clone();
                 link.in_flight.fetch_add(1, Ordering::AcqRel);
                 slot.submit(
                     None,
@@ -343,33 +310,32 @@ impl AccountActor {
     }
 
     fn execute(
-        &self,
-        state: &mut AccountState,
+        &mut self,
         command: Command,
         reply: Reply,
         pan: Option<Vec<u8>>,
         swept_entry: Option<i64>,
-    ) -> Result<(), ActorProcessingErr> {
-        if state.link.in_flight.load(Ordering::Acquire)
-            >= self.shared.config.in_flight_per_account_max
-        {
-            self.shared.release_admission();
+    ) {
+        let state = self;
+        let shared: &Shared = &state.link.shared;
+        if state.link.in_flight.load(Ordering::Acquire) >= shared.config.in_flight_per_account_max {
+            shared.release_admission();
             let _ = reply.send(Err(ExecuteError::Busy));
-            return Ok(());
+            return;
         }
         let at = now();
-        let rates = self.shared.rates.load();
+        let rates = shared.rates.load();
         let ctx = DecisionContext {
             now: at,
             rates: &rates,
-            policy: &self.shared.config.policy,
+            policy: &shared.config.policy,
         };
         let decision = match decide(&state.account, &command, &ctx) {
             Ok(decision) => decision,
             Err(error) => {
-                self.shared.release_admission();
+                shared.release_admission();
                 let _ = reply.send(Err(ExecuteError::CouldNotDecide(error.to_string())));
-                return Ok(());
+                return;
             }
         };
         if decision.replayed {
@@ -390,19 +356,29 @@ impl AccountActor {
         if !writes && in_flight == 0 {
             // Nothing to write and nothing of this account's still in flight: every decision
             // this answer may depend on is durable.
-            self.shared.release_admission();
+            shared.release_admission();
             let _ = reply.send(Ok(outcome));
-            return Ok(());
+            return;
         }
         // Encoded before it is applied, so the apply takes each event by value.
         let record = if writes {
-            let mut record = AccountRecord::from_events(
+            let mut record = match AccountRecord::from_events(
                 &state.account.id,
                 state.account.seq,
                 &events,
                 None,
                 None,
-            )?;
+            ) {
+                Ok(record) => record,
+                Err(error) => {
+                    // Nothing changed yet: the account stays as it was.
+                    shared.release_admission();
+                    let _ = reply.send(Err(ExecuteError::CouldNotDecide(format!(
+                        "could not encode the decision: {error}"
+                    ))));
+                    return;
+                }
+            };
             // The PAN's link goes with the card it names, only if this decision issues it.
             if let (Some(hash), [card]) = (pan, record.cards.as_slice()) {
                 let card = card.clone();
@@ -414,12 +390,12 @@ impl AccountActor {
         };
         // A place in the log's queue before anything changes, so a refusal leaves the
         // account as it was.
-        let slot = match self.shared.engine.reserve() {
+        let slot = match shared.engine.reserve() {
             Ok(slot) => slot,
             Err(error) => {
-                self.shared.release_admission();
+                shared.release_admission();
                 let _ = reply.send(Err(ExecuteError::from(error)));
-                return Ok(());
+                return;
             }
         };
         state.link.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -430,7 +406,7 @@ impl AccountActor {
                 None,
                 Done::new(move |result| link.finish(result, None, outcome, reply)),
             );
-            return Ok(());
+            return;
         };
         let causes: Vec<Cause> = events
             .iter()
@@ -463,7 +439,7 @@ impl AccountActor {
         // account holds: its cost stays constant per event however large the account grows,
         // and its pause (a millisecond or two for a hot account's thousands of records) is
         // rare.
-        let config = &self.shared.config;
+        let config = &shared.config;
         let size = (state.account.authorizations.len() + state.account.outcomes.len()) as u64;
         let spacing = config
             .snapshot_every_events
@@ -487,6 +463,5 @@ impl AccountActor {
             Some(record),
             Done::new(move |result| link.finish(result, Some(change), outcome, reply)),
         );
-        Ok(())
     }
 }

@@ -1,12 +1,16 @@
 //! # tandem-actors
 //!
-//! One ractor actor per shared account; its mailbox is the account's total order.
+//! Resident accounts live on shard actors (ractor): each account belongs to one shard, whose
+//! mailbox is the account's total order.
 //!
-//! - `account.rs`: the account actor (decides, pipelines into the log) and its completion
-//!   task (answers in decision order once durable, publishes snapshots, tells watchers).
-//! - `system.rs`: routing to actors (started on first use, found through ractor's registry),
-//!   admission limits, the supervisor that restarts a failed actor from durable state,
-//!   passivation, and the expiry sweeper.
+//! - `account.rs`: a resident account (decides, pipelines into the log) and the `Done` it
+//!   hands the engine with each record (answers in decision order once durable, publishes
+//!   snapshots, tells watchers).
+//! - `shard.rs`: the shard actor: makes an account resident on its first message (loaded off
+//!   the runtime's workers while the shard serves its other accounts), drops it when a commit
+//!   fails, passivates it when idle.
+//! - `system.rs`: routing to shards, admission limits, the supervisor that restarts a failed
+//!   shard, the published views, and the expiry sweeper.
 //! - `cell.rs`: the snapshot cell readers load without locking (model-checked with loom).
 //!
 //! `docs/actor-semantics.md` states the ordering, pipelining, failure and restart rules.
@@ -14,6 +18,8 @@
 #[cfg(not(loom))]
 pub mod account;
 pub mod cell;
+#[cfg(not(loom))]
+mod shard;
 #[cfg(not(loom))]
 pub mod system;
 

@@ -1,8 +1,8 @@
-//! The account system: finds or starts an account's actor, admits work within bounds,
-//! supervises actors (restarting a failed one from durable state), keeps the published views,
-//! and runs the expiry sweeper for accounts whose actors are not resident.
+//! The account system: routes an account's messages to its shard, admits work within bounds,
+//! supervises the shards (restarting a failed one), keeps the published views, and runs the
+//! expiry sweeper for accounts that are not resident.
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +19,8 @@ use tandem_storage::{
     AccountRecord, BackupError, BackupInfo, CommitError, Engine, EngineStats, LoadError, Resting,
 };
 
-use crate::account::{AccountActor, AccountArgs, AccountMsg, AccountView, Change, ExecuteError};
+use crate::account::{AccountMsg, AccountView, Change, ExecuteError};
+use crate::shard::{Shard, ShardMsg};
 
 #[derive(Debug, Clone)]
 pub struct SystemConfig {
@@ -41,6 +42,10 @@ pub struct SystemConfig {
     pub sweep_every: Duration,
     /// Buffer of each account's change stream.
     pub watch_buffer: usize,
+    /// Shard actors the resident accounts are spread over. Each runs one message at a time,
+    /// so more shards than cores keep a slow decision (a large account's snapshot) from
+    /// holding up many accounts; each costs a few kilobytes.
+    pub shards: usize,
 }
 
 impl Default for SystemConfig {
@@ -54,6 +59,7 @@ impl Default for SystemConfig {
             snapshot_events_per_record: 8,
             sweep_every: Duration::from_secs(60),
             watch_buffer: 256,
+            shards: 64,
         }
     }
 }
@@ -103,9 +109,15 @@ impl Shared {
     }
 }
 
-/// Restarts failed account actors from durable state.
+/// The shard actors, by index; a failed one is replaced in place.
+type Shards = Arc<[ArcSwapOption<ActorRef<ShardMsg>>]>;
+
+/// Restarts failed shards. A shard fails only on a bug (its accounts' failures are handled
+/// inside it); the new one starts empty, and each account is lent to it again from the
+/// committed accounts in memory or loaded from the checkpoint (a stale lease is replaced).
 struct Supervisor {
     shared: Arc<Shared>,
+    shards: Shards,
 }
 
 impl Actor for Supervisor {
@@ -124,32 +136,42 @@ impl Actor for Supervisor {
         _state: &mut (),
     ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(cell, error) = event {
-            tracing::warn!(actor = ?cell.get_name(), %error, "account actor failed; restarting from durable state");
-            if let Some(name) = cell.get_name()
-                && let Some(id) = name
-                    .strip_prefix(ACTOR_PREFIX)
-                    .and_then(|s| AccountId::new(s).ok())
-            {
-                // The name is unregistered before supervisors hear of the failure, so the new
-                // actor can take it. If a caller already started one, that is fine too.
-                let actor = AccountActor {
-                    shared: self.shared.clone(),
-                };
-                let _ =
-                    Actor::spawn_linked(Some(name), actor, AccountArgs { id }, myself.get_cell())
-                        .await;
+            tracing::error!(%error, "shard failed; restarting it");
+            let failed = cell.get_id();
+            if let Some(index) = self.shards.iter().position(|shard| {
+                shard
+                    .load()
+                    .as_ref()
+                    .is_some_and(|shard| shard.get_id() == failed)
+            }) {
+                match spawn_shard(&self.shared, myself.get_cell()).await {
+                    Ok(shard) => self.shards[index].store(Some(Arc::new(shard))),
+                    Err(error) => tracing::error!(%error, index, "could not restart a shard"),
+                }
             }
         }
         Ok(())
     }
 }
 
-const ACTOR_PREFIX: &str = "account:";
+/// Starts a shard under `supervisor`. Unnamed: ractor's registry is process-wide, and the
+/// supervisor knows a shard by its id.
+async fn spawn_shard(
+    shared: &Arc<Shared>,
+    supervisor: ractor::ActorCell,
+) -> Result<ActorRef<ShardMsg>, ractor::SpawnErr> {
+    let shard = Shard {
+        shared: shared.clone(),
+    };
+    let (shard, _) = Actor::spawn_linked(None, shard, (), supervisor).await?;
+    Ok(shard)
+}
 
 /// The running account system.
 pub struct AccountSystem {
     shared: Arc<Shared>,
     supervisor: ActorRef<()>,
+    shards: Shards,
     sweeper: tokio::task::JoinHandle<()>,
 }
 
@@ -166,19 +188,29 @@ impl AccountSystem {
             admitted: AtomicUsize::new(0),
             views: RwLock::new(HashMap::new()),
         });
+        let shards: Shards = (0..shared.config.shards.max(1))
+            .map(|_| ArcSwapOption::empty())
+            .collect();
         let (supervisor, _) = Actor::spawn(
             None,
             Supervisor {
                 shared: shared.clone(),
+                shards: shards.clone(),
             },
             (),
         )
         .await?;
+        for shard in shards.iter() {
+            shard.store(Some(Arc::new(
+                spawn_shard(&shared, supervisor.get_cell()).await?,
+            )));
+        }
         let system = Arc::new_cyclic(|weak: &std::sync::Weak<AccountSystem>| {
             let sweeper = tokio::spawn(sweep_loop(weak.clone(), shared.config.sweep_every));
             AccountSystem {
                 shared,
                 supervisor,
+                shards,
                 sweeper,
             }
         });
@@ -189,6 +221,19 @@ impl AccountSystem {
     /// through the narrow methods below, so the next issues can move what is behind them.
     pub(crate) fn engine(&self) -> &Engine {
         &self.shared.engine
+    }
+
+    /// Sends `message` to the shard `account` belongs to; false if the shard has stopped
+    /// (the message is dropped, and its caller sees the account interrupted).
+    fn send(&self, account: &AccountId, message: AccountMsg) -> bool {
+        use std::hash::BuildHasher;
+        let hash = rustc_hash::FxBuildHasher.hash_one(account);
+        let shard = &self.shards[(hash as usize) % self.shards.len()];
+        shard.load().as_ref().is_some_and(|shard| {
+            shard
+                .cast(ShardMsg::Account(account.clone(), message))
+                .is_ok()
+        })
     }
 
     // ------------------------------------------------ committed state and the directories
@@ -252,16 +297,15 @@ impl AccountSystem {
     /// decision in it is durable), else from the committed accounts in memory, else loaded
     /// from the checkpoint off the runtime's workers. Never starts an actor.
     pub async fn committed_account(&self, account: &AccountId) -> Result<Account, LoadError> {
-        let name = format!("{ACTOR_PREFIX}{account}");
-        if let Some(actor) = ActorRef::<AccountMsg>::where_is(name) {
+        if self.engine().reader().accounts().is_lent(account) {
             let (reply, answer) = oneshot::channel();
-            if actor.cast(AccountMsg::Read { reply }).is_ok()
+            if self.send(account, AccountMsg::Read { reply })
                 && let Ok(answered) = answer.await
             {
                 return answered.map_err(|error| LoadError::Background(error.to_string()));
             }
-            // It stopped before answering: it gave the account back, or it is in the
-            // checkpoint.
+            // It left its shard before the read reached it: it was given back, or it is in
+            // the checkpoint.
         }
         self.resting(account, |resting| resting.account.clone())
             .await
@@ -330,34 +374,6 @@ impl AccountSystem {
         self.shared.rates.store(Arc::new(rates));
     }
 
-    async fn actor(&self, account: &AccountId) -> Result<ActorRef<AccountMsg>, ExecuteError> {
-        let name = format!("{ACTOR_PREFIX}{account}");
-        for _ in 0..8 {
-            if let Some(actor) = ActorRef::<AccountMsg>::where_is(name.clone()) {
-                return Ok(actor);
-            }
-            let actor = AccountActor {
-                shared: self.shared.clone(),
-            };
-            match Actor::spawn_linked(
-                Some(name.clone()),
-                actor,
-                AccountArgs {
-                    id: account.clone(),
-                },
-                self.supervisor.get_cell(),
-            )
-            .await
-            {
-                Ok((actor, _)) => return Ok(actor),
-                // Someone else started it (or it is still stopping): look again.
-                Err(ractor::SpawnErr::ActorAlreadyRegistered(_)) => tokio::task::yield_now().await,
-                Err(error) => return Err(ExecuteError::LoadFailed(error.to_string())),
-            }
-        }
-        Err(ExecuteError::Busy)
-    }
-
     /// Decides `command` on `account` and answers once the decision is durable.
     pub async fn execute(
         &self,
@@ -390,8 +406,8 @@ impl AccountSystem {
         pan: Option<Vec<u8>>,
         swept_entry: Option<i64>,
     ) -> Result<Outcome, ExecuteError> {
-        // An actor that stops (passivation) between our lookup and its handling drops our
-        // message unanswered; asking again is safe because the command carries its key.
+        // A shard that stops (it failed, or the system is shutting down) drops our message
+        // unanswered; asking again is safe because the command carries its key.
         for _ in 0..3 {
             if self.shared.admitted.fetch_add(1, Ordering::AcqRel)
                 >= self.shared.config.in_flight_max
@@ -399,23 +415,14 @@ impl AccountSystem {
                 self.shared.release_admission();
                 return Err(ExecuteError::Busy);
             }
-            let actor = match self.actor(account).await {
-                Ok(actor) => actor,
-                Err(error) => {
-                    self.shared.release_admission();
-                    return Err(error);
-                }
-            };
             let (reply, answer) = oneshot::channel();
-            if actor
-                .cast(AccountMsg::Execute {
-                    command: command.clone(),
-                    reply,
-                    pan: pan.clone(),
-                    swept_entry,
-                })
-                .is_err()
-            {
+            let message = AccountMsg::Execute {
+                command: command.clone(),
+                reply,
+                pan: pan.clone(),
+                swept_entry,
+            };
+            if !self.send(account, message) {
                 self.shared.release_admission();
                 continue;
             }
@@ -498,9 +505,9 @@ impl AccountSystem {
             .len()
     }
 
-    /// Whether an actor runs for `account`.
-    pub fn has_actor(&self, account: &AccountId) -> bool {
-        ActorRef::<AccountMsg>::where_is(format!("{ACTOR_PREFIX}{account}")).is_some()
+    /// Whether `account` is resident on its shard (or being loaded there).
+    pub fn is_resident(&self, account: &AccountId) -> bool {
+        self.engine().reader().accounts().is_lent(account)
     }
 
     /// Committed accounts in memory that no actor holds.
@@ -553,9 +560,18 @@ impl AccountSystem {
         swept
     }
 
-    /// Stops every actor and the sweeper; answers already durable have been given.
+    /// Stops every shard and the sweeper; answers already durable have been given.
     pub async fn shutdown(self: Arc<Self>) {
         self.sweeper.abort();
+        // Each shard gives back its resident accounts with nothing in flight.
+        for shard in self.shards.iter() {
+            if let Some(shard) = shard.swap(None) {
+                shard
+                    .stop_and_wait(None, Some(Duration::from_secs(5)))
+                    .await
+                    .ok();
+            }
+        }
         self.supervisor
             .stop_and_wait(None, Some(Duration::from_secs(5)))
             .await

@@ -656,11 +656,11 @@ fn reads_never_start_an_actor_and_see_only_what_is_durable() {
             .unwrap();
         assert!(approved.is_approved());
         let mut waited = 0;
-        while system.has_actor(&account) && waited < 100 {
+        while system.is_resident(&account) && waited < 100 {
             tokio::time::sleep(Duration::from_millis(50)).await;
             waited += 1;
         }
-        assert!(!system.has_actor(&account), "the idle actor stopped");
+        assert!(!system.is_resident(&account), "the idle actor stopped");
         assert_eq!(system.accounts_at_rest(), 1, "it gave its account back");
         // Balance, committed state and a watch, with no actor started for any of them.
         let snapshot = system.snapshot(&account).await.unwrap();
@@ -669,7 +669,7 @@ fn reads_never_start_an_actor_and_see_only_what_is_durable() {
         assert!(state.authorizations.contains_key(&auth("r1")));
         let (current, mut changes) = system.watch(&account).await.unwrap();
         assert_eq!(current.seq, snapshot.seq);
-        assert!(!system.has_actor(&account), "a read started an actor");
+        assert!(!system.is_resident(&account), "a read started an actor");
         // The next decision starts the actor from memory, and the watcher hears of it.
         faults.delay_writes(Duration::from_millis(150));
         let pending = {
@@ -696,6 +696,116 @@ fn reads_never_start_an_actor_and_see_only_what_is_durable() {
         assert!(pending.await.unwrap().unwrap().is_approved());
         let change = changes.recv().await.unwrap();
         assert_eq!(change.snapshot.balances[0].held_minor, 3_000);
+        system.shutdown().await;
+    });
+}
+
+/// Accounts sharing one shard: after a restart each is loaded from the checkpoint while the
+/// shard serves the others, its messages wait for it in order, and none overspends.
+#[test]
+fn accounts_sharing_one_shard_load_and_decide_independently() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts: Vec<AccountId> = (0..40)
+        .map(|i| AccountId::new(&format!("shared-shard-{i}")).unwrap())
+        .collect();
+    let config = SystemConfig {
+        shards: 1,
+        ..SystemConfig::default()
+    };
+    runtime().block_on(async {
+        let system = start(dir.path(), config.clone()).await;
+        for account in &accounts {
+            open_funded(&system, account, 10_000).await;
+        }
+        system.stop().await;
+    });
+    runtime().block_on(async {
+        let system = start(dir.path(), config).await;
+        assert_eq!(system.resident_accounts(), 0);
+        let mut tasks = Vec::new();
+        for account in &accounts {
+            for i in 0..5 {
+                let system = system.clone();
+                let account = account.clone();
+                tasks.push(tokio::spawn(async move {
+                    let outcome = system
+                        .execute(&account, authorize(&account, &format!("s{i}"), 3_000))
+                        .await
+                        .unwrap();
+                    (account, outcome.is_approved())
+                }));
+            }
+        }
+        let mut approved = std::collections::HashMap::new();
+        for task in tasks {
+            let (account, yes) = task.await.unwrap();
+            *approved.entry(account).or_insert(0) += usize::from(yes);
+        }
+        for account in &accounts {
+            assert_eq!(approved[account], 3, "{account}: 3 x 3,000 fit in 10,000");
+            let snapshot = system.snapshot(account).await.unwrap();
+            assert_eq!(snapshot.balances[0].held_minor, 9_000, "{account}");
+        }
+        assert_eq!(system.resident_accounts(), accounts.len());
+        assert_eq!(system.in_flight(), 0);
+        system.shutdown().await;
+    });
+}
+
+/// A failed commit drops the resident copy of its own account only: another account on the
+/// same shard, with nothing in flight, stays resident with its state.
+#[test]
+fn a_failed_commit_drops_only_its_own_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = AccountId::new("failing").unwrap();
+    let bystander = AccountId::new("bystander").unwrap();
+    let faults = tandem_storage::WriteFaults::default();
+    runtime().block_on(async {
+        let engine = Engine::open(EngineConfig {
+            write_faults: faults.clone(),
+            ..EngineConfig::new(dir.path())
+        })
+        .await
+        .unwrap();
+        let config = SystemConfig {
+            shards: 1,
+            ..SystemConfig::default()
+        };
+        let system = AccountSystem::start(engine, config, standard_rates())
+            .await
+            .unwrap();
+        open_funded(&system, &failing, 10_000).await;
+        open_funded(&system, &bystander, 10_000).await;
+        assert!(
+            system
+                .execute(&bystander, authorize(&bystander, "b1", 1_000))
+                .await
+                .unwrap()
+                .is_approved()
+        );
+        faults.fail_with_no_space(true);
+        assert!(
+            system
+                .execute(&failing, authorize(&failing, "f1", 1_000))
+                .await
+                .is_err()
+        );
+        let mut waited = 0;
+        while system.is_resident(&failing) && waited < 100 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        assert!(
+            !system.is_resident(&failing),
+            "the failed account's copy was dropped"
+        );
+        assert!(system.is_resident(&bystander), "its shard neighbour stayed");
+        let state = system.committed_account(&bystander).await.unwrap();
+        assert!(state.authorizations.contains_key(&auth("b1")));
+        assert_eq!(
+            system.snapshot(&bystander).await.unwrap().balances[0].held_minor,
+            1_000
+        );
         system.shutdown().await;
     });
 }

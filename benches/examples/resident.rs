@@ -40,6 +40,9 @@ struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 static COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Live bytes in allocations of the last size class (64 KiB and more), which counts them
+/// only by number.
+static LARGE: AtomicUsize = AtomicUsize::new(0);
 
 /// Live allocations by size (8-byte classes up to 64 KiB, the last class holds the rest): the
 /// actors' own allocations are the difference before and after they stop.
@@ -55,6 +58,9 @@ fn live_by_size() -> Vec<usize> {
 
 fn grew(by: usize) {
     BY_SIZE[size_class(by)].fetch_add(1, Ordering::Relaxed);
+    if size_class(by) == BY_SIZE.len() - 1 {
+        LARGE.fetch_add(by, Ordering::Relaxed);
+    }
     let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
     COUNT.fetch_add(1, Ordering::Relaxed);
     PEAK.fetch_max(now, Ordering::Relaxed);
@@ -68,8 +74,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { mimalloc::MiMalloc.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        BY_SIZE[size_class(layout.size())].fetch_sub(1, Ordering::Relaxed);
+        shrank(layout.size());
         // SAFETY: the caller's contract for `dealloc` is passed on.
         unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
     }
@@ -80,8 +85,7 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         grew(new_size);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        BY_SIZE[size_class(layout.size())].fetch_sub(1, Ordering::Relaxed);
+        shrank(layout.size());
         // SAFETY: the caller's contract for `realloc` is passed on.
         unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
     }
@@ -89,6 +93,14 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
+
+fn shrank(by: usize) {
+    LIVE.fetch_sub(by, Ordering::Relaxed);
+    BY_SIZE[size_class(by)].fetch_sub(1, Ordering::Relaxed);
+    if size_class(by) == BY_SIZE.len() - 1 {
+        LARGE.fetch_sub(by, Ordering::Relaxed);
+    }
+}
 
 fn live_bytes() -> usize {
     LIVE.load(Ordering::Relaxed)
@@ -140,22 +152,27 @@ fn print_largest_differences(what: &str, before: &[usize], after: &[usize], per:
     if per == 0 {
         return;
     }
-    let mut gone: Vec<(usize, usize)> = before
-        .iter()
-        .zip(after)
-        .enumerate()
-        .filter(|(_, (b, a))| b > a)
-        .map(|(class, (b, a))| (class * 8, b - a))
-        .collect();
-    gone.sort_by_key(|(size, count)| std::cmp::Reverse(size.max(&8) * count));
-    println!("{what} (size class: count, bytes):");
-    for (size, count) in gone.into_iter().take(12) {
-        println!(
-            "  {size:>6}..{:<6} {:>6.2} {:>8.0}",
-            size + 7,
-            count as f64 / per as f64,
-            (size * count) as f64 / per as f64
-        );
+    // What went, and (fewer lines) what came in its place: a moved value is freed in one
+    // size class and allocated in another.
+    for (went, lines) in [(true, 12), (false, 4)] {
+        let mut changed: Vec<(usize, usize)> = before
+            .iter()
+            .zip(after)
+            .enumerate()
+            .filter(|(_, (b, a))| if went { b > a } else { a > b })
+            .map(|(class, (b, a))| (class * 8, b.abs_diff(*a)))
+            .collect();
+        changed.sort_by_key(|(size, count)| std::cmp::Reverse(size.max(&8) * count));
+        let heading = if went { "went" } else { "came" };
+        println!("{what}, {heading} (size class: count, bytes):");
+        for (size, count) in changed.into_iter().take(lines) {
+            println!(
+                "  {size:>6}..{:<6} {:>6.2} {:>8.0}",
+                size + 7,
+                count as f64 / per as f64,
+                (size * count) as f64 / per as f64
+            );
+        }
     }
 }
 
@@ -328,6 +345,7 @@ fn main() {
         );
         let events = system.snapshot(&first).await.expect("snapshot").seq * accounts as u64;
         let with_actors = live_by_size();
+        let large_with_actors = LARGE.load(Ordering::Relaxed);
         system.clone().shutdown().await;
         // The actors stopped and gave their accounts back to the engine's accounts at rest,
         // which leave memory at the next checkpoint: what went is each actor's own cost (task,
@@ -341,6 +359,11 @@ fn main() {
             per(heap.saturating_sub(at_rest), resident),
         );
         print_largest_differences("the actors' own allocations, per actor", &with_actors, &live_by_size(), resident);
+        println!(
+            "  allocations of 64 KiB or more: {:.0} MiB with the actors, {:.0} MiB after",
+            large_with_actors as f64 / 1048576.0,
+            LARGE.load(Ordering::Relaxed) as f64 / 1048576.0
+        );
         println!("holders of the account system: {}", Arc::strong_count(&system));
         let with_engine = live_by_size();
         drop(system);
