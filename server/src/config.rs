@@ -41,7 +41,7 @@ pub struct Settings {
     /// Requests per second per API key, 0 for no limit [default: 0]
     #[arg(long, env = "TANDEM_RATE_LIMIT_PER_KEY")]
     pub rate_limit_per_key: Option<u32>,
-    /// Seconds an account actor may be idle before it is passivated [default: 300]
+    /// Seconds a resident account may be idle before it is passivated [default: 300]
     #[arg(long, env = "TANDEM_ACTOR_IDLE_SECS")]
     pub actor_idle_secs: Option<u64>,
     /// Decisions in flight across all accounts before callers get "busy" [default: 65536]
