@@ -56,15 +56,16 @@ pub struct Settings {
     /// The FX base currency until rates are set [default: EUR]
     #[arg(long, env = "TANDEM_FX_BASE")]
     pub fx_base: Option<String>,
-    /// sled's page cache, bytes [default: 268435456]
+    /// The checkpoint store's block cache, bytes (named for sled, the store before decision
+    /// 0023) [default: 268435456]
     #[arg(long, env = "TANDEM_SLED_CACHE_BYTES")]
     pub sled_cache_bytes: Option<u64>,
     /// Entries each of the card and PAN directories' caches holds; a lookup past them reads
     /// the checkpoint [default: 262144]
     #[arg(long, env = "TANDEM_DIRECTORY_CACHE_ENTRIES")]
     pub directory_cache_entries: Option<usize>,
-    /// Time between checkpoints (sled written and fsynced, the log purged up to it), ms:
-    /// longer costs less sled writing and replays more log at start [default: 1000]
+    /// Time between checkpoints (the store written and fsynced, the log purged up to it), ms:
+    /// longer costs less checkpoint writing and replays more log at start [default: 1000]
     #[arg(long, env = "TANDEM_CHECKPOINT_MS")]
     pub checkpoint_ms: Option<u64>,
     /// Log writes (each one group commit and its fdatasync) handed to the log at once

@@ -11,9 +11,9 @@
 //!   decisions as it makes them: the one copy of the account. While it is lent the state
 //!   machine leaves it alone (the actor's copy already holds every committed record, and more),
 //!   and the actor gives it back when it stops with nothing in flight, so starting the actor
-//!   again costs no sled read.
+//!   again costs no store read.
 //!
-//! An account that is not in memory is loaded from the checkpoint (sled plus the applied
+//! An account that is not in memory is loaded from the checkpoint (the store plus the applied
 //! writes not yet in it) off the async workers. An account here that nobody touched for a
 //! whole checkpoint interval and whose last change is in a durable checkpoint leaves memory
 //! at that checkpoint, or, when nothing new was applied, at the checkpoint timer's tick (an

@@ -1,29 +1,35 @@
-//! sled as a checkpoint: what is applied lives in memory until a checkpoint puts it in sled.
+//! The checkpoint store (fjall, decision 0023): what is applied lives in memory until a
+//! checkpoint puts it in the store.
 //!
-//! Applying a log entry no longer writes sled. Its writes (the same keys and values the state
+//! Applying a log entry writes no file. Its writes (the same keys and values the state
 //! machine has always kept, see `state_machine.rs`) go into an in-memory layer, `current`.
-//! A checkpoint freezes that layer at exactly the last applied log index N, writes it to sled
-//! in one batch together with `last_applied = N`, fsyncs sled's files itself, and only then
-//! does openraft purge the log at or below N (it purges only up to a snapshot it was handed,
-//! and the snapshot is this checkpoint). Recovery opens sled at its checkpoint and openraft
-//! replays the log's tail after N into the layer again.
+//! A checkpoint freezes that layer at exactly the last applied log index N, writes it to the
+//! store in one atomic batch together with `last_applied = N`, fdatasyncs the store's journal,
+//! and only then does openraft purge the log at or below N (it purges only up to a snapshot
+//! it was handed, and the snapshot is this checkpoint). Recovery opens the store at its
+//! checkpoint and openraft replays the log's tail after N into the layer again.
 //!
 //! Every read looks at the layers newest first — `current`, then the frozen layers still
-//! being written, then sled — so it sees everything applied, wherever it is. A frozen layer
-//! is dropped only once sled holds it durably. A key a newer layer wrote can only be newer
-//! than what an older layer or sled holds, so reading a layer before or after it reaches
-//! sled gives the same answer.
+//! being written, then the store — so it sees everything applied, wherever it is. A frozen
+//! layer is dropped only once the store holds it durably. A key a newer layer wrote can only
+//! be newer than what an older layer or the store holds, so reading a layer before or after
+//! it reaches the store gives the same answer.
+//!
+//! The store is an LSM tree: a batch is appended to its journal and its memtable, and its own
+//! threads flush and compact in the background, so a checkpoint's cost is its own bytes, not
+//! the store's size. Large values (an account's event chunks, its snapshots) are kept apart
+//! from the keys (key-value separation), so compaction does not rewrite them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::ops::Bound;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Writes in key order: a value, or `None` for a removed key.
 pub(crate) type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
-/// A layer frozen at a log index, on its way to sled.
+/// A layer frozen at a log index, on its way to the store.
 pub(crate) struct Frozen {
     /// The log index it covers.
     pub(crate) index: u64,
@@ -36,38 +42,46 @@ pub(crate) struct Frozen {
 #[derive(Default)]
 struct Layers {
     current: Writes,
-    /// Frozen layers not yet durable in sled, oldest first.
+    /// Frozen layers not yet durable in the store, oldest first.
     frozen: VecDeque<Arc<Frozen>>,
 }
 
-/// sled's state as of the last checkpoint, and what was applied after it.
+/// The store's state as of the last checkpoint, and what was applied after it.
 pub(crate) struct Layered {
-    db: sled::Db,
-    tree: sled::Tree,
-    path: PathBuf,
+    db: fjall::Database,
+    tree: fjall::Keyspace,
     layers: RwLock<Layers>,
     /// One checkpoint writes at a time, in freezing order.
     writing: Mutex<()>,
     observer: Option<CheckpointObserver>,
     appendable: Option<Appendable>,
-    /// sled's blob files already fsynced: sled writes a blob file once and never changes it,
-    /// so a checkpoint syncs only the ones written since, not every blob the store holds
-    /// (an account's event chunks are blobs kept for good, and there are more each second).
-    synced_blobs: Mutex<std::collections::HashSet<std::ffi::OsString>>,
 }
 
 /// Told the log index of every checkpoint once it is durable, before the log may be purged
-/// up to it and before the next checkpoint writes (the power-cut test copies sled there).
+/// up to it and before the next checkpoint writes (the power-cut test copies the store there).
 pub type CheckpointObserver = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Says whether the value of the second key may be appended to the first's in a checkpoint
 /// (keys in order, both written by the same layer): values that are sequences, such as an
-/// account's event chunks, then cost sled one insert per checkpoint instead of one per apply.
+/// account's event chunks, then cost the store one insert per checkpoint instead of one per
+/// apply.
 pub(crate) type Appendable = fn(&[u8], &[u8]) -> bool;
 
-pub(crate) fn sled_error(error: sled::Error) -> io::Error {
-    io::Error::other(error)
+pub(crate) fn store_error(error: fjall::Error) -> io::Error {
+    match error {
+        // Another process (or an engine of this one that is still closing) holds it.
+        fjall::Error::Locked => io::Error::new(io::ErrorKind::WouldBlock, "the store is locked"),
+        fjall::Error::Io(error) => error,
+        other => io::Error::other(other),
+    }
 }
+
+/// Values at least this long are kept apart from the keys (an account's event chunks and
+/// snapshots), so compaction moves only the small ones.
+const SEPARATE_VALUES_FROM: u32 = 4 * 1024;
+
+/// The keyspace holding the state.
+const KEYSPACE: &str = "state";
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -113,18 +127,30 @@ fn borrowed(range: &(Bound<Vec<u8>>, Bound<Vec<u8>>)) -> (Bound<&[u8]>, Bound<&[
 }
 
 impl Layered {
-    pub(crate) fn new(db: sled::Db, path: &Path) -> Self {
-        let tree: sled::Tree = (*db).clone();
-        Self {
+    /// Opens (or creates) the store in `path` with a block cache of `cache_bytes`.
+    pub(crate) fn open(path: &Path, cache_bytes: u64) -> io::Result<Self> {
+        let db = fjall::Database::builder(path)
+            .cache_size(cache_bytes)
+            // Checkpoints make the journal durable themselves.
+            .manual_journal_persist(true)
+            .open()
+            .map_err(store_error)?;
+        let tree = db
+            .keyspace(KEYSPACE, || {
+                fjall::KeyspaceCreateOptions::default().with_kv_separation(Some(
+                    fjall::KvSeparationOptions::default()
+                        .separation_threshold(SEPARATE_VALUES_FROM),
+                ))
+            })
+            .map_err(store_error)?;
+        Ok(Self {
             db,
             tree,
-            path: path.to_path_buf(),
             layers: RwLock::default(),
             writing: Mutex::new(()),
             observer: None,
             appendable: None,
-            synced_blobs: Mutex::default(),
-        }
+        })
     }
 
     pub(crate) fn appending(mut self, appendable: Appendable) -> Self {
@@ -137,17 +163,58 @@ impl Layered {
         self
     }
 
-    /// sled's tree, for what only the checkpoint holds (`last_applied`) and for loading
-    /// everything at open, when nothing is in memory yet.
-    pub(crate) fn tree(&self) -> &sled::Tree {
-        &self.tree
+    /// What the durable checkpoint holds under `key`, ignoring memory (`last_applied`).
+    pub(crate) fn stored(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.tree.get(key).map_err(store_error)?.map(|v| v.to_vec()))
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
         if let Some(value) = read(&self.layers).get(key) {
             return Ok(value);
         }
-        Ok(self.tree.get(key).map_err(sled_error)?.map(|v| v.to_vec()))
+        self.stored(key)
+    }
+
+    /// The stored keys in `range`, from the store alone, in key order.
+    fn stored_range(
+        &self,
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+    ) -> impl DoubleEndedIterator<Item = io::Result<(fjall::Slice, fjall::Slice)>> {
+        self.tree
+            .range::<Vec<u8>, _>(range)
+            .map(|guard| guard.into_inner().map_err(store_error))
+    }
+
+    /// Removes every stored key starting with `prefix` (keys of older data directories), in
+    /// one batch made durable by the next checkpoint: a crash before it removes them again.
+    pub(crate) fn remove_stored_prefix(&self, prefix: &[u8]) -> io::Result<()> {
+        let mut batch = self.db.batch();
+        for item in self.tree.prefix(prefix) {
+            let key = item.key().map_err(store_error)?;
+            batch.remove(&self.tree, key);
+        }
+        if !batch.is_empty() {
+            batch.commit().map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the whole stored state with `pairs` in one atomic batch, made durable before
+    /// it answers (a snapshot installed). Memory must have been cleared first.
+    pub(crate) fn replace_stored(
+        &self,
+        pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> io::Result<()> {
+        let mut batch = self.db.batch();
+        for item in self.tree.iter() {
+            let key = item.key().map_err(store_error)?;
+            batch.remove(&self.tree, key);
+        }
+        for (key, value) in pairs {
+            batch.insert(&self.tree, key, value);
+        }
+        batch.commit().map_err(store_error)?;
+        self.sync()
     }
 
     /// Visits every key and value in `range` in key order, newest layer first per key,
@@ -188,9 +255,9 @@ impl Layered {
         mut visit: impl FnMut(&[u8], &[u8]) -> io::Result<bool>,
     ) -> io::Result<()> {
         let mut memory = memory.range::<[u8], _>(borrowed(&range));
-        let mut stored = self.tree.range(range);
+        let mut stored = self.stored_range(range);
         let mut memory_head = memory.next();
-        let mut stored_head = stored.next().transpose().map_err(sled_error)?;
+        let mut stored_head = stored.next().transpose()?;
         loop {
             let from_memory = match (&memory_head, &stored_head) {
                 (None, None) => return Ok(()),
@@ -204,7 +271,7 @@ impl Layered {
                     .as_ref()
                     .is_some_and(|(s, _)| s.as_ref() == key.as_slice())
                 {
-                    stored_head = stored.next().transpose().map_err(sled_error)?;
+                    stored_head = stored.next().transpose()?;
                 }
                 memory_head = memory.next();
                 if let Some(value) = value
@@ -214,7 +281,7 @@ impl Layered {
                 }
             } else {
                 let (key, value) = stored_head.take().expect("checked");
-                stored_head = stored.next().transpose().map_err(sled_error)?;
+                stored_head = stored.next().transpose()?;
                 if !visit(&key, &value)? {
                     return Ok(());
                 }
@@ -234,8 +301,8 @@ impl Layered {
             .rev()
             .find_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())));
         let mut stored = None;
-        for item in self.tree.range(range).rev() {
-            let (key, value) = item.map_err(sled_error)?;
+        for item in self.stored_range(range).rev() {
+            let (key, value) = item?;
             match memory.get(key.as_ref()) {
                 // Removed (or rewritten) since the checkpoint: memory decides.
                 Some(_) => continue,
@@ -270,9 +337,9 @@ impl Layered {
         frozen
     }
 
-    /// Writes every frozen layer up to and including `through` to sled, oldest first, each
-    /// in one atomic batch with its marks, makes sled durable, and only then lets the
-    /// layers go. Blocking: run it off the async workers.
+    /// Writes every frozen layer up to and including `through` to the store, oldest first,
+    /// each in one atomic batch with its marks, makes the store durable, and only then lets
+    /// the layers go. Blocking: run it off the async workers.
     pub(crate) fn checkpoint(&self, through: &Arc<Frozen>) -> io::Result<()> {
         let _one_at_a_time = self
             .writing
@@ -287,7 +354,7 @@ impl Layered {
             layers.frozen.iter().take(end + 1).cloned().collect()
         };
         for layer in &due {
-            let mut batch = sled::Batch::default();
+            let mut batch = self.db.batch();
             // A value waiting for the ones a later key may append to it.
             let mut open: Option<(&[u8], Vec<u8>)> = None;
             for (key, value) in &layer.writes {
@@ -298,20 +365,20 @@ impl Layered {
                     continue;
                 }
                 if let Some((first, joined)) = open.take() {
-                    batch.insert(first, joined);
+                    batch.insert(&self.tree, first, joined);
                 }
                 match value {
                     Some(value) => open = Some((key.as_slice(), value.clone())),
-                    None => batch.remove(key.as_slice()),
+                    None => batch.remove(&self.tree, key.as_slice()),
                 }
             }
             if let Some((first, joined)) = open {
-                batch.insert(first, joined);
+                batch.insert(&self.tree, first, joined);
             }
             for (key, value) in &layer.marks {
-                batch.insert(*key, value.as_slice());
+                batch.insert(&self.tree, *key, value.as_slice());
             }
-            self.tree.apply_batch(batch).map_err(sled_error)?;
+            batch.commit().map_err(store_error)?;
         }
         self.sync()?;
         {
@@ -343,50 +410,77 @@ impl Layered {
         layers.current.len() + layers.frozen.iter().map(|l| l.writes.len()).sum::<usize>()
     }
 
-    /// Makes what sled holds durable: sled's flush (only `sync_file_range` on Linux), then an
-    /// fsync of its data file, of every large value sled keeps as a file of its own
-    /// (`blobs/`, which sled writes without syncing), and of the directories naming them.
+    /// Makes what the store holds durable: an fdatasync of its journal (the store syncs the
+    /// tables it flushes from it before it lets a journal go).
     pub(crate) fn sync(&self) -> io::Result<()> {
-        self.sync_counting().map(|_| ())
+        self.db
+            .persist(fjall::PersistMode::SyncData)
+            .map_err(store_error)
     }
+}
 
-    /// As [`Layered::sync`], answering how many blob files it had to fsync.
-    fn sync_counting(&self) -> io::Result<usize> {
-        self.db.flush().map_err(sled_error)?;
-        std::fs::File::open(self.path.join("db"))?.sync_all()?;
-        let blobs = self.path.join("blobs");
-        let mut newly = 0;
-        if blobs.is_dir() {
-            let mut synced = self
-                .synced_blobs
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let mut present = std::collections::HashSet::with_capacity(synced.len() + 4);
-            for file in std::fs::read_dir(&blobs)? {
-                let name = file?.file_name();
-                if !synced.contains(&name) {
-                    match std::fs::File::open(blobs.join(&name)) {
-                        Ok(blob) => {
-                            blob.sync_all()?;
-                            newly += 1;
-                        }
-                        // sled removes a blob once a newer value replaced it, on its own
-                        // time: it can go between the listing and the open. What this
-                        // checkpoint wrote is in blobs sled still refers to, which it does
-                        // not remove.
-                        Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-                        Err(error) => return Err(error),
-                    }
-                }
-                present.insert(name);
-            }
-            // Only what is still there: removed blobs are not remembered.
-            *synced = present;
-            std::fs::File::open(&blobs)?.sync_all()?;
-        }
-        std::fs::File::open(&self.path)?.sync_all()?;
-        Ok(newly)
+/// Moves a data directory's checkpoint from sled (`state/`, before decision 0023) into the
+/// store at `path`, once, at open: everything sled holds is copied into a store beside it,
+/// made durable, and renamed into place; only then does sled's directory go. A crash at any
+/// point leaves either sled whole (the copy is redone) or the store whole (sled's leftovers
+/// are removed). Answers the keys copied, if there was anything to move.
+pub(crate) fn move_from_sled(sled_dir: &Path, path: &Path) -> io::Result<Option<usize>> {
+    let copying = path.with_extension("copying");
+    if !sled_dir.join("db").exists() {
+        return Ok(None);
     }
+    if path.exists() {
+        // Moved already; the crash came before sled's directory was gone.
+        std::fs::remove_dir_all(sled_dir)?;
+        return Ok(None);
+    }
+    if copying.exists() {
+        std::fs::remove_dir_all(&copying)?;
+    }
+    let started = std::time::Instant::now();
+    let sled = sled::Config::new()
+        .path(sled_dir)
+        .flush_every_ms(None)
+        .open()
+        .map_err(|error| match error {
+            sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
+                io::Error::new(io::ErrorKind::WouldBlock, io.to_string())
+            }
+            other => io::Error::other(other),
+        })?;
+    let copied = {
+        let store = Layered::open(&copying, 64 * 1024 * 1024)?;
+        let mut copied = 0;
+        let mut batch = store.db.batch();
+        let mut batch_bytes = 0;
+        for item in sled.iter() {
+            let (key, value) = item.map_err(io::Error::other)?;
+            batch_bytes += key.len() + value.len();
+            batch.insert(&store.tree, key.to_vec(), value.to_vec());
+            copied += 1;
+            // Bounded batches: the copy is made whole by the rename, not by one batch.
+            if batch_bytes >= 64 * 1024 * 1024 {
+                batch.commit().map_err(store_error)?;
+                batch = store.db.batch();
+                batch_bytes = 0;
+            }
+        }
+        batch.commit().map_err(store_error)?;
+        store.sync()?;
+        copied
+    };
+    drop(sled);
+    std::fs::rename(&copying, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    std::fs::remove_dir_all(sled_dir)?;
+    tracing::info!(
+        keys = copied,
+        ms = started.elapsed().as_millis(),
+        "the checkpoint moved from sled to the store"
+    );
+    Ok(Some(copied))
 }
 
 #[cfg(test)]
@@ -418,19 +512,14 @@ mod tests {
 
     fn temporary() -> (tempfile::TempDir, Layered) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = sled::Config::new()
-            .path(dir.path())
-            .flush_every_ms(None)
-            .open()
-            .expect("sled opens");
-        let layered = Layered::new(db, dir.path());
+        let layered = Layered::open(dir.path(), 8 * 1024 * 1024).expect("store opens");
         (dir, layered)
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
-        /// Whatever has been frozen or written to sled, every read answers as one map of
+        /// Whatever has been frozen or written to the store, every read answers as one map of
         /// every write in order would.
         #[test]
         fn reads_see_every_write_wherever_it_is(steps in proptest::collection::vec(step(), 1..40)) {
@@ -498,84 +587,96 @@ mod tests {
         }
     }
 
-    /// sled keeps large values as files of their own and removes a replaced one when it
-    /// reclaims the segment that pointed at it; a checkpoint that lists them while that
-    /// happens still succeeds.
+    /// A checkpoint's batch is durable when it answers: the store reopened holds it, large
+    /// values (kept apart from the keys) included.
     #[test]
-    fn syncing_survives_sled_removing_replaced_blobs() {
-        let (_dir, layered) = temporary();
-        let tree = layered.tree().clone();
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writer = {
-            let done = done.clone();
-            std::thread::spawn(move || {
-                // Bounded, and flushed often so sled reclaims what it replaced: the
-                // directory holds about 32 live blobs and a few replaced ones, never
-                // the whole history.
-                for n in 0..800u32 {
-                    let key = (n % 32).to_be_bytes();
-                    tree.insert(key, vec![n as u8; 256 * 1024]).expect("insert");
-                    // Inline values fill sled's segments; a replaced blob goes when the
-                    // segment that pointed at it is reclaimed.
-                    let filler = [b'f', (n % 8) as u8];
-                    tree.insert(filler, vec![n as u8; 48 * 1024])
-                        .expect("insert");
-                    if n % 8 == 7 {
-                        tree.flush().expect("flush");
-                    }
-                }
-                done.store(true, std::sync::atomic::Ordering::Release);
-            })
-        };
-        let mut outcome = Ok(());
-        let mut syncs = 0;
-        while outcome.is_ok() && !done.load(std::sync::atomic::Ordering::Acquire) {
-            outcome = layered.sync();
-            syncs += 1;
+    fn a_checkpoint_survives_reopening_the_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let large = vec![7u8; 64 * 1024];
+        {
+            let layered = Layered::open(dir.path(), 8 * 1024 * 1024).expect("store opens");
+            let mut batch = Writes::new();
+            batch.insert(key(1), Some(large.clone()));
+            batch.insert(key(2), Some(vec![2]));
+            layered.apply(batch);
+            let frozen = layered.freeze(1, vec![(b"m:applied", vec![1])]);
+            layered.checkpoint(&frozen).expect("checkpoint");
         }
-        writer.join().expect("writer");
-        outcome.unwrap_or_else(|error| panic!("sync {syncs} failed: {error}"));
+        let layered = Layered::open(dir.path(), 8 * 1024 * 1024).expect("store reopens");
+        assert_eq!(layered.stored(&key(1)).unwrap(), Some(large));
+        assert_eq!(layered.stored(&key(2)).unwrap(), Some(vec![2]));
+        assert_eq!(layered.stored(b"m:applied").unwrap(), Some(vec![1]));
+        layered
+            .replace_stored([(key(3), vec![3])])
+            .expect("replace");
+        assert_eq!(layered.stored(&key(1)).unwrap(), None);
+        assert_eq!(layered.stored(&key(3)).unwrap(), Some(vec![3]));
     }
 
-    /// A blob file is fsynced by the first sync after sled writes it, and never again: a
-    /// checkpoint's cost does not grow with the blobs the store keeps.
+    /// A checkpoint leaves nothing in memory and the store holds its writes and marks.
     #[test]
-    fn a_sync_fsyncs_only_the_blobs_written_since_the_last() {
-        let (_dir, layered) = temporary();
-        let tree = layered.tree().clone();
-        tree.insert(b"first", vec![1u8; 256 * 1024])
-            .expect("insert");
-        assert_eq!(layered.sync_counting().expect("sync"), 1);
-        assert_eq!(layered.sync_counting().expect("sync"), 0);
-        tree.insert(b"second", vec![2u8; 256 * 1024])
-            .expect("insert");
-        tree.insert(b"third", vec![3u8; 256 * 1024])
-            .expect("insert");
-        assert_eq!(layered.sync_counting().expect("sync"), 2);
-        assert_eq!(layered.sync_counting().expect("sync"), 0);
-    }
-
-    /// A checkpoint leaves nothing in memory and sled holds its writes and marks.
-    #[test]
-    fn a_checkpoint_moves_its_layer_into_sled() {
+    fn a_checkpoint_moves_its_layer_into_the_store() {
         let (_dir, layered) = temporary();
         let mut batch = Writes::new();
         batch.insert(key(1), Some(vec![7]));
         layered.apply(batch);
         assert_eq!(layered.unsaved(), 1);
-        assert_eq!(layered.tree().get(key(1)).unwrap(), None);
+        assert_eq!(layered.stored(&key(1)).unwrap(), None);
         let frozen = layered.freeze(1, vec![(b"m:applied", vec![9])]);
         layered.checkpoint(&frozen).unwrap();
         assert_eq!(layered.unsaved(), 0);
-        assert_eq!(
-            layered.tree().get(key(1)).unwrap().as_deref(),
-            Some(&[7u8][..])
-        );
-        assert_eq!(
-            layered.tree().get(b"m:applied").unwrap().as_deref(),
-            Some(&[9u8][..])
-        );
+        assert_eq!(layered.stored(&key(1)).unwrap(), Some(vec![7]));
+        assert_eq!(layered.stored(b"m:applied").unwrap(), Some(vec![9]));
         // A second call for the same layer writes nothing more.
         layered.checkpoint(&frozen).unwrap();
+    }
+
+    fn sled_with(dir: &Path, pairs: &[(&[u8], &[u8])]) {
+        let db = sled::open(dir).expect("sled opens");
+        for (key, value) in pairs {
+            db.insert(key, *value).expect("insert");
+        }
+        db.flush().expect("flush");
+    }
+
+    /// A data directory from before decision 0023: its sled checkpoint moves into the store
+    /// whole, once, and sled's directory goes.
+    #[test]
+    fn a_sled_checkpoint_moves_into_the_store_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (old, new) = (dir.path().join("state"), dir.path().join("checkpoint"));
+        let large = vec![5u8; 100 * 1024];
+        sled_with(
+            &old,
+            &[(b"a:1", b"one"), (b"m:applied", b"9"), (b"e:big", &large)],
+        );
+        assert_eq!(move_from_sled(&old, &new).expect("moves"), Some(3));
+        assert!(!old.exists(), "sled's directory went");
+        assert_eq!(move_from_sled(&old, &new).expect("nothing left"), None);
+        let store = Layered::open(&new, 8 * 1024 * 1024).expect("store opens");
+        assert_eq!(store.stored(b"a:1").unwrap(), Some(b"one".to_vec()));
+        assert_eq!(store.stored(b"m:applied").unwrap(), Some(b"9".to_vec()));
+        assert_eq!(store.stored(b"e:big").unwrap(), Some(large));
+    }
+
+    /// A crash during the move leaves either a partial copy (redone from sled) or the whole
+    /// store with sled's directory still there (removed).
+    #[test]
+    fn a_move_cut_short_is_redone_or_finished() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (old, new) = (dir.path().join("state"), dir.path().join("checkpoint"));
+        sled_with(&old, &[(b"a:1", b"one")]);
+        // A copy cut short: its directory holds something, but it never took the name.
+        let copying = new.with_extension("copying");
+        std::fs::create_dir_all(&copying).expect("dir");
+        std::fs::write(copying.join("junk"), b"half").expect("junk");
+        assert_eq!(move_from_sled(&old, &new).expect("redone"), Some(1));
+        assert!(!copying.exists());
+        // Cut after the rename, before sled's directory went: the store stands.
+        sled_with(&old, &[(b"a:1", b"stale")]);
+        assert_eq!(move_from_sled(&old, &new).expect("finished"), None);
+        assert!(!old.exists());
+        let store = Layered::open(&new, 8 * 1024 * 1024).expect("store opens");
+        assert_eq!(store.stored(b"a:1").unwrap(), Some(b"one".to_vec()));
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! The directories themselves are keys of the state (`c:<card>`, `p:<keyed PAN hash>`, see
 //! `state_machine.rs`): written by applies into the checkpoint's memory layer and from there
-//! into sled. Nothing of them is loaded at open, so a restart does not wait on them and a
+//! into the checkpoint store. Nothing of them is loaded at open, so a restart does not wait on them and a
 //! registered account that nobody uses costs no memory for them. A lookup answers from the
-//! cache, else reads the state (memory layers, then sled) and keeps what it read, whether the
+//! cache, else reads the state (memory layers, then the store) and keeps what it read, whether the
 //! card is there or not.
 //!
 //! Entries are only ever added to a directory (a card or PAN has one owner, the first link
@@ -18,8 +18,8 @@
 //! what it holds, chosen by the hash table's order (random eviction): a forgotten entry costs
 //! one read of the state when next asked for.
 //!
-//! A read of sled waits while a checkpoint's batch holds sled's write lock, so a miss is
-//! blocking: the async side asks [`Cached::peek`] first and reads off the async workers.
+//! A read of the store may go to disk, so a miss is blocking: the async side asks
+//! [`Cached::peek`] first and reads off the async workers.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};

@@ -51,7 +51,7 @@ pub struct EngineConfig {
     pub batch_records_max: usize,
     /// Submissions waiting for the committer, at most; past it `submit` answers busy.
     pub queue_depth_max: usize,
-    /// Log entries between checkpoints (each writes what was applied to sled and fsyncs it,
+    /// Log entries between checkpoints (each writes what was applied to the store and syncs it,
     /// then lets the log be purged up to it).
     pub snapshot_every_entries: u64,
     /// Time between checkpoints, whichever of the two comes first: it bounds the log's tail
@@ -64,7 +64,7 @@ pub struct EngineConfig {
     pub write_faults: WriteFaults,
     /// Told of every synced log append (the power-loss test's record of what is durable).
     pub sync_observer: Option<crate::log_store::SyncObserver>,
-    /// Told of every durable checkpoint (the power-loss test copies sled's files there).
+    /// Told of every durable checkpoint (the power-loss test copies the store's files there).
     pub checkpoint_observer: Option<crate::checkpoint::CheckpointObserver>,
 }
 
@@ -185,10 +185,10 @@ pub enum OpenError {
 /// are in use.
 const STATE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
-/// Opens sled's state, waiting a bounded time for its directory lock: sled writes from
-/// threads of its own, so an engine of this process that was just dropped (a restart in
+/// Opens the checkpoint store, waiting a bounded time for its directory lock: the store
+/// writes from threads of its own, so an engine of this process that was just dropped (a restart in
 /// place) can hold the lock for a few milliseconds more. Another live process holding the
-/// directory still fails, after the wait, with sled's own message.
+/// directory still fails, after the wait.
 async fn open_state(
     path: &Path,
     settings: SledSettings,
@@ -198,7 +198,7 @@ async fn open_state(
 }
 
 /// Runs `open` until it stops failing for a held directory lock, a bounded time (the log and
-/// sled both lock their directories).
+/// the store both lock their directories).
 async fn waiting_for_lock<T>(mut open: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
     let started = std::time::Instant::now();
     loop {
@@ -316,7 +316,7 @@ impl EngineThread {
         })
     }
 
-    /// Stops the thread and waits until it is gone (sled and the log closed).
+    /// Stops the thread and waits until it is gone (the store and the log closed).
     async fn join(mut self) {
         drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
@@ -328,7 +328,7 @@ impl EngineThread {
 impl Drop for EngineThread {
     fn drop(&mut self) {
         drop(self.stop.take());
-        // Waits until the thread is gone, so the log and sled are closed when the engine is
+        // Waits until the thread is gone, so the log and the store are closed when the engine is
         // (a restart in the same process finds their locks free). Stopping drops the
         // runtime's tasks and waits for a checkpoint being written, and needs nothing from
         // the caller's thread, so blocking here cannot deadlock, except on the engine thread
@@ -372,12 +372,13 @@ impl Engine {
             .with_faults(config.write_faults.clone())
             .with_sync_observer(config.sync_observer.clone());
         tracing::info!(log_ms = started.elapsed().as_millis(), "raft log opened");
-        let machine = open_state(
-            &config.data_dir.join("state"),
-            config.sled,
-            config.checkpoint_observer.clone(),
-        )
-        .await?;
+        // A data directory from before decision 0023 keeps its checkpoint in sled: moved
+        // into the store once, before the store opens.
+        let state_dir = config.data_dir.join(crate::STATE_DIR);
+        let sled_dir = config.data_dir.join(crate::SLED_STATE_DIR);
+        waiting_for_lock(|| crate::checkpoint::move_from_sled(&sled_dir, &state_dir)).await?;
+        let machine =
+            open_state(&state_dir, config.sled, config.checkpoint_observer.clone()).await?;
         let reader = machine.reader();
         let fresh = log.state().0.is_none()
             && reader
@@ -823,7 +824,8 @@ pub async fn restore(backup: &Path, data_dir: &Path) -> Result<u64, BackupError>
     let key = std::fs::read(backup.join(crate::pan_key::PAN_KEY_FILE))?;
     std::fs::create_dir_all(data_dir)?;
     write_copy(&data_dir.join(crate::pan_key::PAN_KEY_FILE), &key)?;
-    let mut machine = StateMachine::open(&data_dir.join("state"), SledSettings::default())?;
+    let mut machine =
+        StateMachine::open(&data_dir.join(crate::STATE_DIR), SledSettings::default())?;
     let covers = machine.restore(&snapshot).await?;
     machine.sync()?;
     drop(machine);

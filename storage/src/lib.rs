@@ -1,6 +1,7 @@
 //! # tandem-storage
 //!
-//! The durable side of Tandem. The log is the truth; sled is a checkpoint of what is applied from it.
+//! The durable side of Tandem. The log is the truth; the checkpoint store (fjall) holds what is
+//! applied from it.
 //!
 //! - `codec.rs`: the versioned encoding of events and account snapshots (format 1).
 //! - `types.rs`: the openraft type configuration; a log entry is a [`LogBatch`] of many
@@ -13,9 +14,9 @@
 //!   lent to the account's actor, which holds the one copy while it runs.
 //! - `directory.rs`: the bounded cache the card and PAN directories are read through (they
 //!   are keys of the state; nothing of them is loaded at open).
-//! - `checkpoint.rs`: sled as a checkpoint: applies go to memory, and a checkpoint writes
-//!   everything up to one log index to sled in one batch with `last_applied` and fsyncs it
-//!   before the log may be purged up to it.
+//! - `checkpoint.rs`: the checkpoint store: applies go to memory, and a checkpoint writes
+//!   everything up to one log index to fjall in one batch with `last_applied` and syncs it
+//!   before the log may be purged up to it; older data directories' sled is moved into it.
 //! - `engine.rs`: the single-voter Raft node and the committer that group-commits;
 //!   `latch.rs`: its failure latch (once a write fails, nothing later is written), loom-checked.
 //!
@@ -56,3 +57,10 @@ pub use pan_key::PanKey;
 pub use state_machine::{LoadError, SledSettings, StateMachine, StateReader};
 #[cfg(not(loom))]
 pub use types::{AccountRecord, ExpiryMove, LogBatch};
+
+/// The checkpoint store's directory inside a data directory (fjall). Data directories from
+/// before decision 0023 hold sled's in `state/` instead, moved over at the first open.
+pub const STATE_DIR: &str = "checkpoint";
+
+/// Where data directories from before decision 0023 hold sled's checkpoint.
+pub const SLED_STATE_DIR: &str = "state";

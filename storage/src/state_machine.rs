@@ -1,9 +1,10 @@
-//! The state applied from the log, in sled: account events and snapshots, the card directory,
-//! the authorization routing index and the expiry index.
+//! The state applied from the log, checkpointed in the store (fjall, `checkpoint.rs`): account
+//! events and snapshots, the card directory, the authorization routing index and the expiry
+//! index.
 //!
-//! One sled tree with prefixed keys, so that everything one `apply` call writes — every
-//! record of every entry, and `last_applied` — goes in a single atomic sled batch: after a
-//! crash either all of it is there or none, and openraft re-applies from `last_applied`, so
+//! One keyspace with prefixed keys, so that everything a checkpoint writes — every record of
+//! every entry up to one log index, and `last_applied` — goes in a single atomic batch: after
+//! a crash either all of it is there or none, and openraft re-applies from `last_applied`, so
 //! nothing is applied twice.
 //!
 //! Key layout (account, card and authorization ids never contain a NUL byte):
@@ -21,18 +22,18 @@
 //! Data directories written before issue 19 also hold `w:<account>` (the account's `x:` time,
 //! to find the entry to move); the `w:` keys are removed at open.
 //!
-//! sled is a checkpoint (`checkpoint.rs`): an apply puts these writes in memory, and a
+//! The store is a checkpoint (`checkpoint.rs`): an apply puts these writes in memory, and a
 //! checkpoint — what openraft calls building a snapshot, every so many entries or
-//! milliseconds — writes everything applied up to exactly one log index to sled in one
-//! batch with `m:applied`, and fsyncs sled's files, before openraft may purge the log up to
-//! it. Reads see memory first, then sled. At open, openraft replays the log after
-//! `m:applied` into memory again.
+//! milliseconds — writes everything applied up to exactly one log index to the store in one
+//! batch with `m:applied`, and fdatasyncs its journal, before openraft may purge the log up to
+//! it. Reads see memory first, then the store. At open, openraft replays the log after
+//! `m:applied` into memory again. Data directories from before decision 0023 hold the same
+//! keys in sled, moved into the store at the first open.
 //!
 //! An account's `x:` entry is always at its committed earliest open-hold expiry (none when no
 //! hold is open): every record that moves it says from where and to where
 //! ([`crate::types::ExpiryMove`], which the account's actor knows), so an apply moves it with
-//! neither a sled read (which would wait behind a checkpoint's batch: sled's `apply_batch`
-//! holds a lock every read takes) nor every account's entry held in memory. Only records of
+//! neither a store read on the apply's path nor every account's entry held in memory. Only records of
 //! log format 1 (`log_store.rs`), which did not say from where, need the entries: the first
 //! such record reads them all into memory, and they are kept current from then on (after an
 //! upgrade, until the next restart). The card and PAN directories (`c:` and `p:`) are not
@@ -51,7 +52,7 @@ use rustc_hash::FxHashMap;
 use tandem_core::{Account, AccountId, CardId};
 
 use crate::accounts::{Accounts, Resting};
-use crate::checkpoint::{CheckpointObserver, Frozen, Layered, Writes, sled_error};
+use crate::checkpoint::{CheckpointObserver, Frozen, Layered, Writes};
 use crate::codec;
 use crate::directory::Cached;
 use crate::types::{BatchApplied, Entry, ExpiryMove, LogId, NodeId, StorageError, TandemRaft};
@@ -168,8 +169,6 @@ pub struct StateReader {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("sled: {0}")]
-    Sled(#[from] sled::Error),
     #[error("stored account does not decode: {0}")]
     Codec(#[from] codec::CodecError),
     #[error(
@@ -348,7 +347,7 @@ impl StateReader {
 
     /// The last applied log id the durable checkpoint holds.
     pub fn applied(&self) -> Result<Option<LogId>, LoadError> {
-        Ok(match self.store.tree().get(APPLIED)? {
+        Ok(match self.store.stored(APPLIED)? {
             Some(bytes) => codec::decode_value(&bytes)?,
             None => None,
         })
@@ -420,22 +419,6 @@ fn moves_a_format1_expiry(entry: &Entry) -> bool {
     }
 }
 
-/// Removes the `w:` keys of older data directories (see the module docs). They are only
-/// ever removed, so a crash before sled's next sync just removes them again next time.
-fn remove_old_expiry_pointers(tree: &sled::Tree) -> io::Result<()> {
-    let mut batch = sled::Batch::default();
-    let mut any = false;
-    for item in tree.scan_prefix(OLD_EXPIRY_POINTERS) {
-        let (key, _) = item.map_err(sled_error)?;
-        batch.remove(key);
-        any = true;
-    }
-    if any {
-        tree.apply_batch(batch).map_err(sled_error)?;
-    }
-    Ok(())
-}
-
 /// The value the state holds under `key`, decoded.
 fn stored<T: serde::de::DeserializeOwned>(store: &Layered, key: &[u8]) -> io::Result<Option<T>> {
     store
@@ -464,10 +447,11 @@ pub struct StateMachine {
     startup_asked: bool,
 }
 
-/// sled settings Tandem sets explicitly.
+/// Checkpoint store settings Tandem sets explicitly. (Named for the store before decision
+/// 0023; the server's `sled_cache_bytes` setting still sets the cache.)
 #[derive(Debug, Clone, Copy)]
 pub struct SledSettings {
-    /// sled's page cache, in bytes.
+    /// The store's block cache, in bytes.
     pub cache_bytes: u64,
     /// Entries each of the card and PAN directories' caches holds, at most (`directory.rs`).
     pub directory_cache_entries: usize,
@@ -494,34 +478,19 @@ impl StateMachine {
         observer: Option<CheckpointObserver>,
     ) -> io::Result<Self> {
         let started = std::time::Instant::now();
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(settings.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            // Checkpoints flush and fsync sled themselves; its own flusher thread would only
-            // write the same pages sooner.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|error| match error {
-                // sled reports its directory lock as a plain I/O error with this text; say it
-                // as "busy" so the caller can tell it from a damaged store.
-                sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
-                    io::Error::new(io::ErrorKind::WouldBlock, io.to_string())
-                }
-                other => sled_error(other),
-            })?;
         let store = Arc::new(
-            Layered::new(db, path)
+            Layered::open(path, settings.cache_bytes)?
                 .observed_by(observer)
                 .appending(same_accounts_events),
         );
-        let sled_ms = started.elapsed().as_millis();
-        remove_old_expiry_pointers(store.tree())?;
+        let store_ms = started.elapsed().as_millis();
+        // The `w:` keys of older data directories (see the module docs).
+        store.remove_stored_prefix(OLD_EXPIRY_POINTERS)?;
         let directory = Arc::new(Directory::new(settings.directory_cache_entries));
         // What a restart spends where, for whoever reads a slow one's log.
         tracing::info!(
-            sled_ms,
-            cleanup_ms = started.elapsed().as_millis() - sled_ms,
+            store_ms,
+            cleanup_ms = started.elapsed().as_millis() - store_ms,
             "checkpoint opened"
         );
         let mut machine = Self {
@@ -533,11 +502,11 @@ impl StateMachine {
             format1_expiries: None,
             startup_asked: false,
         };
-        machine.applied = match machine.store.tree().get(APPLIED).map_err(sled_error)? {
+        machine.applied = match machine.store.stored(APPLIED)? {
             Some(bytes) => codec::decode_value(&bytes).map_err(io::Error::other)?,
             None => None,
         };
-        machine.membership = match machine.store.tree().get(MEMBERSHIP).map_err(sled_error)? {
+        machine.membership = match machine.store.stored(MEMBERSHIP)? {
             Some(bytes) => codec::decode_value(&bytes).map_err(io::Error::other)?,
             None => Membership::default(),
         };
@@ -552,8 +521,7 @@ impl StateMachine {
         }
     }
 
-    /// Makes what sled holds durable (see `checkpoint.rs`: sled's own flush does not
-    /// survive a power loss).
+    /// Makes what the store holds durable (see `checkpoint.rs`).
     pub fn sync(&self) -> io::Result<()> {
         self.store.sync()
     }
@@ -567,7 +535,7 @@ impl StateMachine {
         let mut batch = Writes::new();
         let mut answers = Vec::with_capacity(entries.len());
         // Each account's records in this call, gathered into one value (first seq, chunks):
-        // a busy account costs one sled insert per apply, not one per decision.
+        // a busy account costs one store insert per apply, not one per decision.
         let mut tails: std::collections::HashMap<AccountId, (u64, Vec<u8>)> =
             std::collections::HashMap::new();
         // Moves of the expiry entries, kept only while format-1 records need them.
@@ -667,8 +635,8 @@ impl StateMachine {
         for card in &record.cards {
             // A card id has one owner, as a PAN has (below): the first one stands. The
             // directory's cache usually knows (the edge looked the card up before it proposed
-            // the link); else this reads the state, and waits if a checkpoint's batch holds
-            // sled. Only records that link cards or PANs look.
+            // the link); else this reads the state. Only records that link cards or PANs
+            // look.
             let owner = links
                 .cards
                 .iter()
@@ -807,9 +775,9 @@ pub fn encode_snapshot(snapshot: Snapshot<TandemRaft>) -> io::Result<Vec<u8>> {
 }
 
 /// A checkpoint (what openraft calls building a snapshot): the writes applied up to one log
-/// index, frozen on the state machine's task, go to sled in one batch with that index and
-/// are made durable; openraft purges the log only up to the index it is then handed. sled
-/// *is* the snapshot, so nothing else is copied; an image is only read when a snapshot is
+/// index, frozen on the state machine's task, go to the store in one batch with that index
+/// and are made durable; openraft purges the log only up to the index it is then handed. The
+/// store *is* the snapshot, so nothing else is copied; an image is only read when a snapshot is
 /// asked for (`get_current_snapshot`: a backup, or a follower that needs one).
 pub struct CheckpointBuilder {
     store: Arc<Layered>,
@@ -896,35 +864,27 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
         let image: SnapshotImage = postcard::from_bytes(&data).map_err(|e| {
             StorageIOError::read_snapshot(Some(meta.signature()), &io::Error::other(e))
         })?;
-        // The image replaces everything: what is in memory and what sled holds.
+        // The image replaces everything: what is in memory and what the store holds.
         self.store.clear();
-        let tree = self.store.tree();
-        let mut batch = sled::Batch::default();
-        for item in tree.iter() {
-            let (key, _) = item.map_err(|e| StorageIOError::read_state_machine(&sled_error(e)))?;
-            batch.remove(key);
-        }
-        for (key, value) in image.pairs {
-            // An image from an older node may hold expiry pointers (see the module docs).
-            if !key.starts_with(OLD_EXPIRY_POINTERS) {
-                batch.insert(key, value);
-            }
-        }
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        batch.insert(
-            APPLIED,
-            codec::encode_value(&self.applied)
-                .map_err(|e| StorageIOError::write(&io::Error::other(e)))?,
-        );
-        batch.insert(
-            MEMBERSHIP,
-            codec::encode_value(&self.membership)
-                .map_err(|e| StorageIOError::write(&io::Error::other(e)))?,
-        );
-        tree.apply_batch(batch)
-            .map_err(|e| StorageIOError::write(&sled_error(e)))?;
-        self.sync().map_err(|e| StorageIOError::write(&e))?;
+        let marks = [
+            (APPLIED, encoded(&self.applied)),
+            (MEMBERSHIP, encoded(&self.membership)),
+        ];
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = image
+            .pairs
+            .into_iter()
+            // An image from an older node may hold expiry pointers (see the module docs).
+            .filter(|(key, _)| !key.starts_with(OLD_EXPIRY_POINTERS))
+            .collect();
+        for (key, value) in marks {
+            let value = value.map_err(|e| StorageIOError::write(&e))?;
+            pairs.push((key.to_vec(), value));
+        }
+        self.store
+            .replace_stored(pairs)
+            .map_err(|e| StorageIOError::write(&e))?;
         self.directory.forget();
         self.format1_expiries = None;
         self.accounts.clear();

@@ -277,10 +277,7 @@ fn a_checkpoint_joins_an_accounts_records_into_one_value() {
             AccountRecord::from_events(&world.account.id, seq as u64, events, None, None).unwrap();
         engine.submit(record)
     };
-    let count = |dir: &std::path::Path| {
-        let db = sled::open(dir.join("state")).unwrap();
-        db.scan_prefix(b"a:acct-joined\0e").count()
-    };
+    let count = |dir: &std::path::Path| stored_keys(dir, b"a:acct-joined\0e");
     runtime().block_on(async {
         let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
         let mut seq = 0;
@@ -740,13 +737,14 @@ fn committed_records_keep_the_accounts_at_rest_current() {
 
 /// Data directories from before the expiry index moved to memory hold a `w:` pointer beside
 /// each account's `x:` entry: the entry is found from `x:` alone, and the pointers go at open.
+/// They keep their checkpoint in sled, which moves into the store at that open.
 #[test]
 fn an_older_expiry_index_is_read_and_its_pointers_removed_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let account = tandem_core::AccountId::new("old-layout").unwrap();
     let at: i64 = 1_700_000_000_000;
     {
-        let db = sled::open(dir.path().join("state")).unwrap();
+        let db = sled::open(dir.path().join(tandem_storage::SLED_STATE_DIR)).unwrap();
         let mut x = b"x:".to_vec();
         x.extend_from_slice(&((at as u64) ^ (1 << 63)).to_be_bytes());
         x.extend_from_slice(account.as_str().as_bytes());
@@ -773,13 +771,16 @@ fn an_older_expiry_index_is_read_and_its_pointers_removed_at_open() {
         engine.checkpoint().await.unwrap();
         engine.shutdown().await;
     });
-    let db = sled::open(dir.path().join("state")).unwrap();
+    assert!(
+        !dir.path().join(tandem_storage::SLED_STATE_DIR).exists(),
+        "sled's checkpoint moved into the store"
+    );
     assert_eq!(
-        db.scan_prefix(b"w:").count(),
+        stored_keys(dir.path(), b"w:"),
         0,
         "the old pointers are gone"
     );
-    assert_eq!(db.scan_prefix(b"x:").count(), 0, "the moved entry is gone");
+    assert_eq!(stored_keys(dir.path(), b"x:"), 0, "the moved entry is gone");
 }
 
 /// Records of log format 1 say where an account's expiry entry moved to but not from: the
@@ -862,4 +863,15 @@ fn format_1_records_move_the_expiry_entries_they_do_not_locate() {
         );
         engine.shutdown().await;
     });
+}
+
+/// Keys starting with `prefix` in the checkpoint store of the stopped engine in `data_dir`.
+fn stored_keys(data_dir: &std::path::Path, prefix: &[u8]) -> usize {
+    let db = fjall::Database::builder(data_dir.join(tandem_storage::STATE_DIR))
+        .open()
+        .unwrap();
+    let state = db
+        .keyspace("state", fjall::KeyspaceCreateOptions::default)
+        .unwrap();
+    state.prefix(prefix).count()
 }

@@ -7,16 +7,19 @@
 //! chunk file to a random length that keeps every synced entry and any part of what came
 //! after: unsynced entries vanish and the last record may be torn, as on a real power loss.
 //!
-//! sled is written only by checkpoints, each fsynced before the log may be purged up to it.
-//! So a power cut leaves sled as its last durable checkpoint left it: the worker copies
-//! sled's files right after each one is durable ([`CHECKPOINT_COPY`]), and [`restore_sled`]
-//! puts that copy back after the kill, dropping whatever sled wrote after it.
+//! The checkpoint store is written only by checkpoints, each made durable before the log may
+//! be purged up to it (its own threads then flush and compact what the checkpoint wrote,
+//! syncing each file before it counts). So a power cut leaves the store as its last durable
+//! checkpoint left it: the worker copies the store's files right after each one is durable
+//! ([`CHECKPOINT_COPY`]), and [`restore_store`] puts that copy back after the kill, dropping
+//! whatever the store wrote after it.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use tandem_storage::log_store::LogStore;
 
-/// Where the worker copies sled's files after each durable checkpoint, in the data directory.
+/// Where the worker copies the store's files after each durable checkpoint, in the data
+/// directory.
 pub const CHECKPOINT_COPY: &str = "checkpoint-copy";
 
 /// Copies the directory `from` (files and subdirectories) to `to`, which must not exist.
@@ -34,16 +37,55 @@ pub fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Files under `dir` with their lengths, in order.
+fn listing(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            files.extend(listing(&entry.path())?);
+        } else {
+            files.push((entry.path(), entry.metadata()?.len()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// [`copy_dir`] of a directory the store's own threads may be writing (a flush or a
+/// compaction adds a file, then drops the ones it replaced): copied again until no file came,
+/// went or changed length during a copy, so the copy is one moment of the store, as a power
+/// cut would leave it.
+fn copy_store(from: &Path, to: &Path) -> io::Result<()> {
+    let mut tries = 0;
+    loop {
+        let before = listing(from)?;
+        let copied = copy_dir(from, to);
+        let settled = copied.is_ok() && listing(from)? == before;
+        if settled {
+            return Ok(());
+        }
+        tries += 1;
+        if tries >= 200 {
+            return copied.and(Err(io::Error::other(
+                "the store kept changing while it was copied",
+            )));
+        }
+        remove_if_present(to)?;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Where a copy is made before it takes [`CHECKPOINT_COPY`]'s name.
 const PARTIAL_COPY: &str = "checkpoint-copy.partial";
 /// Where the previous copy waits while the new one takes its name.
 const PREVIOUS_COPY: &str = "checkpoint-copy.previous";
 
-/// Copies sled's files (`<data_dir>/state`) to [`CHECKPOINT_COPY`], replacing the copy there
+/// Copies the store's files (`<data_dir>/checkpoint`) to [`CHECKPOINT_COPY`], replacing the copy there
 /// so that a SIGKILL at any moment leaves one whole copy: the new one is made aside, the old
 /// one is renamed away, the new one renamed in, and only then is the old one removed. (A
 /// copy removed in place and then made again can be cut in half by the kill; restoring half
-/// a copy is no power cut sled could see.) Called while the checkpoint observer runs, so the
+/// a copy is no power cut the store could see.) Called while the checkpoint observer runs, so the
 /// log is not yet purged up to the new checkpoint and the previous copy is still a whole,
 /// usable checkpoint if the kill lands between the renames.
 pub fn save_checkpoint_copy(data_dir: &Path) -> io::Result<()> {
@@ -51,7 +93,7 @@ pub fn save_checkpoint_copy(data_dir: &Path) -> io::Result<()> {
     let partial = data_dir.join(PARTIAL_COPY);
     let previous = data_dir.join(PREVIOUS_COPY);
     remove_if_present(&partial)?;
-    copy_dir(&data_dir.join("state"), &partial)?;
+    copy_store(&data_dir.join(tandem_storage::STATE_DIR), &partial)?;
     if copy.exists() {
         remove_if_present(&previous)?;
         std::fs::rename(&copy, &previous)?;
@@ -67,9 +109,9 @@ fn remove_if_present(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Leaves sled in `data_dir` as a power cut would: as of the last durable checkpoint (its
-/// copy), or empty if none was made. Answers whether a checkpoint was restored.
-pub fn restore_sled(data_dir: &Path) -> io::Result<bool> {
+/// Leaves the store in `data_dir` as a power cut would: as of the last durable checkpoint
+/// (its copy), or empty if none was made. Answers whether a checkpoint was restored.
+pub fn restore_store(data_dir: &Path) -> io::Result<bool> {
     let copy = data_dir.join(CHECKPOINT_COPY);
     let previous = data_dir.join(PREVIOUS_COPY);
     // Killed between [`save_checkpoint_copy`]'s renames: the previous copy is the whole one.
@@ -78,7 +120,7 @@ pub fn restore_sled(data_dir: &Path) -> io::Result<bool> {
     }
     remove_if_present(&previous)?;
     remove_if_present(&data_dir.join(PARTIAL_COPY))?;
-    let state = data_dir.join("state");
+    let state = data_dir.join(tandem_storage::STATE_DIR);
     remove_if_present(&state)?;
     if !copy.exists() {
         return Ok(false);

@@ -2,9 +2,9 @@
 //! `kill -9` it at a random moment, restart, repeat; then check that every approval the
 //! worker was told about is there exactly once, nothing is half-applied, and every invariant
 //! holds. The second test also cuts power after each kill: the log keeps only its synced
-//! entries and a random part of what followed, and sled goes back to a copy of its files
-//! taken right after its last durable checkpoint (`tandem_tests::power`). Rounds:
-//! `TANDEM_CRASH_ROUNDS` (default 6); seed: `TANDEM_SEED`.
+//! entries and a random part of what followed, and the checkpoint store goes back to a copy
+//! of its files taken right after its last durable checkpoint (`tandem_tests::power`).
+//! Rounds: `TANDEM_CRASH_ROUNDS` (default 6); seed: `TANDEM_SEED`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -59,7 +59,7 @@ fn crash_rounds(dir: &std::path::Path, power_cuts: bool) -> BTreeMap<String, (St
     let mut acknowledged: BTreeMap<String, (String, i64)> = BTreeMap::new();
     // The last log entry any fdatasync covered, over all runs so far.
     let mut synced: Option<u64> = None;
-    // Power cuts that put sled back to a checkpoint (rather than to nothing).
+    // Power cuts that put the store back to a checkpoint (rather than to nothing).
     let mut restored = 0;
     for run in 0..rounds {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tandem-crash-worker"))
@@ -113,12 +113,13 @@ fn crash_rounds(dir: &std::path::Path, power_cuts: bool) -> BTreeMap<String, (St
             let keep_extra = random.next(1_001) as f64 / 1_000.0;
             let cut = tandem_tests::power::cut(dir, synced, keep_extra)
                 .unwrap_or_else(|e| panic!("power cut after run {run}: {e}"));
-            // sled keeps only its last durable checkpoint; the next run replays the log after it.
-            let from_checkpoint = tandem_tests::power::restore_sled(dir)
-                .unwrap_or_else(|e| panic!("restoring sled after run {run}: {e}"));
+            // The store keeps only its last durable checkpoint; the next run replays the log
+            // after it.
+            let from_checkpoint = tandem_tests::power::restore_store(dir)
+                .unwrap_or_else(|e| panic!("restoring the store after run {run}: {e}"));
             restored += usize::from(from_checkpoint);
             eprintln!(
-                "run {run}: power cut, log synced through entry {synced}: {cut:?}; sled {}",
+                "run {run}: power cut, log synced through entry {synced}: {cut:?}; store {}",
                 if from_checkpoint {
                     "back to its last checkpoint"
                 } else {

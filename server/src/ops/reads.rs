@@ -119,7 +119,7 @@ impl App {
             .map_err(|e| OpError::internal(format!("could not read the history: {e}")))
     }
 
-    /// The committed account as sled holds it.
+    /// The committed account as the checkpoint holds it.
     pub(crate) async fn committed(&self, account: &AccountId) -> Result<Account, OpError> {
         self.system()?
             .committed_account(account)
