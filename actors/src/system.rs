@@ -525,37 +525,49 @@ impl AccountSystem {
         self.shared.admitted.load(Ordering::Acquire)
     }
 
-    /// Expires due holds now (what the sweeper does on its timer).
+    /// Expires due holds now (what the sweeper does on its timer). One sweep decision
+    /// expires at most `SWEEP_ITEMS_MAX` holds of an account, so an account with more due
+    /// is swept again, round after round, until nothing due at the start of this call is
+    /// left (at most [`SWEEP_ROUNDS_MAX`] rounds): a hot account that leaves thousands of
+    /// holds open a second keeps pace with them. Returns the sweep decisions made.
     pub async fn sweep_due(&self) -> usize {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let reader = self.shared.engine.reader().clone();
-        let due = match tokio::task::spawn_blocking(move || reader.due_expiries(now, 1_024))
-            .await
-            .map_err(|e| LoadError::Background(e.to_string()))
-            .and_then(|read| read)
-        {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::warn!(%error, "could not read the expiry index");
-                return 0;
-            }
-        };
         let mut swept = 0;
-        for (at, account) in due {
-            let key = IdempotencyKey::new(&format!("sweep-{now}")).expect("sweep keys are valid");
-            let command = Command::new(key, CommandActor::Platform, CommandBody::Sweep);
-            // Expiring the holds moves the account's entry in the expiry index; an entry the
-            // account does not hold goes.
-            if self
-                .send_execute(&account, command, None, Some(at))
+        for _ in 0..SWEEP_ROUNDS_MAX {
+            let reader = self.shared.engine.reader().clone();
+            let due = match tokio::task::spawn_blocking(move || reader.due_expiries(now, 1_024))
                 .await
-                .is_ok()
+                .map_err(|e| LoadError::Background(e.to_string()))
+                .and_then(|read| read)
             {
-                swept += 1;
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::warn!(%error, "could not read the expiry index");
+                    return swept;
+                }
+            };
+            let mut this_round = 0;
+            for (at, account) in due {
+                let key =
+                    IdempotencyKey::new(&format!("sweep-{now}")).expect("sweep keys are valid");
+                let command = Command::new(key, CommandActor::Platform, CommandBody::Sweep);
+                // Expiring the holds moves the account's entry in the expiry index; an entry
+                // the account does not hold goes.
+                if self
+                    .send_execute(&account, command, None, Some(at))
+                    .await
+                    .is_ok()
+                {
+                    this_round += 1;
+                }
             }
+            if this_round == 0 {
+                break;
+            }
+            swept += this_round;
         }
         swept
     }
@@ -585,6 +597,10 @@ impl AccountSystem {
         self.engine().stop().await;
     }
 }
+
+/// Sweep rounds one tick of the sweeper makes at most: 64 rounds of up to 1,024 holds an
+/// account, so one tick can expire 65,536 holds of a hot account.
+pub const SWEEP_ROUNDS_MAX: usize = 64;
 
 async fn sweep_loop(system: std::sync::Weak<AccountSystem>, every: Duration) {
     let mut ticker = tokio::time::interval(every);

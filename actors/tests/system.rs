@@ -370,6 +370,54 @@ fn the_sweeper_expires_holds_of_accounts_that_are_not_resident() {
     });
 }
 
+/// Issue 35: one sweep decision expires at most `SWEEP_ITEMS_MAX` holds of an account, so
+/// a hot account with more due is swept again in the same tick until none is left: expiry
+/// keeps pace with an account that leaves thousands of holds open a second.
+#[test]
+fn one_tick_of_the_sweeper_expires_more_holds_than_one_sweep_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = AccountId::new("leaves-open").unwrap();
+    let holds = tandem_core::limits::SWEEP_ITEMS_MAX + 300;
+    runtime().block_on(async {
+        let config = SystemConfig {
+            policy: tandem_core::Policy {
+                hold_expiry_ms: 300,
+                ..tandem_core::Policy::default()
+            },
+            ..SystemConfig::default()
+        };
+        let system = start(dir.path(), config).await;
+        open_funded(&system, &account, 10_000_000).await;
+        let mut tasks = Vec::new();
+        for i in 0..holds {
+            let (system, account) = (system.clone(), account.clone());
+            tasks.push(tokio::spawn(async move {
+                system
+                    .execute(&account, authorize(&account, &format!("h{i}"), 100))
+                    .await
+            }));
+        }
+        for task in tasks {
+            let outcome = task.await.unwrap().unwrap();
+            assert_eq!(outcome.response_code().as_str(), "00");
+        }
+        assert_eq!(
+            system.snapshot(&account).await.unwrap().balances[0].held_minor,
+            100 * holds as i64
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            system.sweep_due().await,
+            2,
+            "two sweeps of the one account: 1,024 holds, then the rest"
+        );
+        let snapshot = system.snapshot(&account).await.unwrap();
+        assert_eq!(snapshot.balances[0].held_minor, 0, "every due hold expired");
+        assert_eq!(system.sweep_due().await, 0, "nothing is due any more");
+        system.shutdown().await;
+    });
+}
+
 /// After a restart nothing of the expiry index is in memory: the actor that loads the account
 /// takes its entry from the account's earliest hold, and the sweep's record moves it from there.
 #[test]

@@ -135,6 +135,11 @@ pub struct Account {
     pub open_expiries: std::collections::BTreeSet<(Timestamp, AuthorizationId)>,
     /// Events applied so far.
     pub seq: u64,
+    /// The forgettable history in the order retention forgets it, and how many outcomes are
+    /// pinned by open lifecycles (derived, never stored: built by the first decision that may
+    /// pass a count limit, then kept in step by `apply`; `retention.rs`).
+    #[serde(skip)]
+    pub retention: crate::retention::Retention,
 }
 
 /// A broken invariant: a bug, never a business outcome.
@@ -163,7 +168,43 @@ impl Account {
             open_holds: 0,
             open_expiries: std::collections::BTreeSet::new(),
             seq: 0,
+            retention: Default::default(),
         }
+    }
+
+    /// Whether `id` names an open lifecycle of this account.
+    pub fn is_open_lifecycle(&self, id: &AuthorizationId) -> bool {
+        self.authorizations
+            .get(id)
+            .is_some_and(|a| a.state.is_open())
+    }
+
+    /// Recorded outcomes of open lifecycles: pinned, never forgotten by count. Known from the
+    /// retention index once it is built; counted (a walk, for tests and tools) before.
+    pub fn pinned_outcomes(&self) -> usize {
+        match self.retention.built() {
+            Some(index) => index.pinned(),
+            None => self
+                .outcomes
+                .values()
+                .filter(|r| {
+                    r.authorization
+                        .as_ref()
+                        .is_some_and(|id| self.is_open_lifecycle(id))
+                })
+                .count(),
+        }
+    }
+
+    /// Recorded outcomes that may be forgotten by count: those of no open lifecycle.
+    pub fn unpinned_outcomes(&self) -> usize {
+        self.outcomes.len() - self.pinned_outcomes()
+    }
+
+    /// Drops what is derived from the state (the retention index), after the account was
+    /// decoded or changed outside `apply`; it is built again when next needed.
+    pub fn reindex(&mut self) {
+        self.retention.reset();
     }
 
     pub fn balance(&self, currency: Currency) -> Balance {
@@ -280,6 +321,11 @@ impl Account {
                     "reference {reference} names {lifecycle}, which is not a lifecycle"
                 ));
             }
+        }
+        if let Some(index) = self.retention.built()
+            && !index.same_as(&crate::retention::RetentionIndex::of(self))
+        {
+            return fail("the retention index drifted from the state".into());
         }
         if open != self.open_holds {
             return fail(format!(

@@ -97,7 +97,8 @@ pub fn apply_owned(state: &mut Account, event: Event) {
         Event::Movement(movement) => apply_movement(state, *movement),
         Event::OutcomeRecorded(record) => {
             let record = *record;
-            state.outcomes.insert(
+            let indexed_key = state.retention.built().map(|_| record.key.clone());
+            let replaced = state.outcomes.insert(
                 record.key,
                 Box::new(RecordedOutcome {
                     fingerprint: record.fingerprint,
@@ -106,6 +107,14 @@ pub fn apply_owned(state: &mut Account, event: Event) {
                     at: record.at,
                 }),
             );
+            if let (Some(key), Some(index)) = (indexed_key, state.retention.get_mut()) {
+                index.outcome_recorded(
+                    &key,
+                    replaced.as_deref(),
+                    &state.outcomes,
+                    &state.authorizations,
+                );
+            }
         }
         Event::Tombstoned { authorization, at } => {
             state.tombstones.insert(authorization, at);
@@ -116,11 +125,19 @@ pub fn apply_owned(state: &mut Account, event: Event) {
             tombstones,
         } => {
             for key in &outcomes {
-                state.outcomes.remove(key);
+                let Some(old) = state.outcomes.remove(key) else {
+                    continue;
+                };
+                if let Some(index) = state.retention.get_mut() {
+                    index.outcome_forgotten(key, &old, &state.authorizations);
+                }
             }
             for id in &authorizations {
                 if let Some(removed) = state.authorizations.remove(id) {
                     assert!(!removed.state.is_open(), "forgot an open lifecycle {id}");
+                    if let Some(index) = state.retention.get_mut() {
+                        index.lifecycle_forgotten(&removed);
+                    }
                 }
             }
             if !authorizations.is_empty() && !state.references.is_empty() {
@@ -201,6 +218,11 @@ fn apply_movement(state: &mut Account, movement: Movement) {
         let expiring = now_open && record.kind != crate::authorization::SpendKind::Withdrawal;
         let key = (record.expires_at, record.id.clone());
         let previous = state.authorizations.insert(record.id.clone(), record);
+        if let Some(index) = state.retention.get_mut()
+            && let Some(written) = state.authorizations.get(&key.1)
+        {
+            index.lifecycle_written(written, previous.as_deref(), &state.outcomes);
+        }
         let was_open = previous.as_ref().is_some_and(|old| old.state.is_open());
         if let Some(old) = previous
             && old.state.is_open()

@@ -90,6 +90,7 @@ pub fn decide(
         ctx,
         command,
         events: Vec::with_capacity(2),
+        moved: Vec::new(),
     };
     let outcome = decider.run()?;
     let mut events = decider.events;
@@ -120,35 +121,60 @@ pub fn decide(
 }
 
 /// Keeps an account's history within its limits by count (`limits.rs`): when this
-/// decision's events would leave more closed lifecycles, recorded outcomes or tombstones than
-/// an account keeps, the oldest go in the same decision (`Event::Forgotten`, last), down to
-/// an eighth below the limit and at most `SWEEP_ITEMS_MAX` of each kind. Nothing this
-/// decision touches is a candidate, nor an outcome of an open lifecycle. Oldest is by
-/// `(closed_at, id)`, `(at, key)` and `(at, id)`, so the choice is the same on every replay
-/// and replica. A sweep forgets by time and is left alone.
+/// decision's events would leave more closed lifecycles, forgettable recorded outcomes or
+/// tombstones than an account keeps, the oldest go in the same decision (`Event::Forgotten`,
+/// last), down to an eighth below the limit and at most `SWEEP_ITEMS_MAX` of each kind.
+/// Nothing this decision touches is a candidate, nor an outcome of an open lifecycle (those
+/// are pinned and not counted against the limit). Oldest is by `(closed_at, id)`, `(at, key)`
+/// and `(at, id)`, so the choice is the same on every replay and replica. A sweep forgets by
+/// time and is left alone.
+///
+/// Cost: the counts it compares are kept by `apply` (`open_holds`, and in the retention index
+/// the outcomes pinned by open lifecycles), so a decision that stays within the limits reads
+/// only its own events; one that passes a limit takes the oldest from the retention index
+/// (`retention.rs`), walking what it forgets and what it skips. An account holding fewer
+/// outcomes and closed lifecycles than the limits, pinned ones included, never builds the
+/// index. Per decision that is O(log n) whatever the account keeps open.
 fn bound_history(state: &Account, events: &mut Vec<Event>) {
     // The common case, on every decision, is one pass over the events and no allocation:
-    // even if every lifecycle, outcome and tombstone they carry were new, the account stays
-    // within its limits.
+    // even if every lifecycle, outcome and tombstone they carry were new and forgettable,
+    // and every lifecycle they close released all of its outcomes, the account stays within
+    // its limits.
+    let built = state.retention.built();
     let (mut records, mut recorded_at_most, mut tombstoned_at_most) = (0, 0, 0);
     for event in events.iter() {
         match event {
-            Event::Movement(movement) if movement.authorization.is_some() => records += 1,
+            Event::Movement(movement) => {
+                if let Some(record) = &movement.authorization {
+                    records += 1;
+                    // Closing a lifecycle releases its pinned outcomes (counted in
+                    // `outcomes.len()` already when the index is not built).
+                    if !record.state.is_open()
+                        && let Some(index) = built
+                    {
+                        recorded_at_most += index.outcomes_of(&record.id);
+                    }
+                }
+            }
             Event::OutcomeRecorded(_) => recorded_at_most += 1,
             Event::Tombstoned { .. } => tombstoned_at_most += 1,
             Event::Forgotten { .. } => return,
             _ => {}
         }
     }
-    if state.authorizations.len() - state.open_holds + records <= CLOSED_LIFECYCLES_KEPT_MAX
-        && state.outcomes.len() + recorded_at_most <= OUTCOMES_KEPT_MAX
+    let unpinned_before = state.outcomes.len() - built.map_or(0, |index| index.pinned());
+    let lifecycles_within =
+        state.authorizations.len() - state.open_holds + records <= CLOSED_LIFECYCLES_KEPT_MAX;
+    let outcomes_within = unpinned_before + recorded_at_most <= OUTCOMES_KEPT_MAX;
+    if lifecycles_within
+        && outcomes_within
         && state.tombstones.len() + tombstoned_at_most <= TOMBSTONES_KEPT_MAX
     {
         return;
     }
     // What this decision's events do to each count, exactly.
     let mut touched: rustc_hash::FxHashMap<&AuthorizationId, bool> = Default::default();
-    let mut recorded: Vec<&IdempotencyKey> = Vec::new();
+    let mut recorded: Vec<(&IdempotencyKey, Option<&AuthorizationId>)> = Vec::new();
     let mut tombstoned: Vec<&AuthorizationId> = Vec::new();
     for event in events.iter() {
         match event {
@@ -157,19 +183,19 @@ fn bound_history(state: &Account, events: &mut Vec<Event>) {
                     touched.insert(&record.id, record.state.is_open());
                 }
             }
-            Event::OutcomeRecorded(record) => recorded.push(&record.key),
+            Event::OutcomeRecorded(record) => {
+                recorded.push((&record.key, record.authorization.as_ref()));
+            }
             Event::Tombstoned { authorization, .. } => tombstoned.push(authorization),
             _ => {}
         }
     }
-    recorded.sort_unstable();
-    recorded.dedup();
+    // The last record of a key is the one that stays.
+    recorded.reverse();
+    recorded.sort_by(|a, b| a.0.cmp(b.0));
+    recorded.dedup_by(|a, b| a.0 == b.0);
     tombstoned.sort_unstable();
     tombstoned.dedup();
-    let new_outcomes = recorded
-        .iter()
-        .filter(|key| !state.outcomes.contains_key(**key))
-        .count();
     let new_tombstones = tombstoned
         .iter()
         .filter(|id| !state.tombstones.contains_key(**id))
@@ -183,36 +209,65 @@ fn bound_history(state: &Account, events: &mut Vec<Event>) {
         count + usize::from(!*open) - usize::from(was_closed)
     });
     let open = |id: &AuthorizationId| {
-        touched.get(id).copied().unwrap_or_else(|| {
-            state
-                .authorizations
-                .get(id)
-                .is_some_and(|a| a.state.is_open())
-        })
+        touched
+            .get(id)
+            .copied()
+            .unwrap_or_else(|| state.is_open_lifecycle(id))
     };
-    let authorizations = oldest(
-        closed_after,
-        CLOSED_LIFECYCLES_KEPT_MAX,
-        state
-            .authorizations
-            .values()
-            .filter(|a| !a.state.is_open() && !touched.contains_key(&a.id))
-            .map(|a| (a.closed_at, &a.id)),
-    );
-    let outcomes = oldest(
-        state.outcomes.len() + new_outcomes,
-        OUTCOMES_KEPT_MAX,
-        state
-            .outcomes
-            .iter()
-            .filter(|(key, r)| {
-                recorded.binary_search(key).is_err() && !r.authorization.as_ref().is_some_and(open)
-            })
-            .map(|(key, r)| (r.at, key)),
-    );
+    // Closed lifecycles and forgettable outcomes come oldest first from the retention index
+    // (built here the first time; `apply` keeps it): finding them costs what is forgotten.
+    let index =
+        (!(lifecycles_within && outcomes_within)).then(|| state.retention.get_or_build(state));
+    let authorizations = index.map_or_else(Vec::new, |index| {
+        oldest_in_order(
+            closed_after,
+            CLOSED_LIFECYCLES_KEPT_MAX,
+            index.closed().map(|(_, id)| id),
+            |id| !touched.contains_key(id),
+        )
+    });
+    let outcomes = index.map_or_else(Vec::new, |index| {
+        // Forgettable outcomes after this decision: the lifecycles it opens or closes pin or
+        // release theirs, and each outcome it records replaces any under the same key.
+        let mut unpinned_after = touched.iter().fold(
+            state.outcomes.len() - index.pinned(),
+            |count, (id, now_open)| {
+                let outcomes = index.outcomes_of(id);
+                match (state.is_open_lifecycle(id), *now_open) {
+                    (true, false) => count + outcomes,
+                    (false, true) => count - outcomes,
+                    _ => count,
+                }
+            },
+        );
+        for (key, lifecycle) in &recorded {
+            if let Some(old) = state.outcomes.get(*key)
+                && !old.authorization.as_ref().is_some_and(open)
+            {
+                unpinned_after -= 1;
+            }
+            if !lifecycle.is_some_and(open) {
+                unpinned_after += 1;
+            }
+        }
+        oldest_in_order(
+            unpinned_after,
+            OUTCOMES_KEPT_MAX,
+            index.forgettable().map(|(_, key)| key),
+            |key| {
+                recorded.binary_search_by(|(k, _)| k.cmp(&key)).is_err()
+                    && !state
+                        .outcomes
+                        .get(key)
+                        .and_then(|r| r.authorization.as_ref())
+                        .is_some_and(|id| touched.contains_key(id))
+            },
+        )
+    });
     let tombstones = oldest(
         state.tombstones.len() + new_tombstones,
         TOMBSTONES_KEPT_MAX,
+        state.tombstones.len(),
         state
             .tombstones
             .iter()
@@ -228,16 +283,62 @@ fn bound_history(state: &Account, events: &mut Vec<Event>) {
     }
 }
 
+thread_local! {
+    /// Items of retained history this thread's decisions have looked at (see
+    /// [`history_items_scanned`]).
+    static HISTORY_ITEMS_SCANNED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Items of an account's retained history (lifecycles, recorded outcomes, tombstones) that
+/// decisions made on this thread have looked at so far: what a decision costs beyond its own
+/// command. Tests and benchmarks read it to show that the cost stays bounded as an account
+/// fills up; it is a per-thread counter, so it costs nothing to keep.
+pub fn history_items_scanned() -> u64 {
+    HISTORY_ITEMS_SCANNED.with(std::cell::Cell::get)
+}
+
+pub(crate) fn scanned(items: usize) {
+    HISTORY_ITEMS_SCANNED.with(|count| count.set(count.get() + items as u64));
+}
+
+/// The first of `in_order` (oldest first) that `candidate` accepts, as many as bring `count`
+/// items down to `kept_after_trim(max)` when `count` is over `max` (at most
+/// `SWEEP_ITEMS_MAX`); none otherwise. Sorted by id.
+fn oldest_in_order<'s, K: Ord + Clone + 's>(
+    count: usize,
+    max: usize,
+    in_order: impl Iterator<Item = &'s K>,
+    mut candidate: impl FnMut(&K) -> bool,
+) -> Vec<K> {
+    if count <= max {
+        return Vec::new();
+    }
+    let wanted = (count - kept_after_trim(max)).min(SWEEP_ITEMS_MAX);
+    let mut walked = 0;
+    let mut ids: Vec<K> = in_order
+        .inspect(|_| walked += 1)
+        .filter(|id| candidate(id))
+        .take(wanted)
+        .cloned()
+        .collect();
+    scanned(walked);
+    ids.sort_unstable();
+    ids
+}
+
 /// The ids of the oldest `candidates` (by age, then id) to forget so that `count` items come
 /// down to `kept_after_trim(max)`, when `count` is over `max`; none otherwise. Sorted by id.
+/// `walked` is how many items the candidates are filtered from (what finding them costs).
 fn oldest<'s, A: Ord, K: Ord + Clone + 's>(
     count: usize,
     max: usize,
+    walked: usize,
     candidates: impl Iterator<Item = (A, &'s K)>,
 ) -> Vec<K> {
     if count <= max {
         return Vec::new();
     }
+    scanned(walked);
     let wanted = (count - kept_after_trim(max)).min(SWEEP_ITEMS_MAX);
     let mut candidates: Vec<(A, &K)> = candidates.collect();
     if candidates.len() > wanted {
@@ -433,6 +534,10 @@ struct Decider<'a> {
     ctx: &'a DecisionContext<'a>,
     command: &'a Command,
     events: Vec<Event>,
+    /// What this decision's movements so far changed, per currency: `(currency, held,
+    /// ledger)`. A sweep expiring many holds checks each against the ones before it without
+    /// walking them again.
+    moved: Vec<(Currency, i64, i64)>,
 }
 
 /// Money changes being assembled for one movement.
@@ -2267,18 +2372,23 @@ impl<'a> Decider<'a> {
     fn sweep(&mut self) -> Result<Outcome, DecideError> {
         let now = self.now();
         let retention = self.ctx.policy.outcome_retention_ms;
-        let mut due: Vec<&Box<Authorization>> = self
+        // Due holds, oldest first, then by id: the front of the expiry index `apply` keeps,
+        // so finding them costs what they are, not what the account holds.
+        let due: Vec<&AuthorizationId> = self
             .state
-            .authorizations
-            .values()
-            .filter(|a| a.state.is_open() && a.kind != SpendKind::Withdrawal && a.expires_at <= now)
+            .open_expiries
+            .iter()
+            .take_while(|(expires_at, _)| *expires_at <= now)
+            .take(SWEEP_ITEMS_MAX)
+            .map(|(_, id)| id)
             .collect();
-        due.sort_by(|a, b| {
-            a.expires_at
-                .cmp(&b.expires_at)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        for record in due.into_iter().take(SWEEP_ITEMS_MAX) {
+        scanned(due.len());
+        for id in due {
+            let Some(record) = self.state.authorizations.get(id) else {
+                return Err(DecideError::Invariant(format!(
+                    "the expiry index names {id}, which is not a lifecycle"
+                )));
+            };
             let mut record = record.clone();
             let mut changes = Changes::default();
             self.release_all(&mut record, &mut changes);
@@ -2293,6 +2403,13 @@ impl<'a> Decider<'a> {
             self.movement(Cause::Expired, &member, Some(record), changes, currency)?;
         }
         let past = |at: crate::time::Timestamp| at.saturating_add_millis(retention) <= now;
+        // Forgetting by time walks the retained history once per sweep (a sweep is sent
+        // only to an account with a hold due, at most once per sweep interval and round).
+        scanned(
+            self.state.authorizations.len()
+                + self.state.outcomes.len()
+                + self.state.tombstones.len(),
+        );
         let mut authorizations: Vec<AuthorizationId> = self
             .state
             .authorizations
@@ -2365,29 +2482,12 @@ impl<'a> Decider<'a> {
         currency: Currency,
     ) -> Result<BalanceView, DecideError> {
         // Earlier movements of this same decision (a sweep expiring several holds) count too.
+        let moved = &self.moved;
         let earlier = |c: Currency| -> (i64, i64) {
-            self.events
+            moved
                 .iter()
-                .filter_map(|e| match e {
-                    Event::Movement(m) => Some(m),
-                    _ => None,
-                })
-                .fold((0, 0), |(held, ledger), m| {
-                    (
-                        held + m
-                            .held
-                            .iter()
-                            .filter(|h| h.currency == c)
-                            .map(|h| h.amount_minor)
-                            .sum::<i64>(),
-                        ledger
-                            + m.entries
-                                .iter()
-                                .filter(|e| e.currency == c)
-                                .map(|e| e.amount_minor)
-                                .sum::<i64>(),
-                    )
-                })
+                .find(|(currency, _, _)| *currency == c)
+                .map_or((0, 0), |&(_, held, ledger)| (held, ledger))
         };
         let mut overdraft = Vec::new();
         for c in changes.currencies() {
@@ -2435,6 +2535,20 @@ impl<'a> Decider<'a> {
             held_minor,
             available_minor: ledger_minor - held_minor,
         };
+        for c in changes.currencies() {
+            let (held, ledger) = (changes.held_in(c), changes.ledger_in(c));
+            match self
+                .moved
+                .iter_mut()
+                .find(|(currency, _, _)| *currency == c)
+            {
+                Some((_, h, l)) => {
+                    *h += held;
+                    *l += ledger;
+                }
+                None => self.moved.push((c, held, ledger)),
+            }
+        }
         self.events.push(Event::Movement(Box::new(Movement {
             cause,
             at: self.now(),

@@ -41,6 +41,7 @@ pub mod member;
 pub mod money;
 pub mod outcome;
 pub mod permission;
+pub mod retention;
 pub mod split;
 pub mod testkit;
 pub mod time;

@@ -27,8 +27,21 @@ pub const FUNDING_PRIORITY_ENTRIES_MAX: usize = 32;
 /// Currencies in one FX rate table.
 pub const RATE_TABLE_ENTRIES_MAX: usize = 256;
 
-/// Open holds on one account. Past this an authorization is declined (do not honour) rather
-/// than letting one account's state grow without bound.
+/// Open holds on one account. Past this an authorization is declined 05 (do not honour,
+/// `DeclineReason::TooManyOpenHolds`, `too_many_open_holds`) rather than letting one
+/// account's state grow without bound; what does not open a hold still passes (a 0200
+/// single-message purchase, an increment of an open lifecycle, advices and clearings), and a
+/// withdrawal is refused (`account_has_open_holds`).
+///
+/// Why 10,000, for group accounts too: open holds are authorizations times the days until they
+/// clear (most clear in one to three days; hotels and car hire hold up to the extended
+/// expiry). The busiest shared account we serve, 64 members (`MEMBERS_PER_ACCOUNT_MAX`) on a
+/// trip or a flat-share, each with twenty card spends a day clearing in three days, keeps about
+/// 3,840 open, so 10,000 leaves more than twice that as headroom and is still small: a full
+/// account is about 7 MB in memory, and what a decision costs does not grow with its open
+/// holds (issue 35: retention's counts are kept by `apply`, the sweep takes due holds from the
+/// expiry index). An account that reaches it is either runaway traffic (a merchant
+/// authorizing without ever clearing) or a bug, and declining is the safe answer for both.
 pub const OPEN_HOLDS_PER_ACCOUNT_MAX: usize = 10_000;
 
 /// Incremental authorizations on one lifecycle. Each grows the lifecycle record that every
@@ -50,9 +63,11 @@ pub const DAY_MS: i64 = 86_400_000;
 /// one forgotten by time (`docs/domain-model.md` 8.4).
 pub const CLOSED_LIFECYCLES_KEPT_MAX: usize = 4_096;
 
-/// Recorded outcomes one account keeps for repeats: two per lifecycle (its authorization
-/// and its clearing) for as many lifecycles as are kept. The outcomes of open lifecycles are
-/// never forgotten by count (they are bounded by `OPEN_HOLDS_PER_ACCOUNT_MAX`).
+/// Recorded outcomes one account keeps for repeats beyond those of its open lifecycles: two
+/// per lifecycle (its authorization and its clearing) for as many lifecycles as are kept. The
+/// outcomes of open lifecycles are pinned: not counted here and never forgotten by count (they
+/// are bounded by `OPEN_HOLDS_PER_ACCOUNT_MAX` and the messages one lifecycle takes), so a
+/// repeat of any message of an open lifecycle is always recognised.
 pub const OUTCOMES_KEPT_MAX: usize = 8_192;
 
 /// Tombstones (reversals that arrived before their original) one account keeps.

@@ -94,6 +94,59 @@ pub fn spend(card_name: &str, amount: Money) -> Spend {
     }
 }
 
+fn authorize_body(id: &str, amount_minor: i64) -> CommandBody {
+    CommandBody::Authorize {
+        authorization: auth(id),
+        spend: spend("c1", money(amount_minor, "EUR")),
+        single_message: false,
+    }
+}
+
+fn clear_body(id: &str, amount_minor: i64) -> CommandBody {
+    CommandBody::Clear {
+        authorization: auth(id),
+        spend: spend("c1", money(amount_minor, "EUR")),
+        final_clearing: true,
+    }
+}
+
+/// At most `count` commands (whole lifecycles) of the settled lifecycle mix on card `c1`,
+/// keyed under `prefix`: each
+/// lifecycle is authorized and cleared in full, one in ten incremented in between. Run on
+/// [`World::aged`], it leaves the open holds where they are and keeps the history at its
+/// limits, so every decision pays whatever retention costs.
+pub fn lifecycle_mix(prefix: &str, count: usize) -> Vec<Command> {
+    let mut commands = Vec::with_capacity(count);
+    for n in 0.. {
+        let id = format!("{prefix}-{n}");
+        let mut lifecycle = vec![Command::new(
+            key(&format!("{prefix}-a{n}")),
+            Actor::Network,
+            authorize_body(&id, 100),
+        )];
+        if n % 10 == 0 {
+            lifecycle.push(Command::new(
+                key(&format!("{prefix}-i{n}")),
+                Actor::Network,
+                CommandBody::Increment {
+                    authorization: auth(&id),
+                    amount: money(50, "EUR"),
+                },
+            ));
+        }
+        lifecycle.push(Command::new(
+            key(&format!("{prefix}-c{n}")),
+            Actor::Network,
+            clear_body(&id, 100),
+        ));
+        if commands.len() + lifecycle.len() > count {
+            break;
+        }
+        commands.extend(lifecycle);
+    }
+    commands
+}
+
 /// An account driven command by command. Every step checks `Account::validate` and keeps the
 /// events so the test can check that replay rebuilds the same state.
 pub struct World {
@@ -157,6 +210,55 @@ impl World {
             panic!("after {command:?}: {violation}");
         }
         decision
+    }
+
+    /// Decides and applies `body` from the network under `key`, one millisecond after the
+    /// last step, without `validate` (linear in the history) or the replay log: for building
+    /// and driving large accounts. The caller validates when it wants.
+    pub fn step(&mut self, key: &str, body: CommandBody) -> Decision {
+        let ctx = DecisionContext {
+            now: self.now,
+            rates: &self.rates,
+            policy: &self.policy,
+        };
+        let command = Command::new(self::key(key), Actor::Network, body);
+        let decision = decide(&self.account, &command, &ctx)
+            .unwrap_or_else(|e| panic!("could not decide {command:?}: {e}"));
+        for event in &decision.events {
+            apply(&mut self.account, event);
+        }
+        self.advance_ms(1);
+        decision
+    }
+
+    /// A hot account as busy card traffic leaves it: `open_holds` holds left open on card
+    /// `c1` (one in ten incremented once, so it has two outcomes), and behind them a full
+    /// retained history: 6,000 settled lifecycles, so closed lifecycles and forgettable
+    /// outcomes sit at their count limits (`limits.rs`). Ready for [`lifecycle_mix`].
+    pub fn aged(open_holds: usize) -> World {
+        let mut world = World::open(AccountKind::Joint);
+        world.issue_card("c1", "owner");
+        world.deposit("owner", money(900_000_000_000, "EUR"));
+        for n in 0..open_holds {
+            let id = format!("open-{n}");
+            let approved = world.step(&format!("open-a{n}"), authorize_body(&id, 100));
+            assert!(approved.outcome.is_approved(), "{:?}", approved.outcome);
+            if n % 10 == 0 {
+                world.step(
+                    &format!("open-i{n}"),
+                    CommandBody::Increment {
+                        authorization: auth(&id),
+                        amount: money(50, "EUR"),
+                    },
+                );
+            }
+        }
+        for n in 0..6_000 {
+            let id = format!("old-{n}");
+            world.step(&format!("old-a{n}"), authorize_body(&id, 100));
+            world.step(&format!("old-c{n}"), clear_body(&id, 100));
+        }
+        world
     }
 
     pub fn run(&mut self, actor: Actor, body: CommandBody) -> Outcome {

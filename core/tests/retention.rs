@@ -4,6 +4,7 @@
 //! limit; open lifecycles and their outcomes are never forgotten that way, and replay
 //! rebuilds exactly the same state.
 
+use tandem_core::decide::history_items_scanned;
 use tandem_core::limits::{
     CLOSED_LIFECYCLES_KEPT_MAX, OUTCOMES_KEPT_MAX, TOMBSTONES_KEPT_MAX, kept_after_trim,
 };
@@ -85,7 +86,9 @@ fn a_busy_account_keeps_a_bounded_history_and_its_open_holds() {
             "closed {}",
             closed(&world)
         );
-        assert!(world.account.outcomes.len() <= OUTCOMES_KEPT_MAX);
+        // The open hold's outcome is pinned and not counted against the limit.
+        assert!(world.account.unpinned_outcomes() <= OUTCOMES_KEPT_MAX);
+        assert_eq!(world.account.pinned_outcomes(), 1);
         if n % 512 == 0 {
             world.account.validate().expect("valid");
         }
@@ -160,4 +163,126 @@ fn tombstones_are_bounded_and_the_newest_still_voids_its_original() {
     );
     assert!(!world.account.tombstones.contains_key(&auth("t0")));
     world.assert_replay_matches();
+}
+
+/// Retained history each decision of `commands` looks at, on average and at most, run on
+/// `world` (`tandem_core::history_items_scanned`).
+fn history_walked(world: &mut World, commands: &[Command]) -> (f64, u64) {
+    let ctx_world = (world.rates.clone(), world.policy.clone());
+    let mut most = 0;
+    let before = history_items_scanned();
+    for command in commands {
+        let ctx = DecisionContext {
+            now: world.now,
+            rates: &ctx_world.0,
+            policy: &ctx_world.1,
+        };
+        let start = history_items_scanned();
+        let decision = decide(&world.account, command, &ctx).expect("decides");
+        most = most.max(history_items_scanned() - start);
+        assert!(
+            decision.outcome.is_approved() || matches!(decision.outcome, Outcome::Accepted { .. }),
+            "{:?}",
+            decision.outcome
+        );
+        for event in &decision.events {
+            apply(&mut world.account, event);
+        }
+        world.advance_ms(1);
+    }
+    let total = history_items_scanned() - before;
+    (total as f64 / commands.len() as f64, most)
+}
+
+/// Issue 35: what a decision costs beyond its own command does not grow with the holds an
+/// account keeps open. With 9,500 holds open (and their outcomes pinned) and the history at
+/// its count limits, a decision of the lifecycle mix looks at a bounded number of retained
+/// items on average: the retention scan runs once per eighth of a limit, not per decision.
+#[test]
+fn retained_history_walked_per_decision_stays_bounded_at_the_open_hold_limit() {
+    let mut empty = World::aged(0);
+    let mut full = World::aged(9_500);
+    assert_eq!(full.account.open_holds, 9_500);
+    assert!(full.account.pinned_outcomes() >= 9_500 + 950);
+    assert!(full.account.unpinned_outcomes() > kept_after_trim(OUTCOMES_KEPT_MAX));
+    full.account.validate().expect("valid");
+
+    let commands = tandem_core::testkit::lifecycle_mix("mix", 8_192);
+    let (at_zero, _) = history_walked(&mut empty, &commands);
+    let (at_limit, most) = history_walked(&mut full, &commands);
+    // The index `apply` kept in step is the one the state gives afresh.
+    let mut fresh = full.account.clone();
+    fresh.reindex();
+    let probe = tandem_core::testkit::lifecycle_mix("probe", 64);
+    let ctx = DecisionContext {
+        now: full.now,
+        rates: &full.rates,
+        policy: &full.policy,
+    };
+    for command in &probe {
+        let kept = decide(&full.account, command, &ctx).expect("decides");
+        let rebuilt = decide(&fresh, command, &ctx).expect("decides");
+        assert_eq!(kept, rebuilt, "the kept index and a fresh one decide alike");
+        for event in &kept.events {
+            apply(&mut full.account, event);
+            apply(&mut fresh, event);
+        }
+    }
+    full.account.validate().expect("valid after the mix");
+    // The mix leaves the open holds alone (but for the last lifecycle of it and of the
+    // probe, each perhaps cut in two).
+    assert!((9_500..=9_502).contains(&full.account.open_holds));
+    assert!(full.account.unpinned_outcomes() <= OUTCOMES_KEPT_MAX);
+    assert!(closed(&full) <= CLOSED_LIFECYCLES_KEPT_MAX);
+    // Retention walks only what it forgets, oldest first from the retention index: a couple
+    // of items a decision, at 0 open holds and at 9,500 alike. Before issue 35 every decision
+    // at 9,500 walked every outcome (about 19,000).
+    eprintln!(
+        "retained items walked per decision: {at_zero:.2} at 0 open holds, {at_limit:.2} at 9,500; at most {most} in one"
+    );
+    assert!(
+        at_limit <= 4.0,
+        "{at_limit:.2} retained items walked per decision at 9,500 open holds (at 0: {at_zero:.2})"
+    );
+    assert!(
+        at_limit <= at_zero * 1.1 + 0.1,
+        "{at_limit:.2} walked per decision at 9,500 open holds, {at_zero:.2} at 0"
+    );
+    // One decision forgets at most `SWEEP_ITEMS_MAX` of each kind, and walks little more.
+    assert!(most <= 2 * 1_024 + 64, "one decision walked {most}");
+}
+
+/// A sweep expiring a thousand holds of a full account looks at the due holds and walks
+/// the history once, not once per expired hold.
+#[test]
+fn a_sweep_of_a_full_account_costs_little_per_expired_hold() {
+    let mut world = World::aged(9_500);
+    world.advance_ms(world.policy.hold_expiry_ms);
+    let ctx = DecisionContext {
+        now: world.now,
+        rates: &world.rates,
+        policy: &world.policy,
+    };
+    let sweep = Command::new(key("sweep-1"), Actor::Platform, CommandBody::Sweep);
+    let before = history_items_scanned();
+    let decision = decide(&world.account, &sweep, &ctx).expect("decides");
+    let walked = history_items_scanned() - before;
+    let expired = decision
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Movement(m) if m.cause == tandem_core::Cause::Expired))
+        .count();
+    assert_eq!(expired, tandem_core::limits::SWEEP_ITEMS_MAX);
+    let history = world.account.authorizations.len()
+        + world.account.outcomes.len()
+        + world.account.tombstones.len();
+    assert!(
+        walked as usize <= expired + history,
+        "the sweep walked {walked} items for {expired} expiries over {history} kept"
+    );
+    for event in &decision.events {
+        apply(&mut world.account, event);
+    }
+    world.account.validate().expect("valid after the sweep");
+    assert_eq!(world.account.open_holds, 9_500 - expired);
 }
