@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Tandem beside TigerBeetle, in one sitting, counting approvals.
 #
-#   benches/compare.sh [quick|full]      (quick: 5 s a shape; full: 20 s;
-#                                          SECONDS_PER_SHAPE=N overrides)
+#   benches/compare.sh [quick|full]      (quick: 5 s a shape; full: 20 s, the lifecycle mixes
+#                                          60 s; SECONDS_PER_SHAPE=N overrides)
 #
 # For each shape it runs the TigerBeetle peer ($TANDEM_PEERS, default ../shared/peers; read
 # only, its data in a temporary directory) and a fresh release `tandem serve` (a new data
@@ -104,10 +104,11 @@ peer() { # shape client client-args...
 token=compare-admin
 grpc=127.0.0.1:50161 http=127.0.0.1:8191 iso=127.0.0.1:8693
 server=
+server_flags=() # extra `tandem serve` flags for the shapes that set them
 start_tandem() {
   local data=$tmp/tandem-data-$1
   TANDEM_ADMIN_TOKEN=$token TANDEM_LOG=warn "$bin/tandem" serve --data-dir "$data" \
-    --grpc-listen $grpc --http-listen $http --iso8583-listen $iso > "$out/$1.server.log" 2>&1 &
+    --grpc-listen $grpc --http-listen $http --iso8583-listen $iso "${server_flags[@]}" > "$out/$1.server.log" 2>&1 &
   server=$!
   pids+=("$server")
   for _ in $(seq 200); do
@@ -118,11 +119,20 @@ start_tandem() {
   exit 1
 }
 
-# Reads a tandem-loadtest report into a row; declines and errors, if any, go into its note.
+# Reads a tandem-loadtest report into a row; declines and errors, if any, go into its note,
+# and for a run of 20 s or more, approvals and answers per second in its first and last 10 s
+# (whole seconds) with the server's CPU per 1,000 answers: does the account slow as it ages?
 report_row() { # shape side report-dir note
-  local json=$3/report.json audit note=$4 other
+  local json=$3/report.json audit note=$4 other ageing
   other=$(jq -r '[(if .declined.count > 0 then "\(.declined.per_second | floor) declined/s (\(.declined_by | to_entries | max_by(.value) | .key) most)" else empty end), (if .errored.count > 0 then "\(.errored.per_second | floor) errored/s" else empty end)] | join(", ")' "$json")
   [ -n "$other" ] && note="$note; $other"
+  ageing=$(jq -r '(.elapsed_s | floor) as $whole | [.over_time[] | select(.second < $whole)] as $s
+    | if ($s | length) >= 20 then
+        ($s[:10] | map(.approved) | add / 10) as $a0 | ($s[-10:] | map(.approved) | add / 10) as $a1
+        | ($s[:10] | map(.count) | add / 10) as $n0 | ($s[-10:] | map(.count) | add / 10) as $n1
+        | "approvals/s first 10 s \($a0 | floor), last 10 s \($a1 | floor) (\(if $a0 > 0 then $a1 * 100 / $a0 | floor else 0 end)%); answers/s \($n0 | floor) then \($n1 | floor) (\(if $n0 > 0 then $n1 * 100 / $n0 | floor else 0 end)%)\(if .cpu.server_s then "; server CPU s / 1k answers \(.cpu.server_s * 1000 / .total.count * 1000 | floor / 1000)" else "" end)"
+      else empty end' "$json" 2>/dev/null || true)
+  [ -n "$ageing" ] && note="$note; $ageing"
   audit=$(jq -r 'if .audit == null then "-" elif (.audit.findings | length) == 0 then "clean" else "\(.audit.findings | length) findings" end' "$json")
   row "$1" "$2" \
     "$(jq -r '.approvals_per_second | floor' "$json")" \
@@ -215,6 +225,34 @@ tandem hot1-open-lifecycle stream "open loop at TigerBeetle's shape-1 rate, $tb_
   "${stream[@]}" "${hot_lifecycle[@]}" "${open[@]}"
 tandem hot1-open-lifecycle unary "open loop at TigerBeetle's shape-1 rate, $tb_rate approvals/s" \
   "${unary[@]}" "${hot_lifecycle[@]}" "${open[@]}"
+
+# 5. Issue 35: the lifecycle mix as real traffic runs it, one hot account, 32 callers over the
+# stream: the `lifecycle` scenario without --settle leaves about one authorization in ten open
+# (and one in twelve incremented, open until it expires). Set beside TigerBeetle's hot
+# lifecycle of shape 1 (the same sitting). 60 s each in full mode.
+mix_seconds=$seconds
+[ "$mode" = full ] && [ -z "${SECONDS_PER_SHAPE:-}" ] && mix_seconds=60
+mix=(--scenario lifecycle --accounts 1)
+tb_row=$(awk -F'\t' '$1 == "hot1-c32-lifecycle" && $2 == "tigerbeetle"' "$results")
+for shape in hot1-c32-lifecycle-settled hot1-c32-lifecycle-mix hot1-c32-lifecycle-cap hot1-open-lifecycle-mix; do
+  printf '%s\n' "$tb_row" | awk -F'\t' -v OFS='\t' -v s="$shape" '{ $1 = s; $11 = "shape 1 (hot lifecycle), same sitting"; print }' >> "$results"
+done
+# The same mix settled (every hold closed before the next): what a full account's answers
+# cost is set beside this.
+tandem hot1-c32-lifecycle-settled stream "lifecycle mix, settled" "${stream[@]}" "${mix[@]}" --settle \
+  --closed-loop --duration "${mix_seconds}s" --concurrency 32
+# (a) Holds expire after 2 s, swept every second: the account reaches a steady state.
+server_flags=(--hold-expiry-secs 2 --sweep-every-secs 1)
+tandem hot1-c32-lifecycle-mix stream "lifecycle mix, holds expire in 2 s" "${stream[@]}" "${mix[@]}" \
+  --hold-expiry 2s --closed-loop --duration "${mix_seconds}s" --concurrency 32
+# (c) Open loop at TigerBeetle's shape-1 rate (two approvals a unit, as shape 4), same server.
+tandem hot1-open-lifecycle-mix stream "lifecycle mix open loop at TigerBeetle's shape-1 rate, $tb_rate approvals/s" \
+  "${stream[@]}" "${mix[@]}" --hold-expiry 2s "${open[@]}"
+# (b) The default expiry (7 days): the account fills to its open-hold limit and stays there,
+# declining new authorizations 05 (too_many_open_holds) while the rest still pass.
+server_flags=()
+tandem hot1-c32-lifecycle-cap stream "lifecycle mix at the open-hold limit (default expiry)" "${stream[@]}" "${mix[@]}" \
+  --closed-loop --duration "${mix_seconds}s" --concurrency 32
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 python3 "$root/benches/compare_table.py" "$results" "$mode" "$seconds" "$commit" "$load_before" "$load_after" \

@@ -7,7 +7,14 @@
 //!
 //! ```text
 //! cargo run --release -p tandem-benches --example ageing -- [--lifecycles 1000000] [--callers 32] [--window 100000]
+//!     [--leave-open 10] [--hold-expiry-ms 2000 --sweep-every-ms 1000]
 //! ```
+//!
+//! `--leave-open P` leaves P lifecycles in a hundred open (authorized, never cleared), as real
+//! traffic does (issue 35): with the default expiry (7 days) the account fills to its
+//! open-hold limit and stays there, declining new holds 05 (`too_many_open_holds`, counted,
+//! not a failure); with `--hold-expiry-ms` and `--sweep-every-ms` the sweeper expires them
+//! and the account reaches a steady state.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -105,6 +112,10 @@ fn main() {
     let window = flag("--window", 100_000).max(1);
     // The control: the same lifecycles spread over this many accounts, none of which ages.
     let accounts = flag("--accounts", 1).max(1);
+    let leave_open = flag("--leave-open", 0).min(100);
+    let hold_expiry_ms = flag("--hold-expiry-ms", 0);
+    let sweep_every_ms = flag("--sweep-every-ms", 60_000).max(1);
+    static DECLINED: AtomicU64 = AtomicU64::new(0);
     let windows = lifecycles.div_ceil(window) as usize;
     metrics::set_global_recorder(CheckpointRecorder).expect("recorder");
     // As `tandem serve` does (see the resident example).
@@ -129,7 +140,15 @@ fn main() {
             };
         }
         let engine = Engine::open(engine_config).await.expect("engine");
-        let config = SystemConfig { idle_timeout: None, in_flight_max: 1 << 20, ..SystemConfig::default() };
+        let mut config = SystemConfig {
+            idle_timeout: None,
+            in_flight_max: 1 << 20,
+            sweep_every: std::time::Duration::from_millis(sweep_every_ms),
+            ..SystemConfig::default()
+        };
+        if hold_expiry_ms > 0 {
+            config.policy.hold_expiry_ms = hold_expiry_ms as i64;
+        }
         let system = AccountSystem::start(engine, config, standard_rates()).await.expect("system");
         let ids: Vec<AccountId> = (0..accounts)
             .map(|a| AccountId::new(&if accounts == 1 { "hot".to_owned() } else { format!("acct-{a}") }).expect("id"))
@@ -167,16 +186,23 @@ fn main() {
                     let id = format!("l{n}");
                     let a = (n % accounts) as usize;
                     let (account, card_name) = (&ids[a], format!("c{a}"));
-                    let steps = [
+                    let mut steps = vec![
                         (format!("a{n}"), CommandBody::Authorize { authorization: auth(&id), spend: spend(&card_name, money(100, "EUR")), single_message: false }),
-                        (format!("c{n}"), CommandBody::Clear { authorization: auth(&id), spend: spend(&card_name, money(100, "EUR")), final_clearing: true }),
                     ];
+                    if n % 100 >= leave_open {
+                        steps.push((format!("c{n}"), CommandBody::Clear { authorization: auth(&id), spend: spend(&card_name, money(100, "EUR")), final_clearing: true }));
+                    }
                     for (key, body) in steps {
                         let sent = Instant::now();
                         let outcome = system.execute(account, command(key, Actor::Network, body)).await;
                         local[w].saturating_record(sent.elapsed().as_micros() as u64);
                         match outcome {
                             Ok(outcome) if outcome.response_code().as_str() == "00" => {}
+                            // A full account declines new holds (when some are left open).
+                            Ok(tandem_core::Outcome::Declined { reason: tandem_core::DeclineReason::TooManyOpenHolds, .. }) if leave_open > 0 => {
+                                DECLINED.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
                             other => panic!("lifecycle {n}: {other:?}"),
                         }
                     }
@@ -232,12 +258,13 @@ fn main() {
         }
         let held = system.committed_account(&ids[0]).await.expect("account");
         println!(
-            "the (first) account keeps {} lifecycles ({} open), {} outcomes, {} tombstones; {} events",
+            "the (first) account keeps {} lifecycles ({} open), {} outcomes, {} tombstones; {} events; {} authorizations declined 05 at the open-hold limit",
             held.authorizations.len(),
             held.open_holds,
             held.outcomes.len(),
             held.tombstones.len(),
-            held.seq
+            held.seq,
+            DECLINED.load(Ordering::Relaxed)
         );
         system.shutdown().await;
     });
