@@ -43,9 +43,16 @@ pub struct RetentionIndex {
 }
 
 /// The account's retention index, once built. Equal to any other (it is derived from the
-/// state it sits in), so accounts compare by their state alone.
-#[derive(Debug, Clone, Default)]
+/// state it sits in), so accounts compare by their state alone; a copy of an account starts
+/// without it (a read's copy never needs it, and a copy that decides builds its own).
+#[derive(Debug, Default)]
 pub struct Retention(OnceLock<Box<RetentionIndex>>);
+
+impl Clone for Retention {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
 
 impl PartialEq for Retention {
     fn eq(&self, _: &Self) -> bool {

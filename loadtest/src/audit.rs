@@ -39,8 +39,8 @@ pub struct Ledger {
     /// Accounts where an authorization got no answer: a hold we were never told of may exist.
     pub uncertain_accounts: HashSet<String>,
     pub touched: HashSet<String>,
-    /// The server's hold expiry window (`--hold-expiry-secs`), when a run is long enough for
-    /// holds to expire: an open hold approved at least this long before the audit may be gone.
+    /// The server's hold expiry window (`--hold-expiry-secs`), when known: a hold the server
+    /// says expired sooner than this after its approval is a finding.
     pub hold_expiry_ms: Option<i64>,
 }
 
@@ -50,6 +50,8 @@ pub struct Observed {
     pub balance: pb::BalanceSnapshot,
     pub holds: Vec<pb::Hold>,
     pub entries: Vec<pb::PostedEntry>,
+    /// Every committed change to its lifecycles, oldest first (`ListLifecycleEvents`).
+    pub lifecycle_events: Vec<pb::LifecycleEvent>,
     /// When it was read (Unix ms).
     pub read_at_ms: i64,
 }
@@ -59,7 +61,7 @@ pub struct AuditSummary {
     pub accounts_checked: usize,
     pub holds_checked: usize,
     pub entries_checked: usize,
-    /// Approved holds gone by expiry (old enough, per `Ledger::hold_expiry_ms`).
+    /// Approved holds the tester left open that the server's lifecycle feed shows expired.
     pub holds_expired: usize,
     pub findings: Vec<String>,
 }
@@ -149,20 +151,44 @@ pub fn check_account_with(
             findings.push(format!("{account}: hold {id} appears {count} times"));
         }
     }
+    // An approved hold the tester left open and the server no longer holds: the server's
+    // lifecycle feed must say what became of it, and only an expiry, after its window, is
+    // something the tester did not do itself.
+    let mut last_change: HashMap<&str, &pb::LifecycleEvent> = HashMap::new();
+    for event in &observed.lifecycle_events {
+        last_change.insert(event.authorization_id.as_str(), event);
+    }
     let mut expired = 0;
     for &(id, expected) in of_account {
-        if expected.state == HoldState::Open
-            && !ledger.uncertain.contains(id)
-            && !seen.contains_key(id.as_str())
+        if expected.state != HoldState::Open
+            || ledger.uncertain.contains(id)
+            || seen.contains_key(id.as_str())
         {
-            let may_have_expired = ledger
-                .hold_expiry_ms
-                .is_some_and(|window| observed.read_at_ms - expected.approved_at_ms >= window);
-            if may_have_expired {
-                expired += 1;
-            } else {
-                findings.push(format!("{account}: approved hold {id} is missing"));
+            continue;
+        }
+        match last_change.get(id.as_str()) {
+            Some(change) if change.state == "expired" || change.cause == "expired" => {
+                let early = ledger
+                    .hold_expiry_ms
+                    .is_some_and(|window| change.at_ms - expected.approved_at_ms < window - 1_000);
+                if early {
+                    findings.push(format!(
+                        "{account}: approved hold {id} expired {} ms after its approval, before its window",
+                        change.at_ms - expected.approved_at_ms
+                    ));
+                } else {
+                    expired += 1;
+                }
             }
+            Some(change) if !matches!(change.state.as_str(), "pending" | "partially_cleared") => {
+                findings.push(format!(
+                    "{account}: approved hold {id} is gone ({} by {}), but the tester did not close it",
+                    change.state, change.cause
+                ))
+            }
+            _ => findings.push(format!(
+                "{account}: approved hold {id} is missing, and no lifecycle change says what became of it"
+            )),
         }
     }
 
@@ -277,6 +303,18 @@ mod tests {
         }
     }
 
+    fn change(id: &str, seq: u64, at_ms: i64, cause: &str, state: &str) -> pb::LifecycleEvent {
+        pb::LifecycleEvent {
+            id: seq.to_string(),
+            seq,
+            at_ms,
+            cause: cause.into(),
+            authorization_id: id.into(),
+            state: state.into(),
+            ..Default::default()
+        }
+    }
+
     fn hold(id: &str, amount: i64) -> pb::Hold {
         pb::Hold {
             authorization_id: id.into(),
@@ -329,6 +367,11 @@ mod tests {
                 entry("1-0", "deposit", 10_000, ""),
                 entry("5-0", "cleared", -500, "a:done"),
             ],
+            lifecycle_events: vec![
+                change("a:open", 2, 0, "authorized", "pending"),
+                change("a:done", 3, 0, "authorized", "pending"),
+                change("a:done", 5, 0, "cleared", "cleared"),
+            ],
             read_at_ms: 1_000,
         };
         (ledger, observed)
@@ -344,26 +387,54 @@ mod tests {
     }
 
     #[test]
-    fn a_hold_gone_after_the_expiry_window_is_counted_as_expired_not_missing() {
+    fn a_hold_gone_is_counted_as_expired_only_when_the_server_says_it_expired() {
         let (mut ledger, mut observed) = consistent();
-        // The hold was released by expiry (its amount back in available).
+        // The hold was released (its amount back in available), and nothing says how.
         observed.holds.clear();
         observed.balance.balances[0] = balance("EUR", 9_500, 0);
         ledger.hold_expiry_ms = Some(5_000);
-        observed.read_at_ms = 4_999;
-        let mut summary = AuditSummary::default();
-        check_account(&ledger, "a", &observed, &mut summary);
+        observed.read_at_ms = 60_000;
+        let findings = |ledger: &Ledger, observed: &Observed| {
+            let mut summary = AuditSummary::default();
+            check_account(ledger, "a", observed, &mut summary);
+            (summary.findings, summary.holds_expired)
+        };
+        let (missing, _) = findings(&ledger, &observed);
         assert!(
-            summary
-                .findings
-                .iter()
-                .any(|f| f.contains("approved hold a:open is missing"))
+            missing.iter().any(|f| f.contains(
+                "approved hold a:open is missing, and no lifecycle change says what became of it"
+            )),
+            "{missing:?}"
         );
-        observed.read_at_ms = 5_000;
-        let mut summary = AuditSummary::default();
-        check_account(&ledger, "a", &observed, &mut summary);
-        assert!(summary.findings.is_empty(), "{:?}", summary.findings);
-        assert_eq!(summary.holds_expired, 1);
+        // The server reversed it: the tester never asked, so it is a finding.
+        observed
+            .lifecycle_events
+            .push(change("a:open", 7, 5_500, "reversed", "reversed"));
+        let (reversed, _) = findings(&ledger, &observed);
+        assert!(
+            reversed
+                .iter()
+                .any(|f| f.contains("a:open is gone (reversed by reversed)")),
+            "{reversed:?}"
+        );
+        // It expired, but sooner than the window allows.
+        observed.lifecycle_events.pop();
+        observed
+            .lifecycle_events
+            .push(change("a:open", 7, 2_000, "expired", "expired"));
+        let (early, _) = findings(&ledger, &observed);
+        assert!(
+            early.iter().any(|f| f.contains("before its window")),
+            "{early:?}"
+        );
+        // It expired after its window: accounted for.
+        observed.lifecycle_events.pop();
+        observed
+            .lifecycle_events
+            .push(change("a:open", 7, 5_200, "expired", "expired"));
+        let (clean, expired) = findings(&ledger, &observed);
+        assert!(clean.is_empty(), "{clean:?}");
+        assert_eq!(expired, 1);
     }
 
     #[test]

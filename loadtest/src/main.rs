@@ -111,8 +111,10 @@ struct RunArgs {
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
-    /// The server's --hold-expiry-secs, for runs longer than it: holds approved at least this
-    /// long before the audit may have expired, and are counted as expired instead of missing.
+    /// The server's --hold-expiry-secs, when known: the audit finds every approved hold the
+    /// tester left open in the server's lifecycle feed (`ListLifecycleEvents`), counts it as
+    /// expired only if the server says it expired, and with this also checks it expired no
+    /// sooner than its window.
     #[arg(long, value_parser = duration)]
     hold_expiry: Option<Duration>,
     /// Skip the money audit at the end.

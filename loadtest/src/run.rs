@@ -280,6 +280,7 @@ pub async fn audit(shared: &Arc<Shared>) -> crate::audit::AuditSummary {
                 balance: shared.target.balance(&account).await?,
                 holds: shared.target.holds(&account).await?.holds,
                 entries: shared.target.entries(&account).await?,
+                lifecycle_events: shared.target.lifecycle_events(&account).await?,
                 read_at_ms: unix_ms(),
             })
         }

@@ -334,6 +334,47 @@ impl Target {
             .map_err(status_text)
     }
 
+    /// Reads every committed change to an account's lifecycles (for the audit: what became
+    /// of each hold, expiries included).
+    pub async fn lifecycle_events(&self, account: &str) -> Result<Vec<pb::LifecycleEvent>, String> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        if self.http.is_some() {
+            loop {
+                let page: pb::LifecycleEvents = self
+                    .get_json(&format!(
+                        "/v1/accounts/{account}/lifecycle-events?limit=1000&after={after}"
+                    ))
+                    .await?;
+                all.extend(page.events);
+                if page.next.is_empty() {
+                    return Ok(all);
+                }
+                after = page.next;
+            }
+        }
+        let mut balances = BalancesClient::new(self.channel());
+        loop {
+            let page = balances
+                .list_lifecycle_events(with_token(
+                    pb::EntriesRequest {
+                        account_id: account.to_owned(),
+                        after: after.clone(),
+                        limit: 1_000,
+                    },
+                    &self.token,
+                ))
+                .await
+                .map_err(status_text)?
+                .into_inner();
+            all.extend(page.events);
+            if page.next.is_empty() {
+                return Ok(all);
+            }
+            after = page.next;
+        }
+    }
+
     /// Reads all of an account's posted entries (for the audit).
     pub async fn entries(&self, account: &str) -> Result<Vec<pb::PostedEntry>, String> {
         let mut all = Vec::new();

@@ -180,6 +180,77 @@ async fn a_spend_lifecycle_over_http_keeps_every_minor_unit() {
         .expect("ledger");
     assert_eq!(total, ledger);
 
+    // The lifecycle feed says what became of each approved hold, releases included, in the
+    // order they were committed, two a page.
+    let mut after = String::new();
+    let mut changes: Vec<(String, String, String, i64)> = Vec::new();
+    loop {
+        let (status, page) = node
+            .call(
+                "GET",
+                &format!("/v1/accounts/flat/lifecycle-events?limit=2&after={after}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        for event in page["events"].as_array().expect("events") {
+            let held: i64 = event["held"]
+                .as_array()
+                .expect("held")
+                .iter()
+                .map(|h| h["amount_minor"].as_i64().expect("amount"))
+                .sum();
+            changes.push((
+                event["authorization_id"].as_str().expect("id").to_owned(),
+                event["cause"].as_str().expect("cause").to_owned(),
+                event["state"].as_str().expect("state").to_owned(),
+                held,
+            ));
+        }
+        after = page["next"].as_str().expect("next").to_owned();
+        if after.is_empty() {
+            break;
+        }
+    }
+    let of = |id: &str| -> Vec<(&str, &str, i64)> {
+        changes
+            .iter()
+            .filter(|c| c.0 == id)
+            .map(|c| (c.1.as_str(), c.2.as_str(), c.3))
+            .collect()
+    };
+    assert_eq!(
+        of(first_id),
+        vec![
+            ("authorized", "pending", 30_00),
+            ("partially_reversed", "pending", -10_00),
+            ("cleared", "cleared", -20_00),
+        ],
+        "{changes:?}"
+    );
+    assert_eq!(
+        of(partial_id),
+        vec![
+            ("authorized", "pending", 70_00),
+            ("reversed", "reversed", -70_00)
+        ]
+    );
+    assert_eq!(
+        changes.len(),
+        5,
+        "declines hold nothing and change no lifecycle"
+    );
+    let (status, bad) = node
+        .call(
+            "GET",
+            "/v1/accounts/flat/lifecycle-events?after=not-a-cursor",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{bad}");
+
     // Positions: an equal split of 20.00 — ana paid 100.00 in and bears 10.00.
     let (_, positions) = node
         .call("GET", "/v1/accounts/flat/positions", Some(ADMIN), None)

@@ -316,4 +316,10 @@ impl Balances for Service {
     ) -> Result<Response<pb::Entries>, Status> {
         unary!(self, request, entries)
     }
+    async fn list_lifecycle_events(
+        &self,
+        request: Request<pb::EntriesRequest>,
+    ) -> Result<Response<pb::LifecycleEvents>, Status> {
+        unary!(self, request, lifecycle_events)
+    }
 }

@@ -114,6 +114,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/accounts/{account_id}/holds", get(holds))
         .route("/v1/accounts/{account_id}/positions", get(positions))
         .route("/v1/accounts/{account_id}/entries", get(entries))
+        .route(
+            "/v1/accounts/{account_id}/lifecycle-events",
+            get(lifecycle_events),
+        )
         .route("/v1/api-keys", post(issue_key))
         .route("/v1/api-keys/{key_id}", delete(revoke_key))
         .route("/v1/admin/backup", post(backup))
@@ -384,6 +388,24 @@ async fn entries(
         limit: page.limit,
     };
     ok(v1::entries(&app, &principal, request).await)
+}
+
+async fn lifecycle_events(
+    State(app): Shared,
+    principal: Principal,
+    Path(account_id): Path<String>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(page) = match page {
+        Ok(page) => page,
+        Err(e) => return OpError::malformed(format!("query: {e}")).into_response(),
+    };
+    let request = pb::EntriesRequest {
+        account_id,
+        after: page.after,
+        limit: page.limit,
+    };
+    ok(v1::lifecycle_events(&app, &principal, request).await)
 }
 
 /// Server-Sent Events: the current state, then one event per committed change. Each event's

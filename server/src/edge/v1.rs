@@ -785,6 +785,60 @@ pub async fn positions(
     })
 }
 
+pub async fn lifecycle_events(
+    app: &App,
+    principal: &Principal,
+    request: pb::EntriesRequest,
+) -> Result<pb::LifecycleEvents, OpError> {
+    let account = account_id(&request.account_id)?;
+    let after = if request.after.is_empty() {
+        None
+    } else {
+        Some(request.after.parse::<u64>().map_err(|_| {
+            OpError::invalid("after", "is a cursor like \"12\" from an earlier page")
+        })?)
+    };
+    let page = app
+        .lifecycle_events(principal, &account, after, request.limit)
+        .await?;
+    let events: Vec<pb::LifecycleEvent> = page
+        .events
+        .iter()
+        .filter_map(|(seq, movement)| {
+            let record = movement.authorization.as_ref()?;
+            let currency = record.spend_currency();
+            Some(pb::LifecycleEvent {
+                id: seq.to_string(),
+                seq: *seq,
+                at_ms: movement.at.0,
+                cause: snake(&movement.cause),
+                authorization_id: record.id.to_string(),
+                state: snake(&record.state),
+                member_id: movement.member.to_string(),
+                held: movement.held.iter().map(|m| convert::money(*m)).collect(),
+                authorized: Some(convert::money(tandem_core::Money::new(
+                    record.authorized_minor,
+                    currency,
+                ))),
+                cleared: Some(convert::money(tandem_core::Money::new(
+                    record.cleared_minor,
+                    currency,
+                ))),
+            })
+        })
+        .collect();
+    let next = if page.more {
+        events.last().map(|e| e.id.clone()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(pb::LifecycleEvents {
+        account_id: account.to_string(),
+        events,
+        next,
+    })
+}
+
 pub async fn entries(
     app: &App,
     principal: &Principal,

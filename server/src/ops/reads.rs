@@ -39,6 +39,14 @@ pub struct Page {
     pub more: bool,
 }
 
+/// A page of the lifecycle feed: each movement naming a lifecycle, with the sequence number
+/// it was committed at; `more` when changes follow it.
+#[derive(Debug, Clone, Default)]
+pub struct LifecyclePage {
+    pub events: Vec<(u64, Box<Movement>)>,
+    pub more: bool,
+}
+
 impl App {
     /// Whether `principal` may read `account`: admins any, an app key its own.
     pub fn may_read(&self, principal: &Principal, account: &AccountId) -> Result<(), OpError> {
@@ -112,6 +120,46 @@ impl App {
                             movement: movement.clone(),
                         });
                     }
+                    true
+                },
+            )
+            .await
+            .map_err(|e| OpError::internal(format!("could not read the history: {e}")))
+    }
+
+    /// A page of at most `limit` (capped at [`ENTRIES_PAGE_MAX`]) lifecycle changes committed
+    /// after sequence number `after` (0: from the start): every movement that names a
+    /// lifecycle, releases included, so a reader can tell what became of each hold.
+    pub async fn lifecycle_events(
+        &self,
+        principal: &Principal,
+        account: &AccountId,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<LifecyclePage, OpError> {
+        self.may_read(principal, account)?;
+        let limit = match limit {
+            0 => ENTRIES_PAGE_DEFAULT,
+            n => n.min(ENTRIES_PAGE_MAX),
+        } as usize;
+        let from = after.map_or(0, |seq| seq + 1);
+        self.system()?
+            .each_committed_event(
+                account,
+                from,
+                LifecyclePage::default(),
+                move |page, seq, event| {
+                    let Event::Movement(movement) = event else {
+                        return true;
+                    };
+                    if movement.authorization.is_none() {
+                        return true;
+                    }
+                    if page.events.len() == limit {
+                        page.more = true;
+                        return false;
+                    }
+                    page.events.push((seq, movement));
                     true
                 },
             )
