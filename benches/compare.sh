@@ -233,10 +233,15 @@ tandem hot1-open-lifecycle unary "open loop at TigerBeetle's shape-1 rate, $tb_r
 mix_seconds=$seconds
 [ "$mode" = full ] && [ -z "${SECONDS_PER_SHAPE:-}" ] && mix_seconds=60
 mix=(--scenario lifecycle --accounts 1)
-tb_row=$(awk -F'\t' '$1 == "hot1-c32-lifecycle" && $2 == "tigerbeetle"' "$results")
-for shape in hot1-c32-lifecycle-settled hot1-c32-lifecycle-mix hot1-c32-lifecycle-cap hot1-open-lifecycle-mix; do
-  printf '%s\n' "$tb_row" | awk -F'\t' -v OFS='\t' -v s="$shape" '{ $1 = s; $11 = "shape 1 (hot lifecycle), same sitting"; print }' >> "$results"
+same_as() { # tigerbeetle-shape new-shape note: TigerBeetle's row of a shape, under another name
+  awk -F'\t' -v OFS='\t' -v from="$1" -v to="$2" -v note="$3" \
+    '$1 == from && $2 == "tigerbeetle" { $1 = to; $11 = note; print }' "$results" > "$tmp/same-as"
+  cat "$tmp/same-as" >> "$results"
+}
+for shape in hot1-c32-lifecycle-settled hot1-c32-lifecycle-mix hot1-c32-lifecycle-cap; do
+  same_as hot1-c32-lifecycle "$shape" "shape 1 (hot lifecycle), same sitting"
 done
+same_as hot1-open-lifecycle hot1-open-lifecycle-mix "shape 4 (open loop at its shape-1 rate), same sitting"
 # The same mix settled (every hold closed before the next): what a full account's answers
 # cost is set beside this.
 tandem hot1-c32-lifecycle-settled stream "lifecycle mix, settled" "${stream[@]}" "${mix[@]}" --settle \

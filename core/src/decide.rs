@@ -91,6 +91,7 @@ pub fn decide(
         command,
         events: Vec::with_capacity(2),
         moved: Vec::new(),
+        moved_through: 0,
     };
     let outcome = decider.run()?;
     let mut events = decider.events;
@@ -534,10 +535,11 @@ struct Decider<'a> {
     ctx: &'a DecisionContext<'a>,
     command: &'a Command,
     events: Vec<Event>,
-    /// What this decision's movements so far changed, per currency: `(currency, held,
-    /// ledger)`. A sweep expiring many holds checks each against the ones before it without
-    /// walking them again.
+    /// What this decision's movements in `events[..moved_through]` changed, per currency:
+    /// `(currency, held, ledger)`. A sweep expiring many holds checks each against the ones
+    /// before it without walking them again.
     moved: Vec<(Currency, i64, i64)>,
+    moved_through: usize,
 }
 
 /// Money changes being assembled for one movement.
@@ -2481,7 +2483,32 @@ impl<'a> Decider<'a> {
         changes: Changes,
         currency: Currency,
     ) -> Result<BalanceView, DecideError> {
-        // Earlier movements of this same decision (a sweep expiring several holds) count too.
+        // Earlier movements of this same decision (a sweep expiring several holds) count too:
+        // their totals are folded in once each, when a later movement needs them, so a
+        // decision with one movement allocates nothing for them.
+        for event in &self.events[self.moved_through..] {
+            if let Event::Movement(m) = event {
+                let changed = m
+                    .held
+                    .iter()
+                    .map(|h| (h.currency, h.amount_minor, 0))
+                    .chain(m.entries.iter().map(|e| (e.currency, 0, e.amount_minor)));
+                for (c, held, ledger) in changed {
+                    match self
+                        .moved
+                        .iter_mut()
+                        .find(|(currency, _, _)| *currency == c)
+                    {
+                        Some((_, h, l)) => {
+                            *h += held;
+                            *l += ledger;
+                        }
+                        None => self.moved.push((c, held, ledger)),
+                    }
+                }
+            }
+        }
+        self.moved_through = self.events.len();
         let moved = &self.moved;
         let earlier = |c: Currency| -> (i64, i64) {
             moved
@@ -2535,20 +2562,6 @@ impl<'a> Decider<'a> {
             held_minor,
             available_minor: ledger_minor - held_minor,
         };
-        for c in changes.currencies() {
-            let (held, ledger) = (changes.held_in(c), changes.ledger_in(c));
-            match self
-                .moved
-                .iter_mut()
-                .find(|(currency, _, _)| *currency == c)
-            {
-                Some((_, h, l)) => {
-                    *h += held;
-                    *l += ledger;
-                }
-                None => self.moved.push((c, held, ledger)),
-            }
-        }
         self.events.push(Event::Movement(Box::new(Movement {
             cause,
             at: self.now(),
