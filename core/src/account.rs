@@ -201,12 +201,6 @@ impl Account {
         self.outcomes.len() - self.pinned_outcomes()
     }
 
-    /// Drops what is derived from the state (the retention index), after the account was
-    /// decoded or changed outside `apply`; it is built again when next needed.
-    pub fn reindex(&mut self) {
-        self.retention.reset();
-    }
-
     pub fn balance(&self, currency: Currency) -> Balance {
         self.balances.get(&currency).copied().unwrap_or_default()
     }

@@ -2405,22 +2405,6 @@ impl<'a> Decider<'a> {
             self.movement(Cause::Expired, &member, Some(record), changes, currency)?;
         }
         let past = |at: crate::time::Timestamp| at.saturating_add_millis(retention) <= now;
-        // Forgetting by time walks the retained history once per sweep (a sweep is sent
-        // only to an account with a hold due, at most once per sweep interval and round).
-        scanned(
-            self.state.authorizations.len()
-                + self.state.outcomes.len()
-                + self.state.tombstones.len(),
-        );
-        let mut authorizations: Vec<AuthorizationId> = self
-            .state
-            .authorizations
-            .values()
-            .filter(|a| !a.state.is_open() && a.closed_at.is_some_and(past))
-            .map(|a| a.id.clone())
-            .collect();
-        authorizations.sort();
-        authorizations.truncate(SWEEP_ITEMS_MAX);
         // An outcome of a lifecycle is kept while the lifecycle is open and for the retention
         // window after it closed, so a repeat of its first message is still recognised.
         let lifecycle_kept = |id: &AuthorizationId| {
@@ -2428,15 +2412,63 @@ impl<'a> Decider<'a> {
                 a.state.is_open() || a.closed_at.is_none_or(|closed| !past(closed))
             })
         };
-        let mut outcomes: Vec<IdempotencyKey> = self
-            .state
-            .outcomes
-            .iter()
-            .filter(|(_, r)| past(r.at) && !r.authorization.as_ref().is_some_and(lifecycle_kept))
-            .map(|(k, _)| k.clone())
-            .collect();
+        // What is past retention: from the front of the retention index when the account has
+        // one (what is past is all it reads, so the sweeper's further rounds in one tick cost
+        // no walk of the history), else a walk of the history (an account that never came
+        // near a count limit). The same items either way.
+        let (mut authorizations, mut outcomes): (Vec<AuthorizationId>, Vec<IdempotencyKey>) =
+            match self.state.retention.built() {
+                Some(index) => {
+                    let closed: Vec<AuthorizationId> = index
+                        .closed()
+                        .skip_while(|(closed_at, _)| closed_at.is_none())
+                        .take_while(|(closed_at, _)| closed_at.is_some_and(past))
+                        .map(|(_, id)| id.clone())
+                        .collect();
+                    let mut walked = closed.len();
+                    let outcomes = index
+                        .forgettable()
+                        .take_while(|(at, _)| past(*at))
+                        .inspect(|_| walked += 1)
+                        .filter(|(_, key)| {
+                            !self
+                                .state
+                                .outcomes
+                                .get(key)
+                                .and_then(|r| r.authorization.as_ref())
+                                .is_some_and(lifecycle_kept)
+                        })
+                        .map(|(_, key)| key.clone())
+                        .collect();
+                    scanned(walked);
+                    (closed, outcomes)
+                }
+                None => {
+                    scanned(self.state.authorizations.len() + self.state.outcomes.len());
+                    let closed = self
+                        .state
+                        .authorizations
+                        .values()
+                        .filter(|a| !a.state.is_open() && a.closed_at.is_some_and(past))
+                        .map(|a| a.id.clone())
+                        .collect();
+                    let outcomes = self
+                        .state
+                        .outcomes
+                        .iter()
+                        .filter(|(_, r)| {
+                            past(r.at) && !r.authorization.as_ref().is_some_and(lifecycle_kept)
+                        })
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    (closed, outcomes)
+                }
+            };
+        authorizations.sort();
+        authorizations.truncate(SWEEP_ITEMS_MAX);
         outcomes.sort();
         outcomes.truncate(SWEEP_ITEMS_MAX);
+        scanned(self.state.tombstones.len());
         let mut tombstones: Vec<AuthorizationId> = self
             .state
             .tombstones

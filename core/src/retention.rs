@@ -73,11 +73,6 @@ impl Retention {
         self.0.get().map(|index| &**index)
     }
 
-    /// Drops the index (the state it was built from changed outside `apply`).
-    pub fn reset(&mut self) {
-        self.0 = OnceLock::new();
-    }
-
     pub(crate) fn get_mut(&mut self) -> Option<&mut RetentionIndex> {
         self.0.get_mut().map(|index| &mut **index)
     }

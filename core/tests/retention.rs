@@ -211,8 +211,9 @@ fn retained_history_walked_per_decision_stays_bounded_at_the_open_hold_limit() {
     let (at_zero, _) = history_walked(&mut empty, &commands);
     let (at_limit, most) = history_walked(&mut full, &commands);
     // The index `apply` kept in step is the one the state gives afresh.
+    // (A copy starts without the index and builds its own from the state.)
     let mut fresh = full.account.clone();
-    fresh.reindex();
+    assert!(fresh.retention.built().is_none());
     let probe = tandem_core::testkit::lifecycle_mix("probe", 64);
     let ctx = DecisionContext {
         now: full.now,
@@ -285,4 +286,41 @@ fn a_sweep_of_a_full_account_costs_little_per_expired_hold() {
     }
     world.account.validate().expect("valid after the sweep");
     assert_eq!(world.account.open_holds, 9_500 - expired);
+}
+
+/// A sweep forgets what is past retention from the retention index when the account has one,
+/// and by a walk of the history when it has none: the same items either way.
+#[test]
+fn a_sweep_forgets_the_same_past_retention_with_or_without_the_index() {
+    let mut world = World::aged(2_000);
+    assert!(world.account.retention.built().is_some());
+    world.advance_ms(world.policy.outcome_retention_ms + world.policy.hold_expiry_ms);
+    let ctx = DecisionContext {
+        now: world.now,
+        rates: &world.rates,
+        policy: &world.policy,
+    };
+    let sweep = Command::new(key("sweep-late"), Actor::Platform, CommandBody::Sweep);
+    let with_index = decide(&world.account, &sweep, &ctx).expect("decides");
+    let walked = world.account.clone();
+    assert!(walked.retention.built().is_none());
+    let without_index = decide(&walked, &sweep, &ctx).expect("decides");
+    assert_eq!(with_index, without_index);
+    let forgotten = with_index
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Forgotten {
+                outcomes,
+                authorizations,
+                ..
+            } => Some((outcomes.len(), authorizations.len())),
+            _ => None,
+        })
+        .expect("the sweep forgets what is past retention");
+    assert_eq!(forgotten, (1_024, 1_024), "a full cap of each kind");
+    for event in &with_index.events {
+        apply(&mut world.account, event);
+    }
+    world.account.validate().expect("valid after the sweep");
 }

@@ -337,82 +337,85 @@ impl Target {
     /// Reads every committed change to an account's lifecycles (for the audit: what became
     /// of each hold, expiries included).
     pub async fn lifecycle_events(&self, account: &str) -> Result<Vec<pb::LifecycleEvent>, String> {
-        let mut all = Vec::new();
-        let mut after = String::new();
         if self.http.is_some() {
-            loop {
+            return all_pages(|after| async move {
                 let page: pb::LifecycleEvents = self
                     .get_json(&format!(
                         "/v1/accounts/{account}/lifecycle-events?limit=1000&after={after}"
                     ))
                     .await?;
-                all.extend(page.events);
-                if page.next.is_empty() {
-                    return Ok(all);
-                }
-                after = page.next;
-            }
+                Ok((page.events, page.next))
+            })
+            .await;
         }
-        let mut balances = BalancesClient::new(self.channel());
-        loop {
-            let page = balances
-                .list_lifecycle_events(with_token(
-                    pb::EntriesRequest {
-                        account_id: account.to_owned(),
-                        after: after.clone(),
-                        limit: 1_000,
-                    },
-                    &self.token,
-                ))
-                .await
-                .map_err(status_text)?
-                .into_inner();
-            all.extend(page.events);
-            if page.next.is_empty() {
-                return Ok(all);
+        let balances = BalancesClient::new(self.channel());
+        all_pages(|after| {
+            let mut balances = balances.clone();
+            async move {
+                let page = balances
+                    .list_lifecycle_events(with_token(feed_page(account, after), &self.token))
+                    .await
+                    .map_err(status_text)?
+                    .into_inner();
+                Ok((page.events, page.next))
             }
-            after = page.next;
-        }
+        })
+        .await
     }
 
     /// Reads all of an account's posted entries (for the audit).
     pub async fn entries(&self, account: &str) -> Result<Vec<pb::PostedEntry>, String> {
-        let mut all = Vec::new();
-        let mut after = String::new();
         if self.http.is_some() {
-            loop {
+            return all_pages(|after| async move {
                 let page: pb::Entries = self
                     .get_json(&format!(
                         "/v1/accounts/{account}/entries?limit=1000&after={after}"
                     ))
                     .await?;
-                all.extend(page.entries);
-                if page.next.is_empty() {
-                    return Ok(all);
-                }
-                after = page.next;
-            }
+                Ok((page.entries, page.next))
+            })
+            .await;
         }
-        let mut balances = BalancesClient::new(self.channel());
-        loop {
-            let page = balances
-                .list_entries(with_token(
-                    pb::EntriesRequest {
-                        account_id: account.to_owned(),
-                        after: after.clone(),
-                        limit: 1_000,
-                    },
-                    &self.token,
-                ))
-                .await
-                .map_err(status_text)?
-                .into_inner();
-            all.extend(page.entries);
-            if page.next.is_empty() {
-                return Ok(all);
+        let balances = BalancesClient::new(self.channel());
+        all_pages(|after| {
+            let mut balances = balances.clone();
+            async move {
+                let page = balances
+                    .list_entries(with_token(feed_page(account, after), &self.token))
+                    .await
+                    .map_err(status_text)?
+                    .into_inner();
+                Ok((page.entries, page.next))
             }
-            after = page.next;
+        })
+        .await
+    }
+}
+
+/// The request for a page of 1,000 of an account's feed after cursor `after`.
+fn feed_page(account: &str, after: String) -> pb::EntriesRequest {
+    pb::EntriesRequest {
+        account_id: account.to_owned(),
+        after,
+        limit: 1_000,
+    }
+}
+
+/// Every page of a feed, from the start: `fetch` reads the page after a cursor (empty for the
+/// first) and gives its items and the next cursor (empty after the last page).
+async fn all_pages<T, Page>(mut fetch: impl FnMut(String) -> Page) -> Result<Vec<T>, String>
+where
+    Page: std::future::Future<Output = Result<(Vec<T>, String), String>>,
+{
+    let mut all = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (items, next) = fetch(after).await?;
+        all.extend(items);
+        if next.is_empty() {
+            return Ok(all);
         }
+        after = next;
     }
 }
 

@@ -79,16 +79,12 @@ pub fn encode_account(account: &Account) -> Result<Vec<u8>, CodecError> {
 
 pub fn decode_account(bytes: &[u8]) -> Result<Account, CodecError> {
     let (version, body) = versioned(bytes)?;
-    let mut account: Account = if version == 1 {
-        postcard_body(version, body)?
-    } else {
-        let (mut account, references): (Account, Vec<(AuthorizationId, AuthorizationId)>) =
-            postcard_body(version, body)?;
-        account.references = references.into_iter().collect();
-        account
-    };
-    // What is derived from the outcomes is not stored.
-    account.reindex();
+    if version == 1 {
+        return postcard_body(version, body);
+    }
+    let (mut account, references): (Account, Vec<(AuthorizationId, AuthorizationId)>) =
+        postcard_body(version, body)?;
+    account.references = references.into_iter().collect();
     Ok(account)
 }
 

@@ -372,40 +372,40 @@ struct Page {
     limit: u32,
 }
 
+type PageQuery = Result<Query<Page>, axum::extract::rejection::QueryRejection>;
+
+/// The request for one page of a feed (`after`, `limit` in the query).
+fn page_request(account_id: String, page: PageQuery) -> Result<pb::EntriesRequest, OpError> {
+    let Query(page) = page.map_err(|e| OpError::malformed(format!("query: {e}")))?;
+    Ok(pb::EntriesRequest {
+        account_id,
+        after: page.after,
+        limit: page.limit,
+    })
+}
+
 async fn entries(
     State(app): Shared,
     principal: Principal,
     Path(account_id): Path<String>,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    page: PageQuery,
 ) -> Response {
-    let Query(page) = match page {
-        Ok(page) => page,
-        Err(e) => return OpError::malformed(format!("query: {e}")).into_response(),
-    };
-    let request = pb::EntriesRequest {
-        account_id,
-        after: page.after,
-        limit: page.limit,
-    };
-    ok(v1::entries(&app, &principal, request).await)
+    match page_request(account_id, page) {
+        Ok(request) => ok(v1::entries(&app, &principal, request).await),
+        Err(malformed) => malformed.into_response(),
+    }
 }
 
 async fn lifecycle_events(
     State(app): Shared,
     principal: Principal,
     Path(account_id): Path<String>,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    page: PageQuery,
 ) -> Response {
-    let Query(page) = match page {
-        Ok(page) => page,
-        Err(e) => return OpError::malformed(format!("query: {e}")).into_response(),
-    };
-    let request = pb::EntriesRequest {
-        account_id,
-        after: page.after,
-        limit: page.limit,
-    };
-    ok(v1::lifecycle_events(&app, &principal, request).await)
+    match page_request(account_id, page) {
+        Ok(request) => ok(v1::lifecycle_events(&app, &principal, request).await),
+        Err(malformed) => malformed.into_response(),
+    }
 }
 
 /// Server-Sent Events: the current state, then one event per committed change. Each event's

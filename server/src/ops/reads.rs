@@ -39,6 +39,16 @@ pub struct Page {
     pub more: bool,
 }
 
+/// Items a page of a feed holds for a caller's `limit`: the default for 0, at most
+/// [`ENTRIES_PAGE_MAX`].
+fn page_limit(limit: u32) -> usize {
+    let limit = match limit {
+        0 => ENTRIES_PAGE_DEFAULT,
+        n => n.min(ENTRIES_PAGE_MAX),
+    };
+    limit as usize
+}
+
 /// A page of the lifecycle feed: each movement naming a lifecycle, with the sequence number
 /// it was committed at; `more` when changes follow it.
 #[derive(Debug, Clone, Default)]
@@ -92,10 +102,7 @@ impl App {
         limit: u32,
     ) -> Result<Page, OpError> {
         self.may_read(principal, account)?;
-        let limit = match limit {
-            0 => ENTRIES_PAGE_DEFAULT,
-            n => n.min(ENTRIES_PAGE_MAX),
-        } as usize;
+        let limit = page_limit(limit);
         self.system()?
             .each_committed_event(
                 account,
@@ -138,10 +145,7 @@ impl App {
         limit: u32,
     ) -> Result<LifecyclePage, OpError> {
         self.may_read(principal, account)?;
-        let limit = match limit {
-            0 => ENTRIES_PAGE_DEFAULT,
-            n => n.min(ENTRIES_PAGE_MAX),
-        } as usize;
+        let limit = page_limit(limit);
         let from = after.map_or(0, |seq| seq + 1);
         self.system()?
             .each_committed_event(
