@@ -449,8 +449,15 @@ impl AccountState {
             state.events_since_snapshot = 0;
             // The events are applied and their place is taken: a snapshot that cannot be
             // encoded is left out (loading then replays more events), not a lost decision.
+            let started = Instant::now();
             match encode_account(&state.account) {
-                Ok(snapshot) => record.snapshot = Some(snapshot),
+                Ok(snapshot) => {
+                    metrics::histogram!("tandem_account_snapshot_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::counter!("tandem_account_snapshot_bytes_total")
+                        .increment(snapshot.len() as u64);
+                    record.snapshot = Some(snapshot);
+                }
                 Err(error) => tracing::error!(%error, "account snapshot left out"),
             }
         }

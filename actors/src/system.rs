@@ -526,7 +526,7 @@ impl AccountSystem {
     }
 
     /// Expires due holds now (what the sweeper does on its timer). One sweep decision
-    /// expires at most `SWEEP_ITEMS_MAX` holds of an account, so an account with more due
+    /// expires at most `SWEEP_EXPIRIES_MAX` holds of an account, so an account with more due
     /// is swept again, round after round, until nothing due at the start of this call is
     /// left (at most [`SWEEP_ROUNDS_MAX`] rounds): a hot account that leaves thousands of
     /// holds open a second keeps pace with them. Returns the sweep decisions made.
@@ -598,9 +598,10 @@ impl AccountSystem {
     }
 }
 
-/// Sweep rounds one tick of the sweeper makes at most: 64 rounds of up to 1,024 holds an
-/// account, so one tick can expire 65,536 holds of a hot account.
-pub const SWEEP_ROUNDS_MAX: usize = 64;
+/// Sweep rounds one tick of the sweeper makes at most: 128 rounds of up to 128 holds an
+/// account, so one tick can expire 16,384 holds of a hot account, more than the
+/// `OPEN_HOLDS_PER_ACCOUNT_MAX` it can hold.
+pub const SWEEP_ROUNDS_MAX: usize = 128;
 
 async fn sweep_loop(system: std::sync::Weak<AccountSystem>, every: Duration) {
     let mut ticker = tokio::time::interval(every);

@@ -370,14 +370,15 @@ fn the_sweeper_expires_holds_of_accounts_that_are_not_resident() {
     });
 }
 
-/// Issue 35: one sweep decision expires at most `SWEEP_ITEMS_MAX` holds of an account, so
+/// Issue 35: one sweep decision expires at most `SWEEP_EXPIRIES_MAX` holds of an account, so
 /// a hot account with more due is swept again in the same tick until none is left: expiry
 /// keeps pace with an account that leaves thousands of holds open a second.
 #[test]
 fn one_tick_of_the_sweeper_expires_more_holds_than_one_sweep_takes() {
     let dir = tempfile::tempdir().unwrap();
     let account = AccountId::new("leaves-open").unwrap();
-    let holds = tandem_core::limits::SWEEP_ITEMS_MAX + 300;
+    let per_sweep = tandem_core::limits::SWEEP_EXPIRIES_MAX;
+    let holds = 3 * per_sweep + 44;
     runtime().block_on(async {
         let config = SystemConfig {
             policy: tandem_core::Policy {
@@ -408,8 +409,8 @@ fn one_tick_of_the_sweeper_expires_more_holds_than_one_sweep_takes() {
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(
             system.sweep_due().await,
-            2,
-            "two sweeps of the one account: 1,024 holds, then the rest"
+            4,
+            "four sweeps of the one account: three of {per_sweep} holds, then the rest"
         );
         let snapshot = system.snapshot(&account).await.unwrap();
         assert_eq!(snapshot.balances[0].held_minor, 0, "every due hold expired");

@@ -28,7 +28,7 @@ use crate::ids::{AuthorizationId, IdempotencyKey, MemberId};
 use crate::limits::{
     AMOUNT_MINOR_MAX, BALANCES_PER_ACCOUNT_MAX, CARDS_PER_ACCOUNT_MAX, CLOSED_LIFECYCLES_KEPT_MAX,
     INCREMENTS_PER_LIFECYCLE_MAX, MEMBERS_PER_ACCOUNT_MAX, OPEN_HOLDS_PER_ACCOUNT_MAX,
-    OUTCOMES_KEPT_MAX, SWEEP_ITEMS_MAX, TOMBSTONES_KEPT_MAX, kept_after_trim,
+    OUTCOMES_KEPT_MAX, SWEEP_EXPIRIES_MAX, SWEEP_ITEMS_MAX, TOMBSTONES_KEPT_MAX, kept_after_trim,
 };
 use crate::member::{Member, Role};
 use crate::money::Money;
@@ -2381,7 +2381,7 @@ impl<'a> Decider<'a> {
             .open_expiries
             .iter()
             .take_while(|(expires_at, _)| *expires_at <= now)
-            .take(SWEEP_ITEMS_MAX)
+            .take(SWEEP_EXPIRIES_MAX)
             .map(|(_, id)| id)
             .collect();
         scanned(due.len());

@@ -253,7 +253,7 @@ fn retained_history_walked_per_decision_stays_bounded_at_the_open_hold_limit() {
     assert!(most <= 2 * 1_024 + 64, "one decision walked {most}");
 }
 
-/// A sweep expiring a thousand holds of a full account looks at the due holds and walks
+/// A sweep expiring holds of a full account looks at the due holds and walks
 /// the history once, not once per expired hold.
 #[test]
 fn a_sweep_of_a_full_account_costs_little_per_expired_hold() {
@@ -273,7 +273,7 @@ fn a_sweep_of_a_full_account_costs_little_per_expired_hold() {
         .iter()
         .filter(|e| matches!(e, Event::Movement(m) if m.cause == tandem_core::Cause::Expired))
         .count();
-    assert_eq!(expired, tandem_core::limits::SWEEP_ITEMS_MAX);
+    assert_eq!(expired, tandem_core::limits::SWEEP_EXPIRIES_MAX);
     let history = world.account.authorizations.len()
         + world.account.outcomes.len()
         + world.account.tombstones.len();
