@@ -28,7 +28,7 @@ use ractor::ActorRef;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
 use tandem_core::{
     Account, AccountId, BalanceSnapshot, Cause, Command, Decision, DecisionContext, Event, Outcome,
@@ -37,111 +37,9 @@ use tandem_core::{
 use tandem_storage::codec::encode_account;
 use tandem_storage::{AccountRecord, CommitError, Done, ExpiryMove, Lease, Resting};
 
-use crate::cell::SnapshotCell;
-use crate::shard::ShardMsg;
-use crate::system::Shared;
-
-/// What callers get when the engine could not give an answer. Every variant is retryable:
-/// nothing was answered as done.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExecuteError {
-    /// Over the per-account or global in-flight limit (ISO 8583 response 91 at the edge).
-    #[error("busy: too much work in flight")]
-    Busy,
-    /// The log could not make the decision durable.
-    #[error("the log failed: {0}")]
-    LogFailed(String),
-    /// The account's actor stopped before answering (passivated or restarting).
-    #[error("the account restarted before answering")]
-    Interrupted,
-    /// The core could not decide (an invariant would break).
-    #[error("could not decide: {0}")]
-    CouldNotDecide(String),
-    /// The stored account could not be loaded.
-    #[error("could not load the account: {0}")]
-    LoadFailed(String),
-    /// This node does not lead the log: retry at the leader with the same idempotency key
-    /// (the decision may have committed through it).
-    #[error("this node does not lead the log")]
-    NotLeader { leader: Option<u64> },
-}
-
-impl From<CommitError> for ExecuteError {
-    fn from(error: CommitError) -> Self {
-        match error {
-            CommitError::Busy => ExecuteError::Busy,
-            CommitError::NotLeader { leader } => ExecuteError::NotLeader { leader },
-            other => ExecuteError::LogFailed(other.to_string()),
-        }
-    }
-}
-
-pub type Reply = oneshot::Sender<Result<Outcome, ExecuteError>>;
-
-/// A change to an account, as watchers receive it.
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub snapshot: Arc<BalanceSnapshot>,
-    /// The causes of the money movements in this change (empty for other changes).
-    pub causes: Vec<Cause>,
-}
-
-// Nearly every message is an `Execute`; boxing it to shrink the rare ones would cost an
-// allocation per command.
-#[allow(clippy::large_enum_variant)]
-pub enum AccountMsg {
-    Execute {
-        command: Command,
-        reply: Reply,
-        /// The keyed PAN hash of the card this command issues, if it has one: the PAN
-        /// directory's link travels in the same log record as the card, so no card exists
-        /// without it.
-        pan: Option<Vec<u8>>,
-        /// The time of the expiry index entry the sweeper found for this account, when the
-        /// command is its `Sweep`: an entry the account does not hold is removed.
-        swept_entry: Option<i64>,
-    },
-    /// The account's state as committed so far: a copy taken now, answered once every
-    /// decision it holds is durable. Only for a resident account: a read never loads one
-    /// (its shard drops the reply, and the caller reads the account at rest).
-    Read {
-        reply: oneshot::Sender<Result<Account, ExecuteError>>,
-    },
-}
-
-impl AccountMsg {
-    /// Answers the message with `error` without deciding anything (its account could not be
-    /// loaded).
-    pub(crate) fn refuse(self, shared: &Shared, error: ExecuteError) {
-        match self {
-            AccountMsg::Execute { reply, .. } => {
-                shared.release_admission();
-                let _ = reply.send(Err(error));
-            }
-            AccountMsg::Read { reply } => {
-                let _ = reply.send(Err(error));
-            }
-        }
-    }
-}
-
-/// The published side of an account: its latest committed snapshot and its change stream.
-pub struct AccountView {
-    pub snapshot: SnapshotCell<BalanceSnapshot>,
-    /// Created by the first watcher: most accounts are never watched, and a channel
-    /// pre-allocates its whole buffer.
-    pub changes: std::sync::OnceLock<broadcast::Sender<Change>>,
-}
-
-impl AccountView {
-    /// A view holding `snapshot`, with no change stream yet.
-    pub(crate) fn new(snapshot: BalanceSnapshot) -> Arc<Self> {
-        Arc::new(Self {
-            snapshot: SnapshotCell::new(snapshot),
-            changes: std::sync::OnceLock::new(),
-        })
-    }
-}
+use crate::messages::{AccountMsg, ExecuteError, Reply, ShardMsg};
+use crate::shared::Shared;
+use crate::view::{AccountView, Change};
 
 /// What an account's decisions need once their commits land, shared by the account's state
 /// and every [`Done`] it hands the engine.

@@ -19,23 +19,9 @@ use std::time::Duration;
 use tandem_core::AccountId;
 use tandem_storage::{Lease, LoadError, Resting};
 
-use crate::account::{AccountMsg, AccountState, ExecuteError};
-use crate::system::Shared;
-
-pub(crate) enum ShardMsg {
-    /// A message for one of the shard's accounts.
-    Account(AccountId, AccountMsg),
-    /// An account's state, loaded from the checkpoint off the runtime's workers.
-    Loaded {
-        account: AccountId,
-        lease: Lease,
-        loaded: Result<Resting, LoadError>,
-    },
-    /// A commit of the account failed: drop its resident copy.
-    LogFailed(AccountId),
-    /// Passivate the idle accounts.
-    Tick,
-}
+use crate::account::AccountState;
+use crate::messages::{AccountMsg, ExecuteError, ShardMsg};
+use crate::shared::Shared;
 
 enum Slot {
     /// Being loaded; its messages wait here in arrival order.

@@ -13,101 +13,17 @@ use tokio::sync::{broadcast, oneshot};
 use std::path::Path;
 use tandem_core::{
     Account, AccountId, Actor as CommandActor, BalanceSnapshot, CardId, Command, CommandBody,
-    Event, IdempotencyKey, Outcome, Policy, RateTable,
+    Event, IdempotencyKey, Outcome, RateTable,
 };
 use tandem_storage::{
     AccountRecord, BackupError, BackupInfo, CommitError, Engine, EngineStats, LoadError, Resting,
 };
 
-use crate::account::{AccountMsg, AccountView, Change, ExecuteError};
-use crate::shard::{Shard, ShardMsg};
-
-#[derive(Debug, Clone)]
-pub struct SystemConfig {
-    pub policy: Policy,
-    /// Decisions waiting for durability on one account, at most.
-    pub in_flight_per_account_max: usize,
-    /// Decisions waiting for durability across all accounts, at most.
-    pub in_flight_max: usize,
-    /// An actor idle this long stops; `None` keeps actors resident.
-    pub idle_timeout: Option<Duration>,
-    /// Events between account snapshots written to sled, at least.
-    pub snapshot_every_events: u64,
-    /// ... and at least this many per record the account keeps (lifecycles and outcomes):
-    /// a snapshot re-encodes the whole account on its actor, holding up every decision
-    /// queued behind it, so a large account snapshots rarely (a load replays at most this
-    /// many events per record).
-    pub snapshot_events_per_record: u64,
-    /// How often the sweeper looks for due holds.
-    pub sweep_every: Duration,
-    /// Buffer of each account's change stream.
-    pub watch_buffer: usize,
-    /// Shard actors the resident accounts are spread over. Each runs one message at a time,
-    /// so more shards than cores keep a slow decision (a large account's snapshot) from
-    /// holding up many accounts; each costs a few kilobytes.
-    pub shards: usize,
-}
-
-impl Default for SystemConfig {
-    fn default() -> Self {
-        Self {
-            policy: Policy::default(),
-            in_flight_per_account_max: 1_024,
-            in_flight_max: 65_536,
-            idle_timeout: Some(Duration::from_secs(300)),
-            snapshot_every_events: 512,
-            snapshot_events_per_record: 8,
-            sweep_every: Duration::from_secs(60),
-            watch_buffer: 256,
-            shards: 64,
-        }
-    }
-}
-
-/// What actors and the system share.
-pub struct Shared {
-    pub(crate) engine: Engine,
-    pub(crate) config: SystemConfig,
-    pub(crate) rates: ArcSwap<RateTable>,
-    admitted: AtomicUsize,
-    views: RwLock<HashMap<AccountId, Arc<AccountView>>>,
-}
-
-impl Shared {
-    pub(crate) fn release_admission(&self) {
-        self.admitted.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// The account's published view, created with `initial` if it has none.
-    pub(crate) fn view(&self, account: &AccountId, initial: BalanceSnapshot) -> Arc<AccountView> {
-        let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
-        let view = views
-            .entry(account.clone())
-            .or_insert_with(|| AccountView::new(initial.clone()));
-        view.snapshot.publish(Arc::new(initial));
-        view.clone()
-    }
-
-    /// The account's view for a watcher: the existing one, else a new one holding `current`.
-    fn watched_view(&self, account: &AccountId, current: Arc<BalanceSnapshot>) -> Arc<AccountView> {
-        let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
-        views
-            .entry(account.clone())
-            .or_insert_with(|| AccountView::new((*current).clone()))
-            .clone()
-    }
-
-    pub(crate) fn forget_view(&self, account: &AccountId) {
-        let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
-        // Keep it while someone watches, so a watcher survives passivation.
-        if views
-            .get(account)
-            .is_some_and(|v| v.changes.get().is_none_or(|c| c.receiver_count() == 0))
-        {
-            views.remove(account);
-        }
-    }
-}
+use crate::config::SystemConfig;
+use crate::messages::{AccountMsg, ExecuteError, ShardMsg};
+use crate::shard::Shard;
+use crate::shared::Shared;
+use crate::view::{AccountView, Change};
 
 /// The shard actors, by index; a failed one is replaced in place.
 type Shards = Arc<[ArcSwapOption<ActorRef<ShardMsg>>]>;

@@ -33,7 +33,7 @@ pub struct App {
     /// Set when the node was started with fault injection enabled.
     pub(crate) faults: std::sync::OnceLock<tandem_storage::WriteFaults>,
     /// Card traffic whose deadline passed and whose timeout mark is not durable yet.
-    pub(crate) deadlines: crate::ops::deadline::Deadlines,
+    pub(crate) deadlines: crate::ops::timing_out::Deadlines,
 }
 
 fn now_ms() -> i64 {

@@ -18,7 +18,9 @@
 //!   everything up to one log index to fjall in one batch with `last_applied` and syncs it
 //!   before the log may be purged up to it; older data directories' sled is moved into it.
 //! - `engine.rs`: the single-voter Raft node and the committer that group-commits;
-//!   `latch.rs`: its failure latch (once a write fails, nothing later is written), loom-checked.
+//!   `latch.rs`: its failure latch (once a write fails, nothing later is written), loom-checked;
+//!   `faults.rs`: the write faults tests and drills inject (the engine's config holds them, the
+//!   log store reads them).
 //!
 //! `docs/durability.md` walks the path fsync by fsync.
 
@@ -32,6 +34,8 @@ pub mod codec;
 mod directory;
 #[cfg(not(loom))]
 pub mod engine;
+#[cfg(not(loom))]
+pub mod faults;
 pub mod latch;
 #[cfg(not(loom))]
 pub mod log_store;
@@ -48,9 +52,10 @@ pub use accounts::{Accounts, Lease, Resting};
 pub use directory::CACHE_ENTRIES_DEFAULT as DIRECTORY_CACHE_ENTRIES_DEFAULT;
 #[cfg(not(loom))]
 pub use engine::{
-    BackupError, BackupInfo, CommitError, Done, Engine, EngineConfig, EngineStats, Slot,
-    WriteFaults, restore,
+    BackupError, BackupInfo, CommitError, Done, Engine, EngineConfig, EngineStats, Slot, restore,
 };
+#[cfg(not(loom))]
+pub use faults::WriteFaults;
 #[cfg(not(loom))]
 pub use pan_key::PanKey;
 #[cfg(not(loom))]

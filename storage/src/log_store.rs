@@ -293,7 +293,7 @@ pub const LOG_CHUNK_BYTES_MAX: usize = 32 * 1024 * 1024;
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
-    faults: crate::engine::WriteFaults,
+    faults: crate::faults::WriteFaults,
     observer: Option<SyncObserver>,
 }
 
@@ -331,7 +331,7 @@ impl LogStore {
     }
 
     /// The same store with `faults` deciding whether writes fail as on a full disk.
-    pub fn with_faults(mut self, faults: crate::engine::WriteFaults) -> Self {
+    pub fn with_faults(mut self, faults: crate::faults::WriteFaults) -> Self {
         self.faults = faults;
         self
     }

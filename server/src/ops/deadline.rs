@@ -5,8 +5,7 @@
 //! way. It lives with the operations, not in a gateway, so every way a request arrives (a
 //! link today, a request forwarded to the leader with replication) keeps it.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_core::{
@@ -16,12 +15,6 @@ use tandem_core::{
 use super::OpError;
 use crate::app::App;
 use crate::keys::Principal;
-
-/// The keys whose decision missed its deadline and whose timeout mark is not durable yet.
-#[derive(Default)]
-pub struct Deadlines {
-    timing_out: Mutex<HashSet<IdempotencyKey>>,
-}
 
 /// What a decision under a deadline came to.
 #[derive(Debug)]
@@ -47,14 +40,6 @@ struct Mark {
     lifecycle: AuthorizationId,
     references: Vec<AuthorizationId>,
     key: IdempotencyKey,
-}
-
-impl Deadlines {
-    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<IdempotencyKey>> {
-        self.timing_out
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 impl App {

@@ -7,7 +7,8 @@
 //!
 //! - [`card_traffic`]: authorizations, increments, reversals, clearings, advices, force
 //!   posts, refunds, balance inquiries, from every gateway (gRPC, the processor stream, HTTP,
-//!   ISO 8583), and the rules they share; [`deadline`]: the card networks' deadline rule.
+//!   ISO 8583), and the rules they share; [`deadline`]: the card networks' deadline rule, and
+//!   [`timing_out`] the keys it holds while a timeout mark is not durable.
 //! - [`accounts`]: accounts, members, split rule, funding policy, deposits, withdrawals.
 //! - [`cards`]: issuing and replacing cards (the card and PAN directories), status, controls.
 //! - [`reads`]: balance, committed state (holds, positions), the entries feed.
@@ -23,6 +24,7 @@ pub mod deadline;
 pub mod error;
 pub mod reads;
 pub mod route;
+pub mod timing_out;
 
 pub use error::OpError;
 pub use route::{Route, route};

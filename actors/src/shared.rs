@@ -1,0 +1,62 @@
+//! What the shard actors and the account system share ([`Shared`]): the engine, the config,
+//! the FX rates, the admission count and the published views. Below the actors and the
+//! system, so neither reaches into the other for it.
+
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use tandem_core::{AccountId, BalanceSnapshot, RateTable};
+use tandem_storage::Engine;
+
+use crate::config::SystemConfig;
+use crate::view::AccountView;
+
+/// What actors and the system share.
+pub struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) config: SystemConfig,
+    pub(crate) rates: ArcSwap<RateTable>,
+    pub(crate) admitted: AtomicUsize,
+    pub(crate) views: RwLock<HashMap<AccountId, Arc<AccountView>>>,
+}
+
+impl Shared {
+    pub(crate) fn release_admission(&self) {
+        self.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// The account's published view, created with `initial` if it has none.
+    pub(crate) fn view(&self, account: &AccountId, initial: BalanceSnapshot) -> Arc<AccountView> {
+        let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
+        let view = views
+            .entry(account.clone())
+            .or_insert_with(|| AccountView::new(initial.clone()));
+        view.snapshot.publish(Arc::new(initial));
+        view.clone()
+    }
+
+    /// The account's view for a watcher: the existing one, else a new one holding `current`.
+    pub(crate) fn watched_view(
+        &self,
+        account: &AccountId,
+        current: Arc<BalanceSnapshot>,
+    ) -> Arc<AccountView> {
+        let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
+        views
+            .entry(account.clone())
+            .or_insert_with(|| AccountView::new((*current).clone()))
+            .clone()
+    }
+
+    pub(crate) fn forget_view(&self, account: &AccountId) {
+        let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
+        // Keep it while someone watches, so a watcher survives passivation.
+        if views
+            .get(account)
+            .is_some_and(|v| v.changes.get().is_none_or(|c| c.receiver_count() == 0))
+        {
+            views.remove(account);
+        }
+    }
+}
