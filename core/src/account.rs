@@ -5,99 +5,19 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use crate::kinds::{AccountKind, AccountStatus, Balance};
+pub use crate::recorded::RecordedOutcome;
+pub use crate::small_map::{SmallMap, fitted_entry, fitted_insert};
+
 use crate::authorization::Authorization;
 use crate::card::Card;
-use crate::command::Fingerprint;
 use crate::currency::Currency;
 use crate::funding::FundingPolicy;
 use crate::ids::{AccountId, AuthorizationId, CardId, IdempotencyKey, MemberId};
 use crate::member::Member;
-use crate::outcome::{BalanceView, Outcome};
+use crate::outcome::BalanceView;
 use crate::split::{SplitRule, Transfer, settle_up};
 use crate::time::Timestamp;
-
-/// The account's small maps (members, cards, balances, positions, overdrafts): a vector sorted
-/// by key. An account has a few of each, and a `BTreeMap` allocates a node of 11 slots for
-/// one entry (half of a resident account's heap was empty slots); lookups are a binary search,
-/// iteration is in key order (deterministic, decision 0002), and serde writes the same map as
-/// a `BTreeMap` did, so stored accounts decode unchanged.
-pub type SmallMap<K, V> = litemap::LiteMap<K, V>;
-
-/// Inserts into a small map whose storage stays exactly its length. Every resident account
-/// holds a few of these maps (members, cards, balances, positions), their keys arrive rarely
-/// (a member, a card, a first currency), and a `Vec` grown by doubling would keep up to half
-/// of its slots empty for the account's whole life.
-pub fn fitted_insert<K: Ord, V>(map: &mut SmallMap<K, V>, key: K, value: V) -> Option<V> {
-    if let Some(found) = map.get_mut(&key) {
-        return Some(std::mem::replace(found, value));
-    }
-    let mut entries = std::mem::take(map).into_tuple_vec();
-    let at = entries
-        .binary_search_by(|(k, _)| k.cmp(&key))
-        .expect_err("absent");
-    entries.reserve_exact(1);
-    entries.insert(at, (key, value));
-    *map = SmallMap::from_sorted_store_unchecked(entries);
-    None
-}
-
-/// The value under `key`, inserted as its default (with [`fitted_insert`]) if absent.
-pub fn fitted_entry<'a, K: Ord + Clone, V: Default>(
-    map: &'a mut SmallMap<K, V>,
-    key: &K,
-) -> &'a mut V {
-    if !map.contains_key(key) {
-        fitted_insert(map, key.clone(), V::default());
-    }
-    map.get_mut(key).expect("present")
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccountKind {
-    /// Two or more adults with equal standing.
-    Joint,
-    /// Flatmates, friends, a trip: a pot with a split rule.
-    Group,
-    /// A child's account run by guardians.
-    Kid,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccountStatus {
-    /// Not yet opened: only `OpenAccount` is accepted.
-    Unopened,
-    Active,
-    /// No new spending; advices, clearings and credits still post.
-    Frozen,
-    /// Final.
-    Closed,
-}
-
-/// One currency balance. `available = ledger - held`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Balance {
-    pub ledger_minor: i64,
-    pub held_minor: i64,
-}
-
-impl Balance {
-    pub fn available_minor(self) -> i64 {
-        self.ledger_minor
-            .checked_sub(self.held_minor)
-            .expect("available fits in i64")
-    }
-}
-
-/// An outcome kept for idempotent repeats.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordedOutcome {
-    pub fingerprint: Fingerprint,
-    pub outcome: Outcome,
-    pub authorization: Option<AuthorizationId>,
-    pub at: Timestamp,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
@@ -317,7 +237,10 @@ impl Account {
             }
         }
         if let Some(index) = self.retention.built()
-            && !index.same_as(&crate::retention::RetentionIndex::of(self))
+            && !index.same_as(&crate::retention::RetentionIndex::of(
+                &self.outcomes,
+                &self.authorizations,
+            ))
         {
             return fail("the retention index drifted from the state".into());
         }

@@ -4,12 +4,12 @@
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
-use crate::account::{AccountKind, AccountStatus};
 use crate::authorization::{Merchant, SpendKind};
 use crate::card::CardStatus;
 use crate::controls::{Channel, Controls};
 use crate::funding::FundingPolicy;
 use crate::ids::{AuthorizationId, CardId, IdempotencyKey, MemberId};
+use crate::kinds::{AccountKind, AccountStatus};
 use crate::member::Role;
 use crate::money::Money;
 use crate::split::SplitRule;

@@ -217,8 +217,11 @@ fn bound_history(state: &Account, events: &mut Vec<Event>) {
     };
     // Closed lifecycles and forgettable outcomes come oldest first from the retention index
     // (built here the first time; `apply` keeps it): finding them costs what is forgotten.
-    let index =
-        (!(lifecycles_within && outcomes_within)).then(|| state.retention.get_or_build(state));
+    let index = (!(lifecycles_within && outcomes_within)).then(|| {
+        state
+            .retention
+            .get_or_build(&state.outcomes, &state.authorizations)
+    });
     let authorizations = index.map_or_else(Vec::new, |index| {
         oldest_in_order(
             closed_after,
@@ -284,23 +287,8 @@ fn bound_history(state: &Account, events: &mut Vec<Event>) {
     }
 }
 
-thread_local! {
-    /// Items of retained history this thread's decisions have looked at (see
-    /// [`history_items_scanned`]).
-    static HISTORY_ITEMS_SCANNED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// Items of an account's retained history (lifecycles, recorded outcomes, tombstones) that
-/// decisions made on this thread have looked at so far: what a decision costs beyond its own
-/// command. Tests and benchmarks read it to show that the cost stays bounded as an account
-/// fills up; it is a per-thread counter, so it costs nothing to keep.
-pub fn history_items_scanned() -> u64 {
-    HISTORY_ITEMS_SCANNED.with(std::cell::Cell::get)
-}
-
-pub(crate) fn scanned(items: usize) {
-    HISTORY_ITEMS_SCANNED.with(|count| count.set(count.get() + items as u64));
-}
+pub use crate::scan::history_items_scanned;
+use crate::scan::scanned;
 
 /// The first of `in_order` (oldest first) that `candidate` accepts, as many as bring `count`
 /// items down to `kept_after_trim(max)` when `count` is over `max` (at most

@@ -4,7 +4,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::account::{AccountKind, AccountStatus};
 use crate::authorization::Authorization;
 use crate::card::CardStatus;
 use crate::command::Fingerprint;
@@ -12,6 +11,7 @@ use crate::controls::Controls;
 use crate::currency::Currency;
 use crate::funding::FundingPolicy;
 use crate::ids::{AuthorizationId, CardId, IdempotencyKey, MemberId};
+use crate::kinds::{AccountKind, AccountStatus};
 use crate::member::Role;
 use crate::money::Money;
 use crate::outcome::Outcome;

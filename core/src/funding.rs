@@ -144,7 +144,7 @@ impl AvailableBalances for BTreeMap<Currency, i64> {
     }
 }
 
-impl AvailableBalances for crate::account::SmallMap<Currency, crate::account::Balance> {
+impl AvailableBalances for crate::small_map::SmallMap<Currency, crate::kinds::Balance> {
     fn available_in(&self, currency: Currency) -> Option<i64> {
         self.get(&currency).map(|b| b.available_minor())
     }

@@ -12,14 +12,18 @@
 //! - money and rates: `money.rs` (checked minor units), `currency.rs` (ISO 4217),
 //!   `fx.rs` (rate tables and the two named roundings), `funding.rs` (which balances fund a
 //!   spend, in legs);
-//! - the account: `account.rs` (state and [`Account::validate`], the invariants),
-//!   `member.rs`, `card.rs`, `permission.rs` (who may do what);
+//! - the account: `account.rs` (state and [`Account::validate`], the invariants), `kinds.rs`
+//!   (its kind, status and per-currency balance), `small_map.rs` (its small sorted maps),
+//!   `recorded.rs` (an outcome kept for repeats), `retention.rs` (the order retention forgets
+//!   in), `member.rs`, `card.rs`, `permission.rs` (who may do what);
 //! - controls: `controls.rs` (limits, categories, channels, countries), `usage.rs` (window
 //!   counters), `time.rs` (UTC windows and card expiry);
 //! - the lifecycle: `authorization.rs` (one hold and its history), `decide.rs` (all rules),
 //!   `apply.rs`, `event.rs`, `command.rs`, `outcome.rs` (declines and their ISO 8583 codes);
 //! - splits: `split.rs` (largest-remainder shares, settle-up);
-//! - bounds: `limits.rs`.
+//! - bounds: `limits.rs`; `scan.rs` counts the retained history decisions look at.
+//!
+//! The files stand in layers: none imports one that imports it back.
 //!
 //! `docs/domain-model.md` explains the model and every rounding rule.
 
@@ -36,12 +40,16 @@ pub mod event;
 pub mod funding;
 pub mod fx;
 pub mod ids;
+pub mod kinds;
 pub mod limits;
 pub mod member;
 pub mod money;
 pub mod outcome;
 pub mod permission;
+pub mod recorded;
 pub mod retention;
+pub mod scan;
+pub mod small_map;
 pub mod split;
 pub mod testkit;
 pub mod time;

@@ -24,10 +24,16 @@ use std::sync::OnceLock;
 
 use rustc_hash::FxHashMap;
 
-use crate::account::{Account, RecordedOutcome};
 use crate::authorization::Authorization;
 use crate::ids::{AuthorizationId, IdempotencyKey};
+use crate::recorded::RecordedOutcome;
 use crate::time::Timestamp;
+
+/// An account's recorded outcomes, as `Account::outcomes` holds them.
+pub type Outcomes = FxHashMap<IdempotencyKey, Box<RecordedOutcome>>;
+
+/// An account's lifecycles, as `Account::authorizations` holds them.
+pub type Lifecycles = FxHashMap<AuthorizationId, Box<Authorization>>;
 
 /// The index itself (see the module docs).
 #[derive(Debug, Clone, Default)]
@@ -63,9 +69,15 @@ impl PartialEq for Retention {
 impl Eq for Retention {}
 
 impl Retention {
-    /// The index of `state` (whose field this is), built now if it was not.
-    pub(crate) fn get_or_build(&self, state: &Account) -> &RetentionIndex {
-        self.0.get_or_init(|| Box::new(RetentionIndex::of(state)))
+    /// The index of the account whose field this is (its outcomes and lifecycles), built
+    /// now if it was not.
+    pub(crate) fn get_or_build(
+        &self,
+        outcomes: &Outcomes,
+        lifecycles: &Lifecycles,
+    ) -> &RetentionIndex {
+        self.0
+            .get_or_init(|| Box::new(RetentionIndex::of(outcomes, lifecycles)))
     }
 
     /// The index, if it is built.
@@ -79,14 +91,16 @@ impl Retention {
 }
 
 impl RetentionIndex {
-    /// Built from the state: one walk over its outcomes and lifecycles.
-    pub fn of(state: &Account) -> Self {
-        crate::decide::scanned(state.outcomes.len() + state.authorizations.len());
+    /// Built from an account's outcomes and lifecycles: one walk over both.
+    pub fn of(outcomes: &Outcomes, lifecycles: &Lifecycles) -> Self {
+        crate::scan::scanned(outcomes.len() + lifecycles.len());
         let mut index = Self::default();
-        for (key, recorded) in &state.outcomes {
-            index.add_outcome(key, recorded, |id| state.is_open_lifecycle(id));
+        for (key, recorded) in outcomes {
+            index.add_outcome(key, recorded, |id| {
+                lifecycles.get(id).is_some_and(|a| a.state.is_open())
+            });
         }
-        for record in state.authorizations.values() {
+        for record in lifecycles.values() {
             if !record.state.is_open() {
                 index.closed.insert((record.closed_at, record.id.clone()));
             }

@@ -9,7 +9,7 @@
 //!
 //! Only configured limits count: a limit set mid-window starts from zero at the next spend.
 
-use crate::account::{SmallMap, fitted_entry};
+use crate::small_map::{SmallMap, fitted_entry};
 use serde::{Deserialize, Serialize};
 
 use crate::controls::LimitScope;

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::target::Op;
+use crate::op::Op;
 
 type Waiters = Arc<Mutex<HashMap<u32, oneshot::Sender<Message>>>>;
 

@@ -176,7 +176,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
         )
         .await?,
     );
-    let run_id = format!("{:x}", tandem_loadtest::run::unix_ms());
+    let run_id = format!("{:x}", tandem_loadtest::schedule::unix_ms());
     let kid_every = if args.kid_share > 0.0 {
         (1.0 / args.kid_share).round().max(1.0) as usize
     } else {

@@ -10,6 +10,7 @@ use crate::audit::{Expected, HoldState, Ledger};
 use crate::report::Recorder;
 use crate::scenario::{Population, Traffic, Work};
 use crate::schedule::Arrivals;
+use crate::schedule::unix_ms;
 use crate::target::{Answer, Op, Target};
 
 #[derive(Debug, Clone)]
@@ -32,13 +33,6 @@ pub struct Shared {
     pub recorder: Recorder,
     pub ledger: Mutex<Ledger>,
     pub population: Population,
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// `sent_at_ms`: when the request was due, no later than the server's decision (so a hold's

@@ -7,6 +7,13 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Exp, Zipf};
 use std::time::Duration;
 
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Offsets from the start at which requests are due.
 pub struct Arrivals {
     rng: SmallRng,

@@ -15,31 +15,7 @@ use tandem_proto::v1::balances_client::BalancesClient;
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
 
-/// One request of the traffic.
-#[derive(Debug, Clone)]
-pub enum Op {
-    Authorize(pb::AuthorizeRequest),
-    Increment(pb::IncrementRequest),
-    Reverse(pb::ReverseRequest),
-    Clear(pb::PostingRequest),
-    Advise(pb::PostingRequest),
-    Refund(pb::PostingRequest),
-    GetBalance(String),
-}
-
-impl Op {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Authorize(_) => "authorize",
-            Op::Increment(_) => "increment",
-            Op::Reverse(_) => "reverse",
-            Op::Clear(_) => "clear",
-            Op::Advise(_) => "advise",
-            Op::Refund(_) => "refund",
-            Op::GetBalance(_) => "get_balance",
-        }
-    }
-}
+pub use crate::op::Op;
 
 /// What the server answered.
 #[derive(Debug, Clone)]
@@ -103,7 +79,7 @@ impl Target {
         for _ in 0..connections.max(1) {
             target.iso.push(crate::iso::Link::connect(address).await?);
         }
-        let run = crate::run::unix_ms().unsigned_abs();
+        let run = crate::schedule::unix_ms().unsigned_abs();
         target.translator = Some(crate::iso::Translator::new(run));
         target.protocol = Protocol::Iso8583;
         Ok(target)
