@@ -43,5 +43,9 @@ pub use config::SystemConfig;
 pub use messages::{AccountMsg, ExecuteError};
 #[cfg(not(loom))]
 pub use system::AccountSystem;
+/// What the server configures below the actors, so that it reaches `tandem-storage` only in
+/// its wiring (`serve.rs`, `backup.rs`, `main.rs`).
+#[cfg(not(loom))]
+pub use tandem_storage::{DIRECTORY_CACHE_ENTRIES_DEFAULT, WriteFaults};
 #[cfg(not(loom))]
 pub use view::Change;

@@ -30,6 +30,9 @@ pub enum ExecuteError {
     /// (the decision may have committed through it).
     #[error("this node does not lead the log")]
     NotLeader { leader: Option<u64> },
+    /// The node is stopping: nothing was recorded; retry shortly or on another node.
+    #[error("the node is shutting down")]
+    ShuttingDown,
 }
 
 impl From<CommitError> for ExecuteError {
@@ -37,7 +40,8 @@ impl From<CommitError> for ExecuteError {
         match error {
             CommitError::Busy => ExecuteError::Busy,
             CommitError::NotLeader { leader } => ExecuteError::NotLeader { leader },
-            other => ExecuteError::LogFailed(other.to_string()),
+            CommitError::ShuttingDown => ExecuteError::ShuttingDown,
+            CommitError::LogFailed(why) => ExecuteError::LogFailed(why),
         }
     }
 }

@@ -16,7 +16,7 @@ use tandem_core::{
     Event, IdempotencyKey, Outcome, RateTable,
 };
 use tandem_storage::{
-    AccountRecord, BackupError, BackupInfo, CommitError, Engine, EngineStats, LoadError, Resting,
+    AccountRecord, BackupError, BackupInfo, Engine, EngineStats, LoadError, Resting,
 };
 
 use crate::config::SystemConfig;
@@ -195,17 +195,17 @@ impl AccountSystem {
     }
 
     /// Records that the PAN with keyed hash `hash` is `account`'s card `card`: a log write of
-    /// its own, answered once durable.
+    /// its own, answered once durable. Its errors are a decision's ([`ExecuteError`]).
     pub async fn link_pan(
         &self,
         account: &AccountId,
         card: &CardId,
         hash: String,
-    ) -> Result<(), CommitError> {
+    ) -> Result<(), ExecuteError> {
         let record = AccountRecord::pan_links(account, vec![(hash.into_bytes(), card.clone())]);
         match self.engine().submit(record).await {
-            Ok(result) => result.map(|_| ()),
-            Err(_) => Err(CommitError::ShuttingDown),
+            Ok(result) => result.map(|_| ()).map_err(ExecuteError::from),
+            Err(_) => Err(ExecuteError::ShuttingDown),
         }
     }
 

@@ -31,7 +31,7 @@ pub struct App {
     audit: Mutex<Option<std::fs::File>>,
     sequence: AtomicU64,
     /// Set when the node was started with fault injection enabled.
-    pub(crate) faults: std::sync::OnceLock<tandem_storage::WriteFaults>,
+    pub(crate) faults: std::sync::OnceLock<tandem_actors::WriteFaults>,
     /// Card traffic whose deadline passed and whose timeout mark is not durable yet.
     pub(crate) deadlines: crate::ops::timing_out::Deadlines,
 }
@@ -65,7 +65,7 @@ impl App {
         }
     }
 
-    pub fn enable_fault_injection(&self, faults: tandem_storage::WriteFaults) {
+    pub fn enable_fault_injection(&self, faults: tandem_actors::WriteFaults) {
         let _ = self.faults.set(faults);
     }
 

@@ -303,7 +303,7 @@ impl Settings {
             sled_cache_bytes: self.sled_cache_bytes.unwrap_or(256 * 1024 * 1024),
             directory_cache_entries: self
                 .directory_cache_entries
-                .unwrap_or(tandem_storage::DIRECTORY_CACHE_ENTRIES_DEFAULT)
+                .unwrap_or(tandem_actors::DIRECTORY_CACHE_ENTRIES_DEFAULT)
                 .max(1),
             checkpoint_every: Duration::from_millis(self.checkpoint_ms.unwrap_or(1_000).max(10)),
             log_writes_in_flight: self.log_writes_in_flight.unwrap_or(1).max(1),

@@ -208,3 +208,31 @@ fn the_layer_check_finds_a_circle() {
     graph.insert("c".to_owned(), uses(&known, "c", "use std::fmt;"));
     assert_eq!(circle(&graph), None);
 }
+
+/// The server reaches `tandem-storage` only in its wiring (`serve.rs`, `backup.rs`,
+/// `main.rs`); everything else goes through what `tandem-actors` exposes, so the operations
+/// and the gateways know nothing of the log or the checkpoint store.
+#[test]
+fn the_server_reaches_storage_only_in_its_wiring() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/src");
+    let mut outside = Vec::new();
+    // The root is `main.rs` in the map (it shares the module path with `lib.rs`).
+    let files = modules(&src)
+        .into_iter()
+        .filter(|(module, _)| !matches!(module.as_str(), "serve" | "backup" | ""))
+        .map(|(_, path)| path)
+        .chain([src.join("lib.rs")]);
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        if code.lines().any(|line| {
+            line.split("//")
+                .next()
+                .unwrap_or_default()
+                .contains("tandem_storage")
+        }) {
+            outside.push(path.display().to_string());
+        }
+    }
+    assert!(outside.is_empty(), "tandem_storage used in {outside:?}");
+}

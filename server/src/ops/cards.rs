@@ -221,16 +221,11 @@ impl App {
         card: &CardId,
         hash: String,
     ) -> Result<(), OpError> {
-        match self.system()?.link_pan(account, card, hash).await {
-            Ok(()) => Ok(()),
-            Err(tandem_storage::CommitError::ShuttingDown) => Err(OpError::unavailable(
-                "shutting_down",
-                "the server is stopping",
-            )),
-            Err(error) => Err(OpError::unavailable(
-                "log_unavailable",
-                format!("the card exists but its PAN could not be recorded ({error}); retry"),
-            )),
-        }
+        // The one conversion every decision's error takes: busy, not_leader, shutting_down,
+        // log_unavailable, each retryable.
+        self.system()?
+            .link_pan(account, card, hash)
+            .await
+            .map_err(OpError::from)
     }
 }

@@ -246,6 +246,10 @@ impl From<ExecuteError> for OpError {
             ExecuteError::NotLeader { leader } => OpError::NotLeader {
                 leader: leader.map(|node| format!("node {node}")),
             },
+            ExecuteError::ShuttingDown => OpError::unavailable(
+                "shutting_down",
+                "the server is stopping; nothing was recorded, retry shortly or on another node",
+            ),
         }
     }
 }
@@ -373,6 +377,60 @@ mod tests {
             assert_eq!(error.de39(), de39, "{name}: DE 39");
             assert_eq!(error.retryable(), *retry, "{name}: retryable");
         }
+    }
+
+    /// Every code the server's source gives `OpError::unavailable` or `OpError::conflict`
+    /// as a literal is in docs/api.md's row for its variant.
+    #[test]
+    fn every_code_the_server_answers_is_in_docs_api_md() {
+        let api = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md"))
+            .expect("docs/api.md");
+        let codes_of = |variant: &str| -> String {
+            api.lines()
+                .find(|line| line.starts_with(&format!("| `{variant}` |")))
+                .and_then(|line| line.split('|').nth(2))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    sources(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        sources(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        let mut found = 0;
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (call, variant) in [("unavailable(", "Unavailable"), ("conflict(", "Conflict")] {
+                for (at, _) in text.match_indices(call) {
+                    let rest = text[at + call.len()..].trim_start();
+                    let Some(literal) = rest.strip_prefix('"') else {
+                        continue;
+                    };
+                    let code = &literal[..literal.find('"').unwrap_or(0)];
+                    found += 1;
+                    assert!(
+                        codes_of(variant).contains(&format!("`{code}`")),
+                        "{}: `{code}` is not in docs/api.md's `{variant}` row",
+                        file.display()
+                    );
+                }
+            }
+        }
+        assert!(
+            found >= 8,
+            "only {found} codes found: the scan has gone wrong"
+        );
     }
 
     #[test]
