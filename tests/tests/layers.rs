@@ -236,3 +236,24 @@ fn the_server_reaches_storage_only_in_its_wiring() {
     }
     assert!(outside.is_empty(), "tandem_storage used in {outside:?}");
 }
+
+/// The operations (`server/src/ops/`) know no wire: no HTTP, gRPC, protobuf or ISO 8583
+/// type; each gateway maps their answers and errors in its own file.
+#[test]
+fn the_operations_know_no_wire() {
+    let ops = Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/src/ops");
+    let mut found = Vec::new();
+    for path in modules(&ops).into_values() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for line in code.lines() {
+            let line = line.split("//").next().unwrap_or_default();
+            for wire in ["axum", "tonic", "hyper", "tandem_proto", "tandem_iso8583"] {
+                if line.contains(wire) {
+                    found.push(format!("{}: {wire}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "the operations name the wire: {found:?}");
+}

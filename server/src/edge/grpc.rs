@@ -182,7 +182,7 @@ pub(crate) fn stream_error(correlation_id: String, error: OpError) -> pb::Stream
     pb::StreamResponse {
         correlation_id,
         result: None,
-        error_code: error.grpc_code() as i32,
+        error_code: code_of(&error) as i32,
         error_message: error.to_string(),
     }
 }
@@ -321,5 +321,31 @@ impl Balances for Service {
         request: Request<pb::EntriesRequest>,
     ) -> Result<Response<pb::LifecycleEvents>, Status> {
         unary!(self, request, lifecycle_events)
+    }
+}
+
+/// The gRPC code of an operation's error, unary and on the processor stream (docs/api.md's
+/// table).
+pub(crate) fn code_of(error: &OpError) -> tonic::Code {
+    match error {
+        OpError::InvalidArgument(_) => tonic::Code::InvalidArgument,
+        OpError::Unauthenticated(_) => tonic::Code::Unauthenticated,
+        OpError::PermissionDenied { .. } => tonic::Code::PermissionDenied,
+        OpError::NotFound { .. } => tonic::Code::NotFound,
+        OpError::Conflict { .. } => tonic::Code::AlreadyExists,
+        OpError::TooLarge(_) | OpError::RateLimited => tonic::Code::ResourceExhausted,
+        OpError::Refused { .. } => tonic::Code::FailedPrecondition,
+        OpError::Unavailable { .. } | OpError::NotLeader { .. } => tonic::Code::Unavailable,
+        OpError::Internal(_) => tonic::Code::Internal,
+    }
+}
+
+impl From<OpError> for tonic::Status {
+    fn from(error: OpError) -> Self {
+        let mut status = tonic::Status::new(code_of(&error), error.message());
+        if let Ok(value) = error.code().parse() {
+            status.metadata_mut().insert("tandem-code", value);
+        }
+        status
     }
 }

@@ -9,8 +9,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use futures_util::Stream;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use std::sync::Arc;
 use tandem_proto::v1 as pb;
@@ -533,5 +533,52 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
             .get::<Principal>()
             .cloned()
             .ok_or_else(|| OpError::unauthenticated("a bearer API key is required"))
+    }
+}
+
+/// The HTTP status of an operation's error, answered as problem+json (docs/api.md's table).
+pub(crate) fn status_of(error: &OpError) -> StatusCode {
+    match error {
+        OpError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+        OpError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        OpError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
+        OpError::NotFound { .. } => StatusCode::NOT_FOUND,
+        OpError::Conflict { .. } => StatusCode::CONFLICT,
+        OpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        OpError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        OpError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        OpError::Unavailable { .. } | OpError::NotLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        OpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: &'a str,
+}
+
+impl IntoResponse for OpError {
+    fn into_response(self) -> Response {
+        let status = status_of(&self);
+        let detail = self.message();
+        let body = Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("error"),
+            status: status.as_u16(),
+            code: self.code(),
+            detail: &detail,
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+            bytes,
+        )
+            .into_response()
     }
 }

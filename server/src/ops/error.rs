@@ -1,18 +1,16 @@
 //! [`OpError`]: why an operation did not produce an outcome, the same for every gateway.
 //!
 //! Each variant is a kind of failure a caller can act on; `code` is its stable snake_case name
-//! (clients branch on it, never on the message). Each protocol maps the variants once:
-//! [`OpError::http_status`] (rendered as `application/problem+json`),
-//! [`OpError::grpc_code`] (a `tonic::Status` with the code in `tandem-code` metadata, and the
-//! processor stream's `error_code`) and [`OpError::de39`] (the ISO 8583 gateway's answer).
-//! `docs/api.md` holds the same table, and a test reads it back against these functions.
+//! (clients branch on it, never on the message). The operations know nothing of the wire:
+//! each gateway maps the variants once, in its own file: `edge::http::status_of` (rendered as
+//! `application/problem+json`), `edge::grpc::code_of` (a `tonic::Status` with the code in
+//! `tandem-code` metadata, and the processor stream's `error_code`) and
+//! `edge::iso8583::de39_of` (the ISO 8583 gateway's answer). `docs/api.md` holds the same
+//! table, and the tests below read it back against those functions.
 //!
 //! A decline is never an error: the account's answer to card traffic is an outcome with its
 //! own DE 39. These are the failures before or around a decision.
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use tandem_actors::ExecuteError;
 use tandem_core::RejectReason;
 
@@ -168,51 +166,6 @@ impl OpError {
             Self::RateLimited | Self::Unavailable { .. } | Self::NotLeader { .. }
         )
     }
-
-    /// HTTP/JSON: the status of the problem+json answer.
-    pub fn http_status(&self) -> StatusCode {
-        match self {
-            Self::InvalidArgument(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Self::PermissionDenied { .. } => StatusCode::FORBIDDEN,
-            Self::NotFound { .. } => StatusCode::NOT_FOUND,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable { .. } | Self::NotLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// gRPC, unary and the processor stream: the status code.
-    pub fn grpc_code(&self) -> tonic::Code {
-        match self {
-            Self::InvalidArgument(_) => tonic::Code::InvalidArgument,
-            Self::Unauthenticated(_) => tonic::Code::Unauthenticated,
-            Self::PermissionDenied { .. } => tonic::Code::PermissionDenied,
-            Self::NotFound { .. } => tonic::Code::NotFound,
-            Self::Conflict { .. } => tonic::Code::AlreadyExists,
-            Self::TooLarge(_) | Self::RateLimited => tonic::Code::ResourceExhausted,
-            Self::Refused { .. } => tonic::Code::FailedPrecondition,
-            Self::Unavailable { .. } | Self::NotLeader { .. } => tonic::Code::Unavailable,
-            Self::Internal(_) => tonic::Code::Internal,
-        }
-    }
-
-    /// ISO 8583: DE 39 of the answer (`../shared/iso8583-profile.md`, "Response codes").
-    /// 91 tells the network to stand in or retry: everything retryable is 91.
-    pub fn de39(&self) -> &'static str {
-        match self {
-            Self::InvalidArgument(_) | Self::TooLarge(_) => "30",
-            Self::PermissionDenied { .. } => "57",
-            Self::NotFound { .. } => "14",
-            Self::Conflict { .. } => "94",
-            Self::Refused { .. } => "05",
-            Self::RateLimited | Self::Unavailable { .. } | Self::NotLeader { .. } => "91",
-            Self::Unauthenticated(_) | Self::Internal(_) => "96",
-        }
-    }
 }
 
 impl std::fmt::Display for OpError {
@@ -254,50 +207,11 @@ impl From<ExecuteError> for OpError {
     }
 }
 
-impl From<OpError> for tonic::Status {
-    fn from(error: OpError) -> Self {
-        let mut status = tonic::Status::new(error.grpc_code(), error.message());
-        if let Ok(value) = error.code().parse() {
-            status.metadata_mut().insert("tandem-code", value);
-        }
-        status
-    }
-}
-
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
-    status: u16,
-    code: &'a str,
-    detail: &'a str,
-}
-
-impl IntoResponse for OpError {
-    fn into_response(self) -> Response {
-        let status = self.http_status();
-        let detail = self.message();
-        let body = Problem {
-            kind: "about:blank",
-            title: status.canonical_reason().unwrap_or("error"),
-            status: status.as_u16(),
-            code: self.code(),
-            detail: &detail,
-        };
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        (
-            status,
-            [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
-            bytes,
-        )
-            .into_response()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
 
     /// One of each variant.
     fn examples() -> Vec<OpError> {
@@ -372,9 +286,17 @@ mod tests {
             "one row per variant, in order"
         );
         for (error, (name, http, grpc, de39, retry)) in examples.iter().zip(&rows) {
-            assert_eq!(error.http_status().as_u16(), *http, "{name}: HTTP");
-            assert_eq!(screaming(error.grpc_code()), *grpc, "{name}: gRPC");
-            assert_eq!(error.de39(), de39, "{name}: DE 39");
+            assert_eq!(
+                crate::edge::http::status_of(error).as_u16(),
+                *http,
+                "{name}: HTTP"
+            );
+            assert_eq!(
+                screaming(crate::edge::grpc::code_of(error)),
+                *grpc,
+                "{name}: gRPC"
+            );
+            assert_eq!(crate::edge::iso8583::de39_of(error), de39, "{name}: DE 39");
             assert_eq!(error.retryable(), *retry, "{name}: retryable");
         }
     }
@@ -439,7 +361,11 @@ mod tests {
             let name = variant(&error);
             // HTTP/JSON: problem+json with the status and the stable code.
             let response = error.clone().into_response();
-            assert_eq!(response.status(), error.http_status(), "{name}");
+            assert_eq!(
+                response.status(),
+                crate::edge::http::status_of(&error),
+                "{name}"
+            );
             assert_eq!(
                 response.headers()[axum::http::header::CONTENT_TYPE],
                 "application/problem+json",
@@ -447,7 +373,7 @@ mod tests {
             );
             // gRPC unary: the code, the message and the stable code in metadata.
             let status = tonic::Status::from(error.clone());
-            assert_eq!(status.code(), error.grpc_code(), "{name}");
+            assert_eq!(status.code(), crate::edge::grpc::code_of(&error), "{name}");
             assert_eq!(status.message(), error.message(), "{name}");
             assert_eq!(
                 status
@@ -459,12 +385,17 @@ mod tests {
             );
             // The processor stream: the same code in the answer, never a result.
             let answer = crate::edge::grpc::stream_error("c-1".into(), error.clone());
-            assert_eq!(answer.error_code, error.grpc_code() as i32, "{name}");
+            assert_eq!(
+                answer.error_code,
+                crate::edge::grpc::code_of(&error) as i32,
+                "{name}"
+            );
             assert!(answer.result.is_none());
             assert!(answer.error_message.starts_with(error.code()), "{name}");
             // ISO 8583: a two-digit DE 39 of the profile's list.
             assert!(
-                ["05", "14", "30", "57", "91", "94", "96"].contains(&error.de39()),
+                ["05", "14", "30", "57", "91", "94", "96"]
+                    .contains(&crate::edge::iso8583::de39_of(&error)),
                 "{name}"
             );
         }
@@ -474,13 +405,13 @@ mod tests {
     fn retryable_errors_are_91_503_unavailable_or_the_rate_limit() {
         for error in examples() {
             if error.retryable() {
-                assert_eq!(error.de39(), "91");
+                assert_eq!(crate::edge::iso8583::de39_of(&error), "91");
                 assert!(matches!(
-                    error.http_status(),
+                    crate::edge::http::status_of(&error),
                     StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
                 ));
             } else {
-                assert_ne!(error.de39(), "91", "{error}");
+                assert_ne!(crate::edge::iso8583::de39_of(&error), "91", "{error}");
             }
         }
     }

@@ -13,8 +13,8 @@
 //! - [`cards`]: issuing and replacing cards (the card and PAN directories), status, controls.
 //! - [`reads`]: balance, committed state (holds, positions), the entries feed.
 //! - [`admin`]: API keys, FX rates, fault switches.
-//! - [`error`]: [`OpError`] and its one mapping per protocol; [`mod@route`]: where an account's
-//!   commands run.
+//! - [`error`]: [`OpError`] and its stable codes (each gateway maps it in its own file);
+//!   [`mod@route`]: where an account's commands run.
 
 pub mod accounts;
 pub mod admin;

@@ -287,7 +287,7 @@ impl Gateway {
 impl From<OpError> for Refusal {
     fn from(error: OpError) -> Self {
         Refusal {
-            code: error.de39(),
+            code: super::de39_of(&error),
             why: error.message(),
         }
     }

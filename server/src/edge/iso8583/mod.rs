@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tandem_iso8583::{Framer, Message, frame_into};
+
+use crate::ops::OpError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -221,5 +223,19 @@ async fn write_answers(
             // repeats recover them.
             break;
         }
+    }
+}
+
+/// ISO 8583: DE 39 of the answer (`../shared/iso8583-profile.md`, "Response codes").
+/// 91 tells the network to stand in or retry: everything retryable is 91.
+pub(crate) fn de39_of(error: &OpError) -> &'static str {
+    match error {
+        OpError::InvalidArgument(_) | OpError::TooLarge(_) => "30",
+        OpError::PermissionDenied { .. } => "57",
+        OpError::NotFound { .. } => "14",
+        OpError::Conflict { .. } => "94",
+        OpError::Refused { .. } => "05",
+        OpError::RateLimited | OpError::Unavailable { .. } | OpError::NotLeader { .. } => "91",
+        OpError::Unauthenticated(_) | OpError::Internal(_) => "96",
     }
 }
