@@ -35,6 +35,31 @@ fn refuse(grpc: bool, error: OpError) -> Response {
     }
 }
 
+/// The request timeout (`--request-timeout-ms`), answered in each protocol's own way: a
+/// problem+json 503 over HTTP, `UNAVAILABLE` with `tandem-code: timeout` over gRPC. The
+/// request may still complete; a retry with the same idempotency key gets its answer.
+pub async fn time_limit(
+    State(limit): State<std::time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let grpc = is_grpc(&request);
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => refuse(
+            grpc,
+            OpError::unavailable(
+                "timeout",
+                format!(
+                    "no answer within the request timeout ({} ms); it may still complete: retry \
+                     with the same idempotency key",
+                    limit.as_millis()
+                ),
+            ),
+        ),
+    }
+}
+
 /// Checks the bearer key before anything else runs and puts the caller's principal in the
 /// request's extensions; missing or unknown keys are refused with 401 / UNAUTHENTICATED.
 pub async fn authenticate(

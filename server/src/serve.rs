@@ -23,7 +23,6 @@ use tandem_storage::{Engine, EngineConfig, SledSettings};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::app::App;
 use crate::config::Config;
@@ -321,9 +320,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
                 app.clone(),
                 crate::observe::authenticate,
             ))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
+            .layer(axum::middleware::from_fn_with_state(
                 config.request_timeout,
+                crate::observe::time_limit,
             ))
             .layer(axum::middleware::from_fn(crate::observe::measure))
     };

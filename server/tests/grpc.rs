@@ -275,3 +275,84 @@ async fn grpc_refuses_missing_keys_and_wrong_scopes() {
         status.message()
     );
 }
+
+/// A request that outlives `--request-timeout-ms` is answered in its own protocol: gRPC
+/// callers get `UNAVAILABLE` with `tandem-code: timeout` (not a bare HTTP 408 their client
+/// cannot read), HTTP callers a problem+json 503 with the same code; the retry with the same
+/// idempotency key, once the disk is quick again, gets the one decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_timeout_is_answered_in_its_own_protocol() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start_with(
+        &dir.path().join("data"),
+        &["--fault-injection", "true", "--request-timeout-ms", "300"],
+    );
+    let channel = channel(&node).await;
+    let mut accounts = AccountsClient::new(channel.clone());
+    let mut authorizations = AuthorizationsClient::new(channel);
+    set_up(&mut accounts, "slow", 100_00).await;
+    node.admin(
+        "POST",
+        "/v1/admin/faults",
+        serde_json::json!({"commit_delay_ms": 1_500}),
+    )
+    .await;
+
+    let status = authorizations
+        .authorize(with_token(spend("slow-1", "slow-card", 10_00), ADMIN))
+        .await
+        .expect_err("past the timeout");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(
+        status
+            .metadata()
+            .get("tandem-code")
+            .and_then(|v| v.to_str().ok()),
+        Some("timeout")
+    );
+
+    let (code, problem) = node
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(ADMIN),
+            Some(common::authorize_body("slow-2", "slow-card", 10_00)),
+        )
+        .await;
+    assert_eq!(code, 503, "{problem}");
+    assert_eq!(problem["code"], "timeout", "{problem}");
+
+    // The disk recovers: each retry under its key gets its one decision.
+    node.admin(
+        "POST",
+        "/v1/admin/faults",
+        serde_json::json!({"commit_delay_ms": 0}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let again = authorizations
+        .authorize(with_token(spend("slow-1", "slow-card", 10_00), ADMIN))
+        .await
+        .expect("the retry is answered")
+        .into_inner();
+    assert_eq!(again.response_code, "00", "{again:?}");
+    let (code, answer) = node
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(ADMIN),
+            Some(common::authorize_body("slow-2", "slow-card", 10_00)),
+        )
+        .await;
+    assert_eq!(
+        (code, answer["response_code"].as_str()),
+        (200, Some("00")),
+        "{answer}"
+    );
+    let balance = node.balance("slow").await;
+    assert_eq!(
+        balance["balances"][0]["held_minor"], 20_00,
+        "two holds, one per key: {balance}"
+    );
+    node.stop();
+}
