@@ -18,7 +18,7 @@
 //!   in), `member.rs`, `card.rs`, `permission.rs` (who may do what);
 //! - controls: `controls.rs` (limits, categories, channels, countries), `usage.rs` (window
 //!   counters), `time.rs` (UTC windows and card expiry);
-//! - the lifecycle: `authorization.rs` (one hold and its history), `decide.rs` (all rules),
+//! - the lifecycle: `authorization.rs` (one hold and its history), `decide/` (all rules),
 //!   `apply.rs`, `event.rs`, `command.rs`, `outcome.rs` (declines and their ISO 8583 codes);
 //! - splits: `split.rs` (largest-remainder shares, settle-up);
 //! - bounds: `limits.rs`; `scan.rs` counts the retained history decisions look at.

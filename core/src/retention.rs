@@ -1,7 +1,7 @@
 //! The retention index: an account's forgettable history in the order retention by count
 //! forgets it, so that finding the oldest costs what is forgotten, not what is kept.
 //!
-//! Retention by count (`decide.rs` `bound_history`, `docs/domain-model.md` 8.4) forgets the
+//! Retention by count (`decide/history.rs` `bound_history`, `docs/domain-model.md` 8.4) forgets the
 //! oldest closed lifecycles by `(closed_at, id)` and the oldest outcomes of no open lifecycle
 //! by `(at, key)`. Finding them by walking the account costs the whole history, and on a hot
 //! account that keeps thousands of holds open (their outcomes pinned) it is most of a

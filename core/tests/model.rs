@@ -1,7 +1,7 @@
 //! Model-based test of balances and holds.
 //!
 //! [`Model`] below is a second, deliberately plain statement of the hold lifecycle of
-//! `shared/domain.md` part B (and the documented choices of `decide.rs`): two integers for the
+//! `shared/domain.md` part B (and the documented choices of `decide/`): two integers for the
 //! balance, a `HashMap` of lifecycles, a `HashMap` of tombstones and a `HashMap` of recorded
 //! outcomes. It calls nothing in the core. Random command sequences run through the model
 //! and through the core (via `testkit::World`, which also checks `Account::validate` after
