@@ -110,7 +110,7 @@ fn account(i: usize) -> String {
     format!("acct-{i}")
 }
 
-/// One registered account's keys, laid out as `storage/src/state_machine.rs` lays them out.
+/// One registered account's keys, laid out as `storage/src/keys.rs` lays them out.
 fn account_keys(i: usize, batch: &mut Batch) {
     let id = account(i);
     let prefix = |tag: &[u8]| [b"a:".as_slice(), id.as_bytes(), b"\0", tag].concat();

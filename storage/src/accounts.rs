@@ -34,7 +34,7 @@ use crate::types::AccountRecord;
 const SHARDS: usize = 64;
 
 /// An account's committed state at rest: what the state machine keeps current. Its expiry
-/// index entry is at `account.next_expiry()` (see `state_machine.rs`), so nothing else is kept.
+/// index entry is at `account.next_expiry()` (see `state_machine/`), so nothing else is kept.
 #[derive(Debug, Clone)]
 pub struct Resting {
     pub account: Account,

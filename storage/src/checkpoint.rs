@@ -2,7 +2,7 @@
 //! checkpoint puts it in the store.
 //!
 //! Applying a log entry writes no file. Its writes (the same keys and values the state
-//! machine has always kept, see `state_machine.rs`) go into an in-memory layer, `current`.
+//! machine has always kept, see `state_machine/`) go into an in-memory layer, `current`.
 //! A checkpoint freezes that layer at exactly the last applied log index N, writes it to the
 //! store in one atomic batch together with `last_applied = N`, fdatasyncs the store's journal,
 //! and only then does openraft purge the log at or below N (it purges only up to a snapshot

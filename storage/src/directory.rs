@@ -1,7 +1,7 @@
 //! The card and PAN directories, read through from the checkpoint with a bounded cache.
 //!
 //! The directories themselves are keys of the state (`c:<card>`, `p:<keyed PAN hash>`, see
-//! `state_machine.rs`): written by applies into the checkpoint's memory layer and from there
+//! `state_machine/keys.rs`): written by applies into the checkpoint's memory layer and from there
 //! into the checkpoint store. Nothing of them is loaded at open, so a restart does not wait on them and a
 //! registered account that nobody uses costs no memory for them. A lookup answers from the
 //! cache, else reads the state (memory layers, then the store) and keeps what it read, whether the
@@ -26,6 +26,11 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Mutex;
 
 use rustc_hash::FxHashMap;
+use std::io;
+use tandem_core::{AccountId, CardId};
+
+use crate::checkpoint::Layered;
+use crate::keys::{self, stored};
 
 const SHARDS: usize = 64;
 
@@ -168,6 +173,81 @@ impl<K: Hash + Eq, V: Clone> Cached<K, V> {
                     .len()
             })
             .sum()
+    }
+}
+
+/// A PAN directory entry: the account and card a keyed PAN hash belongs to.
+pub(crate) type PanLink = (AccountId, CardId);
+
+/// The committed card and PAN directories, each read through a [`Cached`], shared by the
+/// state machine (which extends them as it applies) and every [`crate::StateReader`].
+pub(crate) struct Directory {
+    cards: Cached<CardId, AccountId>,
+    pans: Cached<Box<[u8]>, PanLink>,
+}
+
+/// Directory entries one apply adds.
+#[derive(Default)]
+pub(crate) struct NewLinks {
+    pub(crate) cards: Vec<(CardId, AccountId)>,
+    pub(crate) pans: Vec<(Box<[u8]>, PanLink)>,
+}
+
+impl Directory {
+    pub(crate) fn new(cache_entries: usize) -> Self {
+        Self {
+            cards: Cached::new(cache_entries),
+            pans: Cached::new(cache_entries),
+        }
+    }
+
+    /// The card's account: cached, else read from the state. Blocking on a miss.
+    pub(crate) fn card(&self, store: &Layered, card: &CardId) -> io::Result<Option<AccountId>> {
+        self.cards.read_through(
+            card,
+            || card.clone(),
+            || stored(store, &keys::card_key(card)),
+        )
+    }
+
+    /// The PAN's account and card: cached, else read from the state. Blocking on a miss.
+    pub(crate) fn pan(&self, store: &Layered, hash: &[u8]) -> io::Result<Option<PanLink>> {
+        self.pans.read_through(
+            hash,
+            || Box::from(hash),
+            || stored(store, &keys::pan_key(hash)),
+        )
+    }
+
+    /// What the card cache knows of `card`, without reading the state.
+    pub(crate) fn cached_card(&self, card: &CardId) -> Option<Option<AccountId>> {
+        self.cards.peek(card)
+    }
+
+    /// What the PAN cache knows of `hash`, without reading the state.
+    pub(crate) fn cached_pan(&self, hash: &[u8]) -> Option<Option<PanLink>> {
+        self.pans.peek(hash)
+    }
+
+    /// Entries the two caches hold.
+    pub(crate) fn cached(&self) -> usize {
+        self.cards.len() + self.pans.len()
+    }
+
+    /// Forgets what the caches hold (the state under them was replaced).
+    pub(crate) fn forget(&self) {
+        self.cards.clear();
+        self.pans.clear();
+    }
+
+    /// Links one apply wrote to the state.
+    pub(crate) fn extend(&self, links: NewLinks) {
+        for (card, account) in links.cards {
+            self.cards.link(card, account);
+        }
+        for (hash, link) in links.pans {
+            self.pans.link(hash, link);
+        }
     }
 }
 

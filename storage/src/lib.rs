@@ -8,16 +8,22 @@
 //!   accounts' [`AccountRecord`]s.
 //! - `log_store.rs`: the Raft log over `raft-log`, fdatasync'd by its flush worker; each entry
 //!   framed with its log format (format 2: records say where an expiry entry moves from).
-//! - `state_machine.rs`: what the log's entries are applied to: account snapshots and event
-//!   tails, the card and PAN directories, the expiry index.
+//! - `state_machine/`: what the log's entries are applied to: account snapshots and event
+//!   tails, the card and PAN directories, the expiry index. `apply.rs` applies entries (its
+//!   pure rules, the first owner and the expiry move, apart from the writes), `reader.rs` is
+//!   the read side, `format1.rs` the older log format, `raft.rs` the openraft trait and the
+//!   checkpoint builder.
 //! - `accounts.rs`: committed accounts in memory, kept current by the state machine, or
 //!   lent to the account's actor, which holds the one copy while it runs.
-//! - `directory.rs`: the bounded cache the card and PAN directories are read through (they
-//!   are keys of the state; nothing of them is loaded at open).
+//! - `keys.rs`: the state's key layout, shared by the state machine and the directories.
+//! - `directory.rs`: the card and PAN directories and the bounded cache they are read through
+//!   (they are keys of the state; nothing of them is loaded at open).
 //! - `checkpoint.rs`: the checkpoint store: applies go to memory, and a checkpoint writes
 //!   everything up to one log index to fjall in one batch with `last_applied` and syncs it
 //!   before the log may be purged up to it; older data directories' sled is moved into it.
-//! - `engine.rs`: the single-voter Raft node and the committer that group-commits;
+//! - `engine/`: the single-voter Raft node (`mod.rs`), its config, its errors, the committer
+//!   that group-commits and the answering task (`commit.rs`), the checkpoint timer, backup
+//!   and restore; `network.rs`: the Raft network (none for a single voter; replication fills it);
 //!   `latch.rs`: its failure latch (once a write fails, nothing later is written), loom-checked;
 //!   `faults.rs`: the write faults tests and drills inject (the engine's config holds them, the
 //!   log store reads them).
@@ -36,9 +42,13 @@ mod directory;
 pub mod engine;
 #[cfg(not(loom))]
 pub mod faults;
+#[cfg(not(loom))]
+mod keys;
 pub mod latch;
 #[cfg(not(loom))]
 pub mod log_store;
+#[cfg(not(loom))]
+pub mod network;
 #[cfg(not(loom))]
 pub mod pan_key;
 #[cfg(not(loom))]
