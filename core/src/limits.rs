@@ -9,6 +9,11 @@ pub const AMOUNT_MINOR_MAX: i64 = 999_999_999_999;
 /// Identifiers (account, member, card, authorization, idempotency key) are at most this long.
 pub const ID_BYTES_MAX: usize = 64;
 
+/// Account ids are at most this long: an authorization id Tandem mints is
+/// `<account>:<16 hex digits>` and must fit in [`ID_BYTES_MAX`], so it carries its account and
+/// routes without any index (64 − 1 − 16 = 47).
+pub const ACCOUNT_ID_BYTES_MAX: usize = ID_BYTES_MAX - 1 - 16;
+
 /// Members of one account. Splits and settle-up are quadratic at worst in this number.
 pub const MEMBERS_PER_ACCOUNT_MAX: usize = 64;
 

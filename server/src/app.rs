@@ -16,8 +16,8 @@ use std::time::Instant;
 use tandem_actors::AccountSystem;
 use tandem_core::{AccountId, Actor, Command, CommandBody, IdempotencyKey, Outcome};
 
-use crate::convert::snake;
 use crate::keys::{KeyRole, KeyStore, Principal};
+use crate::names::snake;
 use crate::ops::OpError;
 
 pub struct App {

@@ -10,9 +10,9 @@
 pub mod app;
 pub mod backup;
 pub mod config;
-pub mod convert;
 pub mod edge;
 pub mod keys;
+pub mod names;
 pub mod observe;
 pub mod ops;
 pub mod serve;

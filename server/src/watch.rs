@@ -8,8 +8,8 @@ use tandem_proto::v1 as pb;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::app::App;
-use crate::convert;
 use crate::keys::Principal;
+use crate::names::snake;
 use crate::ops::OpError;
 
 pub async fn changes(
@@ -24,8 +24,8 @@ pub async fn changes(
         return Err(OpError::not_found(format!("no account {account}")));
     }
     let system = app.system()?.clone();
-    let first =
-        (seen.is_none_or(|s| current.seq > s)).then(|| convert::snapshot(&current, String::new()));
+    let first = (seen.is_none_or(|s| current.seq > s))
+        .then(|| crate::edge::v1::snapshot(&current, String::new()));
     let last = seen.unwrap_or(0).max(first.as_ref().map_or(0, |f| f.seq));
     metrics::gauge!("tandem_watchers").increment(1.0);
     let watch = Watch {
@@ -45,13 +45,14 @@ pub async fn changes(
                 let receiver = watch.receiver.as_mut()?;
                 let next = match receiver.recv().await {
                     Ok(change) => {
-                        let causes: Vec<String> =
-                            change.causes.iter().map(convert::snake).collect();
-                        convert::snapshot(&change.snapshot, causes.join(","))
+                        let causes: Vec<String> = change.causes.iter().map(snake).collect();
+                        crate::edge::v1::snapshot(&change.snapshot, causes.join(","))
                     }
                     Err(RecvError::Lagged(_)) => {
                         match watch.system.snapshot(&watch.account).await {
-                            Ok(snapshot) => convert::snapshot(&snapshot, "resync".to_owned()),
+                            Ok(snapshot) => {
+                                crate::edge::v1::snapshot(&snapshot, "resync".to_owned())
+                            }
                             Err(_) => return None,
                         }
                     }

@@ -356,3 +356,43 @@ async fn a_request_past_its_timeout_is_answered_in_its_own_protocol() {
     );
     node.stop();
 }
+
+/// An advice, force post or refund on an unknown card is declined 14 over gRPC, as an
+/// authorization is and as ISO 8583 answers (docs/api.md), not NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postings_on_an_unknown_card_are_declined_14() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(&dir.path().join("data"));
+    let mut authorizations = AuthorizationsClient::new(channel(&node).await);
+    let posting = |key: &str| pb::PostingRequest {
+        idempotency_key: key.to_owned(),
+        card_id: "no-such-card".to_owned(),
+        amount_minor: 1_00,
+        currency: "EUR".to_owned(),
+        mcc: "5411".to_owned(),
+        ..Default::default()
+    };
+    let answers = [
+        authorizations
+            .advise(with_token(posting("u-advice"), ADMIN))
+            .await,
+        authorizations
+            .force_post(with_token(posting("u-force"), ADMIN))
+            .await,
+        authorizations
+            .refund(with_token(posting("u-refund"), ADMIN))
+            .await,
+    ];
+    for answer in answers {
+        let answer = answer.expect("answered, not an error").into_inner();
+        assert_eq!(
+            (
+                answer.response_code.as_str(),
+                answer.decline_reason.as_str()
+            ),
+            ("14", "unknown_card"),
+            "{answer:?}"
+        );
+    }
+    node.stop();
+}

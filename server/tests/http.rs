@@ -275,6 +275,29 @@ async fn a_spend_lifecycle_over_http_keeps_every_minor_unit() {
         .await;
     assert_eq!(refund["status"], "accepted", "{refund}");
     assert_eq!(available(&node.balance("flat").await, "EUR"), 85_00);
+
+    // An advice, force post or refund on an unknown card is declined 14, as an
+    // authorization is and as ISO 8583 answers (docs/api.md), not a 404; nothing moves.
+    for path in ["/v1/advices", "/v1/force-posts", "/v1/refunds"] {
+        let (status, answer) = node
+            .call(
+                "POST",
+                path,
+                Some(&network),
+                Some(json!({"idempotency_key": format!("nobody{path}"), "card_id": "no-such-card", "amount_minor": 1_00, "currency": "EUR", "mcc": "5411"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        assert_eq!(
+            (
+                answer["response_code"].as_str(),
+                answer["decline_reason"].as_str()
+            ),
+            (Some("14"), Some("unknown_card")),
+            "{path}: {answer}"
+        );
+    }
+    assert_eq!(available(&node.balance("flat").await, "EUR"), 85_00);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,6 +119,17 @@ async fn every_message_of_the_profile_is_answered_as_the_profile_says() {
         ))
         .await;
     assert_eq!(text(&unknown, 39), "14");
+    // An advice, a force post (0220) and a refund on an unknown card get 14 too, as over
+    // HTTP and gRPC (docs/api.md).
+    let stranger = authorization("4999999999999999", "000109", "RRN000000109", 1_00);
+    for (what, asked) in [
+        ("advice", as_mti(&stranger, "0120")),
+        ("force post", as_mti(&stranger, "0220")),
+        ("refund", with(as_mti(&stranger, "0200"), &[(3, "200000")])),
+    ] {
+        let answer = link.ask(&asked).await;
+        assert_eq!(text(&answer, 39), "14", "{what} on an unknown card");
+    }
 
     // Partial approval when the terminal accepts it (DE 48 PA): 10, DE 4 the approved part,
     // DE 54 type 57 the amount asked.

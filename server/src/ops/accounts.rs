@@ -15,12 +15,10 @@ use tandem_core::{
 use super::OpError;
 use super::card_traffic::lifecycle_id;
 use crate::app::App;
-use crate::convert::snake;
 use crate::keys::Principal;
+use crate::names::snake;
 
-/// Account ids are at most this long, so an authorization id (`<account>:<16 hex>`) can embed
-/// its account and route without any index.
-pub const ACCOUNT_ID_BYTES_MAX: usize = 47;
+pub use tandem_core::limits::ACCOUNT_ID_BYTES_MAX;
 
 /// A management command's answer: accepted, or the refusal as an error.
 pub fn accepted(outcome: Outcome) -> Result<Outcome, OpError> {
@@ -44,6 +42,13 @@ impl App {
         kind: AccountKind,
     ) -> Result<Outcome, OpError> {
         self.admin_only(principal, "opening an account")?;
+        // Whichever gateway asks: a longer id could not be embedded in its lifecycles' ids.
+        if account.as_str().len() > ACCOUNT_ID_BYTES_MAX {
+            return Err(OpError::invalid(
+                "account_id",
+                format!("is at most {ACCOUNT_ID_BYTES_MAX} bytes"),
+            ));
+        }
         let body = CommandBody::OpenAccount { kind };
         let outcome = self
             .execute(

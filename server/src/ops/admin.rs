@@ -21,6 +21,11 @@ pub struct IssuedKey {
     pub member_id: Option<MemberId>,
 }
 
+/// A currency named in the rates: its ISO 4217 alphabetic code.
+fn currency(field: &str, code: &str) -> Result<tandem_core::Currency, OpError> {
+    tandem_core::Currency::from_alpha(code).map_err(|e| OpError::invalid(field, e))
+}
+
 /// The FX rates as saved in the data directory (`fx-rates.json`): the base currency and,
 /// per currency, how many units of it one unit of the base buys, as decimal text.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -33,10 +38,10 @@ pub struct SavedRates {
 impl SavedRates {
     /// The table these rates describe, checked.
     pub fn table(&self) -> Result<RateTable, OpError> {
-        let base = crate::convert::currency("base", &self.base)?;
+        let base = currency("base", &self.base)?;
         let mut rates: BTreeMap<Currency, rust_decimal::Decimal> = BTreeMap::new();
         for (code, text) in &self.rates {
-            let currency = crate::convert::currency("rates", code)?;
+            let currency = currency("rates", code)?;
             let rate: rust_decimal::Decimal = text.parse().map_err(|_| {
                 OpError::invalid("rates", format!("{code}: {text:?} is not a decimal"))
             })?;

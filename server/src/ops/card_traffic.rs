@@ -18,9 +18,11 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tandem_core::limits::AMOUNT_MINOR_MAX;
 use tandem_core::{
-    AccountId, Actor, Authorization, AuthorizationId, CardId, Command, CommandBody, DeclineReason,
-    IdempotencyKey, Outcome, SpendKind,
+    AccountId, Actor, Authorization, AuthorizationId, CardId, Channel, Command, CommandBody,
+    Country, Currency, DeclineReason, IdempotencyKey, Mcc, Merchant, Money, Outcome, Spend,
+    SpendKind,
 };
 
 use super::OpError;
@@ -79,6 +81,39 @@ fn not_ours(authorization: &AuthorizationId) -> OpError {
     OpError::not_found(format!(
         "authorization {authorization} was not issued by this server"
     ))
+}
+
+/// A positive amount in minor units, within what ISO 8583 DE 4 can carry.
+pub fn amount(amount_minor: i64, currency: Currency) -> Result<Money, OpError> {
+    if amount_minor <= 0 {
+        return Err(OpError::invalid(
+            "amount_minor",
+            format!("must be a positive integer number of minor units, got {amount_minor}"),
+        ));
+    }
+    if amount_minor > AMOUNT_MINOR_MAX {
+        return Err(OpError::invalid(
+            "amount_minor",
+            format!("must be at most {AMOUNT_MINOR_MAX}"),
+        ));
+    }
+    Ok(Money::new(amount_minor, currency))
+}
+
+/// The channel of a posting that neither names one nor has a lifecycle that did.
+pub const POSTING_CHANNEL_DEFAULT: Channel = Channel::Chip;
+
+/// A posting's spend as its request gave it (a clearing, advice, force post or refund): what
+/// is `None` comes from the lifecycle the posting names ([`App::posting_spend`]).
+#[derive(Debug, Clone, Default)]
+pub struct PostingFields {
+    pub card: Option<CardId>,
+    pub amount_minor: i64,
+    pub currency: Option<Currency>,
+    pub mcc: Option<Mcc>,
+    pub channel: Option<Channel>,
+    pub merchant_name: Option<String>,
+    pub merchant_country: Option<Country>,
 }
 
 /// Card traffic is sent by networks (and admins); app keys act for members and send none.
@@ -162,6 +197,64 @@ impl App {
     ) -> Result<Option<Box<Authorization>>, OpError> {
         let mut state = self.committed(account).await?;
         Ok(state.authorizations.remove(authorization))
+    }
+
+    /// A posting's spend: what `fields` leaves out (card, merchant, channel, currency) comes
+    /// from the committed lifecycle `fill_from`, if there is one; a channel neither gives is
+    /// [`POSTING_CHANNEL_DEFAULT`]. The lifecycle is read only when a field it fills is
+    /// missing.
+    pub async fn posting_spend(
+        &self,
+        account: &AccountId,
+        fill_from: Option<&AuthorizationId>,
+        fields: PostingFields,
+    ) -> Result<Spend, OpError> {
+        let mut fields = fields;
+        if let Some(authorization) = fill_from
+            && (fields.card.is_none()
+                || fields.mcc.is_none()
+                || fields.channel.is_none()
+                || fields.currency.is_none())
+            && let Some(lifecycle) = self.lifecycle(account, authorization).await?
+        {
+            fields.card = fields.card.or_else(|| lifecycle.card.clone());
+            if let Some(merchant) = &lifecycle.merchant {
+                fields.mcc = fields.mcc.or(Some(merchant.mcc));
+                fields.merchant_name = fields
+                    .merchant_name
+                    .or_else(|| merchant.name.as_ref().map(ToString::to_string));
+                fields.merchant_country = fields.merchant_country.or(merchant.country);
+            }
+            fields.channel = fields.channel.or(lifecycle.channel);
+            fields.currency = fields.currency.or(Some(lifecycle.spend_currency()));
+        }
+        let card = fields
+            .card
+            .ok_or_else(|| OpError::invalid("card_id", "is required"))?;
+        let currency = fields
+            .currency
+            .ok_or_else(|| OpError::invalid("currency", "is required"))?;
+        let amount = amount(fields.amount_minor, currency)?;
+        let mcc = fields.mcc.ok_or_else(|| {
+            OpError::invalid(
+                "mcc",
+                "is required (a merchant category code is four digits)",
+            )
+        })?;
+        Ok(Spend {
+            card,
+            amount,
+            cashback_minor: 0,
+            kind: SpendKind::Purchase,
+            merchant: Merchant {
+                mcc,
+                country: fields.merchant_country,
+                name: fields.merchant_name.map(Into::into),
+            },
+            channel: fields.channel.unwrap_or(POSTING_CHANNEL_DEFAULT),
+            presented_expiry: None,
+            partial_allowed: false,
+        })
     }
 
     /// Decides card traffic on `account` and answers once it is durable.

@@ -104,7 +104,7 @@ impl OpError {
     /// A command the account refused, by the core's reason.
     pub fn rejected(reason: RejectReason) -> Self {
         use RejectReason::*;
-        let code = crate::convert::snake(&reason);
+        let code = crate::names::snake(&reason);
         let message = format!("the account refused this: {code}");
         match reason {
             NotPermitted | NotAMember => Self::PermissionDenied { code, message },

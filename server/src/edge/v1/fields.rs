@@ -1,25 +1,8 @@
-//! Between the wire (`tandem.v1` messages, shared by gRPC and HTTP/JSON) and the core's types.
-//! Every parser names the field it read, so a bad request gets a precise message.
+//! Reading `tandem.v1` request fields into core types: one parser per kind of field, each
+//! naming the field it read, so a bad request gets a precise message. The contract's parsing
+//! lives here and nowhere else.
 
-use serde::Serialize;
-use tandem_core::controls::Channels;
-use tandem_core::limits::AMOUNT_MINOR_MAX;
-use tandem_core::{
-    AccountKind, AmountLimit, BalanceSnapshot, BalanceView, CardStatus, Channel, Controls, Country,
-    Currency, LimitScope, Mcc, Money, Role, SpendKind, Window, WindowLimit, YearMonth,
-};
-use tandem_proto::v1 as pb;
-
-use crate::ops::OpError;
-
-/// The snake_case name serde gives a core enum value (`insufficient_funds`).
-pub fn snake<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(text)) => text,
-        Ok(other) => other.to_string(),
-        Err(_) => "unknown".to_owned(),
-    }
-}
+use super::*;
 
 /// Parses an identifier field (`AccountId::new`, `CardId::new`, ...).
 pub fn id<T, E: std::fmt::Display>(
@@ -40,25 +23,12 @@ pub fn currency(field: &str, code: &str) -> Result<Currency, OpError> {
     Currency::from_alpha(code).map_err(|e| OpError::invalid(field, e))
 }
 
-/// A positive amount in minor units, within what ISO 8583 DE 4 can carry.
+/// A positive amount in minor units of the named currency (`ops::card_traffic::amount`).
 pub fn amount(amount_minor: i64, code: &str) -> Result<Money, OpError> {
-    let currency = currency("currency", code)?;
-    if amount_minor <= 0 {
-        return Err(OpError::invalid(
-            "amount_minor",
-            format!("must be a positive integer number of minor units, got {amount_minor}"),
-        ));
-    }
-    if amount_minor > AMOUNT_MINOR_MAX {
-        return Err(OpError::invalid(
-            "amount_minor",
-            format!("must be at most {AMOUNT_MINOR_MAX}"),
-        ));
-    }
-    Ok(Money::new(amount_minor, currency))
+    crate::ops::card_traffic::amount(amount_minor, currency("currency", code)?)
 }
 
-fn limit(field: &str, value: &pb::Amount) -> Result<AmountLimit, OpError> {
+pub fn limit(field: &str, value: &pb::Amount) -> Result<AmountLimit, OpError> {
     let money = amount(value.amount_minor, &value.currency)
         .map_err(|e| OpError::invalid(field, e.message()))?;
     Ok(AmountLimit {
@@ -88,7 +58,7 @@ pub fn country(field: &str, text: &str) -> Result<Option<Country>, OpError> {
 }
 
 /// Parses a lower-case name through the core type's serde names.
-fn named<T: serde::de::DeserializeOwned>(
+pub fn named<T: serde::de::DeserializeOwned>(
     field: &str,
     text: &str,
     allowed: &str,
@@ -237,50 +207,116 @@ pub fn controls(value: &pb::Controls) -> Result<Controls, OpError> {
     Ok(controls)
 }
 
-pub fn balance(view: &BalanceView) -> pb::Balance {
-    pb::Balance {
-        currency: view.currency.alpha().to_owned(),
-        ledger_minor: view.ledger_minor,
-        held_minor: view.held_minor,
-        available_minor: view.available_minor,
-    }
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
-pub fn money(value: Money) -> pb::Amount {
-    pb::Amount {
-        currency: value.currency.alpha().to_owned(),
-        amount_minor: value.amount_minor,
-    }
+pub fn key(text: &str) -> Result<IdempotencyKey, OpError> {
+    id("idempotency_key", text, IdempotencyKey::new)
 }
 
-pub fn snapshot(view: &BalanceSnapshot, cause: String) -> pb::BalanceSnapshot {
-    pb::BalanceSnapshot {
-        account_id: view.account.to_string(),
-        seq: view.seq,
-        status: snake(&view.status),
-        balances: view.balances.iter().map(balance).collect(),
-        members: view
-            .members
+pub fn account_id(text: &str) -> Result<AccountId, OpError> {
+    let account = id("account_id", text, AccountId::new)?;
+    if text.len() > ACCOUNT_ID_BYTES_MAX {
+        return Err(OpError::invalid(
+            "account_id",
+            format!("is at most {ACCOUNT_ID_BYTES_MAX} bytes"),
+        ));
+    }
+    Ok(account)
+}
+
+pub fn member_id(text: &str) -> Result<MemberId, OpError> {
+    id("member_id", text, MemberId::new)
+}
+
+pub fn card_id(field: &str, text: &str) -> Result<CardId, OpError> {
+    id(field, text, CardId::new)
+}
+
+pub fn authorization_id(text: &str) -> Result<AuthorizationId, OpError> {
+    id("authorization_id", text, AuthorizationId::new)
+}
+
+pub fn merchant(mcc: &str, country: &str, name: &str) -> Result<Merchant, OpError> {
+    let name = merchant_name(name)?;
+    Ok(Merchant {
+        mcc: self::mcc("mcc", mcc)?,
+        country: self::country("merchant_country", country)?,
+        name: name.map(Into::into),
+    })
+}
+
+/// The wire fields of a card spend, before parsing.
+pub struct SpendFields<'a> {
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    pub mcc: &'a str,
+    pub channel: &'a str,
+    pub merchant_name: &'a str,
+    pub merchant_country: &'a str,
+}
+
+pub fn spend(card: CardId, fields: SpendFields<'_>) -> Result<Spend, OpError> {
+    Ok(Spend {
+        card,
+        amount: amount(fields.amount_minor, fields.currency)?,
+        cashback_minor: 0,
+        kind: tandem_core::SpendKind::Purchase,
+        merchant: merchant(fields.mcc, fields.merchant_country, fields.merchant_name)?,
+        channel: channel(fields.channel)?,
+        presented_expiry: None,
+        partial_allowed: false,
+    })
+}
+
+/// A PAN field: absent when empty (the operation checks its digits).
+pub fn optional_pan(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
+}
+
+/// Reads a rate table from its request.
+pub fn rates_table(request: &pb::SetRatesRequest) -> Result<tandem_core::RateTable, OpError> {
+    SavedRates {
+        base: request.base.clone(),
+        rates: request
+            .rates
             .iter()
-            .map(|member| pb::MemberUsage {
-                member_id: member.member.to_string(),
-                role: snake(&member.role),
-                usage: member
-                    .limits
-                    .iter()
-                    .map(|limit| pb::LimitUsage {
-                        scope: snake(&limit.scope),
-                        window: snake(&limit.window),
-                        limit: limit.limit.map(money),
-                        used_minor: limit.used_minor,
-                        limit_count: limit.limit_count,
-                        used_count: limit.used_count,
-                        resets_at_ms: limit.resets_at.map_or(0, |t| t.0),
-                    })
-                    .collect(),
-            })
+            .map(|(code, rate)| (code.clone(), rate.clone()))
             .collect(),
-        overdrawn: view.overdrawn,
-        cause,
     }
+    .table()
+}
+
+/// A posting's fields as its request gives them; an empty one is `None`, for the operation to
+/// fill from the lifecycle (`App::posting_spend`).
+pub fn posting_fields(request: &pb::PostingRequest) -> Result<PostingFields, OpError> {
+    let given = |text: &str| (!text.is_empty()).then_some(());
+    Ok(PostingFields {
+        card: given(&request.card_id)
+            .map(|()| card_id("card_id", &request.card_id))
+            .transpose()?,
+        amount_minor: request.amount_minor,
+        currency: given(&request.currency)
+            .map(|()| currency("currency", &request.currency))
+            .transpose()?,
+        mcc: given(&request.mcc)
+            .map(|()| mcc("mcc", &request.mcc))
+            .transpose()?,
+        channel: given(&request.channel)
+            .map(|()| channel(&request.channel))
+            .transpose()?,
+        merchant_name: merchant_name(&request.merchant_name)?.map(ToOwned::to_owned),
+        merchant_country: country("merchant_country", &request.merchant_country)?,
+    })
+}
+
+/// A merchant name: at most 64 bytes; `None` when empty.
+fn merchant_name(name: &str) -> Result<Option<&str>, OpError> {
+    if name.len() > 64 {
+        return Err(OpError::invalid("merchant_name", "is at most 64 bytes"));
+    }
+    Ok((!name.is_empty()).then_some(name))
 }
