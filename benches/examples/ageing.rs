@@ -133,10 +133,10 @@ fn main() {
         .join(format!("bench-ageing-{}", std::process::id()));
     runtime.block_on(async {
         let mut engine_config = EngineConfig::new(&dir);
-        if let Some(mb) = std::env::args().position(|a| a == "--sled-cache-mb").map(|_| flag("--sled-cache-mb", 64)) {
-            engine_config.sled = tandem_storage::SledSettings {
+        if let Some(mb) = std::env::args().position(|a| a == "--checkpoint-cache-mb").map(|_| flag("--checkpoint-cache-mb", 64)) {
+            engine_config.checkpoint = tandem_storage::CheckpointSettings {
                 cache_bytes: mb * 1024 * 1024,
-                ..tandem_storage::SledSettings::default()
+                ..tandem_storage::CheckpointSettings::default()
             };
         }
         let engine = Engine::open(engine_config).await.expect("engine");

@@ -11,7 +11,7 @@
 //!
 //! Provisions ACCOUNTS (default 100,000) typical accounts — 2 members, 2 cards, a deposit and
 //! 5 open holds — keeps every actor resident, and reports the process's resident set (RSS)
-//! per account, with sled's cache set explicitly. Then it stops, reopens the same data
+//! per account, with the checkpoint store's cache set explicitly. Then it stops, reopens the same data
 //! directory as a restart would, and reports the time back to ready (engine open and replay)
 //! and to every account loaded.
 //!
@@ -30,9 +30,9 @@ use tandem_core::testkit::{auth, card, good_expiry, member, money, spend, standa
 use tandem_core::{
     Account, AccountId, AccountKind, Actor, Command, CommandBody, IdempotencyKey, Role,
 };
-use tandem_storage::{Engine, EngineConfig, SledSettings};
+use tandem_storage::{CheckpointSettings, Engine, EngineConfig};
 
-const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const CHECKPOINT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// mimalloc, counting the bytes live on the heap.
 struct Counting;
@@ -205,9 +205,9 @@ fn command(key: &str, actor: Actor, body: CommandBody) -> Command {
 
 fn config(dir: &std::path::Path) -> EngineConfig {
     let mut config = EngineConfig::new(dir);
-    config.sled = SledSettings {
-        cache_bytes: SLED_CACHE_BYTES,
-        ..SledSettings::default()
+    config.checkpoint = CheckpointSettings {
+        cache_bytes: CHECKPOINT_CACHE_BYTES,
+        ..CheckpointSettings::default()
     };
     config
 }
@@ -296,11 +296,11 @@ fn main() {
         let resident = system.resident_accounts();
         let rss = rss_bytes();
         println!(
-            "{accounts} accounts provisioned in {:.1?}; resident actors {resident}; RSS {:.0} MiB (baseline {:.0} MiB, sled cache {} MiB): {} bytes per resident account",
+            "{accounts} accounts provisioned in {:.1?}; resident actors {resident}; RSS {:.0} MiB (baseline {:.0} MiB, checkpoint cache {} MiB): {} bytes per resident account",
             started.elapsed(),
             rss as f64 / 1048576.0,
             baseline as f64 / 1048576.0,
-            SLED_CACHE_BYTES / 1048576,
+            CHECKPOINT_CACHE_BYTES / 1048576,
             per(rss.saturating_sub(baseline) as usize, resident),
         );
         println!(

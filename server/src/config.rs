@@ -56,9 +56,13 @@ pub struct Settings {
     /// The FX base currency until rates are set [default: EUR]
     #[arg(long, env = "TANDEM_FX_BASE")]
     pub fx_base: Option<String>,
-    /// The checkpoint store's block cache, bytes (named for sled, the store before decision
-    /// 0023) [default: 268435456]
-    #[arg(long, env = "TANDEM_SLED_CACHE_BYTES")]
+    /// The checkpoint store's block cache, bytes [default: 268435456]
+    #[arg(long, env = "TANDEM_CHECKPOINT_CACHE_BYTES")]
+    pub checkpoint_cache_bytes: Option<u64>,
+    /// Deprecated alias of `--checkpoint-cache-bytes` (named for sled, the store before
+    /// decision 0023): still accepted, with a warning at start; the new name wins if both are
+    /// set.
+    #[arg(long, env = "TANDEM_SLED_CACHE_BYTES", hide = true)]
     pub sled_cache_bytes: Option<u64>,
     /// Entries each of the card and PAN directories' caches holds; a lookup past them reads
     /// the checkpoint [default: 262144]
@@ -133,7 +137,7 @@ pub struct Config {
     pub in_flight_per_account_max: usize,
     pub sweep_every: Duration,
     pub fx_base: String,
-    pub sled_cache_bytes: u64,
+    pub checkpoint_cache_bytes: u64,
     pub directory_cache_entries: usize,
     pub checkpoint_every: Duration,
     pub log_writes_in_flight: usize,
@@ -144,6 +148,8 @@ pub struct Config {
     pub iso8583_listen: SocketAddr,
     pub iso8583: crate::edge::iso8583::Settings,
     pub policy: tandem_core::Policy,
+    /// Deprecated names the settings used, each with its replacement: logged once at start.
+    pub deprecated: Vec<String>,
 }
 
 macro_rules! layer {
@@ -181,6 +187,7 @@ impl Settings {
             in_flight_per_account_max,
             sweep_every_secs,
             fx_base,
+            checkpoint_cache_bytes,
             sled_cache_bytes,
             directory_cache_entries,
             checkpoint_ms,
@@ -300,7 +307,20 @@ impl Settings {
             in_flight_per_account_max: self.in_flight_per_account_max.unwrap_or(1_024),
             sweep_every: Duration::from_secs(self.sweep_every_secs.unwrap_or(60).max(1)),
             fx_base: self.fx_base.unwrap_or_else(|| "EUR".to_owned()),
-            sled_cache_bytes: self.sled_cache_bytes.unwrap_or(256 * 1024 * 1024),
+            checkpoint_cache_bytes: self
+                .checkpoint_cache_bytes
+                .or(self.sled_cache_bytes)
+                .unwrap_or(256 * 1024 * 1024),
+            deprecated: self
+                .sled_cache_bytes
+                .map(|_| {
+                    "sled_cache_bytes (--sled-cache-bytes, TANDEM_SLED_CACHE_BYTES) is deprecated: \
+                     use checkpoint_cache_bytes (--checkpoint-cache-bytes, \
+                     TANDEM_CHECKPOINT_CACHE_BYTES)"
+                        .to_owned()
+                })
+                .into_iter()
+                .collect(),
             directory_cache_entries: self
                 .directory_cache_entries
                 .unwrap_or(tandem_actors::DIRECTORY_CACHE_ENTRIES_DEFAULT)
@@ -340,6 +360,31 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("data"), "the default");
         assert_eq!(config.checkpoint_every, Duration::from_millis(250));
         assert_eq!(config.log_writes_in_flight, 1, "the default");
+    }
+
+    #[test]
+    fn the_old_cache_name_still_works_is_reported_and_loses_to_the_new_one() {
+        let old = Settings {
+            sled_cache_bytes: Some(1_234),
+            ..Settings::default()
+        };
+        let config = old.clone().resolve().expect("resolved");
+        assert_eq!(
+            config.checkpoint_cache_bytes, 1_234,
+            "the alias still sets it"
+        );
+        assert_eq!(config.deprecated.len(), 1);
+        assert!(config.deprecated[0].contains("checkpoint_cache_bytes"));
+        let both = Settings {
+            checkpoint_cache_bytes: Some(5_678),
+            ..old
+        };
+        assert_eq!(
+            both.resolve().expect("resolved").checkpoint_cache_bytes,
+            5_678
+        );
+        let new = Settings::default().resolve().expect("resolved");
+        assert!(new.deprecated.is_empty(), "nothing to report");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tandem_actors::{AccountSystem, SystemConfig};
 use tandem_proto::v1::accounts_server::AccountsServer;
 use tandem_proto::v1::authorizations_server::AuthorizationsServer;
 use tandem_proto::v1::balances_server::BalancesServer;
-use tandem_storage::{Engine, EngineConfig, SledSettings};
+use tandem_storage::{CheckpointSettings, Engine, EngineConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -250,6 +250,9 @@ async fn listen(protocol: &'static str, address: SocketAddr) -> Result<TcpListen
 
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let _lock = lock_data_dir(&config.data_dir).map_err(ServeError::DataDir)?;
+    for note in &config.deprecated {
+        tracing::warn!("{note}");
+    }
     // Histograms as Prometheus histograms (buckets), so dashboards can aggregate quantiles
     // across instances with histogram_quantile.
     let seconds = [
@@ -368,8 +371,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         tracing::warn!("fault injection is enabled: POST /v1/admin/faults can fail log writes");
         app.enable_fault_injection(engine_config.write_faults.clone());
     }
-    engine_config.sled = SledSettings {
-        cache_bytes: config.sled_cache_bytes,
+    engine_config.checkpoint = CheckpointSettings {
+        cache_bytes: config.checkpoint_cache_bytes,
         directory_cache_entries: config.directory_cache_entries,
     };
     engine_config.checkpoint_every = config.checkpoint_every;

@@ -69,13 +69,13 @@ pub use faults::WriteFaults;
 #[cfg(not(loom))]
 pub use pan_key::PanKey;
 #[cfg(not(loom))]
-pub use state_machine::{LoadError, SledSettings, StateMachine, StateReader};
+pub use state_machine::{CheckpointSettings, LoadError, StateMachine, StateReader};
 #[cfg(not(loom))]
 pub use types::{AccountRecord, ExpiryMove, LogBatch};
 
 /// The checkpoint store's directory inside a data directory (fjall). Data directories from
 /// before decision 0023 hold sled's in `state/` instead, moved over at the first open.
-pub const STATE_DIR: &str = "checkpoint";
+pub const CHECKPOINT_DIR: &str = "checkpoint";
 
 /// Where data directories from before decision 0023 hold sled's checkpoint.
-pub const SLED_STATE_DIR: &str = "state";
+pub const LEGACY_SLED_DIR: &str = "state";

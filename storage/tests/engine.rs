@@ -533,7 +533,7 @@ fn the_directories_are_read_when_asked_for_within_a_bounded_cache() {
     let pan = |i: usize| format!("pan-{i}").into_bytes();
     let config = || {
         let mut config = EngineConfig::new(dir.path());
-        config.sled.directory_cache_entries = 64;
+        config.checkpoint.directory_cache_entries = 64;
         config
     };
     runtime().block_on(async {
@@ -744,7 +744,7 @@ fn an_older_expiry_index_is_read_and_its_pointers_removed_at_open() {
     let account = tandem_core::AccountId::new("old-layout").unwrap();
     let at: i64 = 1_700_000_000_000;
     {
-        let db = sled::open(dir.path().join(tandem_storage::SLED_STATE_DIR)).unwrap();
+        let db = sled::open(dir.path().join(tandem_storage::LEGACY_SLED_DIR)).unwrap();
         let mut x = b"x:".to_vec();
         x.extend_from_slice(&((at as u64) ^ (1 << 63)).to_be_bytes());
         x.extend_from_slice(account.as_str().as_bytes());
@@ -772,7 +772,7 @@ fn an_older_expiry_index_is_read_and_its_pointers_removed_at_open() {
         engine.shutdown().await;
     });
     assert!(
-        !dir.path().join(tandem_storage::SLED_STATE_DIR).exists(),
+        !dir.path().join(tandem_storage::LEGACY_SLED_DIR).exists(),
         "sled's checkpoint moved into the store"
     );
     assert_eq!(
@@ -867,7 +867,7 @@ fn format_1_records_move_the_expiry_entries_they_do_not_locate() {
 
 /// Keys starting with `prefix` in the checkpoint store of the stopped engine in `data_dir`.
 fn stored_keys(data_dir: &std::path::Path, prefix: &[u8]) -> usize {
-    let db = fjall::Database::builder(data_dir.join(tandem_storage::STATE_DIR))
+    let db = fjall::Database::builder(data_dir.join(tandem_storage::CHECKPOINT_DIR))
         .open()
         .unwrap();
     let state = db

@@ -4,7 +4,7 @@
 use openraft::StorageError;
 use openraft::testing::{StoreBuilder, Suite};
 use tandem_storage::log_store::LogStore;
-use tandem_storage::state_machine::{SledSettings, StateMachine};
+use tandem_storage::state_machine::{CheckpointSettings, StateMachine};
 use tandem_storage::types::TandemRaft;
 
 struct FreshStore;
@@ -15,9 +15,9 @@ impl StoreBuilder<TandemRaft, LogStore, StateMachine, tempfile::TempDir> for Fre
     ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let log = LogStore::open(&dir.path().join("log")).expect("log opens");
-        let settings = SledSettings {
+        let settings = CheckpointSettings {
             cache_bytes: 8 * 1024 * 1024,
-            ..SledSettings::default()
+            ..CheckpointSettings::default()
         };
         let machine = StateMachine::open(&dir.path().join("state"), settings).expect("state opens");
         Ok((dir, log, machine))

@@ -93,7 +93,7 @@ pub fn save_checkpoint_copy(data_dir: &Path) -> io::Result<()> {
     let partial = data_dir.join(PARTIAL_COPY);
     let previous = data_dir.join(PREVIOUS_COPY);
     remove_if_present(&partial)?;
-    copy_store(&data_dir.join(tandem_storage::STATE_DIR), &partial)?;
+    copy_store(&data_dir.join(tandem_storage::CHECKPOINT_DIR), &partial)?;
     if copy.exists() {
         remove_if_present(&previous)?;
         std::fs::rename(&copy, &previous)?;
@@ -120,7 +120,7 @@ pub fn restore_store(data_dir: &Path) -> io::Result<bool> {
     }
     remove_if_present(&previous)?;
     remove_if_present(&data_dir.join(PARTIAL_COPY))?;
-    let state = data_dir.join(tandem_storage::STATE_DIR);
+    let state = data_dir.join(tandem_storage::CHECKPOINT_DIR);
     remove_if_present(&state)?;
     if !copy.exists() {
         return Ok(false);

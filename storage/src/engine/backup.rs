@@ -76,8 +76,10 @@ pub async fn restore(backup: &Path, data_dir: &Path) -> Result<u64, BackupError>
     let key = std::fs::read(backup.join(crate::pan_key::PAN_KEY_FILE))?;
     std::fs::create_dir_all(data_dir)?;
     write_copy(&data_dir.join(crate::pan_key::PAN_KEY_FILE), &key)?;
-    let mut machine =
-        StateMachine::open(&data_dir.join(crate::STATE_DIR), SledSettings::default())?;
+    let mut machine = StateMachine::open(
+        &data_dir.join(crate::CHECKPOINT_DIR),
+        CheckpointSettings::default(),
+    )?;
     let covers = machine.restore(&snapshot).await?;
     machine.sync()?;
     drop(machine);

@@ -6,7 +6,7 @@ use super::*;
 #[derive(Clone)]
 pub struct EngineConfig {
     pub data_dir: PathBuf,
-    pub sled: SledSettings,
+    pub checkpoint: CheckpointSettings,
     /// Records per log entry, at most (one group commit).
     pub batch_records_max: usize,
     /// Submissions waiting for the committer, at most; past it `submit` answers busy.
@@ -32,7 +32,7 @@ impl std::fmt::Debug for EngineConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineConfig")
             .field("data_dir", &self.data_dir)
-            .field("sled", &self.sled)
+            .field("checkpoint", &self.checkpoint)
             .field("batch_records_max", &self.batch_records_max)
             .field("queue_depth_max", &self.queue_depth_max)
             .field("snapshot_every_entries", &self.snapshot_every_entries)
@@ -48,7 +48,7 @@ impl EngineConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
-            sled: SledSettings::default(),
+            checkpoint: CheckpointSettings::default(),
             batch_records_max: 4_096,
             queue_depth_max: 65_536,
             snapshot_every_entries: 20_000,

@@ -32,7 +32,7 @@ use crate::faults::WriteFaults;
 use crate::latch::FailureLatch;
 use crate::log_store::LogStore;
 use crate::pan_key::PanKey;
-use crate::state_machine::{SledSettings, StateMachine, StateReader};
+use crate::state_machine::{CheckpointSettings, StateMachine, StateReader};
 use crate::types::{AccountRecord, LogBatch, NodeId, TandemRaft};
 
 mod backup;
@@ -63,7 +63,7 @@ const STATE_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// directory still fails, after the wait.
 async fn open_state(
     path: &Path,
-    settings: SledSettings,
+    settings: CheckpointSettings,
     observer: Option<crate::checkpoint::CheckpointObserver>,
 ) -> std::io::Result<StateMachine> {
     waiting_for_lock(|| StateMachine::open_observed(path, settings, observer.clone())).await
@@ -198,11 +198,15 @@ impl Engine {
         tracing::info!(log_ms = started.elapsed().as_millis(), "raft log opened");
         // A data directory from before decision 0023 keeps its checkpoint in sled: moved
         // into the store once, before the store opens.
-        let state_dir = config.data_dir.join(crate::STATE_DIR);
-        let sled_dir = config.data_dir.join(crate::SLED_STATE_DIR);
+        let state_dir = config.data_dir.join(crate::CHECKPOINT_DIR);
+        let sled_dir = config.data_dir.join(crate::LEGACY_SLED_DIR);
         waiting_for_lock(|| crate::checkpoint::move_from_sled(&sled_dir, &state_dir)).await?;
-        let machine =
-            open_state(&state_dir, config.sled, config.checkpoint_observer.clone()).await?;
+        let machine = open_state(
+            &state_dir,
+            config.checkpoint,
+            config.checkpoint_observer.clone(),
+        )
+        .await?;
         let reader = machine.reader();
         let fresh = log.state().0.is_none()
             && reader

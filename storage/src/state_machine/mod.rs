@@ -88,17 +88,17 @@ pub struct StateMachine {
     startup_asked: bool,
 }
 
-/// Checkpoint store settings Tandem sets explicitly. (Named for the store before decision
-/// 0023; the server's `sled_cache_bytes` setting still sets the cache.)
+/// Checkpoint store settings Tandem sets explicitly (the server's `--checkpoint-cache-bytes`
+/// and `--directory-cache-entries`).
 #[derive(Debug, Clone, Copy)]
-pub struct SledSettings {
+pub struct CheckpointSettings {
     /// The store's block cache, in bytes.
     pub cache_bytes: u64,
     /// Entries each of the card and PAN directories' caches holds, at most (`directory.rs`).
     pub directory_cache_entries: usize,
 }
 
-impl Default for SledSettings {
+impl Default for CheckpointSettings {
     fn default() -> Self {
         Self {
             cache_bytes: 64 * 1024 * 1024,
@@ -108,14 +108,14 @@ impl Default for SledSettings {
 }
 
 impl StateMachine {
-    pub fn open(path: &Path, settings: SledSettings) -> io::Result<Self> {
+    pub fn open(path: &Path, settings: CheckpointSettings) -> io::Result<Self> {
         Self::open_observed(path, settings, None)
     }
 
     /// Opens the state with `observer` told of every durable checkpoint.
     pub fn open_observed(
         path: &Path,
-        settings: SledSettings,
+        settings: CheckpointSettings,
         observer: Option<CheckpointObserver>,
     ) -> io::Result<Self> {
         let started = std::time::Instant::now();
