@@ -99,14 +99,6 @@ pub(crate) struct AccountState {
     last_used: Instant,
 }
 
-pub(crate) fn now() -> Timestamp {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    Timestamp::from_millis(millis)
-}
-
 impl AccountState {
     /// The account lent under `lease`, resident on `shard` from now on: its published view
     /// shows it.
@@ -117,7 +109,7 @@ impl AccountState {
         resting: Resting,
     ) -> Self {
         let Resting { account } = resting;
-        let view = shared.view(&account.id, BalanceSnapshot::of(&account, now()));
+        let view = shared.view(&account.id, BalanceSnapshot::of(&account, Timestamp::now()));
         let link = Arc::new(Link {
             account: account.id.clone(),
             view,
@@ -221,7 +213,7 @@ impl AccountState {
             let _ = reply.send(Err(ExecuteError::Busy));
             return;
         }
-        let at = now();
+        let at = Timestamp::now();
         let rates = shared.rates.load();
         let ctx = DecisionContext {
             now: at,

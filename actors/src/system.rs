@@ -249,7 +249,10 @@ impl AccountSystem {
         account: &AccountId,
     ) -> Result<Arc<BalanceSnapshot>, ExecuteError> {
         self.resting(account, |resting| {
-            Arc::new(BalanceSnapshot::of(&resting.account, crate::account::now()))
+            Arc::new(BalanceSnapshot::of(
+                &resting.account,
+                tandem_core::Timestamp::now(),
+            ))
         })
         .await
         .map_err(|error| ExecuteError::LoadFailed(error.to_string()))
@@ -447,10 +450,7 @@ impl AccountSystem {
     /// left (at most [`SWEEP_ROUNDS_MAX`] rounds): a hot account that leaves thousands of
     /// holds open a second keeps pace with them. Returns the sweep decisions made.
     pub async fn sweep_due(&self) -> usize {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now = tandem_core::Timestamp::now().millis();
         let mut swept = 0;
         for _ in 0..SWEEP_ROUNDS_MAX {
             let reader = self.shared.engine.reader().clone();

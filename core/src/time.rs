@@ -21,6 +21,16 @@ impl Timestamp {
         Self(millis)
     }
 
+    /// The wall clock, for the shells around the core (actors, server): the core's own
+    /// decisions never read it; they take `DecisionContext::now`. Saturates rather than
+    /// wraps; a clock before 1970 reads as 0.
+    pub fn now() -> Self {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Self(millis)
+    }
+
     pub const fn millis(self) -> i64 {
         self.0
     }

@@ -36,12 +36,6 @@ pub struct App {
     pub(crate) deadlines: crate::ops::timing_out::Deadlines,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl App {
     /// An app whose account system is not up yet: every call answers "recovering" until
     /// [`App::recovered`] hands it over.
@@ -110,7 +104,11 @@ impl App {
     /// against state): unique per request.
     pub(crate) fn fresh_key(&self, kind: &str) -> IdempotencyKey {
         let n = self.sequence.fetch_add(1, Ordering::Relaxed);
-        IdempotencyKey::new(&format!("{kind}-{}-{n}", now_ms())).expect("generated keys are valid")
+        IdempotencyKey::new(&format!(
+            "{kind}-{}-{n}",
+            tandem_core::Timestamp::now().millis()
+        ))
+        .expect("generated keys are valid")
     }
 
     pub(crate) async fn execute(
@@ -185,7 +183,7 @@ impl App {
         key: &IdempotencyKey,
     ) {
         let line = serde_json::json!({
-            "at_ms": now_ms(),
+            "at_ms": tandem_core::Timestamp::now().millis(),
             "key_id": principal.key_id,
             "action": action,
             "account_id": account.as_str(),

@@ -80,12 +80,6 @@ fn random_hex(bytes: usize) -> std::io::Result<String> {
     Ok(hex::encode(buffer))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Writes `bytes` to `path` via a synced temporary file and a rename, readable by the owner
 /// only.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -166,7 +160,7 @@ impl KeyStore {
             account_id: None,
             member_id: None,
             token_sha256: sha256_hex(token),
-            created_at_ms: now_ms(),
+            created_at_ms: tandem_core::Timestamp::now().millis(),
             created_by: "environment".to_owned(),
         };
         self.keys
@@ -227,7 +221,7 @@ impl KeyStore {
             account_id: account.as_ref().map(|a| a.to_string()),
             member_id: member.as_ref().map(|m| m.to_string()),
             token_sha256: sha256_hex(&token),
-            created_at_ms: now_ms(),
+            created_at_ms: tandem_core::Timestamp::now().millis(),
             created_by: created_by.to_owned(),
         };
         let principal = Principal {

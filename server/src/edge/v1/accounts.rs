@@ -145,7 +145,7 @@ pub async fn issue_card(
     let account = account_id(&request.account_id)?;
     let card = card_id("card_id", &request.card_id)?;
     let member = member_id(&request.member_id)?;
-    let expiry = fields::expiry(&request.expiry, fields::now_ms())?;
+    let expiry = fields::expiry(&request.expiry, tandem_core::Timestamp::now().millis())?;
     let pan = optional_pan(&request.pan);
     let outcome = app
         .issue_card(principal, &account, &card, member, pan, expiry)
@@ -160,7 +160,7 @@ pub async fn replace_card(
 ) -> Result<pb::Created, OpError> {
     let card = card_id("card_id", &request.card_id)?;
     let new_card = card_id("new_card_id", &request.new_card_id)?;
-    let expiry = fields::expiry(&request.expiry, fields::now_ms())?;
+    let expiry = fields::expiry(&request.expiry, tandem_core::Timestamp::now().millis())?;
     let pan = optional_pan(&request.pan);
     let outcome = app
         .replace_card(principal, card, &new_card, pan, expiry)

@@ -207,12 +207,6 @@ pub fn controls(value: &pb::Controls) -> Result<Controls, OpError> {
     Ok(controls)
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 pub fn key(text: &str) -> Result<IdempotencyKey, OpError> {
     id("idempotency_key", text, IdempotencyKey::new)
 }
