@@ -35,7 +35,7 @@ use tandem_core::{
     Timestamp, apply_owned, decide,
 };
 use tandem_storage::codec::encode_account;
-use tandem_storage::{AccountRecord, CommitError, Done, ExpiryMove, Lease, Resting};
+use tandem_storage::{AccountRecord, CommitError, Done, ExpiryMove, Lease};
 
 use crate::messages::{AccountMsg, ExecuteError, Reply, ShardMsg};
 use crate::shared::Shared;
@@ -106,9 +106,8 @@ impl AccountState {
         shared: &Arc<Shared>,
         shard: ActorRef<ShardMsg>,
         lease: Lease,
-        resting: Resting,
+        account: Account,
     ) -> Self {
-        let Resting { account } = resting;
         let view = shared.view(&account.id, BalanceSnapshot::of(&account, Timestamp::now()));
         let link = Arc::new(Link {
             account: account.id.clone(),
@@ -161,13 +160,7 @@ impl AccountState {
         let accounts = shared.engine.reader().accounts();
         let id = self.account.id.clone();
         if self.link.in_flight.load(Ordering::Acquire) == 0 && !self.has_failed() {
-            accounts.give_back(
-                &id,
-                self.lease,
-                Resting {
-                    account: self.account,
-                },
-            );
+            accounts.give_back(&id, self.lease, self.account);
         } else {
             accounts.end_lease(&id, self.lease);
         }

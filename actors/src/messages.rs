@@ -2,7 +2,7 @@
 //! ([`Reply`], [`ExecuteError`]), and what a shard's mailbox carries ([`ShardMsg`]).
 
 use tandem_core::{Account, AccountId, Command, Outcome};
-use tandem_storage::{CommitError, Lease, LoadError, Resting};
+use tandem_storage::{CommitError, Lease, LoadError};
 use tokio::sync::oneshot;
 
 use crate::shared::Shared;
@@ -94,7 +94,7 @@ pub(crate) enum ShardMsg {
     Loaded {
         account: AccountId,
         lease: Lease,
-        loaded: Result<Resting, LoadError>,
+        loaded: Result<Account, LoadError>,
     },
     /// A commit of the account failed: drop its resident copy.
     LogFailed(AccountId),

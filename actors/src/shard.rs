@@ -11,19 +11,20 @@
 //! - A tick every half idle timeout passivates accounts idle that long with nothing in
 //!   flight: each goes back to the committed accounts in memory.
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{ActorProcessingErr, ActorRef};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_core::AccountId;
-use tandem_storage::{Lease, LoadError, Resting};
+use tandem_storage::{Lease, LoadError};
 
 use crate::account::AccountState;
 use crate::messages::{AccountMsg, ExecuteError, ShardMsg};
 use crate::shared::Shared;
 
-enum Slot {
+/// Where an account of this shard stands: being loaded, or resident with its actor state.
+enum Residence {
     /// Being loaded; its messages wait here in arrival order.
     Loading(Vec<AccountMsg>),
     // Boxed so the map's empty slots stay small.
@@ -35,7 +36,7 @@ pub(crate) struct Shard {
 }
 
 pub(crate) struct ShardState {
-    accounts: FxHashMap<AccountId, Slot>,
+    accounts: FxHashMap<AccountId, Residence>,
 }
 
 /// How often a shard looks for idle accounts: twice per idle timeout, so an account leaves
@@ -44,7 +45,7 @@ fn tick_every(idle: Duration) -> Duration {
     (idle / 2).max(Duration::from_millis(10))
 }
 
-impl Actor for Shard {
+impl ractor::Actor for Shard {
     type Msg = ShardMsg;
     type State = ShardState;
     type Arguments = ();
@@ -79,9 +80,9 @@ impl Actor for Shard {
             ShardMsg::LogFailed(account) => {
                 // Only if the resident copy is the one whose commit failed: a copy loaded
                 // since is current, and later failures of the old one tell nothing new.
-                if let Some(Slot::Resident(resident)) = state.accounts.get(&account)
+                if let Some(Residence::Resident(resident)) = state.accounts.get(&account)
                     && resident.has_failed()
-                    && let Some(Slot::Resident(resident)) = state.accounts.remove(&account)
+                    && let Some(Residence::Resident(resident)) = state.accounts.remove(&account)
                 {
                     tracing::warn!(%account, "a commit failed; the account is loaded again from durable state when next needed");
                     resident.leave();
@@ -90,10 +91,10 @@ impl Actor for Shard {
             ShardMsg::Tick => {
                 let idle = self.shared.config.idle_timeout.unwrap_or(Duration::MAX);
                 let leaving = state.accounts.extract_if(
-                    |_, slot| matches!(slot, Slot::Resident(resident) if resident.is_idle(idle)),
+                    |_, slot| matches!(slot, Residence::Resident(resident) if resident.is_idle(idle)),
                 );
                 for (_, slot) in leaving {
-                    if let Slot::Resident(resident) = slot {
+                    if let Residence::Resident(resident) = slot {
                         resident.leave();
                     }
                 }
@@ -111,7 +112,7 @@ impl Actor for Shard {
         // goes back to the committed accounts in memory. Waiting messages are dropped; their
         // callers see the account interrupted.
         for (_, slot) in state.accounts.drain() {
-            if let Slot::Resident(resident) = slot {
+            if let Residence::Resident(resident) = slot {
                 resident.leave();
             }
         }
@@ -128,8 +129,8 @@ impl Shard {
         message: AccountMsg,
     ) {
         match state.accounts.get_mut(&account) {
-            Some(Slot::Resident(resident)) => resident.handle(message),
-            Some(Slot::Loading(waiting)) => waiting.push(message),
+            Some(Residence::Resident(resident)) => resident.handle(message),
+            Some(Residence::Loading(waiting)) => waiting.push(message),
             // A read never loads an account: dropping its reply sends the caller to the
             // account at rest.
             None if matches!(message, AccountMsg::Read { .. }) => {}
@@ -153,16 +154,16 @@ impl Shard {
             resident.handle(message);
             state
                 .accounts
-                .insert(account, Slot::Resident(Box::new(resident)));
+                .insert(account, Residence::Resident(Box::new(resident)));
             return;
         }
         state
             .accounts
-            .insert(account.clone(), Slot::Loading(vec![message]));
+            .insert(account.clone(), Residence::Loading(vec![message]));
         let shard = myself.clone();
         tokio::spawn(async move {
             let id = account.clone();
-            let loaded = tokio::task::spawn_blocking(move || reader.checkpointed(&id))
+            let loaded = tokio::task::spawn_blocking(move || reader.load_account(&id))
                 .await
                 .map_err(|e| LoadError::Background(e.to_string()))
                 .and_then(|loaded| loaded);
@@ -181,9 +182,9 @@ impl Shard {
         state: &mut ShardState,
         account: AccountId,
         lease: Lease,
-        loaded: Result<Resting, LoadError>,
+        loaded: Result<tandem_core::Account, LoadError>,
     ) {
-        let Some(Slot::Loading(waiting)) = state.accounts.remove(&account) else {
+        let Some(Residence::Loading(waiting)) = state.accounts.remove(&account) else {
             // Not waiting for it (cannot happen: only a load inserts `Loading`).
             self.shared
                 .engine
@@ -200,7 +201,7 @@ impl Shard {
                 }
                 state
                     .accounts
-                    .insert(account, Slot::Resident(Box::new(resident)));
+                    .insert(account, Residence::Resident(Box::new(resident)));
             }
             Err(error) => {
                 tracing::warn!(%account, %error, "could not load the account");

@@ -3,7 +3,7 @@
 //! expiry sweeper for accounts that are not resident.
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -12,12 +12,10 @@ use tokio::sync::{broadcast, oneshot};
 
 use std::path::Path;
 use tandem_core::{
-    Account, AccountId, Actor as CommandActor, BalanceSnapshot, CardId, Command, CommandBody,
-    Event, IdempotencyKey, Outcome, RateTable,
+    Account, AccountId, Actor, BalanceSnapshot, CardId, Command, CommandBody, Event,
+    IdempotencyKey, Outcome, RateTable,
 };
-use tandem_storage::{
-    AccountRecord, BackupError, BackupInfo, Engine, EngineStats, LoadError, Resting,
-};
+use tandem_storage::{AccountRecord, BackupError, BackupInfo, Engine, EngineStats, LoadError};
 
 use crate::config::SystemConfig;
 use crate::messages::{AccountMsg, ExecuteError, ShardMsg};
@@ -36,7 +34,7 @@ struct Supervisor {
     shards: Shards,
 }
 
-impl Actor for Supervisor {
+impl ractor::Actor for Supervisor {
     type Msg = ();
     type State = ();
     type Arguments = ();
@@ -79,7 +77,7 @@ async fn spawn_shard(
     let shard = Shard {
         shared: shared.clone(),
     };
-    let (shard, _) = Actor::spawn_linked(None, shard, (), supervisor).await?;
+    let (shard, _) = ractor::Actor::spawn_linked(None, shard, (), supervisor).await?;
     Ok(shard)
 }
 
@@ -107,7 +105,7 @@ impl AccountSystem {
         let shards: Shards = (0..shared.config.shards.max(1))
             .map(|_| ArcSwapOption::empty())
             .collect();
-        let (supervisor, _) = Actor::spawn(
+        let (supervisor, _) = ractor::Actor::spawn(
             None,
             Supervisor {
                 shared: shared.clone(),
@@ -223,8 +221,7 @@ impl AccountSystem {
             // It left its shard before the read reached it: it was given back, or it is in
             // the checkpoint.
         }
-        self.resting(account, |resting| resting.account.clone())
-            .await
+        self.resting(account, |resting| resting.clone()).await
     }
 
     /// `read` of the account's committed state at rest: in memory if it is there, else
@@ -232,7 +229,7 @@ impl AccountSystem {
     async fn resting<T: Send + 'static>(
         &self,
         account: &AccountId,
-        read: impl Fn(&Resting) -> T + Send + 'static,
+        read: impl Fn(&Account) -> T + Send + 'static,
     ) -> Result<T, LoadError> {
         let reader = self.engine().reader();
         if let Some(value) = reader.accounts().read(account, &read) {
@@ -249,10 +246,7 @@ impl AccountSystem {
         account: &AccountId,
     ) -> Result<Arc<BalanceSnapshot>, ExecuteError> {
         self.resting(account, |resting| {
-            Arc::new(BalanceSnapshot::of(
-                &resting.account,
-                tandem_core::Timestamp::now(),
-            ))
+            Arc::new(BalanceSnapshot::of(resting, tandem_core::Timestamp::now()))
         })
         .await
         .map_err(|error| ExecuteError::LoadFailed(error.to_string()))
@@ -469,7 +463,7 @@ impl AccountSystem {
             for (at, account) in due {
                 let key =
                     IdempotencyKey::new(&format!("sweep-{now}")).expect("sweep keys are valid");
-                let command = Command::new(key, CommandActor::Platform, CommandBody::Sweep);
+                let command = Command::new(key, Actor::Platform, CommandBody::Sweep);
                 // Expiring the holds moves the account's entry in the expiry index; an entry
                 // the account does not hold goes.
                 if self

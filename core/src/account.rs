@@ -19,6 +19,10 @@ use crate::outcome::BalanceView;
 use crate::split::{SplitRule, Transfer, settle_up};
 use crate::time::Timestamp;
 
+/// One account's whole committed state (members, cards, balances, lifecycles, retained
+/// history): what `decide` reads and `apply` changes; its invariants are `Account::validate`.
+/// The other account types are views of it: `BalanceSnapshot` (what readers see),
+/// `tandem_actors`' `AccountState` (the resident copy) and `AccountView` (its published side).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub id: AccountId,

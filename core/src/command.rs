@@ -15,7 +15,8 @@ use crate::money::Money;
 use crate::split::SplitRule;
 use crate::time::YearMonth;
 
-/// Who is acting.
+/// Who is acting: a member, the platform or a network (not an actor of `tandem-actors`,
+/// which are ractor's).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Actor {

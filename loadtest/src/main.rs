@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tandem_loadtest::audit::Ledger;
 use tandem_loadtest::report::{Report, RunContext, load_average};
-use tandem_loadtest::run::{Load, Shared, run};
+use tandem_loadtest::run::{Load, RunState, run};
 use tandem_loadtest::scenario::{Population, Scenario, Traffic};
 use tandem_loadtest::target::{Protocol, Target};
 use tandem_loadtest::{provision, report};
@@ -216,7 +216,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
     let mut ledger = provision::ledger_of_deposits(&population);
     ledger.hold_expiry_ms = args.hold_expiry.map(|d| d.as_millis() as i64);
     let traffic = Traffic::new(scenario, population.clone(), args.seed).settled(args.settle);
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(RunState {
         target: target.clone(),
         traffic: Mutex::new(traffic),
         recorder: report::Recorder::default(),
@@ -298,7 +298,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
 /// Raises the rate by 25% per step until p99 breaks the SLO (or errors appear); reports the
 /// last step that held.
 async fn step(
-    shared: &Arc<Shared>,
+    shared: &Arc<RunState>,
     args: &RunArgs,
     context: &dyn Fn(String) -> RunContext,
 ) -> Report {
@@ -317,7 +317,7 @@ async fn step(
             args.seed.wrapping_add(rate as u64),
         )
         .settled(args.settle);
-        let step_shared = Arc::new(Shared {
+        let step_shared = Arc::new(RunState {
             target: shared.target.clone(),
             traffic: Mutex::new(traffic),
             recorder: report::Recorder::default(),
@@ -356,7 +356,7 @@ async fn step(
     }
 }
 
-fn merge_ledger(into: &Shared, from: &Shared) {
+fn merge_ledger(into: &RunState, from: &RunState) {
     let from = std::mem::take(&mut *from.ledger.lock().unwrap_or_else(|p| p.into_inner()));
     let mut into = into.ledger.lock().unwrap_or_else(|p| p.into_inner());
     into.authorizations.extend(from.authorizations);

@@ -26,8 +26,9 @@ pub struct Load {
     pub quiet: bool,
 }
 
-/// Everything shared by the tasks of one run.
-pub struct Shared {
+/// Everything the tasks of one run share: the target, the traffic, the latency recorder, the
+/// ledger the audit checks, and the population of accounts and cards.
+pub struct RunState {
     pub target: Arc<Target>,
     pub traffic: Mutex<Traffic>,
     pub recorder: Recorder,
@@ -113,7 +114,7 @@ fn note(
 }
 
 async fn send(
-    shared: &Shared,
+    shared: &RunState,
     start: Instant,
     due: Instant,
     account: &str,
@@ -130,7 +131,7 @@ async fn send(
 }
 
 /// Executes one unit of work that was due at `due`.
-pub async fn execute(shared: Arc<Shared>, start: Instant, due: Instant, work: Work) {
+pub async fn execute(shared: Arc<RunState>, start: Instant, due: Instant, work: Work) {
     match work {
         Work::Single { account, op } => {
             let account = shared.population.account_id(account);
@@ -167,7 +168,7 @@ pub async fn execute(shared: Arc<Shared>, start: Instant, due: Instant, work: Wo
 }
 
 /// Runs `load` against the shared target; answers the time it took.
-pub async fn run(shared: Arc<Shared>, load: &Load) -> Duration {
+pub async fn run(shared: Arc<RunState>, load: &Load) -> Duration {
     let start = Instant::now();
     // Live progress on the terminal (indicatif; hidden when stderr is not a terminal or in
     // quiet mode): approvals and answers per second, errors, p50 and p99 so far.
@@ -262,7 +263,7 @@ pub async fn run(shared: Arc<Shared>, load: &Load) -> Duration {
 
 /// Reads every account of the run from the server and checks it against what the tester was
 /// told.
-pub async fn audit(shared: &Arc<Shared>) -> crate::audit::AuditSummary {
+pub async fn audit(shared: &Arc<RunState>) -> crate::audit::AuditSummary {
     use crate::audit::{AuditSummary, Observed, authorizations_by_account, check_account_with};
     let ledger = std::mem::take(&mut *shared.ledger.lock().unwrap_or_else(|p| p.into_inner()));
     let by_account = authorizations_by_account(&ledger);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tandem_loadtest::provision;
 use tandem_loadtest::report::Recorder;
-use tandem_loadtest::run::{Load, Shared, audit, run};
+use tandem_loadtest::run::{Load, RunState, audit, run};
 use tandem_loadtest::scenario::{Population, Scenario, Traffic};
 use tandem_loadtest::target::Target;
 
@@ -33,7 +33,7 @@ async fn load(
     provision::provision(&target, &population, 8)
         .await
         .expect("provision");
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(RunState {
         target,
         traffic: Mutex::new(Traffic::new(scenario, population.clone(), 11)),
         recorder: Recorder::default(),

@@ -33,16 +33,9 @@ use crate::types::AccountRecord;
 
 const SHARDS: usize = 64;
 
-/// An account's committed state at rest: what the state machine keeps current. Its expiry
-/// index entry is at `account.next_expiry()` (see `state_machine/`), so nothing else is kept.
-#[derive(Debug, Clone)]
-pub struct Resting {
-    pub account: Account,
-}
-
 enum Held {
     Here {
-        resting: Box<Resting>,
+        resting: Box<Account>,
         /// The log index of the last record applied to it (0 if loaded).
         index: u64,
         /// Read, applied to or given back since the last checkpoint.
@@ -94,7 +87,7 @@ impl Accounts {
 
     /// Lends the account to an actor: its committed state if it is here (the caller loads it
     /// otherwise). From now on the state machine leaves it alone until it is given back.
-    pub fn lend(&self, id: &AccountId) -> (Lease, Option<Resting>) {
+    pub fn lend(&self, id: &AccountId) -> (Lease, Option<Account>) {
         let token = self
             .leases
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -110,7 +103,7 @@ impl Accounts {
 
     /// Gives a lent account back with its state, which must be committed (nothing of it
     /// in flight). Ignored unless `lease` is the account's latest.
-    pub fn give_back(&self, id: &AccountId, lease: Lease, resting: Resting) {
+    pub fn give_back(&self, id: &AccountId, lease: Lease, resting: Account) {
         let mut shard = self.shard(id);
         if let Some(held) = shard.held.get_mut(id)
             && matches!(held, Held::Lent(token) if *token == lease.token)
@@ -133,7 +126,7 @@ impl Accounts {
     }
 
     /// Runs `read` on the account's committed state if it is here.
-    pub fn read<T>(&self, id: &AccountId, read: impl FnOnce(&Resting) -> T) -> Option<T> {
+    pub fn read<T>(&self, id: &AccountId, read: impl FnOnce(&Account) -> T) -> Option<T> {
         let mut shard = self.shard(id);
         match shard.held.get_mut(id) {
             Some(Held::Here {
@@ -158,7 +151,7 @@ impl Accounts {
 
     /// Keeps an account loaded from the checkpoint, unless it is in memory already or an
     /// apply may have changed it since `epoch` was read.
-    pub fn keep_loaded(&self, id: &AccountId, epoch: Epoch, resting: Resting) {
+    pub fn keep_loaded(&self, id: &AccountId, epoch: Epoch, resting: Account) {
         let mut shard = self.shard(id);
         if shard.epoch == epoch.0 && !shard.held.contains_key(id) {
             shard.held.insert(
@@ -191,7 +184,7 @@ impl Accounts {
                 if record.event_count == 0 {
                     return;
                 }
-                let held = resting.account.seq;
+                let held = resting.seq;
                 if held >= record.seq_first + u64::from(record.event_count) {
                     // Loaded from the checkpoint after these events were written to it.
                     return;
@@ -204,7 +197,7 @@ impl Accounts {
                 match events {
                     Some(events) => {
                         for event in events {
-                            tandem_core::apply_owned(&mut resting.account, event);
+                            tandem_core::apply_owned(resting, event);
                         }
                     }
                     None => {
@@ -212,7 +205,7 @@ impl Accounts {
                         // go; the next read loads it from the checkpoint, which has them.
                         tracing::warn!(
                             account = %record.account,
-                            held_seq = resting.account.seq,
+                            held_seq = resting.seq,
                             record_seq = record.seq_first,
                             "a committed record does not continue the account in memory; it will be loaded again"
                         );

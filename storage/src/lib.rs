@@ -57,7 +57,7 @@ pub mod state_machine;
 pub mod types;
 
 #[cfg(not(loom))]
-pub use accounts::{Accounts, Lease, Resting};
+pub use accounts::{Accounts, Lease};
 #[cfg(not(loom))]
 pub use directory::CACHE_ENTRIES_DEFAULT as DIRECTORY_CACHE_ENTRIES_DEFAULT;
 #[cfg(not(loom))]

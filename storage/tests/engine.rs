@@ -669,7 +669,7 @@ fn committed_records_keep_the_accounts_at_rest_current() {
     runtime().block_on(async {
         let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
         let accounts = engine.reader().accounts();
-        let seq_of = |accounts: &tandem_storage::Accounts| accounts.read(&id, |r| r.account.seq);
+        let seq_of = |accounts: &tandem_storage::Accounts| accounts.read(&id, |r| r.seq);
         assert_eq!(
             seq_of(accounts),
             None,
@@ -684,13 +684,13 @@ fn committed_records_keep_the_accounts_at_rest_current() {
         submit(&batches[0], &mut seq).await.unwrap().unwrap();
         // Loaded from the checkpoint once, then kept.
         let loaded = engine.reader().load_resting(&id).unwrap();
-        assert_eq!(loaded.account.seq, seq);
+        assert_eq!(loaded.seq, seq);
         assert_eq!(seq_of(accounts), Some(seq));
         // Later records are applied to it in memory, each once.
         for events in &batches[1..] {
             submit(events, &mut seq).await.unwrap().unwrap();
         }
-        let held = accounts.read(&id, |r| r.account.clone()).unwrap();
+        let held = accounts.read(&id, |r| r.clone()).unwrap();
         assert_eq!(
             held, world.account,
             "the records were applied in memory exactly once"
@@ -711,7 +711,7 @@ fn committed_records_keep_the_accounts_at_rest_current() {
         let (lease, _) = accounts.lend(&id);
         let mut wrong = world.account.clone();
         wrong.seq += 1_000;
-        accounts.give_back(&id, stale, tandem_storage::Resting { account: wrong });
+        accounts.give_back(&id, stale, wrong);
         assert!(accounts.is_lent(&id), "the stale lease changed nothing");
         accounts.end_lease(&id, lease);
         assert_eq!(

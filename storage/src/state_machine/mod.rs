@@ -51,7 +51,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use tandem_core::{Account, AccountId, CardId};
 
-use crate::accounts::{Accounts, Resting};
+use crate::accounts::Accounts;
 use crate::checkpoint::{CheckpointObserver, Frozen, Layered, Writes};
 use crate::codec;
 use crate::types::{BatchApplied, Entry, ExpiryMove, LogId, NodeId, StorageError, TandemRaft};

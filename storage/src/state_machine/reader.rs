@@ -31,8 +31,9 @@ pub enum LoadError {
 }
 
 impl StateReader {
-    /// Rebuilds an account from its latest snapshot and the events after it; a fresh
-    /// unopened account if nothing is stored.
+    /// Rebuilds an account from its latest snapshot and the events after it, as the checkpoint
+    /// holds it, not kept in memory (for an actor the account is lent to); a fresh unopened
+    /// account if nothing is stored. Blocking: run it off the async workers.
     pub fn load_account(&self, account: &AccountId) -> Result<Account, LoadError> {
         let mut state = match self.store.get(&snapshot_key(account))? {
             Some(bytes) => codec::decode_account(&bytes)?,
@@ -118,19 +119,11 @@ impl StateReader {
 
     /// The account's committed state, loaded from the checkpoint and kept in memory (see
     /// `accounts.rs`). Blocking: run it off the async workers.
-    pub fn load_resting(&self, account: &AccountId) -> Result<Resting, LoadError> {
+    pub fn load_resting(&self, account: &AccountId) -> Result<Account, LoadError> {
         let epoch = self.accounts.epoch(account);
-        let resting = self.checkpointed(account)?;
+        let resting = self.load_account(account)?;
         self.accounts.keep_loaded(account, epoch, resting.clone());
         Ok(resting)
-    }
-
-    /// The account's committed state as the checkpoint holds it, not kept in memory (for an
-    /// actor the account is lent to). Blocking: run it off the async workers.
-    pub fn checkpointed(&self, account: &AccountId) -> Result<Resting, LoadError> {
-        Ok(Resting {
-            account: self.load_account(account)?,
-        })
     }
 
     /// The account and card a keyed PAN hash belongs to (the PAN directory). Blocking when
