@@ -34,6 +34,17 @@ pub enum Late {
     Apply,
 }
 
+/// Attempts to record one timeout mark before giving up (with waits doubling from 50 ms to
+/// 5 s between them, about a minute and a half in all).
+pub const MARK_ATTEMPTS_MAX: u32 = 24;
+
+/// Whether a timeout mark that failed with `error` on its `attempt`th try is tried again: only
+/// errors that may pass (busy, the log failing for now), within [`MARK_ATTEMPTS_MAX`], and not
+/// once the node is stopping.
+fn retry_mark(error: &OpError, attempt: u32) -> bool {
+    error.retryable() && error.code() != "shutting_down" && attempt < MARK_ATTEMPTS_MAX
+}
+
 /// A timeout mark to record: the late decision's lifecycle, by the same keys it was named
 /// by, and its idempotency key.
 struct Mark {
@@ -78,8 +89,12 @@ impl App {
     }
 
     /// Records durably that `key`'s decision timed out, releasing any hold it placed, retrying
-    /// until durable (a hold left behind would hold the member's money); until then, repeats
-    /// of `key` are answered as missed.
+    /// while the error is retryable (a hold left behind would hold the member's money), at
+    /// most [`MARK_ATTEMPTS_MAX`] times and not once the node is stopping. Until the mark is
+    /// durable, repeats of `key` are answered as missed (91); if it never becomes durable,
+    /// they stay answered so until the node restarts (never with the late decision, which the
+    /// network overrode), the late hold stands until it expires, and the give-up is logged
+    /// and counted (`tandem_timeout_marks_abandoned_total`).
     fn mark_timed_out(self: &Arc<Self>, principal: Principal, account: AccountId, mark: Mark) {
         let Mark {
             lifecycle,
@@ -101,20 +116,50 @@ impl App {
                 references,
             };
             let mut wait = Duration::from_millis(50);
-            loop {
+            for attempt in 1..=MARK_ATTEMPTS_MAX {
                 let marked = app
                     .execute_with_pan(&principal, &account, command.clone(), None)
                     .await;
                 match marked {
-                    Ok(_) => break,
-                    Err(error) => {
-                        tracing::warn!(%account, %error, "could not yet record a timed-out authorization; retrying");
+                    Ok(_) => {
+                        app.deadlines.set().remove(&key);
+                        return;
+                    }
+                    Err(error) if retry_mark(&error, attempt) => {
+                        tracing::warn!(%account, %error, attempt, "could not yet record a timed-out authorization; retrying");
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(Duration::from_secs(5));
                     }
+                    Err(error) => {
+                        metrics::counter!("tandem_timeout_marks_abandoned_total").increment(1);
+                        tracing::error!(
+                            %account, %error, attempt,
+                            "gave up recording a timed-out authorization: its repeats answer 91 \
+                             until restart, and its hold stands until it expires"
+                        );
+                        return;
+                    }
                 }
             }
-            app.deadlines.set().remove(&key);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_mark_is_retried_only_while_it_may_pass_and_a_bounded_number_of_times() {
+        let busy = OpError::unavailable("busy", "the log is busy");
+        assert!(retry_mark(&busy, 1));
+        assert!(retry_mark(&busy, MARK_ATTEMPTS_MAX - 1));
+        assert!(!retry_mark(&busy, MARK_ATTEMPTS_MAX), "bounded");
+        let stopping = OpError::unavailable("shutting_down", "the node is stopping");
+        assert!(!retry_mark(&stopping, 1), "not once the node stops");
+        assert!(
+            !retry_mark(&OpError::internal("a fault"), 1),
+            "not what cannot pass"
+        );
     }
 }
