@@ -742,3 +742,53 @@ async fn card_management_checks_the_key_before_the_card() {
         .await;
     assert_eq!(status, 404);
 }
+
+/// Cash at an ATM's merchant category (6011) is an ATM withdrawal over HTTP too, whatever
+/// channel the request names, as over ISO 8583: a card whose controls block ATMs is declined,
+/// and the same cash elsewhere is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cash_at_an_atm_category_is_an_atm_withdrawal_whatever_channel_is_named() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(dir.path());
+    node.account("cashy", "joint", &[("ana", "owner")], Some(("EUR", 100_00)))
+        .await;
+    let (status, body) = node
+        .call(
+            "PUT",
+            "/v1/cards/cashy-ana-card/controls",
+            Some(ADMIN),
+            Some(json!({"channels": {"atm": false}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let network = network_key(&node).await;
+    let cash = |key: &str, mcc: &str| {
+        let mut body = authorize_body(key, "cashy-ana-card", 10_00);
+        body["kind"] = json!("cash");
+        body["mcc"] = json!(mcc);
+        body["channel"] = json!("chip");
+        body
+    };
+    let (_, at_atm) = node
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(&network),
+            Some(cash("atm-1", "6011")),
+        )
+        .await;
+    assert_eq!(
+        (at_atm["status"].as_str(), at_atm["decline_reason"].as_str()),
+        (Some("declined"), Some("channel_not_permitted")),
+        "{at_atm}"
+    );
+    let (_, at_shop) = node
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(&network),
+            Some(cash("shop-1", "5411")),
+        )
+        .await;
+    assert_eq!(at_shop["status"], "approved", "{at_shop}");
+}

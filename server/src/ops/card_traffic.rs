@@ -127,8 +127,10 @@ pub fn may_send(principal: &Principal) -> Result<(), OpError> {
 }
 
 /// The rules every gateway's card traffic obeys before it reaches the account: it is card
-/// traffic, its lifecycle belongs to `account`, cashback lies within the amount, and a refund
-/// gives back a purchase (whatever processing code brought it).
+/// traffic, its lifecycle belongs to `account`, cashback lies within the amount, a refund
+/// gives back a purchase (whatever processing code brought it), and cash at an ATM's merchant
+/// category ([`Mcc::ATM`]) is an ATM withdrawal whatever channel the terminal reported (a
+/// wallet payment stays one), so ATM controls and cash limits hold over every protocol.
 fn checked(account: &AccountId, mut body: CommandBody) -> Result<CommandBody, OpError> {
     if !body.is_card_traffic() || matches!(body, CommandBody::MarkTimedOut { .. }) {
         return Err(OpError::internal(format!(
@@ -158,6 +160,16 @@ fn checked(account: &AccountId, mut body: CommandBody) -> Result<CommandBody, Op
             ));
         }
         _ => {}
+    }
+    if let CommandBody::Authorize { spend, .. }
+    | CommandBody::Advise { spend, .. }
+    | CommandBody::Clear { spend, .. }
+    | CommandBody::ForcePost { spend, .. } = &mut body
+        && spend.kind == SpendKind::Cash
+        && spend.merchant.mcc == Mcc::ATM
+        && spend.channel != Channel::Wallet
+    {
+        spend.channel = Channel::Atm;
     }
     Ok(body)
 }

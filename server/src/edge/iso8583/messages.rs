@@ -329,6 +329,18 @@ fn required<'a>(message: &'a Message, field: u8, name: &str) -> Result<&'a str, 
         .ok_or_else(|| format_error(format!("DE {field} ({name}) is required")))
 }
 
+/// Positions `range` of DE `field`'s text, or a format error: a field shorter than the profile
+/// says is refused, never sliced past its end.
+fn part(text: &str, range: std::ops::Range<usize>, field: u8) -> Result<&str, Refusal> {
+    text.get(range.clone()).ok_or_else(|| {
+        format_error(format!(
+            "DE {field} is too short for positions {}-{}",
+            range.start + 1,
+            range.end
+        ))
+    })
+}
+
 fn digits(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
@@ -338,7 +350,7 @@ impl<'a> Fields<'a> {
         let pan = card_traffic::pan(required(message, 2, "PAN")?)
             .map_err(|_| format_error("DE 2 must be 12 to 19 digits"))?;
         let processing = match message.text(3) {
-            Some(text) => &text[..2],
+            Some(text) => part(text, 0..2, 3)?,
             // A reversal or advice may leave DE 3 out: it is a purchase's.
             None if matches!(message.mti.class(), 4) || message.mti.function() == 2 => "00",
             None => return Err(format_error("DE 3 (processing code) is required")),
@@ -451,10 +463,10 @@ impl<'a> Original<'a> {
     fn read(text: &'a str) -> Option<Self> {
         Some(Original {
             mti: Mti::new(text.get(..4)?)?.original(),
-            stan: &text[4..10],
-            transmission: &text[10..20],
-            acquirer: text[20..31].trim_start_matches('0'),
-            forwarding: text[31..42].trim_start_matches('0'),
+            stan: text.get(4..10)?,
+            transmission: text.get(10..20)?,
+            acquirer: text.get(20..31)?.trim_start_matches('0'),
+            forwarding: text.get(31..42)?.trim_start_matches('0'),
         })
     }
 
@@ -542,19 +554,12 @@ fn lifecycle_keys(
     }
 }
 
-/// DE 22's first two digits → channel; DE 48 `WT` makes it a wallet payment, MCC 6011 cash an
-/// ATM withdrawal.
-fn channel(
-    message: &Message,
-    fields: &Fields<'_>,
-    kind: SpendKind,
-    mcc: Mcc,
-) -> Result<Channel, Refusal> {
+/// DE 22's first two digits → channel; DE 48 `WT` makes it a wallet payment. (Cash at an ATM's
+/// category is an ATM withdrawal whatever DE 22 says: the operation's rule for every gateway,
+/// `ops::card_traffic`.)
+fn channel(message: &Message, fields: &Fields<'_>) -> Result<Channel, Refusal> {
     if fields.wallet {
         return Ok(Channel::Wallet);
-    }
-    if kind == SpendKind::Cash && mcc.code() == 6011 {
-        return Ok(Channel::Atm);
     }
     let Some(entry) = message.text(22) else {
         // Advices and completions describe what the network already let through.
@@ -563,7 +568,7 @@ fn channel(
         }
         return Err(format_error("DE 22 (entry mode) is required"));
     };
-    match &entry[..2] {
+    match part(entry, 0..2, 22)? {
         "01" | "10" | "81" => Ok(Channel::Ecommerce),
         "05" => Ok(Channel::Chip),
         "07" | "91" => Ok(Channel::Contactless),
@@ -578,11 +583,11 @@ fn channel(
 fn merchant(message: &Message, mcc: Mcc) -> Merchant {
     let (name, country) = match message.text(43) {
         Some(text) => {
-            let name = text[..23].trim();
-            let country = &text[38..40];
+            let name = text.get(..23).unwrap_or(text).trim();
+            let country = text.get(38..40);
             (
                 (!name.is_empty()).then(|| name.into()),
-                tandem_core::Country::new(country).ok(),
+                country.and_then(|c| tandem_core::Country::new(c).ok()),
             )
         }
         None => (None, None),
@@ -599,8 +604,8 @@ fn cashback(message: &Message) -> Result<i64, Refusal> {
     };
     for block in blocks.as_bytes().chunks(20) {
         let block = std::str::from_utf8(block).expect("DE 54 is ASCII");
-        if block.len() == 20 && &block[2..4] == "40" {
-            return block[8..20]
+        if block.len() == 20 && block.get(2..4) == Some("40") {
+            return part(block, 8..20, 54)?
                 .parse()
                 .map_err(|_| format_error("DE 54 cashback amount must be 12 digits"));
         }
@@ -641,7 +646,7 @@ fn spend(
         amount: Money::new(fields.amount_minor, fields.currency),
         cashback_minor,
         kind,
-        channel: channel(message, fields, kind, mcc)?,
+        channel: channel(message, fields)?,
         merchant: merchant(message, mcc),
         presented_expiry,
         partial_allowed: fields.partial_allowed,
@@ -652,7 +657,7 @@ fn spend(
 fn replacement(message: &Message, currency: Currency) -> Result<Option<Money>, Refusal> {
     match message.text(95) {
         Some(text) => {
-            let amount: i64 = text[..12]
+            let amount: i64 = part(text, 0..12, 95)?
                 .parse()
                 .map_err(|_| format_error("DE 95 must start with 12 digits"))?;
             Ok((amount > 0).then(|| Money::new(amount, currency)))
@@ -809,5 +814,124 @@ fn decision_answer(outcome: &Outcome) -> Answer {
             ..Answer::default()
         },
         Outcome::Rejected { .. } => Answer::code(code),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message of `mti` with `fields` set; `None` if the codec refuses a value.
+    fn message(mti: &str, fields: &[(u8, &str)]) -> Message {
+        let mut message = Message::new(Mti::new(mti).expect("an MTI"));
+        for (field, value) in fields {
+            message
+                .set(*field, value.as_bytes().to_vec())
+                .expect("a value the codec takes");
+        }
+        message
+    }
+
+    #[test]
+    fn a_field_shorter_than_its_positions_is_a_format_error_not_a_panic() {
+        assert_eq!(part("003000", 0..2, 3).expect("long enough"), "00");
+        for (text, range, field) in [("0", 0..2, 22), ("", 0..2, 3), ("12345", 0..12, 95)] {
+            let refusal = part(text, range, field).expect_err("too short");
+            assert_eq!(refusal.code, code::FORMAT_ERROR);
+            assert!(
+                refusal.why.contains(&format!("DE {field}")),
+                "{}",
+                refusal.why
+            );
+        }
+    }
+
+    #[test]
+    fn de90_is_read_by_position_and_a_short_one_is_none() {
+        // MTI, STAN, DE 7, acquirer (11, zero-padded), forwarding institution (11).
+        let text = ["0100", "000123", "1206120000", "00000123456", "00000000000"].concat();
+        let original = Original::read(&text).expect("42 digits");
+        assert_eq!(original.mti.as_str(), "0100");
+        assert_eq!(original.stan, "000123");
+        assert_eq!(original.transmission, "1206120000");
+        assert_eq!(original.acquirer, "123456");
+        assert_eq!(original.forwarding, "");
+        assert_eq!(Original::read(&text[..30]), None, "cut short");
+    }
+
+    #[test]
+    fn de43_gives_name_and_country_and_tolerates_what_is_missing() {
+        let full = message("0100", &[(43, "CAFE DE FLORE          PARIS          FR")]);
+        let merchant = merchant(&full, Mcc::new(5812).expect("mcc"));
+        assert_eq!(merchant.name.as_deref(), Some("CAFE DE FLORE"));
+        assert_eq!(
+            merchant.country.map(|c| c.as_str().to_owned()),
+            Some("FR".into())
+        );
+        let none = merchant_of(&message("0100", &[]));
+        assert_eq!((none.name, none.country), (None, None));
+    }
+
+    fn merchant_of(message: &Message) -> Merchant {
+        merchant(message, Mcc::new(5812).expect("mcc"))
+    }
+
+    #[test]
+    fn de54_cashback_and_de95_replacement_are_read_or_refused() {
+        let with_cashback = message("0200", &[(54, "0040978C000000000500")]);
+        assert_eq!(cashback(&with_cashback).expect("a type 40 block"), 500);
+        let without = message("0200", &[(54, "0001978C000000010000")]);
+        assert_eq!(
+            cashback(&without).expect_err("no type 40").code,
+            code::FORMAT_ERROR
+        );
+        let partial = message(
+            "0400",
+            &[(95, "000000000700000000000000000000000000000000")],
+        );
+        assert_eq!(
+            replacement(&partial, Currency::from_alpha("EUR").expect("EUR")).expect("read"),
+            Some(Money::new(700, Currency::from_alpha("EUR").expect("EUR")))
+        );
+    }
+
+    #[test]
+    fn de22_gives_the_channel_and_a_wallet_tag_overrides_it() {
+        let fields_of = |message: &Message| {
+            let mut fields = Fields::read(message).expect("fields");
+            let channel = channel(message, &fields).expect("a channel");
+            fields.wallet = true;
+            (channel, self::channel(message, &fields).expect("a channel"))
+        };
+        let base = [
+            (2, "4000001234567899"),
+            (3, "000000"),
+            (4, "000000001000"),
+            (11, "000001"),
+            (37, "RRN000000001"),
+            (49, "978"),
+        ];
+        let mut chip = base.to_vec();
+        chip.push((22, "051"));
+        assert_eq!(
+            fields_of(&message("0100", &chip)),
+            (Channel::Chip, Channel::Wallet)
+        );
+        let mut ecommerce = base.to_vec();
+        ecommerce.push((22, "810"));
+        assert_eq!(
+            fields_of(&message("0100", &ecommerce)).0,
+            Channel::Ecommerce
+        );
+        let mut unknown = base.to_vec();
+        unknown.push((22, "990"));
+        let message = message("0100", &unknown);
+        let fields = Fields::read(&message).expect("fields");
+        assert_eq!(
+            channel(&message, &fields)
+                .expect_err("not in the profile")
+                .code,
+            code::FORMAT_ERROR
+        );
     }
 }
