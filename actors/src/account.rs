@@ -213,11 +213,23 @@ impl AccountState {
             rates: &rates,
             policy: &shared.config.policy,
         };
-        let decision = match decide(&state.account, &command, &ctx) {
-            Ok(decision) => decision,
-            Err(error) => {
+        let decided = unpanicked(|| decide(&state.account, &command, &ctx));
+        let decision = match decided {
+            Ok(Ok(decision)) => decision,
+            Ok(Err(error)) => {
                 shared.release_admission();
                 let _ = reply.send(Err(ExecuteError::CouldNotDecide(error.to_string())));
+                return;
+            }
+            Err(panic) => {
+                // A bug in the rules: this command is answered once, as an internal fault;
+                // the account (which `decide` only reads) and the shard's others carry on.
+                metrics::counter!("tandem_decide_panics_total").increment(1);
+                tracing::error!(account = %state.account.id, key = %command.key, %panic, "deciding a command panicked");
+                shared.release_admission();
+                let _ = reply.send(Err(ExecuteError::CouldNotDecide(format!(
+                    "deciding it panicked: {panic}"
+                ))));
                 return;
             }
         };
@@ -352,6 +364,37 @@ impl AccountState {
         slot.submit(
             Some(record),
             Done::new(move |result| link.finish(result, Some(change), outcome, reply)),
+        );
+    }
+}
+
+/// Runs `f`, turning a panic into its message. `decide` reads the account and builds a new
+/// decision, so a panic inside it leaves nothing half-changed: the one command is answered
+/// with the fault, and the shard (with every other account on it) keeps running.
+pub(crate) fn unpanicked<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_its_message_and_a_value_passes_through() {
+        assert_eq!(unpanicked(|| 7), Ok(7));
+        assert_eq!(
+            unpanicked(|| -> u8 { panic!("rule {} broke", 3) }),
+            Err("rule 3 broke".to_owned())
+        );
+        assert_eq!(
+            unpanicked(|| -> u8 { panic!("plain") }),
+            Err("plain".to_owned())
         );
     }
 }

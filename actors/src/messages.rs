@@ -100,4 +100,7 @@ pub(crate) enum ShardMsg {
     LogFailed(AccountId),
     /// Passivate the idle accounts.
     Tick,
+    /// Makes the shard fail, as a bug would: how the supervisor's restart is tested.
+    #[cfg(test)]
+    Panic,
 }

@@ -88,6 +88,8 @@ impl ractor::Actor for Shard {
                     resident.leave();
                 }
             }
+            #[cfg(test)]
+            ShardMsg::Panic => panic!("a shard failing on purpose (test)"),
             ShardMsg::Tick => {
                 let idle = self.shared.config.idle_timeout.unwrap_or(Duration::MAX);
                 let leaving = state.accounts.extract_if(

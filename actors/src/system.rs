@@ -139,10 +139,15 @@ impl AccountSystem {
 
     /// Sends `message` to the shard `account` belongs to; false if the shard has stopped
     /// (the message is dropped, and its caller sees the account interrupted).
-    fn send(&self, account: &AccountId, message: AccountMsg) -> bool {
+    /// The index of the shard `account` belongs to.
+    fn shard_of(&self, account: &AccountId) -> usize {
         use std::hash::BuildHasher;
         let hash = rustc_hash::FxBuildHasher.hash_one(account);
-        let shard = &self.shards[(hash as usize) % self.shards.len()];
+        (hash as usize) % self.shards.len()
+    }
+
+    fn send(&self, account: &AccountId, message: AccountMsg) -> bool {
+        let shard = &self.shards[self.shard_of(account)];
         shard.load().as_ref().is_some_and(|shard| {
             shard
                 .cast(ShardMsg::Account(account.clone(), message))
@@ -522,5 +527,111 @@ async fn sweep_loop(system: std::sync::Weak<AccountSystem>, every: Duration) {
             return;
         };
         system.sweep_due().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem_core::testkit::{member, money, standard_rates};
+    use tandem_core::{AccountKind, IdempotencyKey, Role};
+    use tandem_storage::EngineConfig;
+
+    fn command(key: &str, body: CommandBody) -> Command {
+        Command {
+            key: IdempotencyKey::new(key).expect("key"),
+            actor: Actor::Platform,
+            body,
+            references: Vec::new(),
+        }
+    }
+
+    async fn ledger_eur(system: &AccountSystem, account: &AccountId) -> i64 {
+        let snapshot = system.snapshot(account).await.expect("snapshot");
+        snapshot.balances.iter().map(|b| b.ledger_minor).sum()
+    }
+
+    /// A shard that fails is restarted by the supervisor: its accounts are served again from
+    /// their committed state, and accounts on other shards never noticed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_shard_is_restarted_and_its_accounts_are_served_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let engine = Engine::open(EngineConfig::new(dir.path()))
+            .await
+            .expect("engine opens");
+        let system = AccountSystem::start(engine, SystemConfig::default(), standard_rates())
+            .await
+            .expect("system starts");
+        let accounts: Vec<AccountId> = (0..8)
+            .map(|i| AccountId::new(&format!("acct-{i}")).expect("id"))
+            .collect();
+        for account in &accounts {
+            for (step, body) in [
+                CommandBody::OpenAccount {
+                    kind: AccountKind::Joint,
+                },
+                CommandBody::AddMember {
+                    member: member("owner"),
+                    role: Role::Owner,
+                },
+                CommandBody::Deposit {
+                    member: member("owner"),
+                    amount: money(10_00, "EUR"),
+                },
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                system
+                    .execute(account, command(&format!("{account}-{step}"), body))
+                    .await
+                    .expect("decided");
+            }
+        }
+        let victim = &accounts[0];
+        let index = system.shard_of(victim);
+        let before = system.shards[index].load_full().expect("a shard").get_id();
+        system.shards[index]
+            .load_full()
+            .expect("a shard")
+            .cast(ShardMsg::Panic)
+            .expect("sent");
+        let mut restarted = false;
+        for _ in 0..200 {
+            if system.shards[index]
+                .load_full()
+                .is_some_and(|shard| shard.get_id() != before)
+            {
+                restarted = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(restarted, "the supervisor put a new shard in its place");
+        for (i, account) in accounts.iter().enumerate() {
+            let outcome = system
+                .execute(
+                    account,
+                    command(
+                        &format!("{account}-after"),
+                        CommandBody::Deposit {
+                            member: member("owner"),
+                            amount: money(1_00, "EUR"),
+                        },
+                    ),
+                )
+                .await
+                .expect("served after the restart");
+            assert!(
+                matches!(outcome, Outcome::Accepted { .. }),
+                "{i}: {outcome:?}"
+            );
+            assert_eq!(
+                ledger_eur(&system, account).await,
+                11_00,
+                "{account}: nothing lost"
+            );
+        }
+        system.shutdown().await;
     }
 }
