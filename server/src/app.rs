@@ -36,15 +36,20 @@ pub struct App {
     pub(crate) deadlines: crate::ops::timing_out::Deadlines,
 }
 
+/// The audit log, opened for appending.
+fn open_audit(data_dir: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("audit.log"))
+}
+
 impl App {
     /// An app whose account system is not up yet: every call answers "recovering" until
     /// [`App::recovered`] hands it over.
     pub fn new(keys: KeyStore, data_dir: PathBuf) -> Self {
-        let audit = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data_dir.join("audit.log"))
-            .map_err(|error| tracing::warn!(%error, "cannot open audit.log; admin actions will be logged only"))
+        let audit = open_audit(&data_dir)
+            .map_err(|error| tracing::warn!(%error, "cannot open audit.log; admin actions are refused until it opens"))
             .ok();
         Self {
             system: std::sync::OnceLock::new(),
@@ -143,7 +148,11 @@ impl App {
         // Admin actions are recorded; card traffic is not an admin action even when an admin
         // key sends it (its record is the account's own history).
         if principal.role == KeyRole::Admin && !body.is_card_traffic() {
-            self.audit(principal, command_name, account, &key);
+            self.audit(
+                principal,
+                command_name,
+                serde_json::json!({"account_id": account.as_str(), "idempotency_key": key.as_str()}),
+            )?;
         }
         let outcome = match crate::ops::route(account) {
             crate::ops::Route::Here => {
@@ -175,25 +184,36 @@ impl App {
         Ok(outcome?)
     }
 
-    fn audit(
+    /// Appends an admin action to `<data-dir>/audit.log` (one JSON line: time, key id,
+    /// action, `detail`'s fields) before it is carried out. A line that cannot be written
+    /// refuses the action (`storage_unavailable`): no admin action goes unrecorded.
+    pub(crate) fn audit(
         &self,
         principal: &Principal,
         action: &str,
-        account: &AccountId,
-        key: &IdempotencyKey,
-    ) {
-        let line = serde_json::json!({
+        detail: serde_json::Value,
+    ) -> Result<(), OpError> {
+        let mut line = serde_json::json!({
             "at_ms": tandem_core::Timestamp::now().millis(),
             "key_id": principal.key_id,
             "action": action,
-            "account_id": account.as_str(),
-            "idempotency_key": key.as_str(),
         });
-        tracing::info!(target: "tandem::audit", key_id = %principal.key_id, action, account = %account, "admin action");
-        let mut audit = self.audit.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(file) = audit.as_mut() {
-            use std::io::Write;
-            let _ = writeln!(file, "{line}");
+        if let (Some(line), serde_json::Value::Object(detail)) = (line.as_object_mut(), detail) {
+            line.extend(detail);
         }
+        tracing::info!(target: "tandem::audit", key_id = %principal.key_id, action, %line, "admin action");
+        let unavailable = |e: std::io::Error| {
+            OpError::unavailable(
+                "storage_unavailable",
+                format!("could not write the audit log, so the action was not carried out: {e}"),
+            )
+        };
+        let mut audit = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        if audit.is_none() {
+            *audit = Some(open_audit(&self.data_dir).map_err(unavailable)?);
+        }
+        let file = audit.as_mut().expect("opened above");
+        use std::io::Write;
+        writeln!(file, "{line}").map_err(unavailable)
     }
 }

@@ -26,6 +26,7 @@ pub async fn take(
             "must be an absolute directory path on the server's host",
         ));
     }
+    app.audit(principal, "backup", serde_json::json!({"to": to}))?;
     let system = app.system()?;
     let info = system
         .backup(&app.data_dir, dir)
@@ -43,7 +44,7 @@ pub async fn take(
                 .map_err(|e| OpError::unavailable("backup_failed", format!("{name}: {e}")))?;
         }
     }
-    tracing::info!(target: "tandem::audit", key_id = %principal.key_id, to, covers_index = info.covers_index, "backup written");
+    tracing::info!(key_id = %principal.key_id, to, covers_index = info.covers_index, "backup written");
     Ok(serde_json::json!({
         "to": to,
         "covers_log_index": info.covers_index,

@@ -282,3 +282,100 @@ async fn a_redirected_log_has_no_colour_escapes() {
     assert!(text.contains("stopped"), "the log has its lines: {text}");
     assert!(!text.contains('\x1b'), "no escape sequences: {text:?}");
 }
+
+/// Every admin action (account management, key issue and revoke, FX rates, faults, backups)
+/// is a line of `audit.log` with its key id, and a node whose audit log cannot be written
+/// refuses admin actions rather than carrying them out unrecorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_action_is_audited_and_an_unwritable_audit_log_refuses_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let node = Node::start_with(&data, &["--fault-injection", "true"]);
+    node.account("aud", "joint", &[("ana", "owner")], Some(("EUR", 10_00)))
+        .await;
+    let key = node
+        .admin("POST", "/v1/api-keys", json!({"role": "network"}))
+        .await;
+    let id = key["id"].as_str().expect("id").to_owned();
+    let (status, body) = node
+        .call("DELETE", &format!("/v1/api-keys/{id}"), Some(ADMIN), None)
+        .await;
+    assert!(status < 300, "{status} {body}");
+    let (status, body) = node
+        .call(
+            "PUT",
+            "/v1/fx/rates",
+            Some(ADMIN),
+            Some(json!({"base": "EUR", "rates": {"GBP": "0.85"}})),
+        )
+        .await;
+    assert!(status < 300, "{status} {body}");
+    node.admin("POST", "/v1/admin/faults", json!({"commit_delay_ms": 0}))
+        .await;
+    let to = dir.path().join("backup");
+    node.admin(
+        "POST",
+        "/v1/admin/backup",
+        json!({"to": to.to_str().expect("utf-8")}),
+    )
+    .await;
+    let audit = std::fs::read_to_string(data.join("audit.log")).expect("audit.log");
+    let actions: Vec<String> = audit
+        .lines()
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            assert!(line["key_id"].is_string(), "{line}");
+            line["action"].as_str().expect("action").to_owned()
+        })
+        .collect();
+    for action in [
+        "open_account",
+        "add_member",
+        "issue_card",
+        "deposit",
+        "issue_key",
+        "revoke_key",
+        "set_rates",
+        "set_faults",
+        "backup",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} is not in audit.log: {actions:?}"
+        );
+    }
+    node.stop();
+
+    // An audit log every write to fails (a full disk): admin actions are refused, 503.
+    let full = dir.path().join("full");
+    std::fs::create_dir_all(&full).expect("dir");
+    std::os::unix::fs::symlink("/dev/full", full.join("audit.log")).expect("symlink");
+    let node = Node::start(&full);
+    let (status, body) = node
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(ADMIN),
+            Some(json!({"role": "network"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("storage_unavailable")),
+        "{body}"
+    );
+    let (status, body) = node
+        .call(
+            "POST",
+            "/v1/accounts",
+            Some(ADMIN),
+            Some(json!({"account_id": "never", "kind": "joint"})),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    let (status, _) = node
+        .call("GET", "/v1/accounts/never/balance", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 404, "the refused account was not opened");
+    node.stop();
+}

@@ -116,11 +116,20 @@ impl App {
             }
             _ => {}
         }
+        self.audit(
+            principal,
+            "issue_key",
+            serde_json::json!({
+                "role": role,
+                "account_id": account.as_ref().map(|a| a.as_str()),
+                "member_id": member.as_ref().map(|m| m.as_str()),
+            }),
+        )?;
         let (id, token) = self
             .keys
             .issue(role, account.clone(), member.clone(), &principal.key_id)
             .map_err(|e| OpError::unavailable("storage_unavailable", e.to_string()))?;
-        tracing::info!(target: "tandem::audit", key_id = %principal.key_id, issued = %id, role = ?role, "API key issued");
+        tracing::info!(key_id = %principal.key_id, issued = %id, role = ?role, "API key issued");
         Ok(IssuedKey {
             id,
             token,
@@ -132,11 +141,9 @@ impl App {
 
     pub fn revoke_key(&self, principal: &Principal, id: &str) -> Result<(), OpError> {
         self.admin_only(principal, "revoking API keys")?;
+        self.audit(principal, "revoke_key", serde_json::json!({"revoked": id}))?;
         match self.keys.revoke(id) {
-            Ok(true) => {
-                tracing::info!(target: "tandem::audit", key_id = %principal.key_id, revoked = %id, "API key revoked");
-                Ok(())
-            }
+            Ok(true) => Ok(()),
             Ok(false) => Err(OpError::not_found(format!("no API key {id}"))),
             Err(e) => Err(OpError::unavailable("storage_unavailable", e.to_string())),
         }
@@ -147,6 +154,11 @@ impl App {
     pub fn set_rates(&self, principal: &Principal, table: RateTable) -> Result<(), OpError> {
         self.admin_only(principal, "setting FX rates")?;
         let saved = SavedRates::of(&table);
+        self.audit(
+            principal,
+            "set_rates",
+            serde_json::json!({"base": saved.base, "rates": saved.rates.len()}),
+        )?;
         let bytes =
             serde_json::to_vec_pretty(&saved).map_err(|e| OpError::internal(e.to_string()))?;
         crate::keys::write_private(&self.data_dir.join("fx-rates.json"), &bytes).map_err(|e| {
@@ -156,7 +168,6 @@ impl App {
             )
         })?;
         self.system()?.set_rates(table);
-        tracing::info!(target: "tandem::audit", key_id = %principal.key_id, base = %saved.base, count = saved.rates.len(), "FX rates set");
         Ok(())
     }
 
@@ -172,9 +183,14 @@ impl App {
         let faults = self.faults.get().ok_or_else(|| {
             OpError::forbidden("fault injection is not enabled on this node (--fault-injection)")
         })?;
+        self.audit(
+            principal,
+            "set_faults",
+            serde_json::json!({"disk_full": full, "commit_delay_ms": commit_delay_ms}),
+        )?;
         faults.fail_with_no_space(full);
         faults.delay_writes(std::time::Duration::from_millis(commit_delay_ms));
-        tracing::warn!(target: "tandem::audit", key_id = %principal.key_id, full, commit_delay_ms, "faults set");
+        tracing::warn!(key_id = %principal.key_id, full, commit_delay_ms, "faults set");
         Ok(())
     }
 }
