@@ -16,4 +16,3 @@ pub mod names;
 pub mod observe;
 pub mod ops;
 pub mod serve;
-pub mod watch;

@@ -292,7 +292,7 @@ impl Balances for Service {
     ) -> Result<Response<Self::WatchBalanceStream>, Status> {
         let principal = principal(&request)?;
         let stream =
-            crate::watch::changes(&self.app, &principal, &request.get_ref().account_id, None)
+            super::v1::watch_balance(&self.app, &principal, &request.get_ref().account_id, None)
                 .await
                 .map_err(Status::from)?;
         Ok(Response::new(Box::pin(stream.map(Ok))))

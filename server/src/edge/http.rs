@@ -421,7 +421,7 @@ async fn balance_stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    match crate::watch::changes(&app, &principal, &account_id, seen).await {
+    match super::v1::watch_balance(&app, &principal, &account_id, seen).await {
         Ok(stream) => Sse::new(sse_events(stream))
             .keep_alive(KeepAlive::default())
             .into_response(),
@@ -500,7 +500,13 @@ async fn backup(
     principal: Principal,
     Body(request): Body<BackupRequest>,
 ) -> Response {
-    created(crate::backup::take(&app, &principal, &request.to).await)
+    created(app.backup(&principal, &request.to).await.map(|taken| {
+        serde_json::json!({
+            "to": taken.to,
+            "covers_log_index": taken.covers_log_index,
+            "bytes": taken.bytes,
+        })
+    }))
 }
 
 #[derive(Deserialize, Default)]

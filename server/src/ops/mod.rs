@@ -18,6 +18,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod backup;
 pub mod card_traffic;
 pub mod cards;
 pub mod deadline;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod reads;
 pub mod route;
 pub mod timing_out;
+pub mod watch;
 
 pub use error::OpError;
 pub use route::{Route, route};

@@ -1,13 +1,7 @@
-//! Reads: balance, holds, positions, a lifecycle's events and the posted-entries feed.
+//! Reads: balance, holds, positions, a lifecycle's events, the posted-entries feed and the
+//! live balance stream.
 
 use super::*;
-
-/// The account a read names, for a caller that may read it.
-pub fn reader_account(app: &App, principal: &Principal, text: &str) -> Result<AccountId, OpError> {
-    let account = account_id(text)?;
-    app.may_read(principal, &account)?;
-    Ok(account)
-}
 
 pub async fn balance(
     app: &App,
@@ -215,4 +209,18 @@ pub async fn entries(
         entries,
         next,
     })
+}
+
+/// A live balance stream in `tandem.v1`'s shape (gRPC `WatchBalance`, HTTP SSE): the
+/// operation's updates rendered as `BalanceSnapshot` messages.
+pub async fn watch_balance(
+    app: &App,
+    principal: &Principal,
+    account_id: &str,
+    seen: Option<u64>,
+) -> Result<impl futures_util::Stream<Item = pb::BalanceSnapshot> + Send + 'static, OpError> {
+    use futures_util::StreamExt;
+    let account = fields::account_id(account_id)?;
+    let updates = app.watch_balance(principal, account, seen).await?;
+    Ok(updates.map(|update| answers::snapshot(&update.snapshot, update.cause)))
 }
