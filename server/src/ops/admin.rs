@@ -22,7 +22,7 @@ pub struct IssuedKey {
 }
 
 /// A currency named in the rates: its ISO 4217 alphabetic code.
-fn currency(field: &str, code: &str) -> Result<tandem_core::Currency, OpError> {
+pub(crate) fn currency(field: &str, code: &str) -> Result<tandem_core::Currency, OpError> {
     tandem_core::Currency::from_alpha(code).map_err(|e| OpError::invalid(field, e))
 }
 

@@ -20,7 +20,7 @@ pub fn currency(field: &str, code: &str) -> Result<Currency, OpError> {
     if code.is_empty() {
         return Err(OpError::invalid(field, "is required"));
     }
-    Currency::from_alpha(code).map_err(|e| OpError::invalid(field, e))
+    crate::ops::admin::currency(field, code)
 }
 
 /// A positive amount in minor units of the named currency (`ops::card_traffic::amount`).
