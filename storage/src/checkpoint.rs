@@ -26,6 +26,8 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
+use fjall::Readable;
+
 /// Writes in key order: a value, or `None` for a removed key.
 pub(crate) type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
@@ -175,14 +177,25 @@ impl Layered {
         self.stored(key)
     }
 
-    /// The stored keys in `range`, from the store alone, in key order.
+    /// The keys in `range` that `stored` (a snapshot of the store) holds, in key order.
     fn stored_range(
         &self,
+        stored: &fjall::Snapshot,
         range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
     ) -> impl DoubleEndedIterator<Item = io::Result<(fjall::Slice, fjall::Slice)>> {
-        self.tree
-            .range::<Vec<u8>, _>(range)
+        stored
+            .range::<Vec<u8>, _>(&self.tree, range)
             .map(|guard| guard.into_inner().map_err(store_error))
+    }
+
+    /// One view of the layers covering `range` and then one snapshot of the store, in that
+    /// order: a layer leaves memory only after its checkpoint is in the store, so whatever
+    /// the view lacks, the later snapshot holds. A read that walks the store twice uses the
+    /// one snapshot for both walks: the store's own iterators read its newest state, which a
+    /// checkpoint's batch may change between them.
+    fn view(&self, range: &(Bound<Vec<u8>>, Bound<Vec<u8>>)) -> (Writes, fjall::Snapshot) {
+        let memory = read(&self.layers).range(borrowed(range));
+        (memory, self.db.snapshot())
     }
 
     /// Removes every stored key starting with `prefix` (keys of older data directories), in
@@ -224,38 +237,40 @@ impl Layered {
         range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
         visit: impl FnMut(&[u8], &[u8]) -> io::Result<bool>,
     ) -> io::Result<()> {
-        let memory = read(&self.layers).range(borrowed(&range));
-        self.scan_with(&memory, range, visit)
+        let (memory, stored) = self.view(&range);
+        self.scan_with(&memory, &stored, range, visit)
     }
 
     /// Like [`Layered::scan`], but starting at the last key present at or below `floor`
     /// (from the range's start if there is none). Finding that key and walking on from it
-    /// see one view of memory: a checkpoint may join a layer's values under an earlier key
-    /// meanwhile (see [`Appendable`]), and two views could start the walk at a key that is
-    /// gone from both.
+    /// see one view of memory and one snapshot of the store: a checkpoint may join a layer's
+    /// values under an earlier key meanwhile (see [`Appendable`]), and two views could start
+    /// the walk at a key that is gone from both.
     pub(crate) fn scan_from_floor(
         &self,
         range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
         floor: Vec<u8>,
         visit: impl FnMut(&[u8], &[u8]) -> io::Result<bool>,
     ) -> io::Result<()> {
-        let memory = read(&self.layers).range(borrowed(&range));
-        let start = match self.last_with(&memory, (range.0.clone(), Bound::Included(floor)))? {
+        let (memory, stored) = self.view(&range);
+        let bounds = (range.0.clone(), Bound::Included(floor));
+        let start = match self.last_with(&memory, &stored, bounds)? {
             Some((key, _)) => Bound::Included(key),
             None => range.0,
         };
-        self.scan_with(&memory, (start, range.1), visit)
+        self.scan_with(&memory, &stored, (start, range.1), visit)
     }
 
-    /// [`Layered::scan`] over `memory`, a view of the layers covering `range`.
+    /// [`Layered::scan`] over one [`Layered::view`].
     fn scan_with(
         &self,
         memory: &Writes,
+        stored: &fjall::Snapshot,
         range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
         mut visit: impl FnMut(&[u8], &[u8]) -> io::Result<bool>,
     ) -> io::Result<()> {
         let mut memory = memory.range::<[u8], _>(borrowed(&range));
-        let mut stored = self.stored_range(range);
+        let mut stored = self.stored_range(stored, range);
         let mut memory_head = memory.next();
         let mut stored_head = stored.next().transpose()?;
         loop {
@@ -289,30 +304,30 @@ impl Layered {
         }
     }
 
-    /// The last key present in `range` and its value, over `memory`, a view of the layers
-    /// covering `range`.
+    /// The last key present in `range` and its value, over one [`Layered::view`].
     fn last_with(
         &self,
         memory: &Writes,
+        stored: &fjall::Snapshot,
         range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
     ) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
         let in_memory = memory
             .range::<[u8], _>(borrowed(&range))
             .rev()
             .find_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())));
-        let mut stored = None;
-        for item in self.stored_range(range).rev() {
+        let mut in_store = None;
+        for item in self.stored_range(stored, range).rev() {
             let (key, value) = item?;
             match memory.get(key.as_ref()) {
                 // Removed (or rewritten) since the checkpoint: memory decides.
                 Some(_) => continue,
                 None => {
-                    stored = Some((key.to_vec(), value.to_vec()));
+                    in_store = Some((key.to_vec(), value.to_vec()));
                     break;
                 }
             }
         }
-        Ok(match (in_memory, stored) {
+        Ok(match (in_memory, in_store) {
             (Some(m), Some(s)) => Some(if m.0 >= s.0 { m } else { s }),
             (m, s) => m.or(s),
         })
