@@ -418,6 +418,45 @@ async fn a_decision_not_durable_in_time_answers_91_and_the_advice_settles_it() {
     node.stop();
 }
 
+/// A reversal is the network's word: one not durable within the deadline is answered 91 then,
+/// but it is applied whenever it lands, and a repeat gets the true answer, not a stand-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_reversal_stands_and_its_repeat_is_answered_00() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start_with(
+        &dir.path().join("data"),
+        &["--fault-injection", "true", "--iso8583-deadline-ms", "200"],
+    );
+    setup(&node).await;
+    let mut link = Link::connect(&node.iso8583).await;
+    let original = authorization(PAN, "000601", "RRN000000601", 40_00);
+    assert_eq!(text(&link.ask(&original).await, 39), "00");
+
+    node.admin(
+        "POST",
+        "/v1/admin/faults",
+        json!({"commit_delay_ms": 1_000}),
+    )
+    .await;
+    let reversal = with(as_mti(&original, "0400"), &[(11, "000602")]);
+    assert_eq!(text(&link.ask(&reversal).await, 39), "91");
+    node.admin("POST", "/v1/admin/faults", json!({"commit_delay_ms": 0}))
+        .await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while eur(&node.balance("j").await).1 != 100_00 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the late reversal never released its hold"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let repeat = link.ask(&as_mti(&reversal, "0401")).await;
+    assert_eq!((repeat.mti.as_str(), text(&repeat, 39)), ("0410", "00"));
+    assert_eq!(eur(&node.balance("j").await).1, 100_00, "released once");
+    node.stop();
+}
+
 /// A reversal with a new RRN whose DE 90 names an approved original releases its hold, also
 /// after a SIGKILL: the original's DE 90 key is committed state, replayed with the account.
 /// A reversal that comes before its original leaves its tombstone under the DE 90 key, so the

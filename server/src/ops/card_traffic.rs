@@ -26,7 +26,7 @@ use tandem_core::{
 };
 
 use super::OpError;
-use super::deadline::{Late, Timed};
+use super::deadline::Timed;
 use crate::app::App;
 use crate::keys::{KeyRole, Principal};
 
@@ -284,14 +284,13 @@ impl App {
     }
 
     /// [`App::card_traffic`] under a deadline: [`Timed::Missed`] past it, and a late
-    /// decision is undone or applied as `late` says (`ops::deadline`).
+    /// decision undone or applied by the deadline rule (`ops::deadline`).
     pub async fn card_traffic_within(
         self: &Arc<Self>,
         principal: &Principal,
         account: &AccountId,
         command: Command,
         deadline: Duration,
-        late: Late,
     ) -> Result<Timed, OpError> {
         may_send(principal)?;
         let command = Command {
@@ -299,7 +298,7 @@ impl App {
             actor: Actor::Network,
             ..command
         };
-        self.execute_within(principal, account, command, deadline, late)
+        self.execute_within(principal, account, command, deadline)
             .await
     }
 }

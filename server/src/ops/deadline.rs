@@ -1,7 +1,7 @@
 //! The deadline rule of card traffic: a network stands in if it gets no answer in time, so a
 //! decision not durable within its deadline is answered "issuer unavailable" (ISO 8583: 91),
-//! and a durable `MarkTimedOut` then undoes whatever the late decision did (a hold it placed
-//! is released). Until that mark is durable, repeats of the same key are answered the same
+//! and, where the network stood in ([`undone_when_late`]), a durable `MarkTimedOut` then
+//! undoes whatever the late decision did (a hold it placed is released). Until that mark is durable, repeats of the same key are answered the same
 //! way. It lives with the operations, not in a gateway, so every way a request arrives (a
 //! link today, a request forwarded to the leader with replication) keeps it.
 
@@ -26,12 +26,17 @@ pub enum Timed {
     Missed { just_now: bool },
 }
 
-/// Whether a late decision is undone: a request for a decision is (the network stood in);
-/// an advice or reversal is the network's word and is applied whenever it lands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Late {
-    Undo,
-    Apply,
+/// Whether a decision that missed its deadline is undone: only where the network stood in
+/// for it, that is a request for a decision to authorize (single or dual message) or to
+/// increment. Everything else is the network's word or the cardholder's money coming back
+/// (advices, clearings, force posts, reversals whether requested or advised, refunds) and is
+/// applied whenever it lands, so a repeat of its key gets the true outcome. A balance inquiry
+/// changes nothing and needs no undo.
+pub fn undone_when_late(body: &CommandBody) -> bool {
+    matches!(
+        body,
+        CommandBody::Authorize { .. } | CommandBody::Increment { .. }
+    )
 }
 
 /// Attempts to record one timeout mark before giving up (with waits doubling from 50 ms to
@@ -55,27 +60,28 @@ struct Mark {
 
 impl App {
     /// Executes card traffic `command` on `account` under `deadline` (see the module's rule).
-    /// The timeout mark names the body's lifecycle, by the same keys; a balance inquiry has
-    /// none and changes nothing, so a late one needs no undo.
+    /// The timeout mark names the body's lifecycle, by the same keys.
     pub(super) async fn execute_within(
         self: &Arc<Self>,
         principal: &Principal,
         account: &AccountId,
         command: Command,
         deadline: Duration,
-        late: Late,
     ) -> Result<Timed, OpError> {
         if self.deadlines.set().contains(&command.key) {
             return Ok(Timed::Missed { just_now: false });
         }
         let key = command.key.clone();
-        let lifecycle = command.body.authorization().cloned();
+        let lifecycle = Some(&command.body)
+            .filter(|body| undone_when_late(body))
+            .and_then(CommandBody::authorization)
+            .cloned();
         let references = command.references.clone();
         let execute = self.execute_with_pan(principal, account, command, None);
         match tokio::time::timeout(deadline, execute).await {
             Ok(outcome) => outcome.map(Timed::Answered),
             Err(_) => {
-                if let (Late::Undo, Some(lifecycle)) = (late, lifecycle) {
+                if let Some(lifecycle) = lifecycle {
                     let mark = Mark {
                         lifecycle,
                         references,
@@ -148,6 +154,57 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tandem_core::testkit::{auth, card, money, spend};
+
+    #[test]
+    fn only_what_the_network_stood_in_for_is_undone_when_late() {
+        let id = auth("a1");
+        let bought = || spend("c1", money(10_00, "EUR"));
+        let undone = [
+            CommandBody::Authorize {
+                authorization: id.clone(),
+                spend: bought(),
+                single_message: false,
+            },
+            CommandBody::Authorize {
+                authorization: id.clone(),
+                spend: bought(),
+                single_message: true,
+            },
+            CommandBody::Increment {
+                authorization: id.clone(),
+                amount: money(5_00, "EUR"),
+            },
+        ];
+        let applied = [
+            CommandBody::Reverse {
+                authorization: id.clone(),
+                replacement: None,
+            },
+            CommandBody::Advise {
+                authorization: id.clone(),
+                spend: bought(),
+                network_approved: true,
+            },
+            CommandBody::Clear {
+                authorization: id.clone(),
+                spend: bought(),
+                final_clearing: true,
+            },
+            CommandBody::ForcePost {
+                authorization: id.clone(),
+                spend: bought(),
+            },
+            CommandBody::Refund {
+                refund: id.clone(),
+                spend: bought(),
+                original: None,
+            },
+            CommandBody::BalanceInquiry { card: card("c1") },
+        ];
+        assert!(undone.iter().all(undone_when_late));
+        assert!(!applied.iter().any(undone_when_late));
+    }
 
     #[test]
     fn a_timeout_mark_is_retried_only_while_it_may_pass_and_a_bounded_number_of_times() {

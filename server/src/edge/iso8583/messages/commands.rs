@@ -172,7 +172,7 @@ pub(super) fn command(
                 CommandBody::Advise {
                     authorization: lifecycle.clone(),
                     spend: spend(message, fields, card, kind)?,
-                    network_approved: matches!(network, "00" | "10"),
+                    network_approved: code::approves(network),
                 },
                 Kind::Advice,
             )

@@ -23,7 +23,7 @@ use crate::app::App;
 use crate::keys::{KeyRole, Principal};
 use crate::ops::OpError;
 use crate::ops::card_traffic::{self, CardName, lifecycle_id};
-use crate::ops::deadline::{Late, Timed};
+use crate::ops::deadline::Timed;
 
 mod answers;
 mod commands;
@@ -95,11 +95,18 @@ pub fn mti_label(mti: Mti) -> &'static str {
     }
 }
 
-/// DE 39 values the gateway itself answers with (the core's decisions bring their own).
+/// DE 39 values the gateway itself answers with (the core's decisions bring their own), and
+/// what a network's DE 39 means.
 mod code {
     pub const APPROVED: &str = "00";
+    pub const PARTIALLY_APPROVED: &str = "10";
     pub const FORMAT_ERROR: &str = "30";
     pub const ISSUER_UNAVAILABLE: &str = "91";
+
+    /// Whether a network's DE 39 approved the transaction, in full or in part.
+    pub fn approves(code: &str) -> bool {
+        matches!(code, APPROVED | PARTIALLY_APPROVED)
+    }
 }
 
 /// A request refused before it reached an account: its DE 39 and why (for the log).
@@ -259,9 +266,9 @@ impl Gateway {
         let key = message_key(mti, &fields, &pan_hash);
         let (lifecycle, references) = lifecycle_keys(mti, &account, &fields, &pan_hash);
         let (body, kind) = command(mti, &fields, card, lifecycle.clone(), request)?;
-        let (deadline, late) = match kind {
-            Kind::Decision => (self.settings.deadline, Late::Undo),
-            Kind::Advice => (self.settings.advice_deadline, Late::Apply),
+        let deadline = match kind {
+            Kind::Decision => self.settings.deadline,
+            Kind::Advice => self.settings.advice_deadline,
         };
         let command = Command {
             key,
@@ -271,7 +278,7 @@ impl Gateway {
         };
         let timed = self
             .app
-            .card_traffic_within(&self.principal, &account, command, deadline, late)
+            .card_traffic_within(&self.principal, &account, command, deadline)
             .await?;
         let outcome = match timed {
             Timed::Answered(outcome) => outcome,
