@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::limits;
+
 /// Every option, each optional so the three sources can be layered. The same struct reads
 /// the TOML file (keys are the long flag names with `_`).
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -132,7 +134,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub streams_per_connection_max: u32,
     pub rate_limit_per_key: u32,
-    pub actor_idle: Duration,
+    /// A resident account idle this long leaves its shard; `None` keeps accounts resident.
+    pub actor_idle: Option<Duration>,
     pub in_flight_max: usize,
     pub in_flight_per_account_max: usize,
     pub sweep_every: Duration,
@@ -219,7 +222,9 @@ impl Settings {
             (None, None) => None,
             _ => return Err("TLS needs both tls_cert and tls_key".to_owned()),
         };
-        let request_timeout = Duration::from_millis(self.request_timeout_ms.unwrap_or(10_000));
+        let request_timeout = self
+            .request_timeout_ms
+            .map_or(limits::REQUEST_TIMEOUT_DEFAULT, Duration::from_millis);
         let defaults = crate::edge::iso8583::Settings::default();
         let bitmap = match self.iso8583_bitmap.as_deref().unwrap_or("binary") {
             "binary" => tandem_iso8583::BitmapEncoding::Binary,
@@ -240,8 +245,12 @@ impl Settings {
             }
         };
         let frame_max = self.iso8583_frame_max_bytes.unwrap_or(defaults.frame_max);
-        if !(64..=65_535).contains(&frame_max) {
-            return Err("iso8583_frame_max_bytes must be between 64 and 65535".to_owned());
+        if !limits::ISO8583_FRAME_MAX_RANGE.contains(&frame_max) {
+            return Err(format!(
+                "iso8583_frame_max_bytes must be between {} and {}",
+                limits::ISO8583_FRAME_MAX_RANGE.start(),
+                limits::ISO8583_FRAME_MAX_RANGE.end()
+            ));
         }
         let read_timeout = self
             .iso8583_read_timeout_ms
@@ -270,6 +279,7 @@ impl Settings {
                     .ok_or_else(|| "hold expiry window is too long".to_owned()),
             }
         };
+        let system = tandem_actors::SystemConfig::default();
         let default_policy = tandem_core::Policy::default();
         let policy = tandem_core::Policy {
             hold_expiry_ms: seconds_ms(self.hold_expiry_secs, default_policy.hold_expiry_ms)?,
@@ -298,19 +308,30 @@ impl Settings {
             log: self
                 .log
                 .unwrap_or_else(|| "info,openraft=warn,chunked_wal=warn,raft_log=warn".to_owned()),
-            request_body_max_bytes: self.request_body_max_bytes.unwrap_or(64 * 1024),
+            request_body_max_bytes: self
+                .request_body_max_bytes
+                .unwrap_or(limits::REQUEST_BODY_MAX_BYTES_DEFAULT),
             request_timeout,
-            streams_per_connection_max: self.streams_per_connection_max.unwrap_or(1_024),
+            streams_per_connection_max: self
+                .streams_per_connection_max
+                .unwrap_or(limits::STREAMS_PER_CONNECTION_MAX_DEFAULT),
             rate_limit_per_key: self.rate_limit_per_key.unwrap_or(0),
-            actor_idle: Duration::from_secs(self.actor_idle_secs.unwrap_or(300)),
-            in_flight_max: self.in_flight_max.unwrap_or(65_536),
-            in_flight_per_account_max: self.in_flight_per_account_max.unwrap_or(1_024),
-            sweep_every: Duration::from_secs(self.sweep_every_secs.unwrap_or(60).max(1)),
+            actor_idle: self
+                .actor_idle_secs
+                .map_or(system.idle_timeout, |secs| Some(Duration::from_secs(secs))),
+            in_flight_max: self.in_flight_max.unwrap_or(system.in_flight_max),
+            in_flight_per_account_max: self
+                .in_flight_per_account_max
+                .unwrap_or(system.in_flight_per_account_max),
+            sweep_every: self
+                .sweep_every_secs
+                .map_or(system.sweep_every, Duration::from_secs)
+                .max(Duration::from_secs(1)),
             fx_base: self.fx_base.unwrap_or_else(|| "EUR".to_owned()),
             checkpoint_cache_bytes: self
                 .checkpoint_cache_bytes
                 .or(self.sled_cache_bytes)
-                .unwrap_or(256 * 1024 * 1024),
+                .unwrap_or(limits::CHECKPOINT_CACHE_BYTES_DEFAULT),
             deprecated: self
                 .sled_cache_bytes
                 .map(|_| {
@@ -325,9 +346,14 @@ impl Settings {
                 .directory_cache_entries
                 .unwrap_or(tandem_actors::DIRECTORY_CACHE_ENTRIES_DEFAULT)
                 .max(1),
-            checkpoint_every: Duration::from_millis(self.checkpoint_ms.unwrap_or(1_000).max(10)),
+            checkpoint_every: self
+                .checkpoint_ms
+                .map_or(limits::CHECKPOINT_EVERY_DEFAULT, Duration::from_millis)
+                .max(limits::CHECKPOINT_EVERY_MIN),
             log_writes_in_flight: self.log_writes_in_flight.unwrap_or(1).max(1),
-            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs.unwrap_or(10)),
+            shutdown_grace: self
+                .shutdown_grace_secs
+                .map_or(limits::SHUTDOWN_GRACE_DEFAULT, Duration::from_secs),
         })
     }
 }

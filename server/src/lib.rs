@@ -12,6 +12,7 @@ pub mod backup;
 pub mod config;
 pub mod edge;
 pub mod keys;
+pub mod limits;
 pub mod names;
 pub mod observe;
 pub mod ops;

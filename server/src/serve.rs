@@ -386,7 +386,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let system_config = SystemConfig {
         in_flight_per_account_max: config.in_flight_per_account_max,
         in_flight_max: config.in_flight_max,
-        idle_timeout: Some(config.actor_idle),
+        idle_timeout: config.actor_idle,
         sweep_every: config.sweep_every,
         policy: config.policy.clone(),
         ..SystemConfig::default()

@@ -14,10 +14,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::app::App;
 use crate::edge::v1;
 use crate::keys::Principal;
+use crate::limits::STREAM_IN_FLIGHT_MAX;
 use crate::ops::OpError;
-
-/// Requests one processor stream may have in flight at once.
-pub const STREAM_IN_FLIGHT_MAX: usize = 4_096;
 
 #[derive(Clone)]
 pub struct Service {

@@ -9,12 +9,7 @@ use tandem_core::{Account, AccountId, AccountStatus, BalanceSnapshot, Event, Mov
 use super::OpError;
 use crate::app::App;
 use crate::keys::{KeyRole, Principal};
-
-/// Entries one page of the feed holds at most.
-pub const ENTRIES_PAGE_MAX: u32 = 1_000;
-
-/// Entries a page holds when the caller does not say.
-pub const ENTRIES_PAGE_DEFAULT: u32 = 100;
+use crate::limits::{ENTRIES_PAGE_DEFAULT, ENTRIES_PAGE_MAX};
 
 /// Where a page of entries starts: after entry `index` of the movement committed at `seq`
 /// (the default, seq 0 and no index, is the start of the history).

@@ -208,7 +208,7 @@ async fn write_answers(
     while let Some(first) = outbox.recv().await {
         bytes.clear();
         frame_into(&mut bytes, &first.encode(bitmap));
-        while bytes.len() < 64 * 1024 {
+        while bytes.len() < crate::limits::ISO8583_WRITE_BATCH_BYTES {
             match outbox.try_recv() {
                 Ok(next) => frame_into(&mut bytes, &next.encode(bitmap)),
                 Err(_) => break,

@@ -21,6 +21,7 @@ use tandem_iso8583::{BitmapEncoding, Message, Mti};
 
 use crate::app::App;
 use crate::keys::{KeyRole, Principal};
+use crate::limits;
 use crate::ops::OpError;
 use crate::ops::card_traffic::{self, CardName, lifecycle_id};
 use crate::ops::deadline::Timed;
@@ -69,13 +70,13 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             bitmap: BitmapEncoding::Binary,
-            deadline: Duration::from_millis(1_500),
-            advice_deadline: Duration::from_secs(10),
+            deadline: limits::ISO8583_DEADLINE_DEFAULT,
+            advice_deadline: limits::REQUEST_TIMEOUT_DEFAULT,
             pan_in_answers: PanInAnswers::Omit,
-            frame_max: 8 * 1024,
-            idle_timeout: Duration::from_secs(300),
-            read_timeout: Duration::from_secs(10),
-            in_flight_per_link: 512,
+            frame_max: limits::ISO8583_FRAME_MAX_DEFAULT,
+            idle_timeout: limits::ISO8583_IDLE_TIMEOUT_DEFAULT,
+            read_timeout: limits::ISO8583_READ_TIMEOUT_DEFAULT,
+            in_flight_per_link: limits::ISO8583_IN_FLIGHT_PER_LINK,
         }
     }
 }
