@@ -313,62 +313,77 @@ impl Target {
     /// Reads every committed change to an account's lifecycles (for the audit: what became
     /// of each hold, expiries included).
     pub async fn lifecycle_events(&self, account: &str) -> Result<Vec<pb::LifecycleEvent>, String> {
-        if self.http.is_some() {
-            return all_pages(|after| async move {
-                let page: pb::LifecycleEvents = self
-                    .get_json(&format!(
-                        "/v1/accounts/{account}/lifecycle-events?limit=1000&after={after}"
-                    ))
-                    .await?;
-                Ok((page.events, page.next))
-            })
-            .await;
-        }
-        let balances = BalancesClient::new(self.channel());
-        all_pages(|after| {
-            let mut balances = balances.clone();
-            async move {
-                let page = balances
-                    .list_lifecycle_events(with_token(feed_page(account, after), &self.token))
-                    .await
-                    .map_err(status_text)?
-                    .into_inner();
-                Ok((page.events, page.next))
-            }
+        self.feed(account, |mut balances, request| async move {
+            balances.list_lifecycle_events(request).await
         })
         .await
     }
 
     /// Reads all of an account's posted entries (for the audit).
     pub async fn entries(&self, account: &str) -> Result<Vec<pb::PostedEntry>, String> {
+        self.feed(account, |mut balances, request| async move {
+            balances.list_entries(request).await
+        })
+        .await
+    }
+
+    /// Reads the whole of one of an account's feeds, page by page: over HTTP from its path,
+    /// over gRPC by `call`.
+    async fn feed<P, Call, Answer>(&self, account: &str, call: Call) -> Result<Vec<P::Item>, String>
+    where
+        P: FeedPage,
+        Call: Fn(BalancesClient<Channel>, tonic::Request<pb::EntriesRequest>) -> Answer,
+        Answer: std::future::Future<Output = Result<tonic::Response<P>, tonic::Status>>,
+    {
         if self.http.is_some() {
             return all_pages(|after| async move {
-                let page: pb::Entries = self
+                let page: P = self
                     .get_json(&format!(
-                        "/v1/accounts/{account}/entries?limit=1000&after={after}"
+                        "/v1/accounts/{account}/{}?limit=1000&after={after}",
+                        P::PATH
                     ))
                     .await?;
-                Ok((page.entries, page.next))
+                Ok(page.split())
             })
             .await;
         }
         let balances = BalancesClient::new(self.channel());
         all_pages(|after| {
-            let mut balances = balances.clone();
-            async move {
-                let page = balances
-                    .list_entries(with_token(feed_page(account, after), &self.token))
-                    .await
-                    .map_err(status_text)?
-                    .into_inner();
-                Ok((page.entries, page.next))
-            }
+            let answer = call(
+                balances.clone(),
+                with_token(feed_page(account, after), &self.token),
+            );
+            async move { Ok(answer.await.map_err(status_text)?.into_inner().split()) }
         })
         .await
     }
 }
 
 /// The request for a page of 1,000 of an account's feed after cursor `after`.
+/// A page of one of an account's feeds: where HTTP serves it, and its items and the cursor
+/// after them.
+trait FeedPage: serde::de::DeserializeOwned {
+    type Item;
+    const PATH: &'static str;
+    fn split(self) -> (Vec<Self::Item>, String);
+}
+
+impl FeedPage for pb::Entries {
+    type Item = pb::PostedEntry;
+    const PATH: &'static str = "entries";
+    fn split(self) -> (Vec<pb::PostedEntry>, String) {
+        (self.entries, self.next)
+    }
+}
+
+impl FeedPage for pb::LifecycleEvents {
+    type Item = pb::LifecycleEvent;
+    const PATH: &'static str = "lifecycle-events";
+    fn split(self) -> (Vec<pb::LifecycleEvent>, String) {
+        (self.events, self.next)
+    }
+}
+
 fn feed_page(account: &str, after: String) -> pb::EntriesRequest {
     pb::EntriesRequest {
         account_id: account.to_owned(),

@@ -25,6 +25,16 @@ fn with_token<T>(message: T, token: &str) -> Request<T> {
     request
 }
 
+/// A read of `account`, as the admin.
+fn account_ref(account: &str) -> Request<pb::AccountRef> {
+    with_token(
+        pb::AccountRef {
+            account_id: account.into(),
+        },
+        ADMIN,
+    )
+}
+
 async fn channel(node: &Node) -> Channel {
     Channel::from_shared(format!("http://{}", node.grpc))
         .expect("uri")
@@ -108,12 +118,7 @@ async fn grpc_serves_accounts_authorizations_and_balances() {
 
     // Watch first: the current state, then each change.
     let mut watch = balances
-        .watch_balance(with_token(
-            pb::AccountRef {
-                account_id: "g1".into(),
-            },
-            ADMIN,
-        ))
+        .watch_balance(account_ref("g1"))
         .await
         .expect("watch")
         .into_inner();
@@ -149,12 +154,7 @@ async fn grpc_serves_accounts_authorizations_and_balances() {
         .into_inner();
     assert_eq!(increment.response_code, "00");
     let holds = balances
-        .list_holds(with_token(
-            pb::AccountRef {
-                account_id: "g1".into(),
-            },
-            ADMIN,
-        ))
+        .list_holds(account_ref("g1"))
         .await
         .expect("holds")
         .into_inner();
@@ -188,12 +188,7 @@ async fn grpc_serves_accounts_authorizations_and_balances() {
     // 87.00 was available: 87 approvals of 1.00, then 51s.
     assert_eq!(seen.get("approved"), Some(&87), "{seen:?}");
     let balance = balances
-        .get_balance(with_token(
-            pb::AccountRef {
-                account_id: "g1".into(),
-            },
-            ADMIN,
-        ))
+        .get_balance(account_ref("g1"))
         .await
         .expect("balance")
         .into_inner();
@@ -229,16 +224,7 @@ async fn grpc_refuses_missing_keys_and_wrong_scopes() {
         .await
         .expect_err("no key");
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    let (status, app) = node
-        .call(
-            "POST",
-            "/v1/api-keys",
-            Some(ADMIN),
-            Some(serde_json::json!({"role": "app", "account_id": "g2", "member_id": "ana"})),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let token = app["token"].as_str().expect("token");
+    let token = &node.app_key("g2", "ana").await;
     let status = authorizations
         .authorize(with_token(spend("x", "g2-card", 1_00), token))
         .await
@@ -291,12 +277,7 @@ async fn a_request_past_its_timeout_is_answered_in_its_own_protocol() {
     let mut accounts = AccountsClient::new(channel.clone());
     let mut authorizations = AuthorizationsClient::new(channel);
     set_up(&mut accounts, "slow", 100_00).await;
-    node.admin(
-        "POST",
-        "/v1/admin/faults",
-        serde_json::json!({"commit_delay_ms": 1_500}),
-    )
-    .await;
+    node.slow_commits(1_500).await;
 
     let status = authorizations
         .authorize(with_token(spend("slow-1", "slow-card", 10_00), ADMIN))
@@ -311,24 +292,12 @@ async fn a_request_past_its_timeout_is_answered_in_its_own_protocol() {
         Some("timeout")
     );
 
-    let (code, problem) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(ADMIN),
-            Some(common::authorize_body("slow-2", "slow-card", 10_00)),
-        )
-        .await;
+    let (code, problem) = node.authorize(ADMIN, "slow-2", "slow-card", 10_00).await;
     assert_eq!(code, 503, "{problem}");
     assert_eq!(problem["code"], "timeout", "{problem}");
 
     // The disk recovers: each retry under its key gets its one decision.
-    node.admin(
-        "POST",
-        "/v1/admin/faults",
-        serde_json::json!({"commit_delay_ms": 0}),
-    )
-    .await;
+    node.slow_commits(0).await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let again = authorizations
         .authorize(with_token(spend("slow-1", "slow-card", 10_00), ADMIN))
@@ -336,14 +305,7 @@ async fn a_request_past_its_timeout_is_answered_in_its_own_protocol() {
         .expect("the retry is answered")
         .into_inner();
     assert_eq!(again.response_code, "00", "{again:?}");
-    let (code, answer) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(ADMIN),
-            Some(common::authorize_body("slow-2", "slow-card", 10_00)),
-        )
-        .await;
+    let (code, answer) = node.authorize(ADMIN, "slow-2", "slow-card", 10_00).await;
     assert_eq!(
         (code, answer["response_code"].as_str()),
         (200, Some("00")),

@@ -18,13 +18,6 @@ fn available(balance: &Value, currency: &str) -> i64 {
         .map_or(0, |b| b["available_minor"].as_i64().expect("available"))
 }
 
-async fn network_key(node: &Node) -> String {
-    let key = node
-        .admin("POST", "/v1/api-keys", json!({"role": "network"}))
-        .await;
-    key["token"].as_str().expect("token").to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spend_lifecycle_over_http_keeps_every_minor_unit() {
     let dir = tempfile::tempdir().expect("dir");
@@ -42,52 +35,24 @@ async fn a_spend_lifecycle_over_http_keeps_every_minor_unit() {
         json!({"rule": "equal"}),
     )
     .await;
-    let network = network_key(&node).await;
+    let network = node.network_key().await;
     let card = "flat-ben-card";
 
     // Approve, and the retransmission answers the same without a second hold.
-    let (status, first) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(&network),
-            Some(authorize_body("n-1", card, 30_00)),
-        )
-        .await;
+    let (status, first) = node.authorize(&network, "n-1", card, 30_00).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["status"], "approved");
     assert_eq!(first["response_code"], "00");
-    let (_, again) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(&network),
-            Some(authorize_body("n-1", card, 30_00)),
-        )
-        .await;
+    let (_, again) = node.authorize(&network, "n-1", card, 30_00).await;
     assert_eq!(again, first, "a repeat returns the first answer");
     assert_eq!(available(&node.balance("flat").await, "EUR"), 70_00);
 
     // The same key with another amount is a different message: 94, nothing held.
-    let (_, mismatch) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(&network),
-            Some(authorize_body("n-1", card, 31_00)),
-        )
-        .await;
+    let (_, mismatch) = node.authorize(&network, "n-1", card, 31_00).await;
     assert_eq!(mismatch["response_code"], "94", "{mismatch}");
 
     // Too much: 51. Partial allowed: approved for what is available.
-    let (_, declined) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(&network),
-            Some(authorize_body("n-2", card, 500_00)),
-        )
-        .await;
+    let (_, declined) = node.authorize(&network, "n-2", card, 500_00).await;
     assert_eq!(declined["status"], "declined");
     assert_eq!(declined["response_code"], "51");
     assert_eq!(declined["decline_reason"], "insufficient_funds");
@@ -356,14 +321,7 @@ async fn keys_are_checked_before_anything_is_touched() {
         )
         .await;
     assert_eq!(status, 403, "{body}");
-    let (status, _) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(ben_token),
-            Some(authorize_body("x", "home-ben-card", 1_00)),
-        )
-        .await;
+    let (status, _) = node.authorize(ben_token, "x", "home-ben-card", 1_00).await;
     assert_eq!(status, 403, "apps do not send card traffic");
     let snapshot = node.balance("home").await;
     assert_eq!(
@@ -373,25 +331,19 @@ async fn keys_are_checked_before_anything_is_touched() {
     );
 
     // An owner's app key may add a member.
-    let ana = node
-        .admin(
-            "POST",
-            "/v1/api-keys",
-            json!({"role": "app", "account_id": "home", "member_id": "ana"}),
-        )
-        .await;
+    let ana = node.app_key("home", "ana").await;
     let (status, body) = node
         .call(
             "POST",
             "/v1/accounts/home/members",
-            Some(ana["token"].as_str().expect("token")),
+            Some(&ana),
             Some(json!({"member_id": "eve", "role": "member"})),
         )
         .await;
     assert_eq!(status, 201, "{body}");
 
     // Network keys move card traffic but read nothing and manage nothing.
-    let network = network_key(&node).await;
+    let network = node.network_key().await;
     let (status, _) = node
         .call("GET", "/v1/accounts/home/balance", Some(&network), None)
         .await;
@@ -424,7 +376,7 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     let node = Node::start_with(dir.path(), &["--request-body-max-bytes", "4096"]);
     node.account("acct", "joint", &[("ana", "owner")], Some(("EUR", 10_00)))
         .await;
-    let network = network_key(&node).await;
+    let network = node.network_key().await;
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"{not json".to_vec(), "valid JSON"),
         (serde_json::to_vec(&json!({"idempotency_key": "a", "card_id": "acct-ana-card", "amount_minor": -5, "currency": "EUR", "mcc": "5411", "channel": "chip"})).expect("json"), "amount_minor"),
@@ -455,14 +407,7 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
         )
         .await;
     assert_eq!(status, 413);
-    let (status, unknown) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(&network),
-            Some(authorize_body("u", "no-such-card", 1_00)),
-        )
-        .await;
+    let (status, unknown) = node.authorize(&network, "u", "no-such-card", 1_00).await;
     assert_eq!(
         (status, unknown["response_code"].as_str()),
         (200, Some("14"))
@@ -554,14 +499,7 @@ async fn the_balance_stream_sends_each_change_and_resumes_by_sequence() {
     let node = Node::start(dir.path());
     node.account("trip", "group", &[("ana", "owner")], Some(("EUR", 20_00)))
         .await;
-    let app = node
-        .admin(
-            "POST",
-            "/v1/api-keys",
-            json!({"role": "app", "account_id": "trip", "member_id": "ana"}),
-        )
-        .await;
-    let token = app["token"].as_str().expect("token");
+    let token = &node.app_key("trip", "ana").await;
     let (status, mut body) = node
         .sse("/v1/accounts/trip/balance/stream", token, None)
         .await;
@@ -569,14 +507,8 @@ async fn the_balance_stream_sends_each_change_and_resumes_by_sequence() {
     let mut buffer = String::new();
     let (first_id, first) = next_event(&mut body, &mut buffer).await;
     assert_eq!(available(&first, "EUR"), 20_00);
-    let network = network_key(&node).await;
-    node.call(
-        "POST",
-        "/v1/authorizations",
-        Some(&network),
-        Some(authorize_body("s-1", "trip-ana-card", 5_00)),
-    )
-    .await;
+    let network = node.network_key().await;
+    node.authorize(&network, "s-1", "trip-ana-card", 5_00).await;
     let (second_id, second) = next_event(&mut body, &mut buffer).await;
     assert!(second_id > first_id);
     assert_eq!(available(&second, "EUR"), 15_00);
@@ -593,13 +525,7 @@ async fn the_balance_stream_sends_each_change_and_resumes_by_sequence() {
         .sse("/v1/accounts/trip/balance/stream", token, Some(second_id))
         .await;
     let mut resumed_buffer = String::new();
-    node.call(
-        "POST",
-        "/v1/authorizations",
-        Some(&network),
-        Some(authorize_body("s-2", "trip-ana-card", 1_00)),
-    )
-    .await;
+    node.authorize(&network, "s-2", "trip-ana-card", 1_00).await;
     let (third_id, third) = next_event(&mut resumed, &mut resumed_buffer).await;
     assert!(third_id > second_id);
     assert_eq!(available(&third, "EUR"), 14_00);
@@ -640,15 +566,8 @@ async fn card_management_checks_the_key_before_the_card() {
         .await;
     node.account("other", "joint", &[("cy", "owner")], Some(("EUR", 50_00)))
         .await;
-    let ana = node
-        .admin(
-            "POST",
-            "/v1/api-keys",
-            json!({"role": "app", "account_id": "home", "member_id": "ana"}),
-        )
-        .await;
-    let ana = ana["token"].as_str().expect("token").to_owned();
-    let network = network_key(&node).await;
+    let ana = node.app_key("home", "ana").await;
+    let network = node.network_key().await;
     let operations = |card: &str| {
         [
             (
@@ -710,12 +629,7 @@ async fn card_management_checks_the_key_before_the_card() {
     }
     // The other account's card is untouched: active, uncontrolled, not replaced.
     let (status, answer) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(&network),
-            Some(authorize_body("after", "other-cy-card", 1_00)),
-        )
+        .authorize(&network, "after", "other-cy-card", 1_00)
         .await;
     assert_eq!(
         (status, answer["status"].as_str()),
@@ -761,7 +675,7 @@ async fn cash_at_an_atm_category_is_an_atm_withdrawal_whatever_channel_is_named(
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let network = network_key(&node).await;
+    let network = node.network_key().await;
     let cash = |key: &str, mcc: &str| {
         let mut body = authorize_body(key, "cashy-ana-card", 10_00);
         body["kind"] = json!("cash");

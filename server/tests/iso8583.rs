@@ -13,10 +13,9 @@ use common::iso::{
     EUR, KID_PAN, Link, PAN, as_mti, authorization, message, original_data, setup, text, with,
 };
 use common::{ADMIN, Node};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 fn eur(balance: &Value) -> (i64, i64) {
     let entry = balance["balances"]
@@ -357,23 +356,25 @@ async fn hostile_input_closes_only_its_own_link_and_pipelined_requests_all_come_
     node.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_decision_not_durable_in_time_answers_91_and_the_advice_settles_it() {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// A set-up node whose ISO 8583 deadline is 200 ms and whose commits can be slowed, and a link
+/// to it.
+async fn deadline_of_200_ms(dir: &std::path::Path) -> (Node, Link) {
     let node = Node::start_with(
-        &dir.path().join("data"),
+        &dir.join("data"),
         &["--fault-injection", "true", "--iso8583-deadline-ms", "200"],
     );
     setup(&node).await;
-    let mut link = Link::connect(&node.iso8583).await;
+    let link = Link::connect(&node.iso8583).await;
+    (node, link)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_not_durable_in_time_answers_91_and_the_advice_settles_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (node, mut link) = deadline_of_200_ms(dir.path()).await;
 
     // Every commit now takes a second: the authorization cannot be durable in 200 ms.
-    node.admin(
-        "POST",
-        "/v1/admin/faults",
-        json!({"commit_delay_ms": 1_000}),
-    )
-    .await;
+    node.slow_commits(1_000).await;
     let request = authorization(PAN, "000501", "RRN000000501", 40_00);
     let answer = link.ask(&request).await;
     assert_eq!(text(&answer, 39), "91");
@@ -382,25 +383,15 @@ async fn a_decision_not_durable_in_time_answers_91_and_the_advice_settles_it() {
     assert_eq!(text(&repeat, 39), "91");
 
     // The disk recovers; whatever the slow commit did is undone: no hold, all available.
-    node.admin("POST", "/v1/admin/faults", json!({"commit_delay_ms": 0}))
-        .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let open: Vec<Value> = holds(&node, "j")
+    node.slow_commits(0).await;
+    common::eventually("the timed-out hold was never released", || async {
+        let open = holds(&node, "j")
             .await
-            .into_iter()
-            .filter(|h| h["state"] == "pending")
-            .collect();
-        let (_, available) = eur(&node.balance("j").await);
-        if open.is_empty() && available == 100_00 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the timed-out hold was never released: {open:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .iter()
+            .any(|h| h["state"] == "pending");
+        !open && eur(&node.balance("j").await).1 == 100_00
+    })
+    .await;
     // Repeats after the mark is durable are still 91: the network stood in.
     let later = link.ask(&as_mti(&request, "0101")).await;
     assert_eq!(text(&later, 39), "91");
@@ -423,34 +414,18 @@ async fn a_decision_not_durable_in_time_answers_91_and_the_advice_settles_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_reversal_stands_and_its_repeat_is_answered_00() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let node = Node::start_with(
-        &dir.path().join("data"),
-        &["--fault-injection", "true", "--iso8583-deadline-ms", "200"],
-    );
-    setup(&node).await;
-    let mut link = Link::connect(&node.iso8583).await;
+    let (node, mut link) = deadline_of_200_ms(dir.path()).await;
     let original = authorization(PAN, "000601", "RRN000000601", 40_00);
     assert_eq!(text(&link.ask(&original).await, 39), "00");
 
-    node.admin(
-        "POST",
-        "/v1/admin/faults",
-        json!({"commit_delay_ms": 1_000}),
-    )
-    .await;
+    node.slow_commits(1_000).await;
     let reversal = with(as_mti(&original, "0400"), &[(11, "000602")]);
     assert_eq!(text(&link.ask(&reversal).await, 39), "91");
-    node.admin("POST", "/v1/admin/faults", json!({"commit_delay_ms": 0}))
-        .await;
-
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while eur(&node.balance("j").await).1 != 100_00 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the late reversal never released its hold"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    node.slow_commits(0).await;
+    common::eventually("the late reversal never released its hold", || async {
+        eur(&node.balance("j").await).1 == 100_00
+    })
+    .await;
     let repeat = link.ask(&as_mti(&reversal, "0401")).await;
     assert_eq!((repeat.mti.as_str(), text(&repeat, 39)), ("0410", "00"));
     assert_eq!(eur(&node.balance("j").await).1, 100_00, "released once");

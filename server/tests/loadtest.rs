@@ -14,12 +14,17 @@ use tandem_loadtest::target::Target;
 
 /// Provisions, drives 3 s of `scenario`, and audits; with `hold_expiry` (the server's window)
 /// it waits until holds approved during the run are old enough to have expired.
+/// Connects to `url` (set-up and audit through `setup`, if given; `stream` for the gRPC
+/// processor stream) and runs a short load of `scenario`, then its audit.
 async fn load(
-    target: Target,
+    (url, setup, stream): (&str, &str, bool),
     run_id: &str,
     scenario: Scenario,
     hold_expiry: Option<Duration>,
 ) -> tandem_loadtest::audit::AuditSummary {
+    let target = Target::connect(url, setup, ADMIN, stream, 2)
+        .await
+        .expect("connect");
     let population = Population {
         run_id: run_id.to_owned(),
         accounts: 24,
@@ -91,44 +96,12 @@ async fn mixed_load_over_every_protocol_audits_clean() {
     let node = Node::start(dir.path());
     let grpc = format!("grpc://{}", node.grpc);
     let http = format!("http://{}", node.http);
-    load(
-        Target::connect(&grpc, "", ADMIN, false, 2)
-            .await
-            .expect("connect"),
-        "unary",
-        Scenario::Mixed,
-        None,
-    )
-    .await;
-    load(
-        Target::connect(&grpc, "", ADMIN, true, 2)
-            .await
-            .expect("connect"),
-        "stream",
-        Scenario::Lifecycle,
-        None,
-    )
-    .await;
-    load(
-        Target::connect(&http, "", ADMIN, false, 2)
-            .await
-            .expect("connect"),
-        "http",
-        Scenario::Kids,
-        None,
-    )
-    .await;
+    load((&grpc, "", false), "unary", Scenario::Mixed, None).await;
+    load((&grpc, "", true), "stream", Scenario::Lifecycle, None).await;
+    load((&http, "", false), "http", Scenario::Kids, None).await;
     // Card traffic as a network sends it; set-up, balance reads and the audit over HTTP.
     load(
-        Target::connect(
-            &format!("iso8583://{}", node.iso8583),
-            &http,
-            ADMIN,
-            false,
-            2,
-        )
-        .await
-        .expect("connect"),
+        (&format!("iso8583://{}", node.iso8583), &http, false),
         "iso",
         Scenario::Mixed,
         None,
@@ -145,9 +118,7 @@ async fn holds_left_open_expire_within_a_short_run_and_the_audit_accounts_for_th
     );
     let grpc = format!("grpc://{}", node.grpc);
     let summary = load(
-        Target::connect(&grpc, "", ADMIN, false, 2)
-            .await
-            .expect("connect"),
+        (&grpc, "", false),
         "expiry",
         Scenario::Lifecycle,
         Some(Duration::from_secs(2)),

@@ -16,33 +16,12 @@ async fn a_data_directory_serves_one_node_and_survives_restarts() {
     let node = Node::start(dir.path());
     node.account("r", "joint", &[("ana", "owner")], Some(("EUR", 50_00)))
         .await;
-    let (_, approved) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(ADMIN),
-            Some(authorize_body("k-1", "r-ana-card", 7_00)),
-        )
-        .await;
+    let (_, approved) = node.authorize(ADMIN, "k-1", "r-ana-card", 7_00).await;
     assert_eq!(approved["status"], "approved");
     let before = node.balance("r").await;
 
     // A second node on the same directory refuses to start, saying why.
-    let second = Command::new(common::binary())
-        .args([
-            "serve",
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--iso8583-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("TANDEM_ADMIN_TOKEN", ADMIN)
-        .output()
-        .expect("run");
+    let second = common::serve(dir.path()).output().expect("run");
     assert!(!second.status.success());
     let message = String::from_utf8_lossy(&second.stderr);
     assert!(
@@ -55,14 +34,7 @@ async fn a_data_directory_serves_one_node_and_survives_restarts() {
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     let node = Node::start(dir.path());
     assert_eq!(node.balance("r").await, before);
-    let (_, repeat) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(ADMIN),
-            Some(authorize_body("k-1", "r-ana-card", 7_00)),
-        )
-        .await;
+    let (_, repeat) = node.authorize(ADMIN, "k-1", "r-ana-card", 7_00).await;
     assert_eq!(
         repeat, approved,
         "the repeat after a restart gets the first answer"
@@ -95,13 +67,8 @@ async fn a_backup_of_a_running_node_restores_to_the_same_balances() {
     )
     .await;
     for i in 0..20 {
-        node.call(
-            "POST",
-            "/v1/authorizations",
-            Some(ADMIN),
-            Some(authorize_body(&format!("a-{i}"), "b-ben-card", 1_00)),
-        )
-        .await;
+        node.authorize(ADMIN, &format!("a-{i}"), "b-ben-card", 1_00)
+            .await;
     }
     let at_backup = node.balance("b").await;
     let (_, holds_at_backup) = node
@@ -109,39 +76,23 @@ async fn a_backup_of_a_running_node_restores_to_the_same_balances() {
         .await;
 
     let backup_dir = dir.path().join("backup");
-    let output = Command::new(common::binary())
-        .args(["backup", "--server", &node.http, "--token", ADMIN, "--to"])
-        .arg(&backup_dir)
-        .output()
-        .expect("backup");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    common::succeeds(
+        Command::new(common::binary())
+            .args(["backup", "--server", &node.http, "--token", ADMIN, "--to"])
+            .arg(&backup_dir),
     );
     // Work after the backup is not in it.
-    node.call(
-        "POST",
-        "/v1/authorizations",
-        Some(ADMIN),
-        Some(authorize_body("late", "b-ben-card", 9_00)),
-    )
-    .await;
+    node.authorize(ADMIN, "late", "b-ben-card", 9_00).await;
     assert_ne!(node.balance("b").await, at_backup);
     assert!(node.stop().success());
 
     let restored = dir.path().join("restored");
-    let output = Command::new(common::binary())
-        .args(["restore", "--from"])
-        .arg(&backup_dir)
-        .arg("--data-dir")
-        .arg(&restored)
-        .output()
-        .expect("restore");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    common::succeeds(
+        Command::new(common::binary())
+            .args(["restore", "--from"])
+            .arg(&backup_dir)
+            .arg("--data-dir")
+            .arg(&restored),
     );
     let node = Node::start(&restored);
     assert_eq!(node.balance("b").await, at_backup);
@@ -150,14 +101,7 @@ async fn a_backup_of_a_running_node_restores_to_the_same_balances() {
         .await;
     assert_eq!(holds, holds_at_backup);
     // The restored node keeps working: new decisions, the card directory and the rates.
-    let (_, approved) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(ADMIN),
-            Some(authorize_body("after", "b-ben-card", 2_00)),
-        )
-        .await;
+    let (_, approved) = node.authorize(ADMIN, "after", "b-ben-card", 2_00).await;
     assert_eq!(approved["status"], "approved", "{approved}");
     let (status, body) = node
         .call(
@@ -180,14 +124,7 @@ async fn a_backup_of_a_running_node_restores_to_the_same_balances() {
     assert_eq!(fx["status"], "approved", "the FX rates came back: {fx}");
     assert!(node.stop().success());
     let node = Node::start(&restored);
-    let (_, repeat) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(ADMIN),
-            Some(authorize_body("after", "b-ben-card", 2_00)),
-        )
-        .await;
+    let (_, repeat) = node.authorize(ADMIN, "after", "b-ben-card", 2_00).await;
     assert_eq!(
         repeat, approved,
         "decisions after the restore are durable too"
@@ -203,14 +140,7 @@ async fn a_full_disk_answers_503_records_nothing_and_recovers_after_restart() {
     let before = node.balance("d").await;
     node.admin("POST", "/v1/admin/faults", json!({"disk_full": true}))
         .await;
-    let (status, problem) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(ADMIN),
-            Some(authorize_body("full-1", "d-ana-card", 3_00)),
-        )
-        .await;
+    let (status, problem) = node.authorize(ADMIN, "full-1", "d-ana-card", 3_00).await;
     assert_eq!(status, 503, "{problem}");
     assert_eq!(problem["code"], "log_unavailable");
     let (status, _) = node.call("GET", "/healthz", None, None).await;
@@ -221,14 +151,7 @@ async fn a_full_disk_answers_503_records_nothing_and_recovers_after_restart() {
     // Space is back: the retry with the same key is decided once.
     let node = Node::start(dir.path());
     assert_eq!(node.balance("d").await, before);
-    let (status, approved) = node
-        .call(
-            "POST",
-            "/v1/authorizations",
-            Some(ADMIN),
-            Some(authorize_body("full-1", "d-ana-card", 3_00)),
-        )
-        .await;
+    let (status, approved) = node.authorize(ADMIN, "full-1", "d-ana-card", 3_00).await;
     assert_eq!(
         (status, approved["status"].as_str()),
         (200, Some("approved"))
@@ -310,8 +233,7 @@ async fn every_admin_action_is_audited_and_an_unwritable_audit_log_refuses_them(
         )
         .await;
     assert!(status < 300, "{status} {body}");
-    node.admin("POST", "/v1/admin/faults", json!({"commit_delay_ms": 0}))
-        .await;
+    node.slow_commits(0).await;
     let to = dir.path().join("backup");
     node.admin(
         "POST",

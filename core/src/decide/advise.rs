@@ -122,14 +122,7 @@ impl<'a> Decider<'a> {
         );
         changes.hold(&funding.legs);
         merge_legs(&mut record.legs, funding.legs);
-        if let Some(spend) = spend_of(record, amount)
-            && let (Some(card), Some(member)) = (
-                self.state.cards.get(&spend.card),
-                self.state.members.get(&record.member),
-            )
-            && let Ok(charges) =
-                self.usage_charges(card, member, &spend, amount, false, !stands_counted(record))
-        {
+        if let Some(charges) = self.usage_unenforced(record, amount) {
             changes.usage.extend(charges.iter().cloned());
             record.usage.extend(charges);
             record.usage_basis_minor += amount.amount_minor;
@@ -156,14 +149,7 @@ impl<'a> Decider<'a> {
         );
         self.debit(changes, &funding.legs, &record.member);
         merge_legs(&mut record.posted, funding.legs);
-        if let Some(spend) = spend_of(record, amount)
-            && let (Some(card), Some(member)) = (
-                self.state.cards.get(&spend.card),
-                self.state.members.get(&record.member),
-            )
-            && let Ok(charges) =
-                self.usage_charges(card, member, &spend, amount, false, !stands_counted(record))
-        {
+        if let Some(charges) = self.usage_unenforced(record, amount) {
             changes.usage.extend(charges);
         }
     }

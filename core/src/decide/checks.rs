@@ -126,16 +126,42 @@ impl<'a> Decider<'a> {
         .into_iter()
         .flatten()
         {
-            let counted = self
-                .ctx
-                .rates
-                .convert(total, limit.currency, Rounding::UpToCover)
-                .map_err(|_| DeclineReason::NoExchangeRate)?;
-            if counted.amount_minor > limit.amount_minor {
-                return Err(DeclineReason::PerTransactionLimitExceeded);
-            }
+            self.within_per_transaction(total, limit)?;
         }
         Ok(())
+    }
+
+    /// Whether `amount`, in the limit's currency (rounded up, to cover it), is within a
+    /// per-transaction `limit`.
+    fn within_per_transaction(
+        &self,
+        amount: Money,
+        limit: crate::controls::AmountLimit,
+    ) -> Result<(), DeclineReason> {
+        let counted = self
+            .ctx
+            .rates
+            .convert(amount, limit.currency, Rounding::UpToCover)
+            .map_err(|_| DeclineReason::NoExchangeRate)?;
+        if counted.amount_minor > limit.amount_minor {
+            return Err(DeclineReason::PerTransactionLimitExceeded);
+        }
+        Ok(())
+    }
+
+    /// What `amount` on `record` charges to its card's and member's usage, not enforced (the
+    /// network decided, or the money is already gone): `None` if its card or member is gone.
+    pub(super) fn usage_unenforced(
+        &self,
+        record: &Authorization,
+        amount: Money,
+    ) -> Option<Vec<UsageDelta>> {
+        let spend = spend_of(record, amount)?;
+        let card = self.state.cards.get(&spend.card)?;
+        let member = self.state.members.get(&record.member)?;
+        let new_spend = !stands_counted(record);
+        self.usage_charges(card, member, &spend, amount, false, new_spend)
+            .ok()
     }
 
     /// Usage charges for `amount` of `spend` against both subjects' limits; with `enforce`,
@@ -173,14 +199,7 @@ impl<'a> Decider<'a> {
             if let Some(limit) = controls.per_transaction
                 && enforce
             {
-                let counted = self
-                    .ctx
-                    .rates
-                    .convert(amount, limit.currency, Rounding::UpToCover)
-                    .map_err(|_| DeclineReason::NoExchangeRate)?;
-                if counted.amount_minor > limit.amount_minor {
-                    return Err(DeclineReason::PerTransactionLimitExceeded);
-                }
+                self.within_per_transaction(amount, limit)?;
             }
             for limit in &controls.window_limits {
                 let counted_minor = match limit.scope {
@@ -243,16 +262,35 @@ impl<'a> Decider<'a> {
         member: &MemberId,
         network_decided: bool,
     ) -> Box<Authorization> {
+        let expiry = self.ctx.policy.hold_expiry_ms_for(Some(spend.merchant.mcc));
+        let mut record = self.open_record(authorization, member, spend.kind, spend.amount, expiry);
+        record.card = Some(spend.card.clone());
+        record.merchant = Some(spend.merchant.clone());
+        record.channel = Some(spend.channel);
+        record.network_decided = network_decided;
+        record
+    }
+
+    /// A new lifecycle of `kind` for `requested`, by `member`, expiring `expiry_ms` from now,
+    /// holding nothing and naming no card yet.
+    pub(super) fn open_record(
+        &self,
+        id: &AuthorizationId,
+        member: &MemberId,
+        kind: SpendKind,
+        requested: Money,
+        expiry_ms: i64,
+    ) -> Box<Authorization> {
         Box::new(Authorization {
-            id: authorization.clone(),
+            id: id.clone(),
             origin_key: self.command.key.clone(),
-            card: Some(spend.card.clone()),
+            card: None,
             member: member.clone(),
-            kind: spend.kind,
-            merchant: Some(spend.merchant.clone()),
-            channel: Some(spend.channel),
+            kind,
+            merchant: None,
+            channel: None,
             state: LifecycleState::Pending,
-            requested: spend.amount,
+            requested,
             authorized_minor: 0,
             legs: Vec::new(),
             posted: Vec::new(),
@@ -261,11 +299,9 @@ impl<'a> Decider<'a> {
             usage: Vec::new(),
             usage_basis_minor: 0,
             created_at: self.now(),
-            expires_at: self.now().saturating_add_millis(
-                self.ctx.policy.hold_expiry_ms_for(Some(spend.merchant.mcc)),
-            ),
+            expires_at: self.now().saturating_add_millis(expiry_ms),
             closed_at: None,
-            network_decided,
+            network_decided: false,
             increments: 0,
             single_message: false,
             review: None,

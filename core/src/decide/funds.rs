@@ -17,7 +17,7 @@ impl<'a> Decider<'a> {
         if !self.state.members.contains_key(member) {
             return Ok(rejected(RejectReason::UnknownMember));
         }
-        if let Err(reason) = permission::check(self.state, &self.command.actor, Action::Deposit) {
+        if let Err(reason) = self.may(Action::Deposit) {
             return Ok(rejected(reason));
         }
         if !(1..=AMOUNT_MINOR_MAX).contains(&amount.amount_minor) {
@@ -60,11 +60,7 @@ impl<'a> Decider<'a> {
         if !self.state.members.contains_key(member) {
             return Ok(rejected(RejectReason::UnknownMember));
         }
-        if let Err(reason) = permission::check(
-            self.state,
-            &self.command.actor,
-            Action::Withdraw { for_member: member },
-        ) {
+        if let Err(reason) = self.may(Action::Withdraw { for_member: member }) {
             return Ok(rejected(reason));
         }
         if self.state.status != AccountStatus::Active {
@@ -95,33 +91,11 @@ impl<'a> Decider<'a> {
             covers_minor: amount.amount_minor,
             rate: rust_decimal::Decimal::ONE,
         }];
-        let record = Box::new(Authorization {
-            id: withdrawal.clone(),
-            origin_key: self.command.key.clone(),
-            card: None,
-            member: member.clone(),
-            kind: SpendKind::Withdrawal,
-            merchant: None,
-            channel: None,
-            state: LifecycleState::Pending,
-            requested: amount,
-            authorized_minor: amount.amount_minor,
-            legs: legs.clone(),
-            posted: Vec::new(),
-            cleared_minor: 0,
-            credited_minor: 0,
-            usage: Vec::new(),
-            usage_basis_minor: 0,
-            created_at: self.now(),
-            expires_at: self
-                .now()
-                .saturating_add_millis(self.ctx.policy.hold_expiry_ms),
-            closed_at: None,
-            network_decided: false,
-            increments: 0,
-            single_message: false,
-            review: None,
-        });
+        let expiry = self.ctx.policy.hold_expiry_ms;
+        let mut record =
+            self.open_record(withdrawal, member, SpendKind::Withdrawal, amount, expiry);
+        record.authorized_minor = amount.amount_minor;
+        record.legs = legs.clone();
         let mut changes = Changes::default();
         changes.hold(&legs);
         let balance = self.movement(
@@ -153,13 +127,9 @@ impl<'a> Decider<'a> {
         else {
             return Ok(rejected(RejectReason::UnknownWithdrawal));
         };
-        if let Err(reason) = permission::check(
-            self.state,
-            &self.command.actor,
-            Action::Withdraw {
-                for_member: &record.member,
-            },
-        ) {
+        if let Err(reason) = self.may(Action::Withdraw {
+            for_member: &record.member,
+        }) {
             return Ok(rejected(reason));
         }
         if !record.state.is_open() {
@@ -204,9 +174,7 @@ impl<'a> Decider<'a> {
         {
             return Ok(rejected(RejectReason::UnknownMember));
         }
-        if let Err(reason) =
-            permission::check(self.state, &self.command.actor, Action::Settle { from, to })
-        {
+        if let Err(reason) = self.may(Action::Settle { from, to }) {
             return Ok(rejected(reason));
         }
         if !(1..=AMOUNT_MINOR_MAX).contains(&amount.amount_minor) {

@@ -134,11 +134,7 @@ impl<'a> Decider<'a> {
         let Some(holder) = self.state.members.get(member) else {
             return Ok(rejected(RejectReason::UnknownMember));
         };
-        if let Err(reason) = permission::check(
-            self.state,
-            &self.command.actor,
-            Action::IssueCardTo { member: holder },
-        ) {
+        if let Err(reason) = self.may(Action::IssueCardTo { member: holder }) {
             return Ok(rejected(reason));
         }
         if self.state.cards.contains_key(card) {
@@ -164,11 +160,7 @@ impl<'a> Decider<'a> {
         let Some(old) = self.state.cards.get(card) else {
             return Ok(rejected(RejectReason::UnknownCard));
         };
-        if let Err(reason) = permission::check(
-            self.state,
-            &self.command.actor,
-            Action::ReplaceCard { card: old },
-        ) {
+        if let Err(reason) = self.may(Action::ReplaceCard { card: old }) {
             return Ok(rejected(reason));
         }
         if !self.state.members.contains_key(&old.member) {
@@ -196,14 +188,10 @@ impl<'a> Decider<'a> {
         let Some(current) = self.state.cards.get(card) else {
             return Ok(rejected(RejectReason::UnknownCard));
         };
-        if let Err(reason) = permission::check(
-            self.state,
-            &self.command.actor,
-            Action::ChangeCardStatus {
-                card: current,
-                to: status,
-            },
-        ) {
+        if let Err(reason) = self.may(Action::ChangeCardStatus {
+            card: current,
+            to: status,
+        }) {
             return Ok(rejected(reason));
         }
         if current.status == CardStatus::Blocked && status != CardStatus::Blocked {
@@ -218,6 +206,15 @@ impl<'a> Decider<'a> {
         Ok(accepted())
     }
 
+    /// Whether the caller may give `holder` (a member, or the holder of a card) `controls`,
+    /// and whether they are valid.
+    fn may_set_controls(&self, holder: &Member, controls: &Controls) -> Result<(), RejectReason> {
+        self.may(Action::SetControlsOf { member: holder })?;
+        controls
+            .validate()
+            .map_err(|_| RejectReason::InvalidControls)
+    }
+
     pub(super) fn set_member_controls(
         &mut self,
         member: &MemberId,
@@ -226,15 +223,8 @@ impl<'a> Decider<'a> {
         let Some(target) = self.state.members.get(member) else {
             return Ok(rejected(RejectReason::UnknownMember));
         };
-        if let Err(reason) = permission::check(
-            self.state,
-            &self.command.actor,
-            Action::SetControlsOf { member: target },
-        ) {
+        if let Err(reason) = self.may_set_controls(target, controls) {
             return Ok(rejected(reason));
-        }
-        if controls.validate().is_err() {
-            return Ok(rejected(RejectReason::InvalidControls));
         }
         self.events.push(Event::MemberControlsSet {
             member: member.clone(),
@@ -254,15 +244,8 @@ impl<'a> Decider<'a> {
         let Some(holder) = self.state.members.get(&current.member) else {
             return Ok(rejected(RejectReason::UnknownMember));
         };
-        if let Err(reason) = permission::check(
-            self.state,
-            &self.command.actor,
-            Action::SetControlsOf { member: holder },
-        ) {
+        if let Err(reason) = self.may_set_controls(holder, controls) {
             return Ok(rejected(reason));
-        }
-        if controls.validate().is_err() {
-            return Ok(rejected(RejectReason::InvalidControls));
         }
         self.events.push(Event::CardControlsSet {
             card: card.clone(),

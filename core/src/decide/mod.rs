@@ -180,6 +180,11 @@ impl<'a> Decider<'a> {
         self.ctx.now
     }
 
+    /// Whether the command's actor may do `action` on this account (`permission::check`).
+    fn may(&self, action: Action<'_>) -> Result<(), RejectReason> {
+        permission::check(self.state, &self.command.actor, action)
+    }
+
     fn run(&mut self) -> Result<Outcome, DecideError> {
         let state = self.state;
         let body = &self.command.body;

@@ -125,23 +125,67 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-async fn open_account(
-    State(app): Shared,
-    principal: Principal,
-    Body(request): Body<pb::OpenAccountRequest>,
-) -> Response {
-    created(v1::open_account(&app, &principal, request).await)
+/// Handlers that hand their JSON body to a `tandem.v1` operation and answer `$answer` (`ok`
+/// or `created`); with `$field <- path`, the path's one parameter is first set in that field
+/// of the request (the path names the resource, the body the rest).
+macro_rules! body_handler {
+    ($name:ident, $request:ty, $operation:path, $answer:ident $(, $field:ident <- path)?) => {
+        async fn $name(
+            State(app): Shared,
+            principal: Principal,
+            $(Path($field): Path<String>,)?
+            Body(request): Body<$request>,
+        ) -> Response {
+            $(let mut request = request; request.$field = $field;)?
+            $answer($operation(&app, &principal, request).await)
+        }
+    };
 }
 
-async fn add_member(
-    State(app): Shared,
-    principal: Principal,
-    Path(account_id): Path<String>,
-    Body(mut request): Body<pb::MemberRequest>,
-) -> Response {
-    request.account_id = account_id;
-    created(v1::add_member(&app, &principal, request).await)
+/// Handlers that read one account, named by the path, through a `tandem.v1` operation.
+macro_rules! account_read {
+    ($name:ident, $operation:path) => {
+        async fn $name(
+            State(app): Shared,
+            principal: Principal,
+            Path(account_id): Path<String>,
+        ) -> Response {
+            ok($operation(&app, &principal, pb::AccountRef { account_id }).await)
+        }
+    };
 }
+
+body_handler!(
+    open_account,
+    pb::OpenAccountRequest,
+    v1::open_account,
+    created
+);
+body_handler!(add_member, pb::MemberRequest, v1::add_member, created, account_id <- path);
+body_handler!(issue_card, pb::IssueCardRequest, v1::issue_card, created, account_id <- path);
+body_handler!(card_status, pb::CardStatusRequest, v1::set_card_status, ok, card_id <- path);
+body_handler!(replace_card, pb::ReplaceCardRequest, v1::replace_card, created, card_id <- path);
+body_handler!(split_rule, pb::SplitRuleRequest, v1::set_split_rule, ok, account_id <- path);
+body_handler!(funding_policy, pb::FundingPolicyRequest, v1::set_funding_policy, ok, account_id <- path);
+body_handler!(deposit, pb::MoneyRequest, v1::deposit, created, account_id <- path);
+body_handler!(withdraw, pb::MoneyRequest, v1::withdraw, created, account_id <- path);
+body_handler!(set_rates, pb::SetRatesRequest, v1::set_rates, ok);
+body_handler!(authorize, pb::AuthorizeRequest, v1::authorize, ok);
+body_handler!(increment, pb::IncrementRequest, v1::increment, ok, authorization_id <- path);
+body_handler!(reverse, pb::ReverseRequest, v1::reverse, ok, authorization_id <- path);
+body_handler!(clear, pb::PostingRequest, v1::clear, ok, authorization_id <- path);
+body_handler!(advise, pb::PostingRequest, v1::advise, ok);
+body_handler!(force_post, pb::PostingRequest, v1::force_post, ok);
+body_handler!(refund, pb::PostingRequest, v1::refund, ok);
+body_handler!(
+    balance_inquiry,
+    pb::BalanceInquiryRequest,
+    v1::balance_inquiry,
+    ok
+);
+account_read!(balance, v1::balance);
+account_read!(holds, v1::holds);
+account_read!(positions, v1::positions);
 
 async fn update_member(
     State(app): Shared,
@@ -180,26 +224,6 @@ async fn member_controls(
     ok(v1::set_member_controls(&app, &principal, request).await)
 }
 
-async fn issue_card(
-    State(app): Shared,
-    principal: Principal,
-    Path(account_id): Path<String>,
-    Body(mut request): Body<pb::IssueCardRequest>,
-) -> Response {
-    request.account_id = account_id;
-    created(v1::issue_card(&app, &principal, request).await)
-}
-
-async fn card_status(
-    State(app): Shared,
-    principal: Principal,
-    Path(card_id): Path<String>,
-    Body(mut request): Body<pb::CardStatusRequest>,
-) -> Response {
-    request.card_id = card_id;
-    ok(v1::set_card_status(&app, &principal, request).await)
-}
-
 async fn card_controls(
     State(app): Shared,
     principal: Principal,
@@ -211,158 +235,6 @@ async fn card_controls(
         controls: Some(controls),
     };
     ok(v1::set_card_controls(&app, &principal, request).await)
-}
-
-async fn replace_card(
-    State(app): Shared,
-    principal: Principal,
-    Path(card_id): Path<String>,
-    Body(mut request): Body<pb::ReplaceCardRequest>,
-) -> Response {
-    request.card_id = card_id;
-    created(v1::replace_card(&app, &principal, request).await)
-}
-
-async fn split_rule(
-    State(app): Shared,
-    principal: Principal,
-    Path(account_id): Path<String>,
-    Body(mut request): Body<pb::SplitRuleRequest>,
-) -> Response {
-    request.account_id = account_id;
-    ok(v1::set_split_rule(&app, &principal, request).await)
-}
-
-async fn funding_policy(
-    State(app): Shared,
-    principal: Principal,
-    Path(account_id): Path<String>,
-    Body(mut request): Body<pb::FundingPolicyRequest>,
-) -> Response {
-    request.account_id = account_id;
-    ok(v1::set_funding_policy(&app, &principal, request).await)
-}
-
-async fn deposit(
-    State(app): Shared,
-    principal: Principal,
-    Path(account_id): Path<String>,
-    Body(mut request): Body<pb::MoneyRequest>,
-) -> Response {
-    request.account_id = account_id;
-    created(v1::deposit(&app, &principal, request).await)
-}
-
-async fn withdraw(
-    State(app): Shared,
-    principal: Principal,
-    Path(account_id): Path<String>,
-    Body(mut request): Body<pb::MoneyRequest>,
-) -> Response {
-    request.account_id = account_id;
-    created(v1::withdraw(&app, &principal, request).await)
-}
-
-async fn set_rates(
-    State(app): Shared,
-    principal: Principal,
-    Body(request): Body<pb::SetRatesRequest>,
-) -> Response {
-    ok(v1::set_rates(&app, &principal, request).await)
-}
-
-async fn authorize(
-    State(app): Shared,
-    principal: Principal,
-    Body(request): Body<pb::AuthorizeRequest>,
-) -> Response {
-    ok(v1::authorize(&app, &principal, request).await)
-}
-
-async fn increment(
-    State(app): Shared,
-    principal: Principal,
-    Path(authorization_id): Path<String>,
-    Body(mut request): Body<pb::IncrementRequest>,
-) -> Response {
-    request.authorization_id = authorization_id;
-    ok(v1::increment(&app, &principal, request).await)
-}
-
-async fn reverse(
-    State(app): Shared,
-    principal: Principal,
-    Path(authorization_id): Path<String>,
-    Body(mut request): Body<pb::ReverseRequest>,
-) -> Response {
-    request.authorization_id = authorization_id;
-    ok(v1::reverse(&app, &principal, request).await)
-}
-
-async fn clear(
-    State(app): Shared,
-    principal: Principal,
-    Path(authorization_id): Path<String>,
-    Body(mut request): Body<pb::PostingRequest>,
-) -> Response {
-    request.authorization_id = authorization_id;
-    ok(v1::clear(&app, &principal, request).await)
-}
-
-async fn advise(
-    State(app): Shared,
-    principal: Principal,
-    Body(request): Body<pb::PostingRequest>,
-) -> Response {
-    ok(v1::advise(&app, &principal, request).await)
-}
-
-async fn force_post(
-    State(app): Shared,
-    principal: Principal,
-    Body(request): Body<pb::PostingRequest>,
-) -> Response {
-    ok(v1::force_post(&app, &principal, request).await)
-}
-
-async fn refund(
-    State(app): Shared,
-    principal: Principal,
-    Body(request): Body<pb::PostingRequest>,
-) -> Response {
-    ok(v1::refund(&app, &principal, request).await)
-}
-
-async fn balance_inquiry(
-    State(app): Shared,
-    principal: Principal,
-    Body(request): Body<pb::BalanceInquiryRequest>,
-) -> Response {
-    ok(v1::balance_inquiry(&app, &principal, request).await)
-}
-
-async fn balance(
-    State(app): Shared,
-    principal: Principal,
-    Path(account_id): Path<String>,
-) -> Response {
-    ok(v1::balance(&app, &principal, pb::AccountRef { account_id }).await)
-}
-
-async fn holds(
-    State(app): Shared,
-    principal: Principal,
-    Path(account_id): Path<String>,
-) -> Response {
-    ok(v1::holds(&app, &principal, pb::AccountRef { account_id }).await)
-}
-
-async fn positions(
-    State(app): Shared,
-    principal: Principal,
-    Path(account_id): Path<String>,
-) -> Response {
-    ok(v1::positions(&app, &principal, pb::AccountRef { account_id }).await)
 }
 
 #[derive(Deserialize, Default)]
@@ -384,29 +256,26 @@ fn page_request(account_id: String, page: PageQuery) -> Result<pb::EntriesReques
     })
 }
 
-async fn entries(
-    State(app): Shared,
-    principal: Principal,
-    Path(account_id): Path<String>,
-    page: PageQuery,
-) -> Response {
-    match page_request(account_id, page) {
-        Ok(request) => ok(v1::entries(&app, &principal, request).await),
-        Err(malformed) => malformed.into_response(),
-    }
+/// Handlers that read one page of an account's feed (the account in the path, `after` and
+/// `limit` in the query) through a `tandem.v1` operation.
+macro_rules! page_read {
+    ($name:ident, $operation:path) => {
+        async fn $name(
+            State(app): Shared,
+            principal: Principal,
+            Path(account_id): Path<String>,
+            page: PageQuery,
+        ) -> Response {
+            match page_request(account_id, page) {
+                Ok(request) => ok($operation(&app, &principal, request).await),
+                Err(malformed) => malformed.into_response(),
+            }
+        }
+    };
 }
 
-async fn lifecycle_events(
-    State(app): Shared,
-    principal: Principal,
-    Path(account_id): Path<String>,
-    page: PageQuery,
-) -> Response {
-    match page_request(account_id, page) {
-        Ok(request) => ok(v1::lifecycle_events(&app, &principal, request).await),
-        Err(malformed) => malformed.into_response(),
-    }
-}
+page_read!(entries, v1::entries);
+page_read!(lifecycle_events, v1::lifecycle_events);
 
 /// Server-Sent Events: the current state, then one event per committed change. Each event's
 /// id is the account's sequence number; a client reconnecting with `Last-Event-ID` gets the

@@ -15,18 +15,14 @@
 //! id carries its account ([`lifecycle_account`]); they skip step 1.
 
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
-use std::time::Duration;
 
 use tandem_core::limits::AMOUNT_MINOR_MAX;
 use tandem_core::{
-    AccountId, Actor, Authorization, AuthorizationId, CardId, Channel, Command, CommandBody,
-    Country, Currency, DeclineReason, IdempotencyKey, Mcc, Merchant, Money, Outcome, Spend,
-    SpendKind,
+    AccountId, Actor, Authorization, AuthorizationId, CardId, Channel, CommandBody, Country,
+    Currency, DeclineReason, IdempotencyKey, Mcc, Merchant, Money, Outcome, Spend, SpendKind,
 };
 
 use super::OpError;
-use super::deadline::Timed;
 use crate::app::App;
 use crate::keys::{KeyRole, Principal};
 
@@ -131,7 +127,7 @@ pub fn may_send(principal: &Principal) -> Result<(), OpError> {
 /// gives back a purchase (whatever processing code brought it), and cash at an ATM's merchant
 /// category ([`Mcc::ATM`]) is an ATM withdrawal whatever channel the terminal reported (a
 /// wallet payment stays one), so ATM controls and cash limits hold over every protocol.
-fn checked(account: &AccountId, mut body: CommandBody) -> Result<CommandBody, OpError> {
+pub(super) fn checked(account: &AccountId, mut body: CommandBody) -> Result<CommandBody, OpError> {
     if !body.is_card_traffic() || matches!(body, CommandBody::MarkTimedOut { .. }) {
         return Err(OpError::internal(format!(
             "{} is not card traffic a network sends",
@@ -280,25 +276,6 @@ impl App {
         may_send(principal)?;
         let body = checked(account, body)?;
         self.execute(principal, account, key, Actor::Network, body)
-            .await
-    }
-
-    /// [`App::card_traffic`] under a deadline: [`Timed::Missed`] past it, and a late
-    /// decision undone or applied by the deadline rule (`ops::deadline`).
-    pub async fn card_traffic_within(
-        self: &Arc<Self>,
-        principal: &Principal,
-        account: &AccountId,
-        command: Command,
-        deadline: Duration,
-    ) -> Result<Timed, OpError> {
-        may_send(principal)?;
-        let command = Command {
-            body: checked(account, command.body)?,
-            actor: Actor::Network,
-            ..command
-        };
-        self.execute_within(principal, account, command, deadline)
             .await
     }
 }

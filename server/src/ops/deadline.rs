@@ -12,7 +12,7 @@ use tandem_core::{
     AccountId, Actor, AuthorizationId, Command, CommandBody, IdempotencyKey, Outcome,
 };
 
-use super::OpError;
+use super::{OpError, card_traffic};
 use crate::app::App;
 use crate::keys::Principal;
 
@@ -59,15 +59,22 @@ struct Mark {
 }
 
 impl App {
-    /// Executes card traffic `command` on `account` under `deadline` (see the module's rule).
-    /// The timeout mark names the body's lifecycle, by the same keys.
-    pub(super) async fn execute_within(
+    /// [`App::card_traffic`] under `deadline`: [`Timed::Missed`] past it, and the late
+    /// decision undone or applied by the module's rule. The timeout mark names the body's
+    /// lifecycle, by the same keys.
+    pub async fn card_traffic_within(
         self: &Arc<Self>,
         principal: &Principal,
         account: &AccountId,
         command: Command,
         deadline: Duration,
     ) -> Result<Timed, OpError> {
+        card_traffic::may_send(principal)?;
+        let command = Command {
+            body: card_traffic::checked(account, command.body)?,
+            actor: Actor::Network,
+            ..command
+        };
         if self.deadlines.set().contains(&command.key) {
             return Ok(Timed::Missed { just_now: false });
         }

@@ -29,6 +29,36 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_tandem")
 }
 
+/// `tandem serve` on `data_dir`, every listener on a free loopback port, with the admin token.
+pub fn serve(data_dir: &Path) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--iso8583-listen",
+            "127.0.0.1:0",
+        ])
+        .env("TANDEM_ADMIN_TOKEN", ADMIN);
+    command
+}
+
+/// Runs `command` to its end and checks that it succeeded, showing its stderr if not.
+pub fn succeeds(command: &mut Command) -> std::process::Output {
+    let output = command.output().expect("the command runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 impl Node {
     pub fn start(data_dir: &Path) -> Node {
         Self::start_with(data_dir, &[])
@@ -49,20 +79,8 @@ impl Node {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
             None => Stdio::inherit(),
         };
-        let mut child = Command::new(binary())
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args([
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--iso8583-listen",
-                "127.0.0.1:0",
-            ])
+        let mut child = serve(data_dir)
             .args(extra)
-            .env("TANDEM_ADMIN_TOKEN", ADMIN)
             .env("TANDEM_LOG", if log.is_some() { "info" } else { "warn" })
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -182,6 +200,48 @@ impl Node {
             "{method} {path} -> {status} {value}"
         );
         value
+    }
+
+    /// `POST /v1/authorizations` of [`authorize_body`] with `token`: the status and the body.
+    pub async fn authorize(&self, token: &str, key: &str, card: &str, amount: i64) -> (u16, Value) {
+        let body = authorize_body(key, card, amount);
+        self.call("POST", "/v1/authorizations", Some(token), Some(body))
+            .await
+    }
+
+    /// Issues an API key of `role` for `member` of `account`, and answers its token.
+    pub async fn app_key(&self, account: &str, member: &str) -> String {
+        let key = self
+            .admin(
+                "POST",
+                "/v1/api-keys",
+                serde_json::json!({"role": "app", "account_id": account, "member_id": member}),
+            )
+            .await;
+        key["token"].as_str().expect("a token").to_owned()
+    }
+
+    /// Issues a card network's API key, and answers its token.
+    pub async fn network_key(&self) -> String {
+        let key = self
+            .admin(
+                "POST",
+                "/v1/api-keys",
+                serde_json::json!({"role": "network"}),
+            )
+            .await;
+        key["token"].as_str().expect("a token").to_owned()
+    }
+
+    /// Makes every commit take `delay_ms` (0: as fast as the disk), on a node started with
+    /// `--fault-injection true`.
+    pub async fn slow_commits(&self, delay_ms: u64) {
+        self.admin(
+            "POST",
+            "/v1/admin/faults",
+            serde_json::json!({ "commit_delay_ms": delay_ms }),
+        )
+        .await;
     }
 
     /// Opens an account with the given members (first is owner), one card each (`<member>-card`),
@@ -312,4 +372,17 @@ pub fn authorize_body(key: &str, card: &str, amount: i64) -> Value {
         "merchant_name": "Corner Shop",
         "merchant_country": "GB",
     })
+}
+
+/// Waits until `holds` is true, checking every 50 ms; fails with `what` after a minute.
+pub async fn eventually<F, Fut>(what: &str, mut holds: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !holds().await {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -54,25 +54,8 @@ pub async fn set_split_rule(
     principal: &Principal,
     request: pb::SplitRuleRequest,
 ) -> Result<pb::CommandResult, OpError> {
-    use tandem_core::SplitRule;
     let account = account_id(&request.account_id)?;
-    let rule = match request.rule.as_str() {
-        "payer_pays" => SplitRule::PayerPays,
-        "equal" => SplitRule::Equal,
-        "weighted" => SplitRule::Weighted {
-            weights: request
-                .weights
-                .iter()
-                .map(|w| Ok((member_id(&w.member_id)?, w.weight)))
-                .collect::<Result<_, OpError>>()?,
-        },
-        other => {
-            return Err(OpError::invalid(
-                "rule",
-                format!("must be one of payer_pays, equal, weighted, got {other:?}"),
-            ));
-        }
-    };
+    let rule = fields::split_rule(&request)?;
     let outcome = app.set_split_rule(principal, &account, rule).await?;
     Ok(result(&outcome))
 }
@@ -82,24 +65,8 @@ pub async fn set_funding_policy(
     principal: &Principal,
     request: pb::FundingPolicyRequest,
 ) -> Result<pb::CommandResult, OpError> {
-    use tandem_core::FundingPolicy;
     let account = account_id(&request.account_id)?;
-    let policy = match request.policy.as_str() {
-        "largest_available_first" => FundingPolicy::LargestAvailableFirst,
-        "priority" => FundingPolicy::Priority {
-            currencies: request
-                .currencies
-                .iter()
-                .map(|c| fields::currency("currencies", c))
-                .collect::<Result<_, _>>()?,
-        },
-        other => {
-            return Err(OpError::invalid(
-                "policy",
-                format!("must be largest_available_first or priority, got {other:?}"),
-            ));
-        }
-    };
+    let policy = fields::funding_policy(&request)?;
     let outcome = app.set_funding_policy(principal, &account, policy).await?;
     Ok(result(&outcome))
 }

@@ -286,6 +286,51 @@ pub fn rates_table(request: &pb::SetRatesRequest) -> Result<tandem_core::RateTab
 
 /// A posting's fields as its request gives them; an empty one is `None`, for the operation to
 /// fill from the lifecycle (`App::posting_spend`).
+/// A split rule: `payer_pays`, `equal`, or `weighted` with each member's weight.
+pub fn split_rule(request: &pb::SplitRuleRequest) -> Result<tandem_core::SplitRule, OpError> {
+    use tandem_core::SplitRule;
+    Ok(match request.rule.as_str() {
+        "payer_pays" => SplitRule::PayerPays,
+        "equal" => SplitRule::Equal,
+        "weighted" => SplitRule::Weighted {
+            weights: request
+                .weights
+                .iter()
+                .map(|w| Ok((member_id(&w.member_id)?, w.weight)))
+                .collect::<Result<_, OpError>>()?,
+        },
+        other => {
+            return Err(OpError::invalid(
+                "rule",
+                format!("must be one of payer_pays, equal, weighted, got {other:?}"),
+            ));
+        }
+    })
+}
+
+/// A funding policy: `largest_available_first`, or `priority` with its currencies in order.
+pub fn funding_policy(
+    request: &pb::FundingPolicyRequest,
+) -> Result<tandem_core::FundingPolicy, OpError> {
+    use tandem_core::FundingPolicy;
+    Ok(match request.policy.as_str() {
+        "largest_available_first" => FundingPolicy::LargestAvailableFirst,
+        "priority" => FundingPolicy::Priority {
+            currencies: request
+                .currencies
+                .iter()
+                .map(|c| currency("currencies", c))
+                .collect::<Result<_, _>>()?,
+        },
+        other => {
+            return Err(OpError::invalid(
+                "policy",
+                format!("must be largest_available_first or priority, got {other:?}"),
+            ));
+        }
+    })
+}
+
 pub fn posting_fields(request: &pb::PostingRequest) -> Result<PostingFields, OpError> {
     let given = |text: &str| (!text.is_empty()).then_some(());
     Ok(PostingFields {
