@@ -412,10 +412,13 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         recovery_ms = started.elapsed().as_millis() as u64,
         "tandem ready"
     );
+    // SIGTERM and SIGINT are ours before the node says it is ready: a supervisor that stops
+    // it at once gets a clean shutdown, not the signal's default (an unclean death).
+    let shutdown = shutdown_signal();
     // Tests and scripts read this line to find the ports.
     println!("tandem ready: grpc={grpc_addr} http={http_addr} iso8583={iso_addr}");
 
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down: draining in-flight requests");
     app.ready.store(false, Ordering::Release);
     health_reporter
@@ -430,17 +433,23 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Resolves at SIGTERM or SIGINT; both are handled from the call on, not from the first poll.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        let received = |listener: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match listener {
+                Ok(mut listener) => {
+                    listener.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = received(terminate) => {}
+            _ = received(interrupt) => {}
         }
-    };
-    tokio::select! {
-        _ = terminate => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -113,13 +113,7 @@ impl<'a> Decider<'a> {
         amount: Money,
         changes: &mut Changes,
     ) {
-        let funding = plan(
-            amount,
-            &self.state.balances,
-            &self.state.funding_policy,
-            self.ctx.rates,
-            true,
-        );
+        let funding = self.fund(amount, true);
         changes.hold(&funding.legs);
         merge_legs(&mut record.legs, funding.legs);
         if let Some(charges) = self.usage_unenforced(record, amount) {
@@ -140,13 +134,7 @@ impl<'a> Decider<'a> {
         if amount.amount_minor == 0 {
             return;
         }
-        let funding = plan(
-            amount,
-            &self.state.balances,
-            &self.state.funding_policy,
-            self.ctx.rates,
-            true,
-        );
+        let funding = self.fund(amount, true);
         self.debit(changes, &funding.legs, &record.member);
         merge_legs(&mut record.posted, funding.legs);
         if let Some(charges) = self.usage_unenforced(record, amount) {

@@ -46,13 +46,7 @@ impl<'a> Decider<'a> {
             Ok(charges) => charges,
             Err(reason) => return Ok(self.decline_with_balance(reason, currency)),
         };
-        let funding = plan(
-            spend.amount,
-            &self.state.balances,
-            &self.state.funding_policy,
-            self.ctx.rates,
-            false,
-        );
+        let funding = self.fund(spend.amount, false);
         let approved_minor = funding.covered_minor();
         if funding.uncovered_minor > 0 {
             if !(spend.partial_allowed && approved_minor > 0) {

@@ -63,13 +63,7 @@ impl<'a> Decider<'a> {
                 return Ok(self.decline_with_balance(reason, amount.currency));
             }
         }
-        let funding = plan(
-            amount,
-            &self.state.balances,
-            &self.state.funding_policy,
-            self.ctx.rates,
-            false,
-        );
+        let funding = self.fund(amount, false);
         if funding.uncovered_minor > 0 {
             return Ok(self.decline_with_balance(DeclineReason::InsufficientFunds, amount.currency));
         }

@@ -22,7 +22,7 @@ use crate::context::DecisionContext;
 use crate::controls::{Channel, Controls, LimitScope, Mcc, child_blocks};
 use crate::currency::Currency;
 use crate::event::{Cause, Entry, EntryKind, Event, Movement, OutcomeRecord};
-use crate::funding::{Leg, plan, take_from_legs};
+use crate::funding::{FundingPlan, Leg, plan, take_from_legs};
 use crate::fx::Rounding;
 use crate::ids::{AuthorizationId, IdempotencyKey, MemberId};
 use crate::limits::{
@@ -178,6 +178,18 @@ struct Decider<'a> {
 impl<'a> Decider<'a> {
     fn now(&self) -> crate::time::Timestamp {
         self.ctx.now
+    }
+
+    /// How the account's balances fund `amount` under its funding policy; with `overdraft`,
+    /// whatever they do not cover still goes on a balance (`funding::plan`).
+    fn fund(&self, amount: Money, overdraft: bool) -> FundingPlan {
+        plan(
+            amount,
+            &self.state.balances,
+            &self.state.funding_policy,
+            self.ctx.rates,
+            overdraft,
+        )
     }
 
     /// Whether the command's actor may do `action` on this account (`permission::check`).

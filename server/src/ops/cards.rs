@@ -103,10 +103,10 @@ impl App {
         card: CardId,
         status: CardStatus,
     ) -> Result<Outcome, OpError> {
-        let (account, actor) = self.card_in_scope(principal, &card).await?;
-        let body = CommandBody::SetCardStatus { card, status };
-        self.manage_as(principal, &account, actor, "status", body)
-            .await
+        self.manage_card(principal, card, "status", |card| {
+            CommandBody::SetCardStatus { card, status }
+        })
+        .await
     }
 
     pub async fn set_member_controls(
@@ -126,9 +126,23 @@ impl App {
         card: CardId,
         controls: Controls,
     ) -> Result<Outcome, OpError> {
+        self.manage_card(principal, card, "controls", |card| {
+            CommandBody::SetCardControls { card, controls }
+        })
+        .await
+    }
+
+    /// Executes the management command `body` builds for `card`, on the account and as the
+    /// actor the card's scope finds (`card_in_scope`).
+    async fn manage_card(
+        &self,
+        principal: &Principal,
+        card: CardId,
+        kind: &str,
+        body: impl FnOnce(CardId) -> CommandBody,
+    ) -> Result<Outcome, OpError> {
         let (account, actor) = self.card_in_scope(principal, &card).await?;
-        let body = CommandBody::SetCardControls { card, controls };
-        self.manage_as(principal, &account, actor, "controls", body)
+        self.manage_as(principal, &account, actor, kind, body(card))
             .await
     }
 
