@@ -1,5 +1,5 @@
-//! Accounts, members, how spending splits and is funded, and money in and out: the
-//! management operations on one account, whichever gateway asks.
+//! Accounts, members (and their spending controls), how spending splits and is funded, and
+//! money in and out: the management operations on one account, whichever gateway asks.
 //!
 //! Each checks the caller's scope first (admins act as the platform, an app key as its
 //! member of its own account only), then executes on the account. A management command the
@@ -8,8 +8,8 @@
 //! a conflict.
 
 use tandem_core::{
-    AccountId, AccountKind, Actor, AuthorizationId, CommandBody, FundingPolicy, IdempotencyKey,
-    MemberId, Money, Outcome, RejectReason, Role, SplitRule,
+    AccountId, AccountKind, Actor, AuthorizationId, CommandBody, Controls, FundingPolicy,
+    IdempotencyKey, MemberId, Money, Outcome, RejectReason, Role, SplitRule,
 };
 
 use super::OpError;
@@ -133,6 +133,17 @@ impl App {
     ) -> Result<Outcome, OpError> {
         let body = CommandBody::RemoveMember { member };
         self.manage(principal, account, "remove", body).await
+    }
+
+    pub async fn set_member_controls(
+        &self,
+        principal: &Principal,
+        account: &AccountId,
+        member: MemberId,
+        controls: Controls,
+    ) -> Result<Outcome, OpError> {
+        let body = CommandBody::SetMemberControls { member, controls };
+        self.manage(principal, account, "controls", body).await
     }
 
     pub async fn set_split_rule(

@@ -1,6 +1,6 @@
-//! Cards and controls: issuing and replacing cards (with the card and PAN directories that
-//! keep card ids and PANs unique across accounts), card status, and the member's and the
-//! card's spending controls.
+//! Cards: issuing and replacing cards (with the card and PAN directories that keep card ids
+//! and PANs unique across accounts), a card's status and its spending controls. A member's
+//! own controls are account management (`accounts.rs`).
 //!
 //! Operations that name a card check the caller's scope before the card is looked up
 //! (`App::card_in_scope`): a key of one account gets the same 403 whether the card is
@@ -107,17 +107,6 @@ impl App {
             CommandBody::SetCardStatus { card, status }
         })
         .await
-    }
-
-    pub async fn set_member_controls(
-        &self,
-        principal: &Principal,
-        account: &AccountId,
-        member: MemberId,
-        controls: Controls,
-    ) -> Result<Outcome, OpError> {
-        let body = CommandBody::SetMemberControls { member, controls };
-        self.manage(principal, account, "controls", body).await
     }
 
     pub async fn set_card_controls(
