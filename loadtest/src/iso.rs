@@ -5,17 +5,18 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use tandem_iso8583::{BitmapEncoding, Framer, Message, Mti, frame_into};
 use tandem_proto::v1 as pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::op::Op;
+use crate::pending::Pending;
 
-type Waiters = Arc<Mutex<HashMap<u32, oneshot::Sender<Message>>>>;
+type Waiters = Pending<u32, Message>;
 
 /// The next STAN, shared by every link: the links stand for one acquirer, whose STANs are
 /// unique across its connections (a network's are, per acquirer and day). The gateway finds
@@ -38,7 +39,7 @@ impl Link {
         let _ = stream.set_nodelay(true);
         let (mut read, mut write) = stream.into_split();
         let (outbound, mut queue) = mpsc::channel::<Message>(65_536);
-        let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
+        let waiters = Waiters::default();
         // Writer: many requests per write when they queue up.
         tokio::spawn(async move {
             let mut bytes = Vec::with_capacity(64 * 1024);
@@ -74,18 +75,12 @@ impl Link {
                     let Some(stan) = answer.text(11).and_then(|s| s.parse::<u32>().ok()) else {
                         continue;
                     };
-                    let waiter = reader
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&stan);
-                    if let Some(waiter) = waiter {
-                        let _ = waiter.send(answer);
-                    }
+                    reader.answer(&stan, answer);
                 }
                 buffer.drain(..start);
             }
             // The link closed: everyone still waiting learns it (their senders drop).
-            reader.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            reader.close(|| None);
         });
         Ok(Self { outbound, waiters })
     }
@@ -96,11 +91,7 @@ impl Link {
         request
             .set_number(11, u64::from(stan))
             .map_err(|e| e.to_string())?;
-        let (sender, receiver) = oneshot::channel();
-        self.waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(stan, sender);
+        let receiver = self.waiters.wait_for(stan);
         self.outbound
             .send(request)
             .await

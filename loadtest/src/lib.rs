@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod iso;
 pub mod op;
+pub mod pending;
 pub mod provision;
 pub mod report;
 pub mod run;

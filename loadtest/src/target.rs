@@ -5,17 +5,16 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use tandem_proto::v1 as pb;
 use tandem_proto::v1::accounts_client::AccountsClient;
 use tandem_proto::v1::authorizations_client::AuthorizationsClient;
 use tandem_proto::v1::balances_client::BalancesClient;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 pub use crate::op::Op;
+use crate::pending::Pending;
 
 /// What the server answered.
 #[derive(Debug, Clone)]
@@ -410,7 +409,7 @@ where
     }
 }
 
-type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<pb::AuthorizeResponse, String>>>>>;
+type Waiters = Pending<u64, Result<pb::AuthorizeResponse, String>>;
 
 /// One bidirectional processor stream: requests go out as they come; answers are matched back
 /// by correlation id in whatever order they return.
@@ -432,7 +431,7 @@ impl StreamConnection {
             .await
             .map_err(status_text)?
             .into_inner();
-        let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
+        let waiters = Waiters::default();
         let reader = waiters.clone();
         tokio::spawn(async move {
             loop {
@@ -444,22 +443,17 @@ impl StreamConnection {
                 let Ok(id) = answer.correlation_id.parse::<u64>() else {
                     continue;
                 };
-                let waiter = reader.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                if let Some(waiter) = waiter {
-                    let result = match answer.result {
-                        Some(result) => Ok(result),
-                        None => Err(format!(
-                            "stream error {}: {}",
-                            answer.error_code, answer.error_message
-                        )),
-                    };
-                    let _ = waiter.send(result);
-                }
+                let result = match answer.result {
+                    Some(result) => Ok(result),
+                    None => Err(format!(
+                        "stream error {}: {}",
+                        answer.error_code, answer.error_message
+                    )),
+                };
+                reader.answer(&id, result);
             }
             // The stream ended: everyone still waiting learns it.
-            for (_, waiter) in reader.lock().unwrap_or_else(|p| p.into_inner()).drain() {
-                let _ = waiter.send(Err("the stream closed".into()));
-            }
+            reader.close(|| Some(Err("the stream closed".into())));
         });
         Ok(Self {
             outbound,
@@ -480,11 +474,7 @@ impl StreamConnection {
             Op::GetBalance(_) => return Err("balances are not on the processor stream".into()),
         };
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
-        let (sender, receiver) = oneshot::channel();
-        self.waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, sender);
+        let receiver = self.waiters.wait_for(id);
         self.outbound
             .send(pb::StreamRequest {
                 correlation_id: id.to_string(),
