@@ -4,8 +4,8 @@
 //! answers back into the shape the run and the audit keep.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use tandem_iso8583::{BitmapEncoding, Framer, Message, Mti, frame_into};
 use tandem_proto::v1 as pb;

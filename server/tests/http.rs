@@ -99,9 +99,7 @@ async fn a_spend_lifecycle_over_http_keeps_every_minor_unit() {
     assert_eq!(cleared["status"], "accepted");
     let balance = node.balance("flat").await;
     assert_eq!(available(&balance, "EUR"), 80_00);
-    let (_, holds) = node
-        .call("GET", "/v1/accounts/flat/holds", Some(ADMIN), None)
-        .await;
+    let holds = node.get("/v1/accounts/flat/holds").await;
     assert_eq!(
         holds["holds"].as_array().expect("holds").len(),
         0,
@@ -113,15 +111,9 @@ async fn a_spend_lifecycle_over_http_keeps_every_minor_unit() {
     let mut total = 0;
     let mut pages = 0;
     loop {
-        let (status, page) = node
-            .call(
-                "GET",
-                &format!("/v1/accounts/flat/entries?limit=1&after={after}"),
-                Some(ADMIN),
-                None,
-            )
+        let page = node
+            .get(&format!("/v1/accounts/flat/entries?limit=1&after={after}"))
             .await;
-        assert_eq!(status, 200, "{page}");
         for entry in page["entries"].as_array().expect("entries") {
             let amount = entry["amount_minor"].as_i64().expect("amount");
             let shares: i64 = entry["shares"]
@@ -150,15 +142,11 @@ async fn a_spend_lifecycle_over_http_keeps_every_minor_unit() {
     let mut after = String::new();
     let mut changes: Vec<(String, String, String, i64)> = Vec::new();
     loop {
-        let (status, page) = node
-            .call(
-                "GET",
-                &format!("/v1/accounts/flat/lifecycle-events?limit=2&after={after}"),
-                Some(ADMIN),
-                None,
-            )
+        let page = node
+            .get(&format!(
+                "/v1/accounts/flat/lifecycle-events?limit=2&after={after}"
+            ))
             .await;
-        assert_eq!(status, 200, "{page}");
         for event in page["events"].as_array().expect("events") {
             let held: i64 = event["held"]
                 .as_array()
@@ -217,9 +205,7 @@ async fn a_spend_lifecycle_over_http_keeps_every_minor_unit() {
     assert_eq!(status, 400, "{bad}");
 
     // Positions: an equal split of 20.00 — ana paid 100.00 in and bears 10.00.
-    let (_, positions) = node
-        .call("GET", "/v1/accounts/flat/positions", Some(ADMIN), None)
-        .await;
+    let positions = node.get("/v1/accounts/flat/positions").await;
     let ana = positions["positions"]
         .as_array()
         .expect("positions")

@@ -12,7 +12,7 @@ mod common;
 use common::iso::{
     EUR, KID_PAN, Link, PAN, as_mti, authorization, message, original_data, setup, text, with,
 };
-use common::{ADMIN, Node};
+use common::Node;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -31,14 +31,7 @@ fn eur(balance: &Value) -> (i64, i64) {
 }
 
 async fn holds(node: &Node, account: &str) -> Vec<Value> {
-    let (_, holds) = node
-        .call(
-            "GET",
-            &format!("/v1/accounts/{account}/holds"),
-            Some(ADMIN),
-            None,
-        )
-        .await;
+    let holds = node.get(&format!("/v1/accounts/{account}/holds")).await;
     holds["holds"].as_array().cloned().unwrap_or_default()
 }
 

@@ -71,9 +71,7 @@ async fn a_backup_of_a_running_node_restores_to_the_same_balances() {
             .await;
     }
     let at_backup = node.balance("b").await;
-    let (_, holds_at_backup) = node
-        .call("GET", "/v1/accounts/b/holds", Some(ADMIN), None)
-        .await;
+    let holds_at_backup = node.get("/v1/accounts/b/holds").await;
 
     let backup_dir = dir.path().join("backup");
     common::succeeds(
@@ -96,9 +94,7 @@ async fn a_backup_of_a_running_node_restores_to_the_same_balances() {
     );
     let node = Node::start(&restored);
     assert_eq!(node.balance("b").await, at_backup);
-    let (_, holds) = node
-        .call("GET", "/v1/accounts/b/holds", Some(ADMIN), None)
-        .await;
+    let holds = node.get("/v1/accounts/b/holds").await;
     assert_eq!(holds, holds_at_backup);
     // The restored node keeps working: new decisions, the card directory and the rates.
     let (_, approved) = node.authorize(ADMIN, "after", "b-ben-card", 2_00).await;
@@ -156,9 +152,7 @@ async fn a_full_disk_answers_503_records_nothing_and_recovers_after_restart() {
         (status, approved["status"].as_str()),
         (200, Some("approved"))
     );
-    let (_, holds) = node
-        .call("GET", "/v1/accounts/d/holds", Some(ADMIN), None)
-        .await;
+    let holds = node.get("/v1/accounts/d/holds").await;
     assert_eq!(holds["holds"].as_array().expect("holds").len(), 1);
 }
 

@@ -288,17 +288,15 @@ impl Node {
         }
     }
 
-    pub async fn balance(&self, account: &str) -> Value {
-        let (status, value) = self
-            .call(
-                "GET",
-                &format!("/v1/accounts/{account}/balance"),
-                Some(ADMIN),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{value}");
+    /// `GET path` as the admin, which must answer 200: its body.
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, value) = self.call("GET", path, Some(ADMIN), None).await;
+        assert_eq!(status, 200, "GET {path}: {value}");
         value
+    }
+
+    pub async fn balance(&self, account: &str) -> Value {
+        self.get(&format!("/v1/accounts/{account}/balance")).await
     }
 
     /// Opens an SSE stream; answers the response body to read events from.
