@@ -9,10 +9,10 @@
 
 mod common;
 
+use common::Node;
 use common::iso::{
     EUR, KID_PAN, Link, PAN, as_mti, authorization, message, original_data, setup, text, with,
 };
-use common::Node;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
