@@ -358,7 +358,6 @@ impl Target {
     }
 }
 
-/// The request for a page of 1,000 of an account's feed after cursor `after`.
 /// A page of one of an account's feeds: where HTTP serves it, and its items and the cursor
 /// after them.
 trait FeedPage: serde::de::DeserializeOwned {
@@ -383,6 +382,7 @@ impl FeedPage for pb::LifecycleEvents {
     }
 }
 
+/// The request for a page of 1,000 of an account's feed after cursor `after`.
 fn feed_page(account: &str, after: String) -> pb::EntriesRequest {
     pb::EntriesRequest {
         account_id: account.to_owned(),

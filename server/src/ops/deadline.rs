@@ -1,9 +1,10 @@
 //! The deadline rule of card traffic: a network stands in if it gets no answer in time, so a
 //! decision not durable within its deadline is answered "issuer unavailable" (ISO 8583: 91),
 //! and, where the network stood in ([`undone_when_late`]), a durable `MarkTimedOut` then
-//! undoes whatever the late decision did (a hold it placed is released). Until that mark is durable, repeats of the same key are answered the same
-//! way. It lives with the operations, not in a gateway, so every way a request arrives (a
-//! link today, a request forwarded to the leader with replication) keeps it.
+//! undoes whatever the late decision did (a hold it placed is released). Until that mark is
+//! durable, repeats of the same key are answered the same way. It lives with the operations,
+//! not in a gateway, so every way a request arrives (a link today, a request forwarded to the
+//! leader with replication) keeps it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,10 +80,11 @@ impl App {
             return Ok(Timed::Missed { just_now: false });
         }
         let key = command.key.clone();
-        let lifecycle = Some(&command.body)
-            .filter(|body| undone_when_late(body))
-            .and_then(CommandBody::authorization)
-            .cloned();
+        let lifecycle = if undone_when_late(&command.body) {
+            command.body.authorization().cloned()
+        } else {
+            None
+        };
         let references = command.references.clone();
         let execute = self.execute_with_pan(principal, account, command, None);
         match tokio::time::timeout(deadline, execute).await {

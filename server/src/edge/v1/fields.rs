@@ -284,8 +284,6 @@ pub fn rates_table(request: &pb::SetRatesRequest) -> Result<tandem_core::RateTab
     .table()
 }
 
-/// A posting's fields as its request gives them; an empty one is `None`, for the operation to
-/// fill from the lifecycle (`App::posting_spend`).
 /// A split rule: `payer_pays`, `equal`, or `weighted` with each member's weight.
 pub fn split_rule(request: &pb::SplitRuleRequest) -> Result<tandem_core::SplitRule, OpError> {
     use tandem_core::SplitRule;
@@ -331,6 +329,8 @@ pub fn funding_policy(
     })
 }
 
+/// A posting's fields as its request gives them; an empty one is `None`, for the operation to
+/// fill from the lifecycle (`App::posting_spend`).
 pub fn posting_fields(request: &pb::PostingRequest) -> Result<PostingFields, OpError> {
     let given = |text: &str| (!text.is_empty()).then_some(());
     Ok(PostingFields {
