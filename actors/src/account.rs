@@ -207,7 +207,7 @@ impl AccountState {
             return;
         }
         let at = Timestamp::now();
-        let rates = shared.rates.load();
+        let rates = shared.rates.get();
         let ctx = DecisionContext {
             now: at,
             rates: &rates,

@@ -46,6 +46,9 @@ pub use system::AccountSystem;
 /// What the server configures below the actors, so that it reaches `tandem-storage` only in
 /// its wiring (`serve.rs`, `backup.rs`, `main.rs`).
 #[cfg(not(loom))]
-pub use tandem_storage::{BackupError, BackupInfo, DIRECTORY_CACHE_ENTRIES_DEFAULT, WriteFaults};
+pub use tandem_storage::{
+    BackupError, BackupInfo, DIRECTORY_CACHE_ENTRIES_DEFAULT, Derived, Setting, SettingsView,
+    WriteFaults,
+};
 #[cfg(not(loom))]
 pub use view::Change;

@@ -2,12 +2,11 @@
 //! the FX rates, the admission count and the published views. Below the actors and the
 //! system, so neither reaches into the other for it.
 
-use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tandem_core::{AccountId, BalanceSnapshot, RateTable};
-use tandem_storage::Engine;
+use tandem_storage::{Derived, Engine};
 
 use crate::config::SystemConfig;
 use crate::view::AccountView;
@@ -16,7 +15,9 @@ use crate::view::AccountView;
 pub struct Shared {
     pub(crate) engine: Engine,
     pub(crate) config: SystemConfig,
-    pub(crate) rates: ArcSwap<RateTable>,
+    /// The FX rates decisions use: the committed `fx-rates` setting, else the node's
+    /// configured base alone (see `AccountSystem::start`).
+    pub(crate) rates: Derived<RateTable>,
     pub(crate) admitted: AtomicUsize,
     pub(crate) views: RwLock<HashMap<AccountId, Arc<AccountView>>>,
 }

@@ -2,7 +2,7 @@
 //! supervises the shards (restarting a failed one), keeps the published views, and runs the
 //! expiry sweeper for accounts that are not resident.
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwapOption;
 use ractor::{ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +15,10 @@ use tandem_core::{
     Account, AccountId, Actor, BalanceSnapshot, CardId, Command, CommandBody, Event,
     IdempotencyKey, Outcome, RateTable,
 };
-use tandem_storage::{AccountRecord, BackupError, BackupInfo, Engine, EngineStats, LoadError};
+use tandem_storage::{
+    AccountRecord, BackupError, BackupInfo, Derived, Engine, EngineStats, LoadError, Setting,
+    SettingsView,
+};
 
 use crate::config::SystemConfig;
 use crate::messages::{AccountMsg, ExecuteError, ShardMsg};
@@ -81,6 +84,22 @@ async fn spawn_shard(
     Ok(shard)
 }
 
+/// The setting the FX rates are committed under: `codec::encode_value` of a [`RateTable`].
+pub const RATES_SETTING: &str = "fx-rates";
+
+/// The FX rates committed to the log, if any were. A value this build cannot read (written
+/// by a newer one) is reported and the configured rates stand until the next change.
+fn committed_rates(settings: &SettingsView) -> Option<RateTable> {
+    let bytes = settings.get(RATES_SETTING)?;
+    match tandem_storage::codec::decode_value(bytes) {
+        Ok(rates) => Some(rates),
+        Err(error) => {
+            tracing::error!(%error, "the committed FX rates do not decode; the configured base stands");
+            None
+        }
+    }
+}
+
 /// The running account system.
 pub struct AccountSystem {
     shared: Arc<Shared>,
@@ -90,15 +109,20 @@ pub struct AccountSystem {
 }
 
 impl AccountSystem {
+    /// Starts the system over `engine`. Decisions convert with the FX rates committed to the
+    /// log (`set_rates`); until any are, with `rates`.
     pub async fn start(
         engine: Engine,
         config: SystemConfig,
         rates: RateTable,
     ) -> Result<Arc<Self>, ractor::SpawnErr> {
+        let rates = Derived::new(engine.reader().settings().clone(), move |settings| {
+            committed_rates(settings).unwrap_or_else(|| rates.clone())
+        });
         let shared = Arc::new(Shared {
             engine,
             config,
-            rates: ArcSwap::from_pointee(rates),
+            rates,
             admitted: AtomicUsize::new(0),
             views: RwLock::new(HashMap::new()),
         });
@@ -287,9 +311,44 @@ impl AccountSystem {
         self.engine().backup(data_dir, dir).await
     }
 
-    /// Replaces the FX rates new decisions use.
-    pub fn set_rates(&self, rates: RateTable) {
-        self.shared.rates.store(Arc::new(rates));
+    /// Replaces the FX rates new decisions use, on every node: a log write, answered once
+    /// durable and applied here.
+    pub async fn set_rates(&self, rates: &RateTable) -> Result<(), ExecuteError> {
+        let value = tandem_storage::codec::encode_value(rates)
+            .map_err(|error| ExecuteError::CouldNotDecide(error.to_string()))?;
+        self.put_settings(vec![Setting {
+            name: RATES_SETTING.to_owned(),
+            value: Some(value),
+        }])
+        .await
+        .map(|_| ())
+    }
+
+    /// The FX rates decisions convert with now.
+    pub fn rates(&self) -> Arc<RateTable> {
+        self.shared.rates.get()
+    }
+
+    /// Commits changes to the cluster's settings (`tandem_storage::settings`); answers the
+    /// log index once they are durable and applied on this node.
+    pub async fn put_settings(&self, settings: Vec<Setting>) -> Result<u64, ExecuteError> {
+        match self.engine().submit_settings(settings).await {
+            Ok(result) => result.map_err(ExecuteError::from),
+            Err(_) => Err(ExecuteError::ShuttingDown),
+        }
+    }
+
+    /// The settings as applied on this node.
+    pub fn settings(&self) -> Arc<SettingsView> {
+        self.engine().reader().settings().current()
+    }
+
+    /// A value derived from the settings, rebuilt when they change.
+    pub fn derive<T>(
+        &self,
+        derive: impl Fn(&SettingsView) -> T + Send + Sync + 'static,
+    ) -> Derived<T> {
+        Derived::new(self.engine().reader().settings().clone(), derive)
     }
 
     /// Decides `command` on `account` and answers once the decision is durable.

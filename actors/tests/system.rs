@@ -858,3 +858,52 @@ fn a_failed_commit_drops_only_its_own_account() {
         system.shutdown().await;
     });
 }
+
+/// FX rates are a committed setting: set once, they are what every later decision uses,
+/// across a restart, whatever rates the node is started with.
+#[test]
+fn committed_rates_outlive_a_restart_and_outrank_the_configured_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let only_eur = tandem_core::RateTable::only(tandem_core::Currency::from_alpha("EUR").unwrap());
+    runtime().block_on(async {
+        let engine = Engine::open(EngineConfig::new(dir.path())).await.unwrap();
+        let system = AccountSystem::start(engine, SystemConfig::default(), only_eur.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            *system.rates(),
+            only_eur,
+            "nothing committed: the configured rates"
+        );
+        system.set_rates(&standard_rates()).await.unwrap();
+        assert_eq!(*system.rates(), standard_rates(), "applied when answered");
+        system.stop().await;
+    });
+    runtime().block_on(async {
+        let engine = Engine::open(EngineConfig::new(dir.path())).await.unwrap();
+        let system = AccountSystem::start(engine, SystemConfig::default(), only_eur.clone())
+            .await
+            .unwrap();
+        assert_eq!(*system.rates(), standard_rates(), "the log's rates stand");
+        // A decision converts with them: a GBP spend on a EUR account is approved.
+        let account = AccountId::new("acct-fx").unwrap();
+        open_funded(&system, &account, 10_000).await;
+        let outcome = system
+            .execute(
+                &account,
+                command(
+                    "fx-auth",
+                    Actor::Network,
+                    CommandBody::Authorize {
+                        authorization: auth("fx-1"),
+                        spend: spend(&format!("{account}-c"), money(1_000, "GBP")),
+                        single_message: false,
+                    },
+                ),
+            )
+            .await
+            .unwrap();
+        assert!(outcome.is_approved(), "{outcome:?}");
+        system.stop().await;
+    });
+}

@@ -68,16 +68,15 @@ impl App {
         let _ = self.faults.set(faults);
     }
 
-    /// Recovery is done: serve with `system` from now on.
+    /// Recovery is done: serve with `system` from now on (its keys are attached already,
+    /// see `serve.rs`).
     pub fn recovered(&self, system: Arc<AccountSystem>) {
         let _ = self.system.set(system);
         self.ready.store(true, Ordering::Release);
     }
 
     pub fn system(&self) -> Result<&Arc<AccountSystem>, OpError> {
-        self.system.get().ok_or_else(|| {
-            OpError::unavailable("recovering", "the node is still recovering; retry shortly")
-        })
+        self.system.get().ok_or_else(OpError::recovering)
     }
 
     // ------------------------------------------------------------------ scope checks

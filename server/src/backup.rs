@@ -5,14 +5,14 @@
 
 use std::path::Path;
 
-use crate::ops::backup::SIDE_FILES;
+use crate::ops::backup::LEGACY_SIDE_FILES;
 
 /// `tandem restore`: rebuilds `data_dir` from `backup`.
 pub async fn restore(backup: &Path, data_dir: &Path) -> Result<u64, String> {
     let index = tandem_storage::restore(backup, data_dir)
         .await
         .map_err(|e| format!("restore failed: {e}"))?;
-    for name in SIDE_FILES {
+    for name in LEGACY_SIDE_FILES {
         let source = backup.join(name);
         if source.exists() {
             std::fs::copy(&source, data_dir.join(name)).map_err(|e| format!("{name}: {e}"))?;

@@ -1,15 +1,25 @@
 //! Bearer API keys. A key has a role: `network` (authorization traffic), `app` (one member of
-//! one account), `admin` (everything). Tokens are shown once; only their SHA-256 is stored,
-//! in `api-keys.json` in the data directory (written atomically, mode 0600).
+//! one account), `admin` (everything). Tokens are shown once; only their SHA-256 is kept, as
+//! the cluster setting `api-key:<id>` (JSON of the stored key) committed through the log, so
+//! every node accepts the same keys and a revocation holds everywhere once committed. Data
+//! directories from before kept them in `api-keys.json`: imported into the log once at start
+//! ([`legacy_keys`], see `serve.rs`).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::path::Path;
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::Instant;
+use tandem_actors::{AccountSystem, Derived, Setting, SettingsView};
 use tandem_core::{AccountId, MemberId};
+
+/// The settings' names of API keys: this, then the key's id.
+pub const KEY_SETTING: &str = "api-key:";
+
+/// The key file of data directories from before keys were committed to the log.
+pub const LEGACY_KEY_FILE: &str = "api-keys.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -29,6 +39,7 @@ pub struct Principal {
     pub member: Option<MemberId>,
 }
 
+/// A key as committed (and as `api-keys.json` held it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredKey {
     id: String,
@@ -41,18 +52,46 @@ struct StoredKey {
     created_by: String,
 }
 
+impl StoredKey {
+    fn principal(&self) -> Principal {
+        Principal {
+            key_id: self.id.clone(),
+            role: self.role,
+            account: self
+                .account_id
+                .as_deref()
+                .and_then(|a| AccountId::new(a).ok()),
+            member: self
+                .member_id
+                .as_deref()
+                .and_then(|m| MemberId::new(m).ok()),
+        }
+    }
+
+    fn setting(&self) -> Result<Setting, KeyError> {
+        Ok(Setting {
+            name: format!("{KEY_SETTING}{}", self.id),
+            value: Some(serde_json::to_vec(self).map_err(KeyError::Encode)?),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("key store I/O at {path}: {source}")]
+    #[error("key file I/O at {path}: {source}")]
     Io {
         path: String,
         source: std::io::Error,
     },
-    #[error("key store {path} is not valid: {source}")]
+    #[error("key file {path} is not valid: {source}")]
     Corrupt {
         path: String,
         source: serde_json::Error,
     },
+    #[error("generating a key: {0}")]
+    Random(std::io::Error),
+    #[error("encoding a key: {0}")]
+    Encode(serde_json::Error),
 }
 
 struct Bucket {
@@ -60,10 +99,41 @@ struct Bucket {
     at: Instant,
 }
 
-/// The keys, the file they live in, and each key's rate-limit bucket.
+/// The committed keys, by token hash.
+#[derive(Default)]
+struct KeyTable {
+    by_hash: HashMap<String, Principal>,
+}
+
+impl KeyTable {
+    /// The keys the settings hold. A value that does not read as a key is reported and
+    /// authenticates nothing.
+    fn of(settings: &SettingsView) -> Self {
+        let mut by_hash = HashMap::new();
+        for (name, value) in settings.with_prefix(KEY_SETTING) {
+            match serde_json::from_slice::<StoredKey>(value) {
+                Ok(key) => {
+                    by_hash.insert(key.token_sha256.clone(), key.principal());
+                }
+                Err(error) => {
+                    tracing::error!(%error, setting = name, "a committed API key does not read; it authenticates nothing")
+                }
+            }
+        }
+        Self { by_hash }
+    }
+}
+
+/// A presented token could not be checked yet: the node is still recovering its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotReady;
+
+/// The keys (committed, read through the account system once it is up, and the
+/// environment's admin token) and each key's rate-limit bucket.
 pub struct KeyStore {
-    path: PathBuf,
-    keys: RwLock<HashMap<String, (Principal, StoredKey)>>,
+    committed: OnceLock<Derived<KeyTable>>,
+    /// `TANDEM_ADMIN_TOKEN`'s key, by token hash: this node's only, never committed.
+    ephemeral: RwLock<HashMap<String, Principal>>,
     /// Requests per second per key, 0 for unlimited; bursts of up to one second's worth.
     rate_per_key: u32,
     buckets: Mutex<HashMap<String, Bucket>>,
@@ -103,47 +173,25 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl KeyStore {
-    pub fn open(data_dir: &Path, rate_per_key: u32) -> Result<Self, KeyError> {
-        let path = data_dir.join("api-keys.json");
-        let stored: Vec<StoredKey> = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| KeyError::Corrupt {
-                path: path.display().to_string(),
-                source,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => {
-                return Err(KeyError::Io {
-                    path: path.display().to_string(),
-                    source,
-                });
-            }
-        };
-        let mut keys = HashMap::new();
-        for key in stored {
-            let principal = Principal {
-                key_id: key.id.clone(),
-                role: key.role,
-                account: key
-                    .account_id
-                    .as_deref()
-                    .and_then(|a| AccountId::new(a).ok()),
-                member: key.member_id.as_deref().and_then(|m| MemberId::new(m).ok()),
-            };
-            keys.insert(key.token_sha256.clone(), (principal, key));
-        }
-        Ok(Self {
-            path,
-            keys: RwLock::new(keys),
+    pub fn new(rate_per_key: u32) -> Self {
+        Self {
+            committed: OnceLock::new(),
+            ephemeral: RwLock::new(HashMap::new()),
             rate_per_key,
             buckets: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+    /// Reads the committed keys through `system` from now on (once recovery is done).
+    pub fn attach(&self, system: &AccountSystem) {
+        let _ = self.committed.set(system.derive(KeyTable::of));
+    }
+
+    /// Whether any key is committed (false until attached).
+    pub fn any_committed(&self) -> bool {
+        self.committed
+            .get()
+            .is_some_and(|table| !table.get().by_hash.is_empty())
     }
 
     /// Accepts `token` as an admin key for this run (from `TANDEM_ADMIN_TOKEN`); not stored.
@@ -154,28 +202,26 @@ impl KeyStore {
             account: None,
             member: None,
         };
-        let stored = StoredKey {
-            id: principal.key_id.clone(),
-            role: KeyRole::Admin,
-            account_id: None,
-            member_id: None,
-            token_sha256: sha256_hex(token),
-            created_at_ms: tandem_core::Timestamp::now().millis(),
-            created_by: "environment".to_owned(),
-        };
-        self.keys
+        self.ephemeral
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(stored.token_sha256.clone(), (principal, stored));
+            .insert(sha256_hex(token), principal);
     }
 
-    /// The principal a presented token stands for.
-    pub fn check(&self, token: &str) -> Option<Principal> {
-        self.keys
+    /// The principal a presented token stands for, if any; [`NotReady`] while the node
+    /// recovers (its committed keys are not known yet).
+    pub fn check(&self, token: &str) -> Result<Option<Principal>, NotReady> {
+        let hash = sha256_hex(token);
+        if let Some(principal) = self
+            .ephemeral
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&sha256_hex(token))
-            .map(|(principal, _)| principal.clone())
+            .get(&hash)
+        {
+            return Ok(Some(principal.clone()));
+        }
+        let table = self.committed.get().ok_or(NotReady)?.get();
+        Ok(table.by_hash.get(&hash).cloned())
     }
 
     /// Takes one request from the key's bucket; false when it is over its rate.
@@ -201,20 +247,16 @@ impl KeyStore {
         }
     }
 
-    /// Issues a key; answers (id, token). The token is not kept.
-    pub fn issue(
-        &self,
+    /// A new key: the setting that commits it, its id and its token (shown once, never
+    /// kept).
+    pub fn new_key(
         role: KeyRole,
         account: Option<AccountId>,
         member: Option<MemberId>,
         created_by: &str,
-    ) -> Result<(String, String), KeyError> {
-        let io = |source| KeyError::Io {
-            path: self.path.display().to_string(),
-            source,
-        };
-        let id = format!("key_{}", random_hex(8).map_err(io)?);
-        let token = format!("tdm_{}", random_hex(32).map_err(io)?);
+    ) -> Result<(Setting, String, String), KeyError> {
+        let id = format!("key_{}", random_hex(8).map_err(KeyError::Random)?);
+        let token = format!("tdm_{}", random_hex(32).map_err(KeyError::Random)?);
         let stored = StoredKey {
             id: id.clone(),
             role,
@@ -224,44 +266,45 @@ impl KeyStore {
             created_at_ms: tandem_core::Timestamp::now().millis(),
             created_by: created_by.to_owned(),
         };
-        let principal = Principal {
-            key_id: id.clone(),
-            role,
-            account,
-            member,
-        };
-        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        keys.insert(stored.token_sha256.clone(), (principal, stored));
-        self.persist(&keys)?;
-        Ok((id, token))
+        Ok((stored.setting()?, id, token))
     }
 
-    /// Revokes a key by id; false when there is no such stored key.
-    pub fn revoke(&self, id: &str) -> Result<bool, KeyError> {
-        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        let before = keys.len();
-        keys.retain(|_, (principal, _)| principal.key_id != id || id == "env-admin");
-        if keys.len() == before {
-            return Ok(false);
-        }
-        self.persist(&keys)?;
-        Ok(true)
-    }
-
-    fn persist(&self, keys: &HashMap<String, (Principal, StoredKey)>) -> Result<(), KeyError> {
-        let mut stored: Vec<&StoredKey> = keys
+    /// The setting that revokes the committed key `id`; `None` when there is no such key
+    /// (the environment's admin key is not committed, so not revocable either).
+    pub fn revocation(&self, id: &str) -> Option<Setting> {
+        let table = self.committed.get()?.get();
+        table
+            .by_hash
             .values()
-            .map(|(_, key)| key)
-            .filter(|key| key.id != "env-admin")
-            .collect();
-        stored.sort_by(|a, b| a.id.cmp(&b.id));
-        let bytes = serde_json::to_vec_pretty(&stored).map_err(|source| KeyError::Corrupt {
-            path: self.path.display().to_string(),
+            .any(|principal| principal.key_id == id)
+            .then(|| Setting {
+                name: format!("{KEY_SETTING}{id}"),
+                value: None,
+            })
+    }
+}
+
+/// The keys `api-keys.json` in `data_dir` holds, as settings to commit, if the file is there.
+pub fn legacy_keys(data_dir: &Path) -> Result<Option<Vec<Setting>>, KeyError> {
+    let path = data_dir.join(LEGACY_KEY_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(KeyError::Io {
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    let stored: Vec<StoredKey> =
+        serde_json::from_slice(&bytes).map_err(|source| KeyError::Corrupt {
+            path: path.display().to_string(),
             source,
         })?;
-        write_private(&self.path, &bytes).map_err(|source| KeyError::Io {
-            path: self.path.display().to_string(),
-            source,
-        })
-    }
+    stored
+        .iter()
+        .map(StoredKey::setting)
+        .collect::<Result<_, _>>()
+        .map(Some)
 }

@@ -83,8 +83,11 @@ pub async fn authenticate(
             OpError::unauthenticated("send an API key as `authorization: Bearer <token>`"),
         );
     };
-    let Some(principal) = app.keys.check(token) else {
-        return refuse(grpc, OpError::unauthenticated("unknown or revoked API key"));
+    let principal = match app.keys.check(token) {
+        Ok(Some(principal)) => principal,
+        Ok(None) => return refuse(grpc, OpError::unauthenticated("unknown or revoked API key")),
+        // Not "unknown": the key may well be good once the committed keys are read.
+        Err(crate::keys::NotReady) => return refuse(grpc, crate::ops::OpError::recovering()),
     };
     if !app.keys.admit(&principal.key_id) {
         metrics::counter!("tandem_rate_limited_total").increment(1);

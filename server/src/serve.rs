@@ -13,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tandem_actors::{AccountSystem, SystemConfig};
@@ -51,21 +52,23 @@ pub fn lock_data_dir(dir: &std::path::Path) -> Result<DirectoryLock, String> {
     }
 }
 
-/// The first start with no key configured: an admin key, written where only the owner can
-/// read it. Never an open server.
-fn bootstrap_admin_key(keys: &KeyStore, config: &Config) -> Result<(), String> {
-    if let Ok(token) = std::env::var("TANDEM_ADMIN_TOKEN")
-        && !token.is_empty()
-    {
-        keys.add_ephemeral_admin(&token);
+/// The first start with no key configured (none committed, no `TANDEM_ADMIN_TOKEN`): an
+/// admin key, committed, and its token written where only the owner can read it. Never an
+/// open server.
+async fn bootstrap_admin_key(
+    keys: &KeyStore,
+    system: &AccountSystem,
+    config: &Config,
+) -> Result<(), String> {
+    if admin_token_from_env().is_some() || keys.any_committed() {
         return Ok(());
     }
-    if !keys.is_empty() {
-        return Ok(());
-    }
-    let (id, token) = keys
-        .issue(KeyRole::Admin, None, None, "first start")
-        .map_err(|e| e.to_string())?;
+    let (setting, id, token) =
+        KeyStore::new_key(KeyRole::Admin, None, None, "first start").map_err(|e| e.to_string())?;
+    system
+        .put_settings(vec![setting])
+        .await
+        .map_err(|e| format!("cannot commit the first admin key: {e}"))?;
     let path = config.data_dir.join("admin.token");
     crate::keys::write_private(&path, format!("{token}\n").as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -76,15 +79,51 @@ fn bootstrap_admin_key(keys: &KeyStore, config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-fn initial_rates(config: &Config) -> Result<tandem_core::RateTable, String> {
-    match crate::ops::admin::SavedRates::load(&config.data_dir.join("fx-rates.json"))? {
-        Some(table) => Ok(table),
-        None => {
-            let base = tandem_core::Currency::from_alpha(&config.fx_base)
-                .map_err(|e| format!("fx_base: {e}"))?;
-            Ok(tandem_core::RateTable::only(base))
-        }
+/// `TANDEM_ADMIN_TOKEN`, when set and not empty.
+fn admin_token_from_env() -> Option<String> {
+    std::env::var("TANDEM_ADMIN_TOKEN")
+        .ok()
+        .filter(|token| !token.is_empty())
+}
+
+/// Commits what a data directory from before API keys and FX rates were log entries holds in
+/// `api-keys.json` and `fx-rates.json`, once: each file is renamed `*.imported` after its
+/// contents are committed, so it is no longer read (a crash between the two imports the same
+/// values again, which changes nothing).
+async fn import_legacy_files(system: &AccountSystem, data_dir: &Path) -> Result<(), String> {
+    let imported = |name: &str| {
+        let path = data_dir.join(name);
+        let mut renamed = path.clone().into_os_string();
+        renamed.push(".imported");
+        std::fs::rename(&path, &renamed)
+            .map_err(|e| format!("cannot rename {} after importing it: {e}", path.display()))
+    };
+    if let Some(keys) = crate::keys::legacy_keys(data_dir).map_err(|e| e.to_string())? {
+        let count = keys.len();
+        system
+            .put_settings(keys)
+            .await
+            .map_err(|e| format!("cannot import {}: {e}", crate::keys::LEGACY_KEY_FILE))?;
+        imported(crate::keys::LEGACY_KEY_FILE)?;
+        tracing::info!(count, "API keys imported into the log");
     }
+    let rates_file = crate::ops::admin::LEGACY_RATES_FILE;
+    if let Some(table) = crate::ops::admin::SavedRates::load(&data_dir.join(rates_file))? {
+        system
+            .set_rates(&table)
+            .await
+            .map_err(|e| format!("cannot import {rates_file}: {e}"))?;
+        imported(rates_file)?;
+        tracing::info!("FX rates imported into the log");
+    }
+    Ok(())
+}
+
+/// The rates decisions use until any are committed: the configured base alone.
+fn configured_rates(config: &Config) -> Result<tandem_core::RateTable, String> {
+    let base =
+        tandem_core::Currency::from_alpha(&config.fx_base).map_err(|e| format!("fx_base: {e}"))?;
+    Ok(tandem_core::RateTable::only(base))
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -272,10 +311,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Observability(format!("metrics: {e}")))?
         .install_recorder()
         .map_err(|e| ServeError::Observability(format!("metrics: {e}")))?;
-    let keys = KeyStore::open(&config.data_dir, config.rate_limit_per_key)
-        .map_err(|e| ServeError::Config(format!("API keys: {e}")))?;
-    bootstrap_admin_key(&keys, &config).map_err(ServeError::Config)?;
-    let rates = initial_rates(&config).map_err(ServeError::Config)?;
+    let keys = KeyStore::new(config.rate_limit_per_key);
+    if let Some(token) = admin_token_from_env() {
+        keys.add_ephemeral_admin(&token);
+    }
+    let rates = configured_rates(&config).map_err(ServeError::Config)?;
     let app = Arc::new(App::new(keys, config.data_dir.clone()));
 
     // Listen first, so health and readiness answer while recovery runs.
@@ -394,6 +434,13 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let system = AccountSystem::start(engine, system_config, rates)
         .await
         .map_err(|e| ServeError::Recovery(format!("cannot start the account system: {e}")))?;
+    import_legacy_files(&system, &config.data_dir)
+        .await
+        .map_err(ServeError::Config)?;
+    app.keys.attach(&system);
+    bootstrap_admin_key(&app.keys, &system, &config)
+        .await
+        .map_err(ServeError::Config)?;
     app.recovered(system.clone());
     health_reporter
         .set_serving::<AuthorizationsServer<crate::edge::grpc::Service>>()

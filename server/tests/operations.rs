@@ -295,3 +295,128 @@ async fn every_admin_action_is_audited_and_an_unwritable_audit_log_refuses_them(
     assert_eq!(status, 404, "the refused account was not opened");
     node.stop();
 }
+
+/// API keys and FX rates are log entries: none is kept in a file of the data directory. A
+/// directory from before, with `api-keys.json` and `fx-rates.json`, has them imported into
+/// the log once at start (the files renamed `*.imported`), and they hold after restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_rates_live_in_the_log_and_older_files_are_imported_once() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(dir.path());
+    node.account("k", "joint", &[("ana", "owner")], Some(("EUR", 50_00)))
+        .await;
+    let ana = node.app_key("k", "ana").await;
+    assert!(node.stop().success());
+    assert!(
+        !dir.path().join("api-keys.json").exists(),
+        "an issued key is committed, not written to a file"
+    );
+
+    // Files as an older build left them: a network key and a rate for GBP.
+    let legacy_token = "tdm_legacy_network_token";
+    let hash = hex::encode(sha2::Sha256::digest(legacy_token.as_bytes()));
+    std::fs::write(
+        dir.path().join("api-keys.json"),
+        json!([{"id": "key_legacy", "role": "network", "account_id": null, "member_id": null,
+                "token_sha256": hash, "created_at_ms": 0, "created_by": "older build"}])
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("fx-rates.json"),
+        json!({"base": "EUR", "rates": {"GBP": "0.8571"}}).to_string(),
+    )
+    .unwrap();
+    let gbp = |key: &str| {
+        let mut body = authorize_body(key, "k-ana-card", 1_00);
+        body["currency"] = json!("GBP");
+        body
+    };
+
+    let node = Node::start(dir.path());
+    for name in ["api-keys.json", "fx-rates.json"] {
+        assert!(!dir.path().join(name).exists(), "{name} is no longer read");
+        assert!(dir.path().join(format!("{name}.imported")).exists());
+    }
+    let (status, answer) = node
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(legacy_token),
+            Some(gbp("g-1")),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["status"], "approved",
+        "the imported rates convert GBP"
+    );
+    let (status, _) = node
+        .call("GET", "/v1/accounts/k/balance", Some(&ana), None)
+        .await;
+    assert_eq!(status, 200, "the committed app key");
+    assert!(node.stop().success());
+
+    // From the log alone now: the key still works, then a revocation holds across a restart.
+    let node = Node::start(dir.path());
+    let (status, answer) = node
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(legacy_token),
+            Some(gbp("g-2")),
+        )
+        .await;
+    assert_eq!(
+        (status, &answer["status"]),
+        (200, &json!("approved")),
+        "{answer}"
+    );
+    let (status, _) = node
+        .call("DELETE", "/v1/api-keys/key_legacy", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 204);
+    assert!(node.stop().success());
+    let node = Node::start(dir.path());
+    let (status, _) = node
+        .call(
+            "POST",
+            "/v1/authorizations",
+            Some(legacy_token),
+            Some(gbp("g-3")),
+        )
+        .await;
+    assert_eq!(status, 401, "revoked in the log");
+    assert!(node.stop().success());
+}
+
+/// With no key configured, the first start commits an admin key and writes its token to
+/// `admin.token`; later starts find the committed key and generate none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_admin_key_is_generated_once_and_committed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let no_env_admin = [("TANDEM_ADMIN_TOKEN", "")];
+    let node = Node::start_with_env(dir.path(), &no_env_admin);
+    let path = dir.path().join("admin.token");
+    let token = std::fs::read_to_string(&path).expect("admin.token written");
+    let token = token.trim().to_owned();
+    let (status, body) = node
+        .call(
+            "POST",
+            "/v1/accounts",
+            Some(&token),
+            Some(json!({"account_id": "first", "kind": "joint"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(node.stop().success());
+    std::fs::remove_file(&path).unwrap();
+    let node = Node::start_with_env(dir.path(), &no_env_admin);
+    assert!(!path.exists(), "no second key generated");
+    let (status, _) = node
+        .call("GET", "/v1/accounts/first/balance", Some(&token), None)
+        .await;
+    assert_eq!(status, 200, "the first key is committed");
+    assert!(node.stop().success());
+}

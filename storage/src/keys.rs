@@ -48,6 +48,13 @@ pub(crate) fn pan_key(hash: &[u8]) -> Vec<u8> {
     [b"p:".as_slice(), hash].concat()
 }
 
+/// The prefix of the settings' keys (`settings.rs`).
+pub(crate) const SETTINGS: &[u8] = b"s:";
+
+pub(crate) fn setting_key(name: &str) -> Vec<u8> {
+    [SETTINGS, name.as_bytes()].concat()
+}
+
 /// The prefix of the expiry pointers older data directories hold (see the module docs).
 pub(crate) const OLD_EXPIRY_POINTERS: &[u8] = b"w:";
 

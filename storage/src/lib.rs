@@ -7,12 +7,15 @@
 //! - `types.rs`: the openraft type configuration; a log entry is a [`LogBatch`] of many
 //!   accounts' [`AccountRecord`]s.
 //! - `log_store.rs`: the Raft log over `raft-log`, fdatasync'd by its flush worker; each entry
-//!   framed with its log format (format 2: records say where an expiry entry moves from).
+//!   framed with its log format (format 2: records say where an expiry entry moves from; format
+//!   3: entries carry settings).
 //! - `state_machine/`: what the log's entries are applied to: account snapshots and event
 //!   tails, the card and PAN directories, the expiry index. `apply.rs` applies entries (its
 //!   pure rules, the first owner and the expiry move, apart from the writes), `reader.rs` is
 //!   the read side, `format1.rs` the older log format, `raft.rs` the openraft trait and the
 //!   checkpoint builder.
+//! - `settings.rs`: the cluster's settings (API keys, FX rates): named bytes written through
+//!   the log, applied on every node, held in memory, read through values derived from them.
 //! - `accounts.rs`: committed accounts in memory, kept current by the state machine, or
 //!   lent to the account's actor, which holds the one copy while it runs.
 //! - `keys.rs`: the state's key layout, shared by the state machine and the directories.
@@ -52,6 +55,8 @@ pub mod network;
 #[cfg(not(loom))]
 pub mod pan_key;
 #[cfg(not(loom))]
+pub mod settings;
+#[cfg(not(loom))]
 pub mod state_machine;
 #[cfg(not(loom))]
 pub mod types;
@@ -69,9 +74,11 @@ pub use faults::WriteFaults;
 #[cfg(not(loom))]
 pub use pan_key::PanKey;
 #[cfg(not(loom))]
+pub use settings::{Derived, Settings, SettingsView};
+#[cfg(not(loom))]
 pub use state_machine::{CheckpointSettings, LoadError, StateMachine, StateReader};
 #[cfg(not(loom))]
-pub use types::{AccountRecord, ExpiryMove, LogBatch};
+pub use types::{AccountRecord, ExpiryMove, LogBatch, Setting};
 
 /// The checkpoint store's directory inside a data directory (fjall). Data directories from
 /// before decision 0023 hold sled's in `state/` instead, moved over at the first open.

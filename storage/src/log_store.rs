@@ -12,6 +12,8 @@
 //! - Format 2 adds where the entry moved from ([`crate::types::ExpiryMove`]), so the state
 //!   machine moves it without holding every account's entry in memory. Its frame's length has
 //!   the top bit set, and the format byte comes first.
+//! - Format 3 adds the settings an entry changes ([`crate::types::Setting`]: API keys, FX
+//!   rates), so every node holds the same ones.
 //!
 //! A later format adds a decoder beside these; older entries keep replaying after an upgrade.
 
@@ -25,10 +27,12 @@ use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::types::{Entry, LogId, StorageError, TandemRaft, TandemRaftFormat1, Vote};
+use crate::types::{
+    Entry, LogId, StorageError, TandemRaft, TandemRaftFormat1, TandemRaftFormat2, Vote,
+};
 
 /// The log entry format this build writes (see the module docs).
-pub const LOG_FORMAT: u8 = 2;
+pub const LOG_FORMAT: u8 = 3;
 
 /// The top bit of an entry frame's length: a format byte follows (format 2 on).
 const FORMATTED: u32 = 1 << 31;
@@ -108,6 +112,8 @@ impl StoredEntry {
         match self.format {
             1 => from_bytes::<openraft::Entry<TandemRaftFormat1>>(&self.bytes)
                 .map(crate::types::entry_from_format1),
+            2 => from_bytes::<openraft::Entry<TandemRaftFormat2>>(&self.bytes)
+                .map(crate::types::entry_from_format2),
             LOG_FORMAT => from_bytes(&self.bytes),
             other => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -515,7 +521,7 @@ impl RaftLogStorage<TandemRaft> for LogStore {
 mod tests {
     use super::*;
     use crate::types::{
-        AccountRecord, AccountRecordFormat1, ExpiryMove, LogBatch, LogBatchFormat1,
+        AccountRecord, AccountRecordFormat1, ExpiryMove, LogBatch, LogBatchFormat1, Setting,
     };
     use openraft::EntryPayload;
     use raft_log::codeq::{Decode, Encode};
@@ -573,7 +579,34 @@ mod tests {
     }
 
     #[test]
-    fn a_format_2_entry_round_trips_with_where_its_expiry_moved_from() {
+    fn a_format_2_entry_replays_with_no_settings() {
+        let account = AccountId::new("acct-two").unwrap();
+        let mut record = AccountRecord::pan_links(&account, Vec::new());
+        record.expiry = Some(ExpiryMove {
+            from: Some(7),
+            to: Some(9),
+        });
+        let entry = Entry {
+            log_id: log_id(),
+            payload: EntryPayload::Normal(LogBatch {
+                records: vec![record],
+                settings: Vec::new(),
+            }),
+        };
+        let old = StoredEntry {
+            format: 2,
+            bytes: to_bytes(&crate::types::entry_to_format2(&entry)).unwrap(),
+        };
+        let bytes = stored_bytes(&old);
+        let read = StoredEntry::decode(bytes.as_slice()).unwrap();
+        assert_eq!(read.format, 2, "kept as written");
+        assert_eq!(read.entry().unwrap(), entry);
+        // The same bytes are not a format-3 entry: the decoder is chosen by the format byte.
+        assert!(from_bytes::<Entry>(&old.bytes).is_err());
+    }
+
+    #[test]
+    fn a_format_3_entry_round_trips_with_its_settings_and_expiry_moves() {
         let account = AccountId::new("acct-new").unwrap();
         let mut record = AccountRecord::pan_links(&account, Vec::new());
         record.expiry = Some(ExpiryMove {
@@ -584,6 +617,16 @@ mod tests {
             log_id: log_id(),
             payload: EntryPayload::Normal(LogBatch {
                 records: vec![record.clone()],
+                settings: vec![
+                    Setting {
+                        name: "fx-rates".into(),
+                        value: Some(vec![1, 2, 3]),
+                    },
+                    Setting {
+                        name: "api-key:key_1".into(),
+                        value: None,
+                    },
+                ],
             }),
         };
         let bytes = stored_bytes(&StoredEntry::of(&entry).unwrap());

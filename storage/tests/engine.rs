@@ -875,3 +875,66 @@ fn stored_keys(data_dir: &std::path::Path, prefix: &[u8]) -> usize {
         .unwrap();
     state.prefix(prefix).count()
 }
+
+fn setting(name: &str, value: Option<&str>) -> tandem_storage::Setting {
+    tandem_storage::Setting {
+        name: name.to_owned(),
+        value: value.map(|v| v.as_bytes().to_vec()),
+    }
+}
+
+fn setting_of(engine: &Engine, name: &str) -> Option<String> {
+    let view = engine.reader().settings().current();
+    view.get(name)
+        .map(|v| String::from_utf8(v.to_vec()).unwrap())
+}
+
+/// Settings (API keys, FX rates) are log entries: applied when answered, replayed from the
+/// log after a restart, kept by a checkpoint, and carried by a backup into a restored node.
+#[test]
+fn settings_are_applied_replayed_checkpointed_and_backed_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(&data)).await.unwrap();
+        engine
+            .submit_settings(vec![
+                setting("api-key:a", Some("one")),
+                setting("api-key:b", Some("two")),
+            ])
+            .await
+            .unwrap()
+            .unwrap();
+        engine
+            .submit_settings(vec![setting("api-key:a", None), setting("fx", Some("r1"))])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(setting_of(&engine, "api-key:a"), None, "removed");
+        assert_eq!(setting_of(&engine, "api-key:b").as_deref(), Some("two"));
+        engine.shutdown().await;
+    });
+    assert_eq!(stored_keys(&data, b"s:"), 0, "not checkpointed yet");
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(&data)).await.unwrap();
+        assert_eq!(setting_of(&engine, "fx").as_deref(), Some("r1"), "replayed");
+        assert_eq!(setting_of(&engine, "api-key:a"), None);
+        engine.checkpoint().await.unwrap();
+        engine.shutdown().await;
+    });
+    assert_eq!(stored_keys(&data, b"s:"), 2, "checkpointed: b and fx");
+    let backup = dir.path().join("backup");
+    let restored = dir.path().join("restored");
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(&data)).await.unwrap();
+        assert_eq!(setting_of(&engine, "api-key:b").as_deref(), Some("two"));
+        engine.backup(&data, &backup).await.unwrap();
+        engine.shutdown().await;
+        tandem_storage::restore(&backup, &restored).await.unwrap();
+        let engine = Engine::open(rare_checkpoints(&restored)).await.unwrap();
+        assert_eq!(setting_of(&engine, "fx").as_deref(), Some("r1"));
+        assert_eq!(setting_of(&engine, "api-key:b").as_deref(), Some("two"));
+        assert_eq!(setting_of(&engine, "api-key:a"), None);
+        engine.shutdown().await;
+    });
+}

@@ -324,12 +324,12 @@ async fn issue_key(
     principal: Principal,
     Body(request): Body<KeyRequest>,
 ) -> Response {
-    created(issued_key(&app, &principal, &request))
+    created(issued_key(&app, &principal, &request).await)
 }
 
 /// Reads a key request (role, and for app keys the account and member it acts for) and
 /// issues the key.
-fn issued_key(
+async fn issued_key(
     app: &App,
     principal: &Principal,
     request: &KeyRequest,
@@ -344,7 +344,7 @@ fn issued_key(
     let member = (!request.member_id.is_empty())
         .then(|| v1::member_id(&request.member_id))
         .transpose()?;
-    app.issue_key(principal, role, account, member)
+    app.issue_key(principal, role, account, member).await
 }
 
 async fn revoke_key(
@@ -352,7 +352,7 @@ async fn revoke_key(
     principal: Principal,
     Path(key_id): Path<String>,
 ) -> Response {
-    match app.revoke_key(&principal, &key_id) {
+    match app.revoke_key(&principal, &key_id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),
     }

@@ -9,7 +9,7 @@ use tandem_core::{AccountId, Currency, MemberId, RateTable};
 
 use super::OpError;
 use crate::app::App;
-use crate::keys::{KeyRole, Principal};
+use crate::keys::{KeyRole, KeyStore, Principal};
 
 /// A key just issued. `token` is shown once, here; only its hash is stored.
 #[derive(Debug, Clone, Serialize)]
@@ -26,8 +26,12 @@ pub(crate) fn currency(field: &str, code: &str) -> Result<tandem_core::Currency,
     tandem_core::Currency::from_alpha(code).map_err(|e| OpError::invalid(field, e))
 }
 
-/// The FX rates as saved in the data directory (`fx-rates.json`): the base currency and,
-/// per currency, how many units of it one unit of the base buys, as decimal text.
+/// The FX rate file of data directories from before rates were committed to the log.
+pub const LEGACY_RATES_FILE: &str = "fx-rates.json";
+
+/// The FX rates as data directories from before kept them (`fx-rates.json`, imported into
+/// the log once at start): the base currency and, per currency, how many units of it one
+/// unit of the base buys, as decimal text; the `SetRatesRequest` body's shape.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SavedRates {
@@ -50,6 +54,7 @@ impl SavedRates {
         RateTable::new(base, rates).map_err(|e| OpError::invalid("rates", e))
     }
 
+    #[cfg(test)]
     fn of(table: &RateTable) -> Self {
         Self {
             base: table.base().alpha().to_owned(),
@@ -89,7 +94,7 @@ impl App {
 
     /// Issues an API key. App keys act for one member of one account and must name both;
     /// admin and network keys name neither.
-    pub fn issue_key(
+    pub async fn issue_key(
         &self,
         principal: &Principal,
         role: KeyRole,
@@ -125,10 +130,10 @@ impl App {
                 "member_id": member.as_ref().map(|m| m.as_str()),
             }),
         )?;
-        let (id, token) = self
-            .keys
-            .issue(role, account.clone(), member.clone(), &principal.key_id)
-            .map_err(|e| OpError::unavailable("storage_unavailable", e.to_string()))?;
+        let (setting, id, token) =
+            KeyStore::new_key(role, account.clone(), member.clone(), &principal.key_id)
+                .map_err(|e| OpError::internal(e.to_string()))?;
+        self.system()?.put_settings(vec![setting]).await?;
         tracing::info!(key_id = %principal.key_id, issued = %id, role = ?role, "API key issued");
         Ok(IssuedKey {
             id,
@@ -139,35 +144,30 @@ impl App {
         })
     }
 
-    pub fn revoke_key(&self, principal: &Principal, id: &str) -> Result<(), OpError> {
+    /// Revokes a key on every node, once the revocation is committed.
+    pub async fn revoke_key(&self, principal: &Principal, id: &str) -> Result<(), OpError> {
         self.admin_only(principal, "revoking API keys")?;
+        let system = self.system()?;
+        let revocation = self
+            .keys
+            .revocation(id)
+            .ok_or_else(|| OpError::not_found(format!("no API key {id}")))?;
         self.audit(principal, "revoke_key", serde_json::json!({"revoked": id}))?;
-        match self.keys.revoke(id) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(OpError::not_found(format!("no API key {id}"))),
-            Err(e) => Err(OpError::unavailable("storage_unavailable", e.to_string())),
-        }
+        system.put_settings(vec![revocation]).await?;
+        Ok(())
     }
 
-    /// Sets the FX rates every account converts with from now on, saved first so a restart
-    /// keeps them.
-    pub fn set_rates(&self, principal: &Principal, table: RateTable) -> Result<(), OpError> {
+    /// Sets the FX rates every account converts with from now on, on every node: answered
+    /// once committed.
+    pub async fn set_rates(&self, principal: &Principal, table: RateTable) -> Result<(), OpError> {
         self.admin_only(principal, "setting FX rates")?;
-        let saved = SavedRates::of(&table);
+        let system = self.system()?;
         self.audit(
             principal,
             "set_rates",
-            serde_json::json!({"base": saved.base, "rates": saved.rates.len()}),
+            serde_json::json!({"base": table.base().alpha(), "rates": table.rates().len()}),
         )?;
-        let bytes =
-            serde_json::to_vec_pretty(&saved).map_err(|e| OpError::internal(e.to_string()))?;
-        crate::keys::write_private(&self.data_dir.join("fx-rates.json"), &bytes).map_err(|e| {
-            OpError::unavailable(
-                "storage_unavailable",
-                format!("could not save the rates: {e}"),
-            )
-        })?;
-        self.system()?.set_rates(table);
+        system.set_rates(&table).await?;
         Ok(())
     }
 

@@ -8,8 +8,13 @@ use super::OpError;
 use crate::app::App;
 use crate::keys::Principal;
 
-/// Files beside the state that a restored node needs as well.
-pub const SIDE_FILES: &[&str] = &["api-keys.json", "fx-rates.json"];
+/// Files beside the state that backups taken before API keys and FX rates were committed
+/// to the log carried; a restore copies them back, and the restored node imports them at
+/// start. Backups now carry both in the state.
+pub const LEGACY_SIDE_FILES: &[&str] = &[
+    crate::keys::LEGACY_KEY_FILE,
+    super::admin::LEGACY_RATES_FILE,
+];
 
 /// What a backup wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +27,8 @@ pub struct BackupTaken {
 
 impl App {
     /// Writes a consistent copy of the node into `to`, an empty or new absolute directory on
-    /// the node's host: the checkpoint at one log index, the PAN hashing key, and the side
-    /// files a restored node needs. Admin only; audited.
+    /// the node's host: the checkpoint at one log index (API keys and FX rates included) and
+    /// the PAN hashing key. Admin only; audited.
     pub async fn backup(&self, principal: &Principal, to: &str) -> Result<BackupTaken, OpError> {
         self.admin_only(principal, "taking a backup")?;
         let dir = Path::new(to);
@@ -44,13 +49,6 @@ impl App {
                 }
                 other => OpError::unavailable("backup_failed", other.to_string()),
             })?;
-        for name in SIDE_FILES {
-            let source = self.data_dir.join(name);
-            if source.exists() {
-                std::fs::copy(&source, dir.join(name))
-                    .map_err(|e| OpError::unavailable("backup_failed", format!("{name}: {e}")))?;
-            }
-        }
         tracing::info!(key_id = %principal.key_id, to, covers_index = info.covers_index, "backup written");
         Ok(BackupTaken {
             to: to.to_owned(),

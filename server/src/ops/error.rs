@@ -97,6 +97,11 @@ impl OpError {
         }
     }
 
+    /// The node has not finished recovering its state: retry shortly.
+    pub fn recovering() -> Self {
+        Self::unavailable("recovering", "the node is still recovering; retry shortly")
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::Internal(message.into())
     }

@@ -66,15 +66,20 @@ impl Node {
 
     /// Starts a node and waits for its "ready" line (recovery done, listeners up).
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Node {
-        Self::spawn(data_dir, extra, None)
+        Self::spawn(data_dir, extra, None, &[])
+    }
+
+    /// Starts a node with `env` set as well (an empty value unsets a variable for it).
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Node {
+        Self::spawn(data_dir, &[], None, env)
     }
 
     /// Starts a node that logs at `info` into `log` (a file, not a terminal).
     pub fn start_logging_to(data_dir: &Path, log: &Path) -> Node {
-        Self::spawn(data_dir, &[], Some(log))
+        Self::spawn(data_dir, &[], Some(log), &[])
     }
 
-    fn spawn(data_dir: &Path, extra: &[&str], log: Option<&Path>) -> Node {
+    fn spawn(data_dir: &Path, extra: &[&str], log: Option<&Path>, env: &[(&str, &str)]) -> Node {
         let stderr = match log {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
             None => Stdio::inherit(),
@@ -82,6 +87,7 @@ impl Node {
         let mut child = serve(data_dir)
             .args(extra)
             .env("TANDEM_LOG", if log.is_some() { "info" } else { "warn" })
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

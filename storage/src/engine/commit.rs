@@ -5,9 +5,16 @@
 use super::*;
 
 pub(super) struct Submission {
-    /// `None` for a barrier: answered once everything submitted before it is.
-    record: Option<AccountRecord>,
+    write: Write,
     done: Done,
+}
+
+/// What one submission adds to the log.
+pub(super) enum Write {
+    /// Nothing: answered once everything submitted before it is.
+    Barrier,
+    Account(AccountRecord),
+    Settings(Vec<Setting>),
 }
 
 /// What a submission's owner runs once its fate is known: the record's log index once it is
@@ -24,7 +31,7 @@ impl Done {
         Self(Some(Box::new(done)))
     }
 
-    fn finish(mut self, result: Result<u64, CommitError>) {
+    pub(super) fn finish(mut self, result: Result<u64, CommitError>) {
         if let Some(done) = self.0.take() {
             done(result);
         }
@@ -48,7 +55,16 @@ impl Slot<'_> {
     /// Submits `record`, or a barrier if `None`; `done` runs once its fate is known, after
     /// every earlier submission's.
     pub fn submit(self, record: Option<AccountRecord>, done: Done) {
-        self.0.send(Submission { record, done });
+        let write = record.map_or(Write::Barrier, Write::Account);
+        self.0.send(Submission { write, done });
+    }
+
+    /// Submits changes to the settings; `done` runs as for a record.
+    pub(super) fn submit_settings(self, settings: Vec<Setting>, done: Done) {
+        self.0.send(Submission {
+            write: Write::Settings(settings),
+            done,
+        });
     }
 }
 
@@ -142,12 +158,17 @@ pub(super) async fn commit_loop(
                     continue;
                 }
                 let mut records = Vec::with_capacity(pending.len());
+                let mut settings = Vec::new();
                 let mut waiters = Vec::with_capacity(pending.len());
                 for submission in pending {
-                    records.extend(submission.record);
+                    match submission.write {
+                        Write::Barrier => {}
+                        Write::Account(record) => records.push(record),
+                        Write::Settings(changes) => settings.extend(changes),
+                    }
                     waiters.push(submission.done);
                 }
-                if records.is_empty() {
+                if records.is_empty() && settings.is_empty() {
                     // Only barriers: they wait for the last write in flight, or for nothing.
                     match in_flight.back_mut() {
                         Some(last) => last.1.extend(waiters),
@@ -158,7 +179,7 @@ pub(super) async fn commit_loop(
                     continue;
                 }
                 let count = records.len() as u64;
-                match raft.client_write_ff(LogBatch { records }).await {
+                match raft.client_write_ff(LogBatch { records, settings }).await {
                     Ok(responder) => {
                         in_flight.push_back((responder, waiters, count, std::time::Instant::now()))
                     }

@@ -33,7 +33,7 @@ use crate::latch::FailureLatch;
 use crate::log_store::LogStore;
 use crate::pan_key::PanKey;
 use crate::state_machine::{CheckpointSettings, StateMachine, StateReader};
-use crate::types::{AccountRecord, LogBatch, NodeId, TandemRaft};
+use crate::types::{AccountRecord, LogBatch, NodeId, Setting, TandemRaft};
 
 mod backup;
 mod commit;
@@ -318,6 +318,23 @@ impl Engine {
             Err(error) => {
                 let _ = answer.send(Err(error));
             }
+        }
+        receiver
+    }
+
+    /// Queues changes to the settings (`settings.rs`) for the log, in one entry with the
+    /// records around them; answered as [`Engine::submit`] is, once applied on this node.
+    pub fn submit_settings(
+        &self,
+        settings: Vec<Setting>,
+    ) -> oneshot::Receiver<Result<u64, CommitError>> {
+        let (answer, receiver) = oneshot::channel();
+        let done = Done::new(move |result| {
+            let _ = answer.send(result);
+        });
+        match self.reserve() {
+            Ok(slot) => slot.submit_settings(settings, done),
+            Err(error) => done.finish(Err(error)),
         }
         receiver
     }

@@ -38,7 +38,10 @@ impl StateMachine {
                             record,
                         )?;
                     }
-                    applied.push((entry.log_id.index, log_batch.records));
+                    for setting in &log_batch.settings {
+                        batch.insert(setting_key(&setting.name), setting.value.clone());
+                    }
+                    applied.push((entry.log_id.index, log_batch.records, log_batch.settings));
                 }
             }
             self.applied = Some(entry.log_id);
@@ -60,10 +63,14 @@ impl StateMachine {
                 };
             }
         }
-        for (index, records) in &applied {
+        for (index, records, _) in &applied {
             for record in records {
                 self.accounts.apply(record, *index);
             }
+        }
+        if applied.iter().any(|(_, _, settings)| !settings.is_empty()) {
+            self.settings
+                .apply(applied.iter().flat_map(|(_, _, settings)| settings));
         }
         Ok(answers)
     }

@@ -17,6 +17,7 @@
 //! | `a:<account>\0e<seq_first, 8 bytes big-endian>` | events after it: the records of one apply, each `codec::encode_events` behind a 4-byte length |
 //! | `c:<card>` | the card's account |
 //! | `p:<keyed PAN hash>` | the PAN's account and card |
+//! | `s:<name>` | a setting's value (`settings.rs`), as its owner encoded it |
 //! | `x:<expires_at, 8 bytes order-preserving><account>` | an account whose earliest hold is due then (one per account) |
 //!
 //! Data directories written before issue 19 also hold `w:<account>` (the account's `x:` time,
@@ -54,6 +55,7 @@ use tandem_core::{Account, AccountId, CardId};
 use crate::accounts::Accounts;
 use crate::checkpoint::{CheckpointObserver, Frozen, Layered, Writes};
 use crate::codec;
+use crate::settings::Settings;
 use crate::types::{BatchApplied, Entry, ExpiryMove, LogId, NodeId, StorageError, TandemRaft};
 
 mod apply;
@@ -78,6 +80,8 @@ pub struct StateMachine {
     directory: Arc<Directory>,
     /// Committed accounts in memory (`accounts.rs`), kept current as entries are applied.
     accounts: Arc<Accounts>,
+    /// The settings, all in memory (`settings.rs`), kept current as entries are applied.
+    settings: Arc<Settings>,
     applied: Option<LogId>,
     membership: Membership,
     /// Every account's expiry index entry, read from the state when the first record of log
@@ -138,6 +142,7 @@ impl StateMachine {
             store,
             directory,
             accounts: Arc::new(Accounts::default()),
+            settings: Arc::new(Settings::default()),
             applied: None,
             membership: Membership::default(),
             format1_expiries: None,
@@ -151,6 +156,7 @@ impl StateMachine {
             Some(bytes) => codec::decode_value(&bytes).map_err(io::Error::other)?,
             None => Membership::default(),
         };
+        machine.load_settings()?;
         Ok(machine)
     }
 
@@ -159,7 +165,28 @@ impl StateMachine {
             store: self.store.clone(),
             directory: self.directory.clone(),
             accounts: self.accounts.clone(),
+            settings: self.settings.clone(),
         }
+    }
+
+    /// Reads every setting from the state into memory (at open, and after a snapshot is
+    /// installed).
+    fn load_settings(&self) -> io::Result<()> {
+        let mut values = std::collections::BTreeMap::new();
+        let mut end = SETTINGS.to_vec();
+        *end.last_mut().expect("a prefix") += 1;
+        self.store.scan(
+            (Bound::Included(SETTINGS.to_vec()), Bound::Excluded(end)),
+            |key, value| {
+                let name = std::str::from_utf8(&key[SETTINGS.len()..]).map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, "a setting's name is not UTF-8")
+                })?;
+                values.insert(name.to_owned(), value.to_vec());
+                Ok(true)
+            },
+        )?;
+        self.settings.replace(values);
+        Ok(())
     }
 
     /// Makes what the store holds durable (see `checkpoint.rs`).

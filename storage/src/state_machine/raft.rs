@@ -139,6 +139,8 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
         self.directory.forget();
         self.format1_expiries = None;
         self.accounts.clear();
+        self.load_settings()
+            .map_err(|e| StorageIOError::read_state_machine(&e))?;
         Ok(())
     }
 

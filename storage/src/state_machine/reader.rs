@@ -9,6 +9,7 @@ pub struct StateReader {
     pub(super) store: Arc<Layered>,
     pub(super) directory: Arc<Directory>,
     pub(super) accounts: Arc<Accounts>,
+    pub(super) settings: Arc<Settings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,11 @@ pub enum LoadError {
 }
 
 impl StateReader {
+    /// The settings as applied (`settings.rs`).
+    pub fn settings(&self) -> &Arc<Settings> {
+        &self.settings
+    }
+
     /// Rebuilds an account from its latest snapshot and the events after it, as the checkpoint
     /// holds it, not kept in memory (for an actor the account is lent to); a fresh unopened
     /// account if nothing is stored. Blocking: run it off the async workers.

@@ -177,6 +177,6 @@ pub async fn set_rates(
     request: pb::SetRatesRequest,
 ) -> Result<pb::CommandResult, OpError> {
     app.admin_only(principal, "setting FX rates")?;
-    app.set_rates(principal, rates_table(&request)?)?;
+    app.set_rates(principal, rates_table(&request)?).await?;
     Ok(result(&Outcome::Accepted { balance: None }))
 }
