@@ -1,4 +1,4 @@
-//! Generates the `tandem.v1` messages and services with a vendored `protoc`, so a fresh
+//! Generates the `tandem.v1` messages and services (and the peer protocol, `tandem.raft.v1`) with a vendored `protoc`, so a fresh
 //! machine needs nothing installed.
 
 use std::path::PathBuf;
@@ -13,5 +13,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]")
         .message_attribute(".", "#[serde(default)]")
         .compile_with_config(config, &["proto/tandem/v1/tandem.proto"], &["proto"])?;
+    // The peer protocol: its own package, not part of the client contract.
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure().compile_with_config(
+        config,
+        &["proto/tandem/raft/v1/raft.proto"],
+        &["proto"],
+    )?;
     Ok(())
 }

@@ -1,16 +1,15 @@
-//! The Raft network: how this node reaches its peers. A single voter has none, so today it is
-//! [`NoNetwork`], whose every call answers "unreachable"; the replication work fills this file
-//! with the peer transport.
+//! The single voter's Raft network: it has no peers, so [`NoNetwork`] answers every call
+//! "unreachable". A cluster member's network is `tandem-replication`'s `GrpcNetwork`, handed
+//! to `Engine::open_member`.
 
-use openraft::BasicNode;
-use openraft::error::{InstallSnapshotError, RPCError, RaftError};
+use openraft::error::{Fatal, RPCError, RaftError, ReplicationClosed, StreamingError};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
+use openraft::{BasicNode, OptionalSend, Snapshot};
 
-use crate::types::{NodeId, TandemRaft};
+use crate::types::{NodeId, TandemRaft, Vote};
 
 /// A single voter never talks to peers; openraft still wants a network. Every call answers
 /// "unreachable", which openraft treats as a transient network error.
@@ -49,15 +48,16 @@ impl RaftNetwork<TandemRaft> for NoNetwork {
         Err(unreachable())
     }
 
-    async fn install_snapshot(
+    async fn full_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TandemRaft>,
+        _vote: Vote,
+        _snapshot: Snapshot<TandemRaft>,
+        _cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
         _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        Err(unreachable())
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TandemRaft, Fatal<NodeId>>> {
+        Err(StreamingError::Unreachable(
+            openraft::error::Unreachable::new(&NoPeers),
+        ))
     }
 
     async fn vote(

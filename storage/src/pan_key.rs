@@ -60,9 +60,20 @@ impl PanKey {
 
     /// The hex HMAC-SHA256 of a PAN (digits only; spaces are not part of a PAN).
     pub fn hash(&self, pan: &str) -> String {
+        self.hmac_hex(pan.as_bytes())
+    }
+
+    /// A value for `purpose` derived from the key, which does not reveal it: the HMAC of the
+    /// purpose under a label no PAN can equal (a PAN is digits). A cluster's nodes share the
+    /// key, so they derive alike: the peer protocol's token, and the key's fingerprint.
+    pub fn derive(&self, purpose: &str) -> String {
+        self.hmac_hex(format!("tandem-derived-secret:{purpose}").as_bytes())
+    }
+
+    fn hmac_hex(&self, bytes: &[u8]) -> String {
         let mut mac =
             <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        mac.update(pan.as_bytes());
+        mac.update(bytes);
         mac.finalize()
             .into_bytes()
             .iter()
@@ -111,5 +122,12 @@ mod tests {
             "another data directory has another key"
         );
         assert_eq!(mask(pan), "****1111");
+        assert_eq!(key.derive("peer"), again.derive("peer"));
+        assert_ne!(
+            key.derive("peer"),
+            key.derive("fingerprint"),
+            "one value per purpose"
+        );
+        assert_ne!(key.derive("peer"), other.derive("peer"));
     }
 }

@@ -10,7 +10,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const CRATES: &[&str] = &[
-    "core", "storage", "actors", "proto", "iso8583", "server", "loadtest", "benches",
+    "core",
+    "storage",
+    "replication",
+    "actors",
+    "proto",
+    "iso8583",
+    "server",
+    "loadtest",
+    "benches",
 ];
 
 /// The module path of each source file below `src` (`lib.rs` and `main.rs` are the root, "").

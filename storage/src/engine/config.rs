@@ -6,6 +6,8 @@ use super::*;
 #[derive(Clone)]
 pub struct EngineConfig {
     pub data_dir: PathBuf,
+    /// This node's id in its Raft group (1 for a single node).
+    pub node_id: NodeId,
     pub checkpoint: CheckpointSettings,
     /// Records per log entry, at most (one group commit).
     pub batch_records_max: usize,
@@ -17,6 +19,9 @@ pub struct EngineConfig {
     /// Time between checkpoints, whichever of the two comes first: it bounds the log's tail
     /// a restart replays and the applied writes held in memory.
     pub checkpoint_every: Duration,
+    /// Log entries kept behind a checkpoint when the log is purged up to it: a follower
+    /// that lags by fewer catches up from the log, one that lags by more by a snapshot.
+    pub log_kept_after_checkpoint: u64,
     /// Log writes handed to openraft and not yet answered, at most: appending one batch
     /// overlaps applying the previous one.
     pub writes_in_flight_max: usize,
@@ -32,11 +37,13 @@ impl std::fmt::Debug for EngineConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineConfig")
             .field("data_dir", &self.data_dir)
+            .field("node_id", &self.node_id)
             .field("checkpoint", &self.checkpoint)
             .field("batch_records_max", &self.batch_records_max)
             .field("queue_depth_max", &self.queue_depth_max)
             .field("snapshot_every_entries", &self.snapshot_every_entries)
             .field("checkpoint_every", &self.checkpoint_every)
+            .field("log_kept_after_checkpoint", &self.log_kept_after_checkpoint)
             .field("writes_in_flight_max", &self.writes_in_flight_max)
             .field("sync_observer", &self.sync_observer.is_some())
             .field("checkpoint_observer", &self.checkpoint_observer.is_some())
@@ -48,11 +55,13 @@ impl EngineConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            node_id: NODE_ID,
             checkpoint: CheckpointSettings::default(),
             batch_records_max: 4_096,
             queue_depth_max: 65_536,
             snapshot_every_entries: 20_000,
             checkpoint_every: Duration::from_secs(1),
+            log_kept_after_checkpoint: 1_000,
             // One: on two cores, overlapping writes only cut batches smaller (measured in
             // docs/BENCHMARKS.md, "one write in flight").
             writes_in_flight_max: 1,

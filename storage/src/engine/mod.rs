@@ -50,7 +50,8 @@ pub use self::errors::{CommitError, OpenError};
 use self::timer::checkpoint_timer;
 use crate::network::NoNetwork;
 
-/// This node's id in the (single-voter) Raft group.
+/// A single node's id in its Raft group (and the id an existing single node keeps as node 1
+/// of a new cluster).
 pub const NODE_ID: NodeId = 1;
 
 /// How long start-up waits for the log's and the state's directory locks before saying they
@@ -84,6 +85,14 @@ async fn waiting_for_lock<T>(mut open: impl FnMut() -> std::io::Result<T>) -> st
             other => return other,
         }
     }
+}
+
+/// How an engine takes part in its Raft group.
+enum Membership {
+    /// The only voter: initialized on a fresh directory, leads at once.
+    SingleVoter,
+    /// One member of a cluster, reached through a network.
+    Cluster,
 }
 
 /// Counters the engine keeps for metrics and benchmarks.
@@ -176,10 +185,34 @@ impl Engine {
     /// behind every request and actor task at each of their hand-offs, and a commit took
     /// 20–100 ms under load instead of about one fdatasync.
     pub async fn open(config: EngineConfig) -> Result<Engine, OpenError> {
+        Self::open_on_thread(config, NoNetwork, Membership::SingleVoter).await
+    }
+
+    /// Opens the data directory as member `config.node_id` of a cluster whose peers
+    /// `network` reaches. Nothing is initialized here: a fresh member waits to be made part of
+    /// a cluster ([`Engine::initialize`] on one node), and any member serves writes only
+    /// while it leads (elsewhere `submit` answers [`CommitError::NotLeader`]). On return the
+    /// entries this node's checkpoint and log hold are applied; what the cluster committed
+    /// after them arrives from the leader.
+    pub async fn open_member<N>(config: EngineConfig, network: N) -> Result<Engine, OpenError>
+    where
+        N: openraft::RaftNetworkFactory<TandemRaft>,
+    {
+        Self::open_on_thread(config, network, Membership::Cluster).await
+    }
+
+    async fn open_on_thread<N>(
+        config: EngineConfig,
+        network: N,
+        membership: Membership,
+    ) -> Result<Engine, OpenError>
+    where
+        N: openraft::RaftNetworkFactory<TandemRaft>,
+    {
         let thread = EngineThread::start()?;
         let mut engine = thread
             .handle
-            .spawn(Self::open_here(config))
+            .spawn(Self::open_here(config, network, membership))
             .await
             .map_err(|e| OpenError::Raft(format!("the engine thread stopped: {e}")))??;
         engine.thread = Some(thread);
@@ -187,7 +220,14 @@ impl Engine {
     }
 
     /// [`Engine::open`] on the current runtime (the engine thread's).
-    async fn open_here(config: EngineConfig) -> Result<Engine, OpenError> {
+    async fn open_here<N>(
+        config: EngineConfig,
+        network: N,
+        membership: Membership,
+    ) -> Result<Engine, OpenError>
+    where
+        N: openraft::RaftNetworkFactory<TandemRaft>,
+    {
         std::fs::create_dir_all(&config.data_dir)?;
         let pan_key = PanKey::load_or_create(&config.data_dir)?;
         let started = std::time::Instant::now();
@@ -219,31 +259,39 @@ impl Engine {
             election_timeout_min: 500,
             election_timeout_max: 1_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
-            max_in_snapshot_log_to_keep: 1_000,
+            max_in_snapshot_log_to_keep: config.log_kept_after_checkpoint,
+            // A snapshot is streamed whole within one deadline.
+            install_snapshot_timeout: 30_000,
+            // An entry is one group commit of up to `batch_records_max` records: a few
+            // entries per append keep a replication message to a few megabytes.
+            max_payload_entries: 16,
             ..Config::default()
         }
         .validate()
         .map_err(|e| OpenError::Raft(e.to_string()))?;
-        let raft = Raft::new(NODE_ID, Arc::new(raft_config), NoNetwork, log, machine)
+        let node_id = config.node_id;
+        let raft = Raft::new(node_id, Arc::new(raft_config), network, log, machine)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
-        if fresh {
-            let mut members = BTreeMap::new();
-            members.insert(NODE_ID, BasicNode::default());
-            raft.initialize(members)
+        if let Membership::SingleVoter = membership {
+            if fresh {
+                let mut members = BTreeMap::new();
+                members.insert(node_id, BasicNode::default());
+                raft.initialize(members)
+                    .await
+                    .map_err(|e| OpenError::Raft(e.to_string()))?;
+            }
+            // Ready once this node leads and has applied everything committed.
+            raft.wait(None)
+                .current_leader(node_id, "single voter leads")
+                .await
+                .map_err(|e| OpenError::Raft(e.to_string()))?;
+            let last_log = raft.metrics().borrow().last_log_index;
+            raft.wait(None)
+                .applied_index_at_least(last_log, "replayed")
                 .await
                 .map_err(|e| OpenError::Raft(e.to_string()))?;
         }
-        // Ready once this node leads and has applied everything committed.
-        raft.wait(None)
-            .current_leader(NODE_ID, "single voter leads")
-            .await
-            .map_err(|e| OpenError::Raft(e.to_string()))?;
-        let last_log = raft.metrics().borrow().last_log_index;
-        raft.wait(None)
-            .applied_index_at_least(last_log, "replayed")
-            .await
-            .map_err(|e| OpenError::Raft(e.to_string()))?;
         let (queue, receiver) = mpsc::channel(config.queue_depth_max);
         let failed = Arc::new(FailureLatch::new());
         let stats = Arc::new(EngineStats::default());
@@ -275,6 +323,29 @@ impl Engine {
             pan_key,
             thread: None,
         })
+    }
+
+    /// The Raft node, for the peer protocol's server (`tandem-replication`), which hands it
+    /// the RPCs peers send.
+    pub fn raft(&self) -> &Raft<TandemRaft> {
+        &self.raft
+    }
+
+    /// Forms a cluster of `members` (id and gRPC address each) with this node among them.
+    /// Once is enough, on any one member; a cluster that is already formed answers
+    /// `Ok(false)` and changes nothing.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, String>) -> Result<bool, OpenError> {
+        let nodes: BTreeMap<NodeId, BasicNode> = members
+            .into_iter()
+            .map(|(id, address)| (id, BasicNode::new(address)))
+            .collect();
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(true),
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::InitializeError::NotAllowed(_),
+            )) => Ok(false),
+            Err(error) => Err(OpenError::Raft(error.to_string())),
+        }
     }
 
     /// The data directory's PAN hashing key (generated at first start).

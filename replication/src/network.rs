@@ -1,0 +1,278 @@
+//! The peer protocol's client: how this node's Raft reaches its peers.
+//!
+//! One long-lived channel per peer, kept by the factory across the clients openraft makes
+//! (it makes one per replication stream, again at every leader change), and made again only
+//! when the peer's address in the membership changes. Every RPC has a deadline, openraft's
+//! own for that RPC (`RPCOption::hard_ttl`), snapshots included; a peer that does not answer
+//! within it is a timeout, and one that cannot be reached is unreachable, which openraft
+//! backs off from.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{
+    Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Timeout,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, OptionalSend, Snapshot};
+use tandem_proto::raft::raft_client::RaftClient;
+use tandem_proto::raft::snapshot_chunk::Part;
+use tandem_proto::raft::{Message, SnapshotChunk};
+use tandem_storage::types::{NodeId, TandemRaft, Vote};
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{MESSAGE_BYTES_MAX, PEER_TOKEN_HEADER, SNAPSHOT_CHUNK_BYTES, wire};
+
+/// How long connecting to a peer may take before the RPC counts it unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The factory openraft makes peer clients with: this node's id, the peer token, and one
+/// channel per peer.
+#[derive(Clone)]
+pub struct GrpcNetwork {
+    this: NodeId,
+    token: AsciiMetadataValue,
+    channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
+    /// Where channels run their connections: the caller's runtime, not the engine's thread,
+    /// whose one thread is for the commit path.
+    runtime: tokio::runtime::Handle,
+}
+
+impl GrpcNetwork {
+    /// The network of node `this`, presenting `token` ([`crate::peer_token`]) to its peers.
+    /// Call it on the runtime the connections should run on.
+    pub fn new(this: NodeId, token: &str) -> Result<Self, String> {
+        Ok(Self {
+            this,
+            token: token
+                .parse()
+                .map_err(|_| "a peer token is ASCII text".to_owned())?,
+            channels: Arc::new(Mutex::new(HashMap::new())),
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// The channel to `target` at `address`: the one kept, unless its address changed.
+    fn channel(&self, target: NodeId, address: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((known, channel)) = channels.get(&target)
+            && known == address
+        {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| format!("node {target}'s address {address:?}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        let channel = {
+            let _on = self.runtime.enter();
+            endpoint.connect_lazy()
+        };
+        channels.insert(target, (address.to_owned(), channel.clone()));
+        Ok(channel)
+    }
+}
+
+impl RaftNetworkFactory<TandemRaft> for GrpcNetwork {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        let client = self.channel(target, &node.addr).map(|channel| {
+            RaftClient::new(channel)
+                .max_decoding_message_size(MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(MESSAGE_BYTES_MAX)
+        });
+        Peer {
+            this: self.this,
+            target,
+            token: self.token.clone(),
+            client,
+        }
+    }
+}
+
+/// One peer, as openraft's replication to it (or a vote) calls it.
+pub struct Peer {
+    this: NodeId,
+    target: NodeId,
+    token: AsciiMetadataValue,
+    /// `Err` when the peer's address does not parse: every call says so.
+    client: Result<RaftClient<Channel>, String>,
+}
+
+/// An RPC that went wrong, before openraft's error types are chosen for it.
+#[derive(Debug)]
+enum Failed {
+    /// No answer within the deadline.
+    Late(Duration),
+    /// The peer could not be reached, or refused us (not the same cluster).
+    Unreachable(String),
+    /// The exchange failed on the way (a message that would not encode or decode).
+    Network(String),
+}
+
+#[derive(Debug)]
+struct Why(String);
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Why {}
+
+impl Failed {
+    fn of(status: tonic::Status) -> Self {
+        match status.code() {
+            tonic::Code::DeadlineExceeded => Failed::Network(status.message().to_owned()),
+            tonic::Code::InvalidArgument | tonic::Code::Internal => {
+                Failed::Network(format!("{}: {}", status.code(), status.message()))
+            }
+            _ => Failed::Unreachable(format!("{}: {}", status.code(), status.message())),
+        }
+    }
+
+    fn rpc<E: std::error::Error>(
+        self,
+        action: RPCTypes,
+        this: NodeId,
+        target: NodeId,
+    ) -> RPCError<NodeId, BasicNode, E> {
+        match self {
+            Failed::Late(timeout) => RPCError::Timeout(Timeout {
+                action,
+                id: this,
+                target,
+                timeout,
+            }),
+            Failed::Unreachable(why) => RPCError::Unreachable(Unreachable::new(&Why(why))),
+            Failed::Network(why) => RPCError::Network(NetworkError::new(&Why(why))),
+        }
+    }
+
+    fn streaming(self, this: NodeId, target: NodeId) -> StreamingError<TandemRaft, Fatal<NodeId>> {
+        match self {
+            Failed::Late(timeout) => StreamingError::Timeout(Timeout {
+                action: RPCTypes::InstallSnapshot,
+                id: this,
+                target,
+                timeout,
+            }),
+            Failed::Unreachable(why) => StreamingError::Unreachable(Unreachable::new(&Why(why))),
+            Failed::Network(why) => StreamingError::Network(NetworkError::new(&Why(why))),
+        }
+    }
+}
+
+impl Peer {
+    /// `message` as a request with the peer token and the deadline.
+    fn request<T>(&self, message: T, deadline: Duration) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(deadline);
+        request
+            .metadata_mut()
+            .insert(PEER_TOKEN_HEADER, self.token.clone());
+        request
+    }
+
+    fn client(&self) -> Result<RaftClient<Channel>, Failed> {
+        self.client.clone().map_err(Failed::Unreachable)
+    }
+
+    /// One unary exchange: `rpc` encoded, sent by `send` within `deadline`, the answer
+    /// decoded.
+    async fn unary<Q, A, F>(
+        &self,
+        rpc: &Q,
+        deadline: Duration,
+        send: impl FnOnce(RaftClient<Channel>, tonic::Request<Message>) -> F,
+    ) -> Result<A, Failed>
+    where
+        Q: serde::Serialize,
+        A: serde::de::DeserializeOwned,
+        F: std::future::Future<Output = Result<tonic::Response<Message>, tonic::Status>>,
+    {
+        let message = wire::encode(rpc).map_err(|e| Failed::Network(e.to_string()))?;
+        let request = self.request(message, deadline);
+        let answer = tokio::time::timeout(deadline, send(self.client()?, request))
+            .await
+            .map_err(|_| Failed::Late(deadline))?
+            .map_err(Failed::of)?;
+        wire::decode(answer.get_ref()).map_err(|e| Failed::Network(e.to_string()))
+    }
+}
+
+impl RaftNetwork<TandemRaft> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TandemRaft>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.unary(&rpc, option.hard_ttl(), |mut client, request| async move {
+            client.append_entries(request).await
+        })
+        .await
+        .map_err(|failed| failed.rpc(RPCTypes::AppendEntries, self.this, self.target))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.unary(&rpc, option.hard_ttl(), |mut client, request| async move {
+            client.vote(request).await
+        })
+        .await
+        .map_err(|failed| failed.rpc(RPCTypes::Vote, self.this, self.target))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot<TandemRaft>,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TandemRaft, Fatal<NodeId>>> {
+        let (this, target) = (self.this, self.target);
+        let head = postcard::to_allocvec(&(vote, &snapshot.meta))
+            .map_err(|e| Failed::Network(e.to_string()).streaming(this, target))?;
+        let data = snapshot.snapshot.into_inner();
+        let chunks = std::iter::once(SnapshotChunk {
+            part: Some(Part::Head(head)),
+        })
+        .chain(
+            data.chunks(SNAPSHOT_CHUNK_BYTES)
+                .map(|bytes| SnapshotChunk {
+                    part: Some(Part::Data(bytes.to_vec())),
+                }),
+        )
+        .collect::<Vec<_>>();
+        let deadline = option.hard_ttl();
+        let request = self.request(tokio_stream::iter(chunks), deadline);
+        let mut client = self.client().map_err(|f| f.streaming(this, target))?;
+        let sent = async {
+            tokio::time::timeout(deadline, client.install_snapshot(request))
+                .await
+                .map_err(|_| Failed::Late(deadline))?
+                .map_err(Failed::of)
+        };
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            answer = sent => {
+                let answer = answer.map_err(|f| f.streaming(this, target))?;
+                wire::decode(answer.get_ref())
+                    .map_err(|e| Failed::Network(e.to_string()).streaming(this, target))
+            }
+        }
+    }
+}

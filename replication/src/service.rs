@@ -1,0 +1,143 @@
+//! The peer protocol's server: each RPC, once its caller is shown to be a cluster member,
+//! handed to the local Raft node. Errors of the local node (stopped, storage failed) answer
+//! `UNAVAILABLE`, which the calling leader treats as an unreachable peer and retries later.
+
+use std::io::Cursor;
+
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::{BasicNode, Snapshot, SnapshotMeta};
+use tandem_proto::raft::raft_server::Raft as RaftRpc;
+use tandem_proto::raft::snapshot_chunk::Part;
+use tandem_proto::raft::{Message, SnapshotChunk};
+use tandem_storage::types::{NodeId, TandemRaft, Vote};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{MESSAGE_BYTES_MAX, PEER_TOKEN_HEADER, RaftServer, wire};
+
+/// Serves `tandem.raft.v1.Raft` for one node.
+#[derive(Clone)]
+pub struct RaftService {
+    raft: openraft::Raft<TandemRaft>,
+    token: std::sync::Arc<str>,
+}
+
+impl RaftService {
+    /// Serves `raft`'s peer RPCs to callers that present `token` ([`crate::peer_token`]).
+    pub fn new(raft: openraft::Raft<TandemRaft>, token: String) -> Self {
+        Self {
+            raft,
+            token: token.into(),
+        }
+    }
+
+    /// The tonic service, with the protocol's message bound.
+    pub fn into_server(self) -> RaftServer<Self> {
+        RaftServer::new(self)
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX)
+    }
+
+    /// Refuses a caller that does not present the cluster's peer token. An API key, however
+    /// privileged, is not a peer token.
+    fn authorized<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let presented = request
+            .metadata()
+            .get(PEER_TOKEN_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "the peer protocol is for cluster members only: no peer token was presented",
+                )
+            })?;
+        if equal_in_constant_time(presented.as_bytes(), self.token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated(
+                "this peer token is not the cluster's: is the node's PAN key the cluster's?",
+            ))
+        }
+    }
+}
+
+/// Whether two byte strings are equal, in time that depends on their lengths only.
+fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+fn malformed(error: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("not a tandem.raft.v1 message: {error}"))
+}
+
+fn local(error: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("this node cannot take it now: {error}"))
+}
+
+fn answer<T: serde::Serialize>(value: &T) -> Result<Response<Message>, Status> {
+    wire::encode(value)
+        .map(Response::new)
+        .map_err(|e| Status::internal(format!("encoding the answer: {e}")))
+}
+
+#[tonic::async_trait]
+impl RaftRpc for RaftService {
+    async fn vote(&self, request: Request<Message>) -> Result<Response<Message>, Status> {
+        self.authorized(&request)?;
+        let rpc: VoteRequest<NodeId> = wire::decode(request.get_ref()).map_err(malformed)?;
+        answer(&self.raft.vote(rpc).await.map_err(local)?)
+    }
+
+    async fn append_entries(&self, request: Request<Message>) -> Result<Response<Message>, Status> {
+        self.authorized(&request)?;
+        let rpc: AppendEntriesRequest<TandemRaft> =
+            wire::decode(request.get_ref()).map_err(malformed)?;
+        answer(&self.raft.append_entries(rpc).await.map_err(local)?)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<Message>, Status> {
+        self.authorized(&request)?;
+        let mut chunks = request.into_inner();
+        let (vote, meta): (Vote, SnapshotMeta<NodeId, BasicNode>) = match chunks.message().await? {
+            Some(SnapshotChunk {
+                part: Some(Part::Head(head)),
+            }) => postcard::from_bytes(&head).map_err(malformed)?,
+            _ => return Err(malformed("a snapshot starts with its head")),
+        };
+        let mut data = Vec::new();
+        while let Some(chunk) = chunks.message().await? {
+            match chunk.part {
+                Some(Part::Data(bytes)) => data.extend_from_slice(&bytes),
+                _ => return Err(malformed("after its head, a snapshot is data only")),
+            }
+        }
+        let started = std::time::Instant::now();
+        let snapshot = Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        };
+        let installed = self
+            .raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(local)?;
+        metrics::counter!("tandem_snapshot_installs_total").increment(1);
+        metrics::histogram!("tandem_snapshot_install_seconds")
+            .record(started.elapsed().as_secs_f64());
+        answer(&installed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(equal_in_constant_time(b"abc", b"abc"));
+        assert!(!equal_in_constant_time(b"abc", b"abd"));
+        assert!(!equal_in_constant_time(b"abc", b"ab"));
+        assert!(!equal_in_constant_time(b"", b"a"));
+    }
+}
