@@ -232,3 +232,94 @@ async fn the_peer_protocol_refuses_callers_without_the_cluster_token() {
     node.server.abort();
     node.engine.shutdown().await;
 }
+
+/// A single node's data directory becomes node 1 of a new cluster: forming it adds the
+/// others, who receive everything it held; forming again, on any member, changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_nodes_data_becomes_node_1_of_a_new_cluster() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let single = Engine::open(EngineConfig::new(dirs[0].path()))
+        .await
+        .unwrap();
+    for i in 0..20 {
+        single
+            .submit_settings(vec![setting(&format!("old{i}"), "kept")])
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    single.checkpoint().await.unwrap();
+    single
+        .submit_settings(vec![setting("tail", "in the log only")])
+        .await
+        .unwrap()
+        .unwrap();
+    single.shutdown().await;
+
+    let mut addresses = BTreeMap::new();
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let id = i as u64 + 1;
+        let (listener, address) = listener().await;
+        addresses.insert(id, address.to_string());
+        nodes.push(Some(member(dir.path(), id, listener).await));
+    }
+    assert_eq!(
+        node(&nodes, 1).form(addresses.clone()).await.unwrap(),
+        tandem_storage::Formed::Now
+    );
+    assert_eq!(leader_of(&nodes).await, 1, "node 1 kept leading");
+    for id in 2..=3 {
+        assert_eq!(
+            node(&nodes, id).form(addresses.clone()).await.unwrap(),
+            tandem_storage::Formed::Already
+        );
+    }
+    node(&nodes, 1)
+        .submit_settings(vec![setting("new", "after forming")])
+        .await
+        .unwrap()
+        .unwrap();
+    for id in 2..=3 {
+        eventually("everything on the new members", || {
+            let engine = node(&nodes, id);
+            value(engine, "old0").as_deref() == Some("kept")
+                && value(engine, "tail").is_some()
+                && value(engine, "new").is_some()
+        })
+        .await;
+    }
+    let status = node(&nodes, 1).status();
+    assert_eq!(status.role, tandem_storage::Role::Leader);
+    assert_eq!(status.leader_id, Some(1));
+    let voters: Vec<(u64, &str)> = status
+        .members
+        .iter()
+        .map(|m| (m.node_id, m.role.as_str()))
+        .collect();
+    assert_eq!(
+        voters,
+        vec![(1, "leader"), (2, "follower"), (3, "follower")]
+    );
+    assert_eq!(
+        status.members[0].address, addresses[&1],
+        "node 1 learned its own address"
+    );
+    eventually("the followers caught up", || {
+        node(&nodes, 1)
+            .status()
+            .members
+            .iter()
+            .all(|m| m.lag_entries == Some(0))
+    })
+    .await;
+    let follower = node(&nodes, 3).status();
+    assert_eq!(
+        (follower.role, follower.leader_id),
+        (tandem_storage::Role::Follower, Some(1))
+    );
+    for n in nodes.into_iter().flatten() {
+        n.server.abort();
+        n.engine.shutdown().await;
+    }
+}

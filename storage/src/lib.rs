@@ -67,7 +67,8 @@ pub use accounts::{Accounts, Lease};
 pub use directory::CACHE_ENTRIES_DEFAULT as DIRECTORY_CACHE_ENTRIES_DEFAULT;
 #[cfg(not(loom))]
 pub use engine::{
-    BackupError, BackupInfo, CommitError, Done, Engine, EngineConfig, EngineStats, Slot, restore,
+    BackupError, BackupInfo, ClusterStatus, CommitError, Done, Engine, EngineConfig, EngineStats,
+    Formed, MemberStatus, Role, Slot, restore,
 };
 #[cfg(not(loom))]
 pub use faults::WriteFaults;

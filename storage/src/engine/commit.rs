@@ -120,6 +120,7 @@ pub(super) async fn commit_loop(
                 match result {
                     Ok(index) => {
                         committed = index;
+                        stats.write_times.record(index, handed);
                         stats.batches.fetch_add(1, Ordering::Relaxed);
                         stats.records.fetch_add(count, Ordering::Relaxed);
                         metrics::histogram!("tandem_commit_batch_records").record(count as f64);

@@ -20,7 +20,7 @@
 //! behind request and actor tasks (see [`Engine::open`]).
 
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,12 +36,15 @@ use crate::state_machine::{CheckpointSettings, StateMachine, StateReader};
 use crate::types::{AccountRecord, LogBatch, NodeId, Setting, TandemRaft};
 
 mod backup;
+mod cluster;
 mod commit;
 mod config;
 mod errors;
 mod timer;
 
 pub use self::backup::{BACKUP_SNAPSHOT, BackupError, BackupInfo, restore};
+use self::cluster::WriteTimes;
+pub use self::cluster::{ClusterStatus, Formed, MemberStatus, Role};
 pub use self::commit::{Done, Slot};
 use self::commit::{Submission, answer_loop, commit_loop};
 pub use self::config::EngineConfig;
@@ -102,6 +105,8 @@ pub struct EngineStats {
     pub batches: AtomicU64,
     /// Account records written.
     pub records: AtomicU64,
+    /// When recent log indexes were written (followers' lag in time).
+    pub(crate) write_times: WriteTimes,
 }
 
 /// A running engine.

@@ -1,0 +1,214 @@
+//! The engine as a cluster member: forming the cluster, and what it reports of it.
+//!
+//! Forming (`Engine::form`) is safe to repeat on any member: a fresh member is initialized
+//! with the given members (every member initialized with the same list writes the same first
+//! entry, so initializing twice is harmless); a single node that already holds data (the
+//! single-voter membership a data directory from before clustering carries) stays node 1,
+//! learns its own address, adds the others as learners (they catch up by snapshot or log) and
+//! then makes them voters; a member already in a larger cluster changes nothing.
+
+use super::*;
+
+/// What forming the cluster did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Formed {
+    /// This call formed it: from fresh members, or from a single node that held data.
+    Now,
+    /// It was formed already; nothing changed.
+    Already,
+}
+
+/// A member's role, as the cluster's status reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Follower,
+    Learner,
+    Candidate,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Learner => "learner",
+            Role::Candidate => "candidate",
+        }
+    }
+}
+
+/// One member as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub node_id: NodeId,
+    pub address: String,
+    pub role: Role,
+    /// The last log index the leader knows this member holds (on the leader only).
+    pub matched_index: Option<u64>,
+    /// Entries this member is behind the leader's log (on the leader only).
+    pub lag_entries: Option<u64>,
+    /// How long ago the first entry this member lacks was written (0 when it lacks none; on
+    /// the leader only).
+    pub lag_ms: Option<u64>,
+}
+
+/// The cluster as this node sees it (`GET /v1/cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStatus {
+    pub node_id: NodeId,
+    pub role: Role,
+    pub leader_id: Option<NodeId>,
+    pub term: u64,
+    /// On the leader, the highest index a majority holds; elsewhere what this node applied
+    /// (a follower applies what it learns is committed at once).
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub members: Vec<MemberStatus>,
+}
+
+/// When recent log indexes were written, for followers' lag in time: a bounded record kept
+/// by the committer on the leader.
+#[derive(Debug, Default)]
+pub struct WriteTimes(std::sync::Mutex<VecDeque<(u64, std::time::Instant)>>);
+
+/// Indexes [`WriteTimes`] remembers; a follower further behind is reported by the oldest.
+const WRITE_TIMES_KEPT: usize = 4_096;
+
+impl WriteTimes {
+    pub(super) fn record(&self, index: u64, at: std::time::Instant) {
+        let mut times = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if times.len() == WRITE_TIMES_KEPT {
+            times.pop_front();
+        }
+        times.push_back((index, at));
+    }
+
+    /// How long ago the first index after `matched` was written; 0 when none is.
+    fn lag_ms(&self, matched: u64) -> u64 {
+        let times = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        times
+            .iter()
+            .find(|(index, _)| *index > matched)
+            .map_or(0, |(_, at)| at.elapsed().as_millis() as u64)
+    }
+}
+
+impl Engine {
+    /// Forms the cluster of `members` (id → peer address), this node among them (see the
+    /// module docs).
+    pub async fn form(&self, members: BTreeMap<NodeId, String>) -> Result<Formed, OpenError> {
+        let raft_error = |e: &dyn std::fmt::Display| OpenError::Raft(e.to_string());
+        let metrics = self.raft.metrics().borrow().clone();
+        let this = metrics.id;
+        if !members.contains_key(&this) {
+            return Err(OpenError::Raft(format!(
+                "node {this} is not among the members it was asked to form"
+            )));
+        }
+        let voters: BTreeSet<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        if metrics.membership_config.log_id().is_none() && voters.is_empty() {
+            return self
+                .initialize(members)
+                .await
+                .map(|formed| if formed { Formed::Now } else { Formed::Already });
+        }
+        let wanted: BTreeSet<NodeId> = members.keys().copied().collect();
+        if voters != BTreeSet::from([this]) || wanted.len() == 1 {
+            return Ok(Formed::Already);
+        }
+        // A single node with data: it leads itself (once its election timeout passes after a
+        // start), and stays the leader while the others join.
+        self.raft
+            .wait(Some(Duration::from_secs(10)))
+            .current_leader(this, "the single voter leads")
+            .await
+            .map_err(|e| raft_error(&e))?;
+        let mut own = BTreeMap::new();
+        own.insert(this, BasicNode::new(members[&this].clone()));
+        self.raft
+            .change_membership(openraft::ChangeMembers::SetNodes(own), false)
+            .await
+            .map_err(|e| raft_error(&e))?;
+        for (id, address) in &members {
+            if *id != this {
+                self.raft
+                    .add_learner(*id, BasicNode::new(address.clone()), true)
+                    .await
+                    .map_err(|e| raft_error(&e))?;
+            }
+        }
+        self.raft
+            .change_membership(wanted, false)
+            .await
+            .map_err(|e| raft_error(&e))?;
+        Ok(Formed::Now)
+    }
+
+    /// The cluster as this node sees it.
+    pub fn status(&self) -> ClusterStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let role_of = |id: NodeId| {
+            if Some(id) == metrics.current_leader {
+                Role::Leader
+            } else if voters.contains(&id) {
+                Role::Follower
+            } else {
+                Role::Learner
+            }
+        };
+        let role = match metrics.state {
+            openraft::ServerState::Leader => Role::Leader,
+            openraft::ServerState::Candidate => Role::Candidate,
+            openraft::ServerState::Learner => Role::Learner,
+            _ => role_of(metrics.id),
+        };
+        let last_log = metrics.last_log_index.unwrap_or(0);
+        let applied_index = metrics.last_applied.map_or(0, |l| l.index);
+        let matched: BTreeMap<NodeId, u64> = metrics
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, log)| (*id, log.map_or(0, |l| l.index)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let commit_index = if metrics.replication.is_some() {
+            // The highest index a majority of voters holds.
+            let mut held: Vec<u64> = voters
+                .iter()
+                .map(|id| matched.get(id).copied().unwrap_or(0))
+                .collect();
+            held.sort_unstable_by(|a, b| b.cmp(a));
+            held.get(voters.len() / 2).copied().unwrap_or(applied_index)
+        } else {
+            applied_index
+        };
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched_index = matched.get(id).copied();
+                MemberStatus {
+                    node_id: *id,
+                    address: node.addr.clone(),
+                    role: role_of(*id),
+                    matched_index,
+                    lag_entries: matched_index.map(|m| last_log.saturating_sub(m)),
+                    lag_ms: matched_index.map(|m| self.stats.write_times.lag_ms(m)),
+                }
+            })
+            .collect();
+        ClusterStatus {
+            node_id: metrics.id,
+            role,
+            leader_id: metrics.current_leader,
+            term: metrics.current_term,
+            commit_index,
+            applied_index,
+            members,
+        }
+    }
+}
