@@ -47,8 +47,8 @@ pub use system::AccountSystem;
 /// its wiring (`serve.rs`, `backup.rs`, `main.rs`).
 #[cfg(not(loom))]
 pub use tandem_storage::{
-    BackupError, BackupInfo, DIRECTORY_CACHE_ENTRIES_DEFAULT, Derived, Setting, SettingsView,
-    WriteFaults,
+    BackupError, BackupInfo, ClusterStatus, DIRECTORY_CACHE_ENTRIES_DEFAULT, Derived, Formed,
+    MemberStatus, Role, Setting, SettingsView, WriteFaults,
 };
 #[cfg(not(loom))]
 pub use view::Change;

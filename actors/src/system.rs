@@ -16,8 +16,8 @@ use tandem_core::{
     IdempotencyKey, Outcome, RateTable,
 };
 use tandem_storage::{
-    AccountRecord, BackupError, BackupInfo, Derived, Engine, EngineStats, LoadError, Setting,
-    SettingsView,
+    AccountRecord, BackupError, BackupInfo, ClusterStatus, Derived, Engine, EngineStats, Formed,
+    LoadError, Setting, SettingsView,
 };
 
 use crate::config::SystemConfig;
@@ -336,6 +336,22 @@ impl AccountSystem {
             Ok(result) => result.map_err(ExecuteError::from),
             Err(_) => Err(ExecuteError::ShuttingDown),
         }
+    }
+
+    /// The cluster as this node sees it (roles, term, indexes, each member's lag).
+    pub fn cluster_status(&self) -> ClusterStatus {
+        self.engine().status()
+    }
+
+    /// Forms the cluster of `members` (see `Engine::form`): safe to repeat on any member.
+    pub async fn form_cluster(
+        &self,
+        members: std::collections::BTreeMap<u64, String>,
+    ) -> Result<Formed, String> {
+        self.engine()
+            .form(members)
+            .await
+            .map_err(|error| error.to_string())
     }
 
     /// The settings as applied on this node.

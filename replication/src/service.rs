@@ -17,17 +17,36 @@ use crate::{MESSAGE_BYTES_MAX, PEER_TOKEN_HEADER, RaftServer, wire};
 /// Serves `tandem.raft.v1.Raft` for one node.
 #[derive(Clone)]
 pub struct RaftService {
-    raft: openraft::Raft<TandemRaft>,
+    raft: std::sync::Arc<std::sync::OnceLock<openraft::Raft<TandemRaft>>>,
     token: std::sync::Arc<str>,
 }
 
 impl RaftService {
     /// Serves `raft`'s peer RPCs to callers that present `token` ([`crate::peer_token`]).
     pub fn new(raft: openraft::Raft<TandemRaft>, token: String) -> Self {
+        let service = Self::pending(token);
+        service.attach(raft);
+        service
+    }
+
+    /// A service whose Raft node is not open yet (the listener is up before the log is
+    /// read): it answers `UNAVAILABLE` until [`RaftService::attach`].
+    pub fn pending(token: String) -> Self {
         Self {
-            raft,
+            raft: Default::default(),
             token: token.into(),
         }
+    }
+
+    /// Serves `raft` from now on (once; later calls change nothing).
+    pub fn attach(&self, raft: openraft::Raft<TandemRaft>) {
+        let _ = self.raft.set(raft);
+    }
+
+    fn raft(&self) -> Result<&openraft::Raft<TandemRaft>, Status> {
+        self.raft
+            .get()
+            .ok_or_else(|| Status::unavailable("this node is still opening its log"))
     }
 
     /// The tonic service, with the protocol's message bound.
@@ -83,14 +102,14 @@ impl RaftRpc for RaftService {
     async fn vote(&self, request: Request<Message>) -> Result<Response<Message>, Status> {
         self.authorized(&request)?;
         let rpc: VoteRequest<NodeId> = wire::decode(request.get_ref()).map_err(malformed)?;
-        answer(&self.raft.vote(rpc).await.map_err(local)?)
+        answer(&self.raft()?.vote(rpc).await.map_err(local)?)
     }
 
     async fn append_entries(&self, request: Request<Message>) -> Result<Response<Message>, Status> {
         self.authorized(&request)?;
         let rpc: AppendEntriesRequest<TandemRaft> =
             wire::decode(request.get_ref()).map_err(malformed)?;
-        answer(&self.raft.append_entries(rpc).await.map_err(local)?)
+        answer(&self.raft()?.append_entries(rpc).await.map_err(local)?)
     }
 
     async fn install_snapshot(
@@ -118,7 +137,7 @@ impl RaftRpc for RaftService {
             snapshot: Box::new(Cursor::new(data)),
         };
         let installed = self
-            .raft
+            .raft()?
             .install_full_snapshot(vote, snapshot)
             .await
             .map_err(local)?;

@@ -24,6 +24,8 @@ pub struct App {
     system: std::sync::OnceLock<Arc<AccountSystem>>,
     pub keys: KeyStore,
     pub data_dir: PathBuf,
+    /// Every member's id and gRPC address, when this node is a cluster member (`--peers`).
+    pub peers: Option<std::collections::BTreeMap<u64, String>>,
     /// Recovery is complete and the listeners are up.
     pub ready: AtomicBool,
     /// Serializes card issuance, so a card id or PAN is unique across accounts.
@@ -47,7 +49,11 @@ fn open_audit(data_dir: &std::path::Path) -> std::io::Result<std::fs::File> {
 impl App {
     /// An app whose account system is not up yet: every call answers "recovering" until
     /// [`App::recovered`] hands it over.
-    pub fn new(keys: KeyStore, data_dir: PathBuf) -> Self {
+    pub fn new(
+        keys: KeyStore,
+        data_dir: PathBuf,
+        peers: Option<std::collections::BTreeMap<u64, String>>,
+    ) -> Self {
         let audit = open_audit(&data_dir)
             .map_err(|error| tracing::warn!(%error, "cannot open audit.log; admin actions are refused until it opens"))
             .ok();
@@ -55,6 +61,7 @@ impl App {
             system: std::sync::OnceLock::new(),
             keys,
             data_dir,
+            peers,
             ready: AtomicBool::new(false),
             directory: tokio::sync::Mutex::new(()),
             audit: Mutex::new(audit),

@@ -120,11 +120,95 @@ pub struct Settings {
     /// Seconds SIGTERM waits for in-flight requests and open streams [default: 10]
     #[arg(long, env = "TANDEM_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// This node's id in its cluster (with --peers)
+    #[arg(long, env = "TANDEM_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Every member's gRPC address, this node's included: 1=HOST:PORT,2=HOST:PORT,... With
+    /// none, a single node [default: none]
+    #[arg(long, env = "TANDEM_PEERS")]
+    pub peers: Option<String>,
+    /// The cluster's PAN hashing key: 64 hex characters in a file of mode 0600, the same on
+    /// every node (`tandem keygen --pan-key FILE`); required with --peers
+    #[arg(long, env = "TANDEM_PAN_KEY_FILE")]
+    pub pan_key_file: Option<PathBuf>,
+}
+
+/// A cluster member's settings (`--node-id`, `--peers`, `--pan-key-file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub node_id: u64,
+    /// Every member's id and gRPC address, this node's included.
+    pub peers: std::collections::BTreeMap<u64, String>,
+    pub pan_key_file: PathBuf,
+}
+
+/// Reads `1=HOST:PORT,2=HOST:PORT,...`.
+pub fn parse_peers(text: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
+    let mut peers = std::collections::BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, address) = part
+            .split_once('=')
+            .ok_or_else(|| format!("peer {part:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| format!("peer {part:?}: the id must be a whole number from 1"))?;
+        let address = address.trim();
+        let port_ok = address.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !port_ok {
+            return Err(format!("peer {part:?}: the address must be HOST:PORT"));
+        }
+        if peers.insert(id, address.to_owned()).is_some() {
+            return Err(format!("peer {id} is listed twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("--peers lists no peer".to_owned());
+    }
+    Ok(peers)
+}
+
+impl Settings {
+    /// The cluster settings, checked together: all or none.
+    fn cluster(&self) -> Result<Option<Cluster>, String> {
+        let Some(text) = &self.peers else {
+            return match (self.node_id, &self.pan_key_file) {
+                (None, None) => Ok(None),
+                _ => Err(
+                    "--node-id and --pan-key-file are for cluster members: give --peers too"
+                        .to_owned(),
+                ),
+            };
+        };
+        let peers = parse_peers(text)?;
+        let node_id = self
+            .node_id
+            .ok_or("--peers needs --node-id: which of the peers is this node?")?;
+        if !peers.contains_key(&node_id) {
+            return Err(format!(
+                "--peers does not list this node ({node_id}): list every member, this one included"
+            ));
+        }
+        let pan_key_file = self.pan_key_file.clone().ok_or(
+            "--peers needs --pan-key-file: every member hashes PANs with the cluster's key (tandem keygen --pan-key FILE writes one)",
+        )?;
+        Ok(Some(Cluster {
+            node_id,
+            peers,
+            pan_key_file,
+        }))
+    }
 }
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `None` for a single node.
+    pub cluster: Option<Cluster>,
     pub data_dir: PathBuf,
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
@@ -207,11 +291,15 @@ impl Settings {
             iso8583_pan_in_answers,
             hold_expiry_secs,
             hold_expiry_extended_secs,
-            shutdown_grace_secs
+            shutdown_grace_secs,
+            node_id,
+            peers,
+            pan_key_file
         ))
     }
 
     pub fn resolve(self) -> Result<Config, String> {
+        let cluster = self.cluster()?;
         let log_json = match self.log_format.as_deref().unwrap_or("text") {
             "text" => false,
             "json" => true,
@@ -290,6 +378,7 @@ impl Settings {
             ..default_policy
         };
         Ok(Config {
+            cluster,
             iso8583_listen: self
                 .iso8583_listen
                 .unwrap_or_else(|| "127.0.0.1:8583".parse().expect("literal address")),

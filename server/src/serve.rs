@@ -119,6 +119,24 @@ async fn import_legacy_files(system: &AccountSystem, data_dir: &Path) -> Result<
     Ok(())
 }
 
+/// A cluster member commits only once it leads, so it cannot import an older data directory's
+/// key and rate files at start: it says how to.
+fn refuse_unimported_files(data_dir: &Path) -> Result<(), String> {
+    for name in [
+        crate::keys::LEGACY_KEY_FILE,
+        crate::ops::admin::LEGACY_RATES_FILE,
+    ] {
+        if data_dir.join(name).exists() {
+            return Err(format!(
+                "{} holds {name} from an older version: start it once as a single node (without \
+                 --peers) to import it into the log, then as a cluster member",
+                data_dir.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The rates decisions use until any are committed: the configured base alone.
 fn configured_rates(config: &Config) -> Result<tandem_core::RateTable, String> {
     let base =
@@ -288,6 +306,18 @@ async fn listen(protocol: &'static str, address: SocketAddr) -> Result<TcpListen
 }
 
 pub async fn run(config: Config) -> Result<(), ServeError> {
+    // A cluster member: the cluster's PAN key, and the peer protocol's token derived from it;
+    // read before anything is written, so a bad key leaves the data directory untouched.
+    let member = match &config.cluster {
+        Some(cluster) => {
+            let key = tandem_storage::PanKey::from_file(&cluster.pan_key_file)
+                .map_err(ServeError::Config)?;
+            refuse_unimported_files(&config.data_dir).map_err(ServeError::Config)?;
+            let token = tandem_replication::peer_token(&key);
+            Some((cluster.node_id, key, token))
+        }
+        None => None,
+    };
     let _lock = lock_data_dir(&config.data_dir).map_err(ServeError::DataDir)?;
     for note in &config.deprecated {
         tracing::warn!("{note}");
@@ -316,7 +346,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         keys.add_ephemeral_admin(&token);
     }
     let rates = configured_rates(&config).map_err(ServeError::Config)?;
-    let app = Arc::new(App::new(keys, config.data_dir.clone()));
+    let peers = config.cluster.as_ref().map(|cluster| cluster.peers.clone());
+    let app = Arc::new(App::new(keys, config.data_dir.clone(), peers));
+    let raft_service = member
+        .as_ref()
+        .map(|(_, _, token)| tandem_replication::RaftService::pending(token.clone()));
 
     // Listen first, so health and readiness answer while recovery runs.
     let grpc_listener = listen("gRPC", config.grpc_listen).await?;
@@ -349,6 +383,23 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     .add_service(health_service)
     .add_service(reflection)
     .into_axum_router();
+    // The peer protocol checks its own token, so it is outside the API-key, time-limit and
+    // request-metric layers (a snapshot may stream longer than any client request may take).
+    let raft_routes = |router: Router| match &raft_service {
+        Some(service) => {
+            use tower::ServiceExt;
+            router.route_service(
+                "/tandem.raft.v1.Raft/{*rest}",
+                service
+                    .clone()
+                    .into_server()
+                    .map_request(|request: axum::extract::Request| {
+                        request.map(tonic::body::Body::new)
+                    }),
+            )
+        }
+        None => router,
+    };
     let http_router = crate::edge::http::router(app.clone())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz).with_state(app.clone()))
@@ -380,7 +431,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let grpc_task = tokio::spawn(serve(
         "grpc",
         grpc_listener,
-        layered(grpc_router),
+        raft_routes(layered(grpc_router)),
         config.streams_per_connection_max,
         tls.clone(),
         stop.clone(),
@@ -417,12 +468,25 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     };
     engine_config.checkpoint_every = config.checkpoint_every;
     engine_config.writes_in_flight_max = config.log_writes_in_flight;
-    let engine = Engine::open(engine_config).await.map_err(|e| {
+    let opened = match member {
+        None => Engine::open(engine_config).await,
+        Some((node_id, key, token)) => {
+            engine_config.node_id = node_id;
+            engine_config.pan_key = Some(key);
+            let network = tandem_replication::GrpcNetwork::new(node_id, &token)
+                .map_err(ServeError::Config)?;
+            Engine::open_member(engine_config, network).await
+        }
+    };
+    let engine = opened.map_err(|e| {
         ServeError::Recovery(format!(
             "cannot open the data directory {}: {e}",
             config.data_dir.display()
         ))
     })?;
+    if let Some(service) = &raft_service {
+        service.attach(engine.raft().clone());
+    }
     let system_config = SystemConfig {
         in_flight_per_account_max: config.in_flight_per_account_max,
         in_flight_max: config.in_flight_max,
@@ -434,13 +498,15 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let system = AccountSystem::start(engine, system_config, rates)
         .await
         .map_err(|e| ServeError::Recovery(format!("cannot start the account system: {e}")))?;
-    import_legacy_files(&system, &config.data_dir)
-        .await
-        .map_err(ServeError::Config)?;
     app.keys.attach(&system);
-    bootstrap_admin_key(&app.keys, &system, &config)
-        .await
-        .map_err(ServeError::Config)?;
+    if config.cluster.is_none() {
+        import_legacy_files(&system, &config.data_dir)
+            .await
+            .map_err(ServeError::Config)?;
+        bootstrap_admin_key(&app.keys, &system, &config)
+            .await
+            .map_err(ServeError::Config)?;
+    }
     app.recovered(system.clone());
     health_reporter
         .set_serving::<AuthorizationsServer<crate::edge::grpc::Service>>()

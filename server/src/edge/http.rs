@@ -121,6 +121,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/api-keys", post(issue_key))
         .route("/v1/api-keys/{key_id}", delete(revoke_key))
         .route("/v1/admin/backup", post(backup))
+        .route("/v1/cluster", get(cluster_status))
+        .route("/v1/cluster/init", post(cluster_init))
         .route("/v1/admin/faults", post(faults))
         .with_state(app)
 }
@@ -354,6 +356,47 @@ async fn revoke_key(
 ) -> Response {
     match app.revoke_key(&principal, &key_id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn cluster_status(State(app): Shared, principal: Principal) -> Response {
+    match app.cluster_status(&principal) {
+        Ok(status) => json(StatusCode::OK, &cluster_json(&status)),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The cluster's status as `GET /v1/cluster` and `tandem cluster status` print it.
+fn cluster_json(status: &tandem_actors::ClusterStatus) -> serde_json::Value {
+    let members: Vec<serde_json::Value> = status
+        .members
+        .iter()
+        .map(|member| {
+            serde_json::json!({
+                "node_id": member.node_id,
+                "address": member.address,
+                "role": member.role.as_str(),
+                "matched_index": member.matched_index,
+                "lag_entries": member.lag_entries,
+                "lag_ms": member.lag_ms,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "node_id": status.node_id,
+        "role": status.role.as_str(),
+        "leader_id": status.leader_id,
+        "term": status.term,
+        "commit_index": status.commit_index,
+        "applied_index": status.applied_index,
+        "members": members,
+    })
+}
+
+async fn cluster_init(State(app): Shared, principal: Principal) -> Response {
+    match app.form_cluster(&principal).await {
+        Ok(formed) => json(StatusCode::OK, &serde_json::json!({ "formed": formed })),
         Err(error) => error.into_response(),
     }
 }

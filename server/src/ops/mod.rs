@@ -12,7 +12,8 @@
 //! - [`accounts`]: accounts, members, split rule, funding policy, deposits, withdrawals.
 //! - [`cards`]: issuing and replacing cards (the card and PAN directories), status, controls.
 //! - [`reads`]: balance, committed state (holds, positions), the entries feed.
-//! - [`admin`]: API keys, FX rates, fault switches.
+//! - [`admin`]: API keys, FX rates, fault switches; [`cluster`]: the cluster's status and
+//!   forming it.
 //! - [`error`]: [`OpError`] and its stable codes (each gateway maps it in its own file);
 //!   [`mod@route`]: where an account's commands run.
 
@@ -21,6 +22,7 @@ pub mod admin;
 pub mod backup;
 pub mod card_traffic;
 pub mod cards;
+pub mod cluster;
 pub mod deadline;
 pub mod error;
 pub mod reads;

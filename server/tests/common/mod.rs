@@ -80,14 +80,19 @@ impl Node {
     }
 
     fn spawn(data_dir: &Path, extra: &[&str], log: Option<&Path>, env: &[(&str, &str)]) -> Node {
+        let mut command = serve(data_dir);
+        command.args(extra).envs(env.iter().copied());
+        Self::spawn_command(command, data_dir, log)
+    }
+
+    /// Starts `command` (a `tandem serve` on `data_dir`) and waits for its "ready" line.
+    pub fn spawn_command(mut command: Command, data_dir: &Path, log: Option<&Path>) -> Node {
         let stderr = match log {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
             None => Stdio::inherit(),
         };
-        let mut child = serve(data_dir)
-            .args(extra)
+        let mut child = command
             .env("TANDEM_LOG", if log.is_some() { "info" } else { "warn" })
-            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -8,6 +8,9 @@ pub struct EngineConfig {
     pub data_dir: PathBuf,
     /// This node's id in its Raft group (1 for a single node).
     pub node_id: NodeId,
+    /// The cluster's PAN hashing key (`--pan-key-file`); `None` for a single node, which
+    /// keeps its own in the data directory.
+    pub pan_key: Option<PanKey>,
     pub checkpoint: CheckpointSettings,
     /// Records per log entry, at most (one group commit).
     pub batch_records_max: usize,
@@ -56,6 +59,7 @@ impl EngineConfig {
         Self {
             data_dir: data_dir.into(),
             node_id: NODE_ID,
+            pan_key: None,
             checkpoint: CheckpointSettings::default(),
             batch_records_max: 4_096,
             queue_depth_max: 65_536,

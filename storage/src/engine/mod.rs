@@ -234,7 +234,10 @@ impl Engine {
         N: openraft::RaftNetworkFactory<TandemRaft>,
     {
         std::fs::create_dir_all(&config.data_dir)?;
-        let pan_key = PanKey::load_or_create(&config.data_dir)?;
+        let pan_key = match &config.pan_key {
+            None => PanKey::load_or_create(&config.data_dir)?,
+            Some(cluster) => PanKey::adopt(&config.data_dir, cluster)?,
+        };
         let started = std::time::Instant::now();
         let log = waiting_for_lock(|| LogStore::open(&config.data_dir.join("log")))
             .await?

@@ -1,0 +1,272 @@
+//! Three `tandem serve` processes on loopback, formed into one cluster by `tandem cluster
+//! init`: one leader, its writes on every node, status on every node, the peer protocol
+//! closed to API keys, and clear refusals of bad cluster settings.
+
+// Amounts are written as major_minor (100_00 is 100.00) on purpose.
+#![allow(clippy::inconsistent_digit_grouping)]
+
+mod common;
+
+use common::{ADMIN, Node};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A loopback port free a moment ago (the peers list needs each gRPC port before start).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn keygen(dir: &Path) -> PathBuf {
+    let key = dir.join("cluster-pan.key");
+    common::succeeds(
+        Command::new(common::binary())
+            .args(["keygen", "--pan-key"])
+            .arg(&key),
+    );
+    key
+}
+
+/// `tandem serve` as member `id` of `peers`.
+fn member_command(data_dir: &Path, id: u64, port: u16, peers: &str, key: &Path) -> Command {
+    let mut command = Command::new(common::binary());
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--grpc-listen",
+            &format!("127.0.0.1:{port}"),
+            "--http-listen",
+            "127.0.0.1:0",
+            "--iso8583-listen",
+            "127.0.0.1:0",
+            "--node-id",
+            &id.to_string(),
+            "--peers",
+            peers,
+        ])
+        .arg("--pan-key-file")
+        .arg(key)
+        .env("TANDEM_ADMIN_TOKEN", ADMIN);
+    command
+}
+
+fn cluster(args: &[&str], node: &Node) -> std::process::Output {
+    Command::new(common::binary())
+        .arg("cluster")
+        .args(args)
+        .args(["--target", &node.http, "--token", ADMIN])
+        .output()
+        .expect("tandem cluster runs")
+}
+
+async fn status(node: &Node) -> Value {
+    node.get("/v1/cluster").await
+}
+
+/// Waits (bounded) until every node names the same leader; answers its id.
+async fn leader(nodes: &[Node]) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut leaders = Vec::new();
+        for node in nodes {
+            leaders.push(status(node).await["leader_id"].as_u64());
+        }
+        if leaders[0].is_some() && leaders.iter().all(|l| *l == leaders[0]) {
+            return leaders[0].unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no leader: {leaders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_form_one_cluster_and_every_node_reads_the_leaders_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path());
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let data = dir.path().join(format!("node{}", i + 1));
+            let command = member_command(&data, i as u64 + 1, ports[i], &peers, &key);
+            Node::spawn_command(command, &data, None)
+        })
+        .collect();
+
+    let formed = cluster(&["init"], &nodes[1]);
+    assert!(
+        formed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&formed.stderr)
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&formed.stdout).unwrap(),
+        json!({"formed": true})
+    );
+    let leader_id = leader(&nodes).await;
+    let again = cluster(&["init"], &nodes[2]);
+    assert!(again.status.success(), "init again exits 0");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&again.stdout).unwrap(),
+        json!({"formed": false}),
+        "a no-op on any member"
+    );
+
+    let leader = &nodes[(leader_id - 1) as usize];
+    leader
+        .account("c", "joint", &[("ana", "owner")], Some(("EUR", 100_00)))
+        .await;
+    let (status_code, approved) = leader.authorize(ADMIN, "c-1", "c-ana-card", 12_00).await;
+    assert_eq!(
+        (status_code, &approved["status"]),
+        (200, &json!("approved"))
+    );
+    let expected = leader.balance("c").await;
+    for node in &nodes {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (code, balance) = node
+                .call("GET", "/v1/accounts/c/balance", Some(ADMIN), None)
+                .await;
+            if code == 200 && balance["available"] == expected["available"] {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{code} {balance}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // Status from every node: the same leader and members; the CLI prints the same shape.
+    let printed = cluster(&["status"], &nodes[0]);
+    assert!(printed.status.success());
+    let printed: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    assert_eq!(printed["node_id"], 1);
+    assert_eq!(printed["leader_id"], leader_id);
+    let members = printed["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    for (i, member) in members.iter().enumerate() {
+        assert_eq!(member["node_id"], i as u64 + 1);
+        assert_eq!(member["address"], format!("127.0.0.1:{}", ports[i]));
+    }
+    let at_leader = status(leader).await;
+    assert_eq!(at_leader["role"], "leader");
+    assert!(at_leader["commit_index"].as_u64().unwrap() > 0);
+    for member in at_leader["members"].as_array().unwrap() {
+        assert!(member["lag_entries"].is_u64(), "{member}");
+    }
+
+    // The peer protocol on the node's gRPC listener takes no API key, not even an admin's.
+    let mut client = tandem_proto::raft::raft_client::RaftClient::connect(format!(
+        "http://127.0.0.1:{}",
+        ports[0]
+    ))
+    .await
+    .unwrap();
+    let mut request = tonic::Request::new(tandem_proto::raft::Message { body: vec![0] });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
+    let refused = client.vote(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+
+    // A write that reaches a follower is refused as retryable until forwarding lands.
+    let follower = nodes.iter().find(|n| !std::ptr::eq(*n, leader)).unwrap();
+    let (code, body) = follower
+        .call(
+            "POST",
+            "/v1/accounts",
+            Some(ADMIN),
+            Some(json!({"account_id": "f", "kind": "joint"})),
+        )
+        .await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (503, Some("not_leader")),
+        "{body}"
+    );
+
+    for node in nodes {
+        assert!(node.stop().success());
+    }
+}
+
+/// Bad cluster settings are refused at start, each saying what is wrong, and nothing is
+/// written to the data directory.
+#[test]
+fn bad_cluster_settings_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path());
+    let short_key = dir.path().join("short.key");
+    std::fs::write(&short_key, "abcd\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&short_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let open_key = dir.path().join("open.key");
+    std::fs::copy(&key, &open_key).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let data = dir.path().join("data");
+    let cases: [(&str, &Path, &str); 5] = [
+        (
+            "2=127.0.0.1:7002,3=127.0.0.1:7003",
+            &key,
+            "does not list this node",
+        ),
+        ("1=127.0.0.1,2=127.0.0.1:7002", &key, "HOST:PORT"),
+        ("1=127.0.0.1:7001,x=127.0.0.1:7002", &key, "whole number"),
+        ("1=127.0.0.1:7001", &short_key, "64 hex characters"),
+        ("1=127.0.0.1:7001", &open_key, "0600"),
+    ];
+    for (peers, key, expected) in cases {
+        let output = member_command(&data, 1, 0, peers, key)
+            .output()
+            .expect("tandem runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{peers}: started");
+        assert!(stderr.contains(expected), "{peers}: {stderr}");
+        assert!(!data.exists(), "{peers}: nothing written");
+    }
+    let no_key = Command::new(common::binary())
+        .args(["serve", "--node-id", "1", "--peers", "1=127.0.0.1:7001"])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!no_key.status.success());
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("--pan-key-file"));
+    // Wrong usage of `tandem cluster` exits 2; a node that cannot be reached, 3.
+    let usage = Command::new(common::binary())
+        .args(["cluster", "init", "--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    let unreachable = Command::new(common::binary())
+        .args([
+            "cluster",
+            "status",
+            "--target",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args(["--token", ADMIN])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(3));
+}
