@@ -167,6 +167,19 @@ async fn render_metrics(
         let stats = system.log_stats();
         metrics::gauge!("tandem_log_batches").set(stats.batches.load(Ordering::Relaxed) as f64);
         metrics::gauge!("tandem_log_records").set(stats.records.load(Ordering::Relaxed) as f64);
+        let cluster = system.cluster_status();
+        metrics::gauge!("tandem_raft_commit_index").set(cluster.commit_index as f64);
+        metrics::gauge!("tandem_raft_applied_index").set(cluster.applied_index as f64);
+        for member in &cluster.members {
+            let node = member.node_id.to_string();
+            if let Some(lag) = member.lag_entries {
+                metrics::gauge!("tandem_follower_lag_entries", "node_id" => node.clone())
+                    .set(lag as f64);
+            }
+            if let Some(lag) = member.lag_ms {
+                metrics::gauge!("tandem_follower_lag_ms", "node_id" => node).set(lag as f64);
+            }
+        }
     }
     (
         [(

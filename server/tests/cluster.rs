@@ -170,6 +170,20 @@ async fn three_processes_form_one_cluster_and_every_node_reads_the_leaders_write
         assert!(member["lag_entries"].is_u64(), "{member}");
     }
 
+    // The cluster's metrics: term, leadership, commit index, each follower's lag.
+    let (_, metrics) = leader.call("GET", "/metrics", None, None).await;
+    let metrics = metrics.as_str().unwrap().to_owned();
+    for name in [
+        "tandem_raft_term",
+        "tandem_raft_is_leader 1",
+        "tandem_raft_leader_changes_total",
+        "tandem_raft_commit_index",
+        "tandem_follower_lag_entries{node_id=\"2\"}",
+        "tandem_follower_lag_ms{node_id=\"3\"}",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+
     // The peer protocol on the node's gRPC listener takes no API key, not even an admin's.
     let mut client = tandem_proto::raft::raft_client::RaftClient::connect(format!(
         "http://127.0.0.1:{}",

@@ -212,3 +212,27 @@ impl Engine {
         }
     }
 }
+
+/// Follows the Raft node's metrics: counts leader changes (`tandem_raft_leader_changes_total`)
+/// and keeps the term and whether this node leads as gauges, until the node stops.
+pub(super) async fn watch_leadership(raft: Raft<TandemRaft>) {
+    let mut metrics = raft.metrics();
+    let mut leader = None;
+    loop {
+        {
+            let now = metrics.borrow_and_update();
+            if now.current_leader != leader {
+                if leader.is_some() || now.current_leader.is_some() {
+                    metrics::counter!("tandem_raft_leader_changes_total").increment(1);
+                }
+                leader = now.current_leader;
+            }
+            metrics::gauge!("tandem_raft_term").set(now.current_term as f64);
+            let leads = matches!(now.state, openraft::ServerState::Leader);
+            metrics::gauge!("tandem_raft_is_leader").set(if leads { 1.0 } else { 0.0 });
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -119,6 +119,8 @@ pub struct Engine {
     committer: tokio::task::JoinHandle<()>,
     answerer: tokio::task::JoinHandle<()>,
     checkpoints: tokio::task::JoinHandle<()>,
+    /// Counts leader changes and keeps the term gauge (`cluster::watch_leadership`).
+    leadership: tokio::task::JoinHandle<()>,
     pan_key: PanKey,
     /// Where the tasks above run; stopped when the engine is dropped.
     thread: Option<EngineThread>,
@@ -314,6 +316,7 @@ impl Engine {
             stats.clone(),
         ));
         let answerer = tokio::spawn(answer_loop(answer_queue));
+        let leadership = tokio::spawn(cluster::watch_leadership(raft.clone()));
         let checkpoints = tokio::spawn(checkpoint_timer(
             raft.clone(),
             config.checkpoint_every,
@@ -328,6 +331,7 @@ impl Engine {
             committer,
             answerer,
             checkpoints,
+            leadership,
             pan_key,
             thread: None,
         })
@@ -447,6 +451,7 @@ impl Engine {
     /// as `LogFailed`. Everything answered before is already durable.
     pub async fn stop(&self) {
         self.checkpoints.abort();
+        self.leadership.abort();
         let _ = self.raft.shutdown().await;
     }
 
@@ -456,6 +461,7 @@ impl Engine {
         let _ = self.committer.await;
         let _ = self.answerer.await;
         self.checkpoints.abort();
+        self.leadership.abort();
         let _ = self.raft.shutdown().await;
         drop(self.raft);
         drop(self.reader);
