@@ -284,3 +284,52 @@ fn bad_cluster_settings_are_refused_clearly() {
         .unwrap();
     assert_eq!(unreachable.status.code(), Some(3));
 }
+
+/// `scripts/cluster.sh up` brings three nodes up and forms them, `status` prints one leader
+/// and three members, `down` stops them all.
+#[test]
+fn the_cluster_script_brings_three_nodes_up_and_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/cluster.sh");
+
+    let base = 20_000 + (std::process::id() % 400) * 100;
+    let run = |action: &str| {
+        Command::new("bash")
+            .arg(script)
+            .arg(action)
+            .env("CLUSTER_DIR", dir.path())
+            .env("PORT_BASE", base.to_string())
+            .env("TANDEM_BIN", common::binary())
+            .output()
+            .expect("the script runs")
+    };
+    let up = run("up");
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let printed = String::from_utf8_lossy(&up.stdout);
+    assert!(printed.contains("node 3: grpc 127.0.0.1:"), "{printed}");
+    assert!(printed.contains("admin token: "), "{printed}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = run("status");
+        if status.status.success() {
+            let value: Value = serde_json::from_slice(&status.stdout).unwrap();
+            if value["leader_id"].is_u64() {
+                break value;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no leader");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status["members"].as_array().unwrap().len(), 3);
+    let down = run("down");
+    assert!(down.status.success());
+    for n in 1..=3 {
+        assert!(!dir.path().join(format!("node{n}.pid")).exists());
+    }
+    let after = run("status");
+    assert_eq!(after.status.code(), Some(3), "nothing answers any more");
+}
