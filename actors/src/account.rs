@@ -206,7 +206,7 @@ impl AccountState {
             let _ = reply.send(Err(ExecuteError::Busy));
             return;
         }
-        let at = Timestamp::now();
+        let at = shared.now();
         let rates = shared.rates.get();
         let ctx = DecisionContext {
             now: at,

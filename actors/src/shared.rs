@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use tandem_core::{AccountId, BalanceSnapshot, RateTable};
+use tandem_core::{AccountId, BalanceSnapshot, RateTable, Timestamp};
 use tandem_storage::{Derived, Engine};
 
 use crate::config::SystemConfig;
@@ -22,7 +22,19 @@ pub struct Shared {
     pub(crate) views: RwLock<HashMap<AccountId, Arc<AccountView>>>,
 }
 
+/// The time a decision is made at: the clock, but never before the latest committed entry
+/// (`time_floor`), so a leader whose clock runs behind its predecessor's cannot reopen an
+/// expired window or a spent limit's period.
+pub(crate) fn decision_time(clock: Timestamp, time_floor: i64) -> Timestamp {
+    Timestamp::from_millis(clock.millis().max(time_floor))
+}
+
 impl Shared {
+    /// Now, for a decision (see [`decision_time`]).
+    pub(crate) fn now(&self) -> Timestamp {
+        decision_time(Timestamp::now(), self.engine.reader().time_floor())
+    }
+
     pub(crate) fn release_admission(&self) {
         self.admitted.fetch_sub(1, Ordering::AcqRel);
     }
@@ -59,5 +71,26 @@ impl Shared {
         {
             views.remove(account);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_is_never_made_before_the_latest_committed_entry() {
+        let clock = Timestamp::from_millis(1_000);
+        assert_eq!(decision_time(clock, 0), clock, "no floor yet: the clock");
+        assert_eq!(
+            decision_time(clock, 900),
+            clock,
+            "a clock ahead of the floor"
+        );
+        assert_eq!(
+            decision_time(clock, 5_000),
+            Timestamp::from_millis(5_000),
+            "a clock behind the last committed entry: the entry's time"
+        );
     }
 }

@@ -524,7 +524,7 @@ impl AccountSystem {
     /// left (at most [`SWEEP_ROUNDS_MAX`] rounds): a hot account that leaves thousands of
     /// holds open a second keeps pace with them. Returns the sweep decisions made.
     pub async fn sweep_due(&self) -> usize {
-        let now = tandem_core::Timestamp::now().millis();
+        let now = self.shared.now().millis();
         let mut swept = 0;
         for _ in 0..SWEEP_ROUNDS_MAX {
             let reader = self.shared.engine.reader().clone();

@@ -12,6 +12,8 @@ use crate::types::NodeId;
 
 pub(crate) const APPLIED: &[u8] = b"m:applied";
 pub(crate) const MEMBERSHIP: &[u8] = b"m:membership";
+/// The time floor (`LogBatch::at_ms`) of the entries a checkpoint covers.
+pub(crate) const TIME_FLOOR: &[u8] = b"m:time";
 
 pub(crate) type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 

@@ -591,6 +591,7 @@ mod tests {
             payload: EntryPayload::Normal(LogBatch {
                 records: vec![record],
                 settings: Vec::new(),
+                at_ms: 0,
             }),
         };
         let old = StoredEntry {
@@ -627,6 +628,7 @@ mod tests {
                         value: None,
                     },
                 ],
+                at_ms: 1_700_000_000_123,
             }),
         };
         let bytes = stored_bytes(&StoredEntry::of(&entry).unwrap());

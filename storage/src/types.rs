@@ -63,6 +63,10 @@ pub struct LogBatch {
     pub records: Vec<AccountRecord>,
     /// Settings changed by this entry (log format 3 on), applied after its records.
     pub settings: Vec<Setting>,
+    /// The leader's clock when it proposed this entry, milliseconds since the epoch (log
+    /// format 3 on; 0 before). Every node keeps the latest it applied as its time floor, so a
+    /// leader whose clock runs behind never decides at a time before a committed decision.
+    pub at_ms: i64,
 }
 
 /// What applying a batch answers (the index it was applied at).
@@ -231,6 +235,7 @@ pub(crate) fn entry_from_format1(old: openraft::Entry<TandemRaftFormat1>) -> Ent
         EntryPayload::Normal(batch) => EntryPayload::Normal(LogBatch {
             records: batch.records.into_iter().map(AccountRecord::from).collect(),
             settings: Vec::new(),
+            at_ms: 0,
         }),
         EntryPayload::Membership(membership) => EntryPayload::Membership(membership),
     };
@@ -279,6 +284,7 @@ pub(crate) fn entry_from_format2(old: openraft::Entry<TandemRaftFormat2>) -> Ent
         EntryPayload::Normal(batch) => EntryPayload::Normal(LogBatch {
             records: batch.records,
             settings: Vec::new(),
+            at_ms: 0,
         }),
         EntryPayload::Membership(membership) => EntryPayload::Membership(membership),
     };

@@ -938,3 +938,38 @@ fn settings_are_applied_replayed_checkpointed_and_backed_up() {
         engine.shutdown().await;
     });
 }
+
+/// Every entry carries the leader's clock; every node keeps the latest it applied as its time
+/// floor, through a restart that replays the log and one that starts from a checkpoint.
+#[test]
+fn the_time_floor_follows_committed_entries_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = tandem_core::Timestamp::now().millis();
+    let floor = runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
+        assert_eq!(engine.reader().time_floor(), 0, "nothing committed yet");
+        engine
+            .submit_settings(vec![setting("t", Some("1"))])
+            .await
+            .unwrap()
+            .unwrap();
+        let floor = engine.reader().time_floor();
+        assert!(floor >= before, "the entry's time is its leader's clock");
+        engine.shutdown().await;
+        floor
+    });
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
+        assert_eq!(engine.reader().time_floor(), floor, "replayed from the log");
+        engine.checkpoint().await.unwrap();
+        engine.shutdown().await;
+    });
+    runtime().block_on(async {
+        let engine = Engine::open(rare_checkpoints(dir.path())).await.unwrap();
+        assert!(
+            engine.reader().time_floor() >= floor,
+            "kept by the checkpoint (and raised by the entries since)"
+        );
+        engine.shutdown().await;
+    });
+}

@@ -180,7 +180,11 @@ pub(super) async fn commit_loop(
                     continue;
                 }
                 let count = records.len() as u64;
-                match raft.client_write_ff(LogBatch { records, settings }).await {
+                match raft.client_write_ff(LogBatch {
+                    records,
+                    settings,
+                    at_ms: tandem_core::Timestamp::now().millis(),
+                }).await {
                     Ok(responder) => {
                         in_flight.push_back((responder, waiters, count, std::time::Instant::now()))
                     }

@@ -29,6 +29,8 @@ impl StateMachine {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
                 }
                 EntryPayload::Normal(log_batch) => {
+                    self.time_floor
+                        .fetch_max(log_batch.at_ms, std::sync::atomic::Ordering::AcqRel);
                     for record in &log_batch.records {
                         self.apply_record(
                             &mut batch,

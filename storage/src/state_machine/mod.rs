@@ -13,6 +13,7 @@
 //! |---|---|
 //! | `m:applied` | last applied log id |
 //! | `m:membership` | last applied membership |
+//! | `m:time` | the time floor of the entries checkpointed (`LogBatch::at_ms`) |
 //! | `a:<account>\0s` | the account's latest snapshot (`codec::encode_account`) |
 //! | `a:<account>\0e<seq_first, 8 bytes big-endian>` | events after it: the records of one apply, each `codec::encode_events` behind a 4-byte length |
 //! | `c:<card>` | the card's account |
@@ -82,6 +83,8 @@ pub struct StateMachine {
     accounts: Arc<Accounts>,
     /// The settings, all in memory (`settings.rs`), kept current as entries are applied.
     settings: Arc<Settings>,
+    /// The latest `LogBatch::at_ms` applied: no decision is made at an earlier time.
+    time_floor: Arc<std::sync::atomic::AtomicI64>,
     applied: Option<LogId>,
     membership: Membership,
     /// Every account's expiry index entry, read from the state when the first record of log
@@ -143,6 +146,7 @@ impl StateMachine {
             directory,
             accounts: Arc::new(Accounts::default()),
             settings: Arc::new(Settings::default()),
+            time_floor: Arc::default(),
             applied: None,
             membership: Membership::default(),
             format1_expiries: None,
@@ -157,6 +161,7 @@ impl StateMachine {
             None => Membership::default(),
         };
         machine.load_settings()?;
+        machine.load_time_floor()?;
         Ok(machine)
     }
 
@@ -166,7 +171,20 @@ impl StateMachine {
             directory: self.directory.clone(),
             accounts: self.accounts.clone(),
             settings: self.settings.clone(),
+            time_floor: self.time_floor.clone(),
         }
+    }
+
+    /// Reads the time floor a checkpoint kept (at open, and after a snapshot is installed);
+    /// replayed entries raise it from there.
+    fn load_time_floor(&self) -> io::Result<()> {
+        let floor: i64 = match self.store.get(TIME_FLOOR)? {
+            Some(bytes) => codec::decode_value(&bytes).map_err(io::Error::other)?,
+            None => 0,
+        };
+        self.time_floor
+            .fetch_max(floor, std::sync::atomic::Ordering::AcqRel);
+        Ok(())
     }
 
     /// Reads every setting from the state into memory (at open, and after a snapshot is

@@ -86,8 +86,17 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // On the state machine's task, between two applies: the frozen writes are exactly
         // the state at `applied`.
-        let marks = match (encoded(&self.applied), encoded(&self.membership)) {
-            (Ok(applied), Ok(membership)) => vec![(APPLIED, applied), (MEMBERSHIP, membership)],
+        let floor = self.time_floor.load(std::sync::atomic::Ordering::Acquire);
+        let marks = match (
+            encoded(&self.applied),
+            encoded(&self.membership),
+            encoded(&floor),
+        ) {
+            (Ok(applied), Ok(membership), Ok(floor)) => vec![
+                (APPLIED, applied),
+                (MEMBERSHIP, membership),
+                (TIME_FLOOR, floor),
+            ],
             // Encoding a log id and a membership cannot fail; if it did, the checkpoint
             // would only lack its marks and recovery would replay more of the log.
             _ => Vec::new(),
@@ -140,6 +149,7 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
         self.format1_expiries = None;
         self.accounts.clear();
         self.load_settings()
+            .and_then(|()| self.load_time_floor())
             .map_err(|e| StorageIOError::read_state_machine(&e))?;
         Ok(())
     }

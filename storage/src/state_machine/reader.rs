@@ -10,6 +10,7 @@ pub struct StateReader {
     pub(super) directory: Arc<Directory>,
     pub(super) accounts: Arc<Accounts>,
     pub(super) settings: Arc<Settings>,
+    pub(super) time_floor: Arc<std::sync::atomic::AtomicI64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,12 @@ impl StateReader {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect())
+    }
+
+    /// The latest time an applied entry was proposed at (`LogBatch::at_ms`): decisions are
+    /// made no earlier (milliseconds since the epoch).
+    pub fn time_floor(&self) -> i64 {
+        self.time_floor.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The settings as applied (`settings.rs`).
