@@ -354,6 +354,20 @@ impl AccountSystem {
             .map_err(|error| error.to_string())
     }
 
+    /// A linearizable read point (see `Engine::linearizable_read`): once it answers, this
+    /// node has applied everything committed before the call.
+    pub async fn linearizable_read(&self) -> Result<u64, ExecuteError> {
+        self.engine()
+            .linearizable_read()
+            .await
+            .map_err(ExecuteError::from)
+    }
+
+    /// The highest index this node knows committed (what every read reports).
+    pub fn commit_index(&self) -> u64 {
+        self.engine().commit_index()
+    }
+
     /// The settings as applied on this node.
     pub fn settings(&self) -> Arc<SettingsView> {
         self.engine().reader().settings().current()

@@ -193,6 +193,7 @@ impl Target {
                     .get_balance(with_token(
                         pb::AccountRef {
                             account_id: account,
+                            ..Default::default()
                         },
                         token,
                     ))
@@ -301,6 +302,7 @@ impl Target {
             .list_holds(with_token(
                 pb::AccountRef {
                     account_id: account.to_owned(),
+                    ..Default::default()
                 },
                 &self.token,
             ))
@@ -388,6 +390,7 @@ fn feed_page(account: &str, after: String) -> pb::EntriesRequest {
         account_id: account.to_owned(),
         after,
         limit: 1_000,
+        ..Default::default()
     }
 }
 

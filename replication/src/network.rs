@@ -29,6 +29,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::{MESSAGE_BYTES_MAX, PEER_TOKEN_HEADER, SNAPSHOT_CHUNK_BYTES, wire};
 
+/// How long a follower waits for the leader's read index (a round of heartbeats there).
+const READ_INDEX_DEADLINE: Duration = Duration::from_secs(2);
+
 /// How long connecting to a peer may take before the RPC counts it unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -78,6 +81,28 @@ impl GrpcNetwork {
         };
         channels.insert(target, (address.to_owned(), channel.clone()));
         Ok(channel)
+    }
+}
+
+impl tandem_storage::network::LeaderReadIndex for GrpcNetwork {
+    fn read_index<'a>(
+        &'a self,
+        leader: NodeId,
+        address: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let peer = Peer {
+                this: self.this,
+                target: leader,
+                token: self.token.clone(),
+                client: self.channel(leader, address).map(RaftClient::new),
+            };
+            peer.unary(&(), READ_INDEX_DEADLINE, |mut client, request| async move {
+                client.read_index(request).await
+            })
+            .await
+            .map_err(|failed| format!("{failed:?}"))
+        })
     }
 }
 

@@ -112,6 +112,16 @@ impl RaftRpc for RaftService {
         answer(&self.raft()?.append_entries(rpc).await.map_err(local)?)
     }
 
+    async fn read_index(&self, request: Request<Message>) -> Result<Response<Message>, Status> {
+        self.authorized(&request)?;
+        match self.raft()?.ensure_linearizable().await {
+            Ok(read) => answer(&read.map_or(0u64, |log| log.index)),
+            Err(error) => Err(Status::failed_precondition(format!(
+                "no read index here: {error}"
+            ))),
+        }
+    }
+
     async fn install_snapshot(
         &self,
         request: Request<Streaming<SnapshotChunk>>,

@@ -151,6 +151,48 @@ async fn three_processes_form_one_cluster_and_every_node_reads_the_leaders_write
         }
     }
 
+    // Every read carries the account's seq and the node's commit index; on every node they
+    // converge to the leader's seq.
+    let at_leader = leader.get("/v1/accounts/c/holds").await;
+    assert!(at_leader["seq"].as_u64().unwrap() > 0, "{at_leader}");
+    assert!(
+        at_leader["commit_index"].as_u64().unwrap() > 0,
+        "{at_leader}"
+    );
+    assert_eq!(at_leader["seq"], expected["seq"]);
+    // A linearizable read on a follower sees a write acknowledged a moment before at the
+    // leader, every time.
+    let follower = nodes.iter().find(|n| !std::ptr::eq(*n, leader)).unwrap();
+    for round in 0..10 {
+        let key = format!("lin-{round}");
+        let (code, approved) = leader.authorize(ADMIN, &key, "c-ana-card", 1_00).await;
+        assert_eq!(code, 200, "{approved}");
+        let written = approved["balance"].clone();
+        assert!(written["available_minor"].is_i64(), "{approved}");
+        let seen = follower
+            .get("/v1/accounts/c/balance?consistency=linearizable")
+            .await;
+        let available = seen["balances"][0]["available_minor"].clone();
+        assert_eq!(
+            available, written["available_minor"],
+            "round {round}: {seen}"
+        );
+        assert!(seen["commit_index"].as_u64().unwrap() > 0);
+    }
+    let (code, body) = follower
+        .call(
+            "GET",
+            "/v1/accounts/c/balance?consistency=eventually",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (400, Some("invalid_argument")),
+        "{body}"
+    );
+
     // Status from every node: the same leader and members; the CLI prints the same shape.
     let printed = cluster(&["status"], &nodes[0]);
     assert!(printed.status.success());
@@ -199,7 +241,6 @@ async fn three_processes_form_one_cluster_and_every_node_reads_the_leaders_write
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
 
     // A write that reaches a follower is refused as retryable until forwarding lands.
-    let follower = nodes.iter().find(|n| !std::ptr::eq(*n, leader)).unwrap();
     let (code, body) = follower
         .call(
             "POST",
@@ -292,7 +333,8 @@ fn the_cluster_script_brings_three_nodes_up_and_down() {
     let dir = tempfile::tempdir().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/cluster.sh");
 
-    let base = 20_000 + (std::process::id() % 400) * 100;
+    // 30 ports from a base below the ephemeral range other tests' listeners draw from.
+    let base = 10_000 + (std::process::id() % 200) * 100;
     let run = |action: &str| {
         Command::new("bash")
             .arg(script)

@@ -30,6 +30,7 @@ fn account_ref(account: &str) -> Request<pb::AccountRef> {
     with_token(
         pb::AccountRef {
             account_id: account.into(),
+            ..Default::default()
         },
         ADMIN,
     )

@@ -11,6 +11,18 @@ use openraft::{BasicNode, OptionalSend, Snapshot};
 
 use crate::types::{NodeId, TandemRaft, Vote};
 
+/// How a follower learns the index a linearizable read must wait for: it asks the leader
+/// (`tandem-replication`'s `GrpcNetwork` over the peer protocol). openraft 0.9 reads by
+/// read index on the leader only (`Raft::ensure_linearizable`).
+pub trait LeaderReadIndex: Send + Sync + 'static {
+    /// The leader `leader` at `address` confirms it leads and answers its read index.
+    fn read_index<'a>(
+        &'a self,
+        leader: NodeId,
+        address: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + 'a>>;
+}
+
 /// A single voter never talks to peers; openraft still wants a network. Every call answers
 /// "unreachable", which openraft treats as a transient network error.
 #[derive(Clone, Copy)]

@@ -151,11 +151,29 @@ macro_rules! account_read {
             State(app): Shared,
             principal: Principal,
             Path(account_id): Path<String>,
+            read: ReadQuery,
         ) -> Response {
-            ok($operation(&app, &principal, pb::AccountRef { account_id }).await)
+            let consistency = match read {
+                Ok(Query(read)) => read.consistency,
+                Err(e) => return OpError::malformed(format!("query: {e}")).into_response(),
+            };
+            let request = pb::AccountRef {
+                account_id,
+                consistency,
+            };
+            ok($operation(&app, &principal, request).await)
         }
     };
 }
+
+/// A read's query: `?consistency=linearizable` (or `applied`, the default).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Read {
+    consistency: String,
+}
+
+type ReadQuery = Result<Query<Read>, axum::extract::rejection::QueryRejection>;
 
 body_handler!(
     open_account,
@@ -244,6 +262,7 @@ async fn card_controls(
 struct Page {
     after: String,
     limit: u32,
+    consistency: String,
 }
 
 type PageQuery = Result<Query<Page>, axum::extract::rejection::QueryRejection>;
@@ -255,6 +274,7 @@ fn page_request(account_id: String, page: PageQuery) -> Result<pb::EntriesReques
         account_id,
         after: page.after,
         limit: page.limit,
+        consistency: page.consistency,
     })
 }
 

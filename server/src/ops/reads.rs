@@ -52,7 +52,35 @@ pub struct LifecyclePage {
     pub more: bool,
 }
 
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    /// This node's applied state, at once (a follower may be a moment behind).
+    #[default]
+    Applied,
+    /// Everything acknowledged before the read, on any node: a read index the leader
+    /// confirms, applied here first.
+    Linearizable,
+}
+
 impl App {
+    /// Where a read of `account` stands, once `principal` may read it: for a linearizable
+    /// read, after this node has applied everything committed before the call. Answers the
+    /// commit index the read reports.
+    pub async fn read_point(
+        &self,
+        principal: &Principal,
+        account: &AccountId,
+        consistency: Consistency,
+    ) -> Result<u64, OpError> {
+        self.may_read(principal, account)?;
+        let system = self.system()?;
+        if consistency == Consistency::Linearizable {
+            system.linearizable_read().await?;
+        }
+        Ok(system.commit_index())
+    }
+
     /// Whether `principal` may read `account`: admins any, an app key its own.
     pub fn may_read(&self, principal: &Principal, account: &AccountId) -> Result<(), OpError> {
         match principal.role {

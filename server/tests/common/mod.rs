@@ -306,8 +306,14 @@ impl Node {
         value
     }
 
+    /// The account's balance snapshot, without the commit index the read reports (the
+    /// node's read point, not the account's state: it moves with every write anywhere).
     pub async fn balance(&self, account: &str) -> Value {
-        self.get(&format!("/v1/accounts/{account}/balance")).await
+        let mut snapshot = self.get(&format!("/v1/accounts/{account}/balance")).await;
+        if let Some(fields) = snapshot.as_object_mut() {
+            fields.remove("commit_index");
+        }
+        snapshot
     }
 
     /// Opens an SSE stream; answers the response body to read events from.

@@ -94,7 +94,68 @@ impl WriteTimes {
     }
 }
 
+/// How long a linearizable read waits for this node to apply up to the leader's read index.
+const READ_INDEX_WAIT: Duration = Duration::from_secs(5);
+
 impl Engine {
+    /// A linearizable read point: once this answers, this node has applied everything
+    /// committed before the call (a read index confirmed by the leader: on the leader by a
+    /// round of heartbeats, on a follower by asking the leader, then waiting to apply up to
+    /// it). Answers that index. Refused as [`CommitError::NotLeader`] (retryable) when no
+    /// leader confirms.
+    pub async fn linearizable_read(&self) -> Result<u64, CommitError> {
+        let (leads, leader, address) = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            let leader = metrics.current_leader;
+            let address = leader.and_then(|id| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|node| node.addr.clone())
+            });
+            (leader == Some(metrics.id), leader, address)
+        };
+        let not_leader = CommitError::NotLeader { leader };
+        if leads {
+            return match self.raft.ensure_linearizable().await {
+                Ok(read) => Ok(read.map_or(0, |log| log.index)),
+                Err(_) => Err(not_leader),
+            };
+        }
+        let (Some(leader_id), Some(address), Some(reads)) = (leader, address, &self.leader_reads)
+        else {
+            return Err(not_leader);
+        };
+        let index = reads
+            .read_index(leader_id, &address)
+            .await
+            .map_err(|_| not_leader.clone())?;
+        self.raft
+            .wait(Some(READ_INDEX_WAIT))
+            .applied_index_at_least(Some(index), "applied up to the read index")
+            .await
+            .map_err(|_| not_leader)?;
+        Ok(index)
+    }
+
+    /// The highest index this node knows committed: on the leader the highest a majority
+    /// holds, elsewhere what it applied. Every read reports it.
+    pub fn commit_index(&self) -> u64 {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let applied = metrics.last_applied.map_or(0, |l| l.index);
+        match &metrics.replication {
+            Some(matched) => {
+                let voters: Vec<NodeId> =
+                    metrics.membership_config.membership().voter_ids().collect();
+                majority_index(&voters, matched).unwrap_or(applied)
+            }
+            None => applied,
+        }
+    }
+
     /// Forms the cluster of `members` (id → peer address), this node among them (see the
     /// module docs).
     pub async fn form(&self, members: BTreeMap<NodeId, String>) -> Result<Formed, OpenError> {
@@ -176,16 +237,12 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
-        let commit_index = if metrics.replication.is_some() {
-            // The highest index a majority of voters holds.
-            let mut held: Vec<u64> = voters
-                .iter()
-                .map(|id| matched.get(id).copied().unwrap_or(0))
-                .collect();
-            held.sort_unstable_by(|a, b| b.cmp(a));
-            held.get(voters.len() / 2).copied().unwrap_or(applied_index)
-        } else {
-            applied_index
+        let commit_index = match &metrics.replication {
+            Some(replication) => {
+                let voters: Vec<NodeId> = voters.iter().copied().collect();
+                majority_index(&voters, replication).unwrap_or(applied_index)
+            }
+            None => applied_index,
         };
         let members = membership
             .nodes()
@@ -235,4 +292,17 @@ pub(super) async fn watch_leadership(raft: Raft<TandemRaft>) {
             return;
         }
     }
+}
+
+/// The highest log index a majority of `voters` holds, by the leader's replication metrics.
+fn majority_index(
+    voters: &[NodeId],
+    matched: &BTreeMap<NodeId, Option<openraft::LogId<NodeId>>>,
+) -> Option<u64> {
+    let mut held: Vec<u64> = voters
+        .iter()
+        .map(|id| matched.get(id).copied().flatten().map_or(0, |l| l.index))
+        .collect();
+    held.sort_unstable_by(|a, b| b.cmp(a));
+    held.get(voters.len() / 2).copied()
 }

@@ -51,7 +51,7 @@ pub use self::config::EngineConfig;
 use self::errors::refused;
 pub use self::errors::{CommitError, OpenError};
 use self::timer::checkpoint_timer;
-use crate::network::NoNetwork;
+use crate::network::{LeaderReadIndex, NoNetwork};
 
 /// A single node's id in its Raft group (and the id an existing single node keeps as node 1
 /// of a new cluster).
@@ -121,6 +121,8 @@ pub struct Engine {
     checkpoints: tokio::task::JoinHandle<()>,
     /// Counts leader changes and keeps the term gauge (`cluster::watch_leadership`).
     leadership: tokio::task::JoinHandle<()>,
+    /// How a follower asks the leader for a read index (a cluster member only).
+    leader_reads: Option<Arc<dyn LeaderReadIndex>>,
     pan_key: PanKey,
     /// Where the tasks above run; stopped when the engine is dropped.
     thread: Option<EngineThread>,
@@ -192,7 +194,7 @@ impl Engine {
     /// behind every request and actor task at each of their hand-offs, and a commit took
     /// 20–100 ms under load instead of about one fdatasync.
     pub async fn open(config: EngineConfig) -> Result<Engine, OpenError> {
-        Self::open_on_thread(config, NoNetwork, Membership::SingleVoter).await
+        Self::open_on_thread(config, NoNetwork, Membership::SingleVoter, None).await
     }
 
     /// Opens the data directory as member `config.node_id` of a cluster whose peers
@@ -203,15 +205,17 @@ impl Engine {
     /// after them arrives from the leader.
     pub async fn open_member<N>(config: EngineConfig, network: N) -> Result<Engine, OpenError>
     where
-        N: openraft::RaftNetworkFactory<TandemRaft>,
+        N: openraft::RaftNetworkFactory<TandemRaft> + LeaderReadIndex + Clone,
     {
-        Self::open_on_thread(config, network, Membership::Cluster).await
+        let reads: Arc<dyn LeaderReadIndex> = Arc::new(network.clone());
+        Self::open_on_thread(config, network, Membership::Cluster, Some(reads)).await
     }
 
     async fn open_on_thread<N>(
         config: EngineConfig,
         network: N,
         membership: Membership,
+        reads: Option<Arc<dyn LeaderReadIndex>>,
     ) -> Result<Engine, OpenError>
     where
         N: openraft::RaftNetworkFactory<TandemRaft>,
@@ -223,6 +227,7 @@ impl Engine {
             .await
             .map_err(|e| OpenError::Raft(format!("the engine thread stopped: {e}")))??;
         engine.thread = Some(thread);
+        engine.leader_reads = reads;
         Ok(engine)
     }
 
@@ -332,6 +337,7 @@ impl Engine {
             answerer,
             checkpoints,
             leadership,
+            leader_reads: None,
             pan_key,
             thread: None,
         })

@@ -108,5 +108,6 @@ pub fn snapshot(view: &BalanceSnapshot, cause: String) -> pb::BalanceSnapshot {
             .collect(),
         overdrawn: view.overdrawn,
         cause,
+        commit_index: 0,
     }
 }

@@ -359,3 +359,16 @@ fn merchant_name(name: &str) -> Result<Option<&str>, OpError> {
     }
     Ok((!name.is_empty()).then_some(name))
 }
+
+/// A read's `consistency`: empty or `applied`, or `linearizable`.
+pub fn consistency(text: &str) -> Result<crate::ops::reads::Consistency, OpError> {
+    use crate::ops::reads::Consistency;
+    match text {
+        "" | "applied" => Ok(Consistency::Applied),
+        "linearizable" => Ok(Consistency::Linearizable),
+        other => Err(OpError::invalid(
+            "consistency",
+            format!("must be applied or linearizable, not {other:?}"),
+        )),
+    }
+}

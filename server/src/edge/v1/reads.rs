@@ -9,8 +9,18 @@ pub async fn balance(
     request: pb::AccountRef,
 ) -> Result<pb::BalanceSnapshot, OpError> {
     let account = account_id(&request.account_id)?;
+    let commit_index = app
+        .read_point(
+            principal,
+            &account,
+            fields::consistency(&request.consistency)?,
+        )
+        .await?;
     let snapshot = app.balance(principal, &account).await?;
-    Ok(answers::snapshot(&snapshot, String::new()))
+    Ok(pb::BalanceSnapshot {
+        commit_index,
+        ..answers::snapshot(&snapshot, String::new())
+    })
 }
 
 pub async fn holds(
@@ -19,6 +29,13 @@ pub async fn holds(
     request: pb::AccountRef,
 ) -> Result<pb::Holds, OpError> {
     let account = account_id(&request.account_id)?;
+    let commit_index = app
+        .read_point(
+            principal,
+            &account,
+            fields::consistency(&request.consistency)?,
+        )
+        .await?;
     let state = app.committed_state(principal, &account).await?;
     let mut holds: Vec<pb::Hold> = state
         .authorizations
@@ -49,6 +66,8 @@ pub async fn holds(
     Ok(pb::Holds {
         account_id: account.to_string(),
         holds,
+        seq: state.seq,
+        commit_index,
     })
 }
 
@@ -58,6 +77,13 @@ pub async fn positions(
     request: pb::AccountRef,
 ) -> Result<pb::Positions, OpError> {
     let account = account_id(&request.account_id)?;
+    let commit_index = app
+        .read_point(
+            principal,
+            &account,
+            fields::consistency(&request.consistency)?,
+        )
+        .await?;
     let state = app.committed_state(principal, &account).await?;
     let positions = state
         .positions
@@ -85,6 +111,8 @@ pub async fn positions(
         account_id: account.to_string(),
         positions,
         settle_up,
+        seq: state.seq,
+        commit_index,
     })
 }
 
@@ -101,6 +129,13 @@ pub async fn lifecycle_events(
             OpError::invalid("after", "is a cursor like \"12\" from an earlier page")
         })?)
     };
+    let commit_index = app
+        .read_point(
+            principal,
+            &account,
+            fields::consistency(&request.consistency)?,
+        )
+        .await?;
     let page = app
         .lifecycle_events(principal, &account, after, request.limit)
         .await?;
@@ -139,6 +174,7 @@ pub async fn lifecycle_events(
         account_id: account.to_string(),
         events,
         next,
+        commit_index,
     })
 }
 
@@ -165,6 +201,13 @@ pub async fn entries(
                 OpError::invalid("after", "is a cursor like \"12-0\" from an earlier page")
             })?
     };
+    let commit_index = app
+        .read_point(
+            principal,
+            &account,
+            fields::consistency(&request.consistency)?,
+        )
+        .await?;
     let page = app
         .entries(principal, &account, after, request.limit)
         .await?;
@@ -208,6 +251,7 @@ pub async fn entries(
         account_id: account.to_string(),
         entries,
         next,
+        commit_index,
     })
 }
 
