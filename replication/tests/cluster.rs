@@ -34,6 +34,19 @@ async fn member(dir: &std::path::Path, id: u64, listener: tokio::net::TcpListene
     Node { engine, server }
 }
 
+/// Members 1, 2, 3 on `dirs`, each on a fresh loopback listener: their addresses and nodes.
+async fn members(dirs: &[tempfile::TempDir]) -> (BTreeMap<u64, String>, Vec<Option<Node>>) {
+    let mut addresses = BTreeMap::new();
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let id = i as u64 + 1;
+        let (listener, address) = listener().await;
+        addresses.insert(id, address.to_string());
+        nodes.push(Some(member(dir.path(), id, listener).await));
+    }
+    (addresses, nodes)
+}
+
 async fn listener() -> (tokio::net::TcpListener, SocketAddr) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -84,14 +97,7 @@ fn node(nodes: &[Option<Node>], id: u64) -> &Engine {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_elect_one_leader_replicate_and_catch_up_by_snapshot() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut addresses = BTreeMap::new();
-    let mut nodes = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let id = i as u64 + 1;
-        let (listener, address) = listener().await;
-        addresses.insert(id, address.to_string());
-        nodes.push(Some(member(dir.path(), id, listener).await));
-    }
+    let (addresses, mut nodes) = members(&dirs).await;
     assert!(node(&nodes, 1).initialize(addresses.clone()).await.unwrap());
     let leader = leader_of(&nodes).await;
     assert!(
@@ -285,14 +291,7 @@ async fn a_single_nodes_data_becomes_node_1_of_a_new_cluster() {
         .unwrap();
     single.shutdown().await;
 
-    let mut addresses = BTreeMap::new();
-    let mut nodes = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let id = i as u64 + 1;
-        let (listener, address) = listener().await;
-        addresses.insert(id, address.to_string());
-        nodes.push(Some(member(dir.path(), id, listener).await));
-    }
+    let (addresses, nodes) = members(&dirs).await;
     assert_eq!(
         node(&nodes, 1).form(addresses.clone()).await.unwrap(),
         tandem_storage::Formed::Now

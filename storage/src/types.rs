@@ -207,19 +207,18 @@ impl From<&AccountRecord> for AccountRecordFormat1 {
     }
 }
 
-/// An entry as log format 1 wrote it (for tests that replay an older log).
-pub(crate) fn entry_to_format1(entry: &Entry) -> openraft::Entry<TandemRaftFormat1> {
+/// `entry` with its data converted by `data`: what one log format's entry is in another
+/// (their log ids, blanks and memberships are alike).
+fn converted<A, B>(entry: openraft::Entry<A>, data: impl FnOnce(A::D) -> B::D) -> openraft::Entry<B>
+where
+    A: openraft::RaftTypeConfig<NodeId = NodeId, Node = openraft::BasicNode>,
+    B: openraft::RaftTypeConfig<NodeId = NodeId, Node = openraft::BasicNode>,
+{
     use openraft::EntryPayload;
-    let payload = match &entry.payload {
+    let payload = match entry.payload {
         EntryPayload::Blank => EntryPayload::Blank,
-        EntryPayload::Normal(batch) => EntryPayload::Normal(LogBatchFormat1 {
-            records: batch
-                .records
-                .iter()
-                .map(AccountRecordFormat1::from)
-                .collect(),
-        }),
-        EntryPayload::Membership(membership) => EntryPayload::Membership(membership.clone()),
+        EntryPayload::Normal(batch) => EntryPayload::Normal(data(batch)),
+        EntryPayload::Membership(membership) => EntryPayload::Membership(membership),
     };
     openraft::Entry {
         log_id: entry.log_id,
@@ -227,22 +226,24 @@ pub(crate) fn entry_to_format1(entry: &Entry) -> openraft::Entry<TandemRaftForma
     }
 }
 
+/// An entry as log format 1 wrote it (for tests that replay an older log).
+pub(crate) fn entry_to_format1(entry: &Entry) -> openraft::Entry<TandemRaftFormat1> {
+    converted(entry.clone(), |batch: LogBatch| LogBatchFormat1 {
+        records: batch
+            .records
+            .iter()
+            .map(AccountRecordFormat1::from)
+            .collect(),
+    })
+}
+
 /// A log-format-1 entry as this build's [`Entry`].
 pub(crate) fn entry_from_format1(old: openraft::Entry<TandemRaftFormat1>) -> Entry {
-    use openraft::EntryPayload;
-    let payload = match old.payload {
-        EntryPayload::Blank => EntryPayload::Blank,
-        EntryPayload::Normal(batch) => EntryPayload::Normal(LogBatch {
-            records: batch.records.into_iter().map(AccountRecord::from).collect(),
-            settings: Vec::new(),
-            at_ms: 0,
-        }),
-        EntryPayload::Membership(membership) => EntryPayload::Membership(membership),
-    };
-    Entry {
-        log_id: old.log_id,
-        payload,
-    }
+    converted(old, |batch: LogBatchFormat1| LogBatch {
+        records: batch.records.into_iter().map(AccountRecord::from).collect(),
+        settings: Vec::new(),
+        at_ms: 0,
+    })
 }
 
 /// Log format 2's entry data: records only, no settings.
@@ -262,34 +263,16 @@ openraft::declare_raft_types!(
 /// tests that replay an older log.
 #[cfg(test)]
 pub(crate) fn entry_to_format2(entry: &Entry) -> openraft::Entry<TandemRaftFormat2> {
-    use openraft::EntryPayload;
-    let payload = match &entry.payload {
-        EntryPayload::Blank => EntryPayload::Blank,
-        EntryPayload::Normal(batch) => EntryPayload::Normal(LogBatchFormat2 {
-            records: batch.records.clone(),
-        }),
-        EntryPayload::Membership(membership) => EntryPayload::Membership(membership.clone()),
-    };
-    openraft::Entry {
-        log_id: entry.log_id,
-        payload,
-    }
+    converted(entry.clone(), |batch: LogBatch| LogBatchFormat2 {
+        records: batch.records,
+    })
 }
 
 /// A log-format-2 entry as this build's [`Entry`].
 pub(crate) fn entry_from_format2(old: openraft::Entry<TandemRaftFormat2>) -> Entry {
-    use openraft::EntryPayload;
-    let payload = match old.payload {
-        EntryPayload::Blank => EntryPayload::Blank,
-        EntryPayload::Normal(batch) => EntryPayload::Normal(LogBatch {
-            records: batch.records,
-            settings: Vec::new(),
-            at_ms: 0,
-        }),
-        EntryPayload::Membership(membership) => EntryPayload::Membership(membership),
-    };
-    Entry {
-        log_id: old.log_id,
-        payload,
-    }
+    converted(old, |batch: LogBatchFormat2| LogBatch {
+        records: batch.records,
+        settings: Vec::new(),
+        at_ms: 0,
+    })
 }

@@ -3,19 +3,29 @@
 
 use super::*;
 
+/// The account a read names and where the read stands (the commit index it reports), once
+/// the caller may read it: for a linearizable read, after this node applied everything
+/// committed before it.
+async fn read_point(
+    app: &App,
+    principal: &Principal,
+    account_id_text: &str,
+    consistency: &str,
+) -> Result<(tandem_core::AccountId, u64), OpError> {
+    let account = account_id(account_id_text)?;
+    let commit_index = app
+        .read_point(principal, &account, fields::consistency(consistency)?)
+        .await?;
+    Ok((account, commit_index))
+}
+
 pub async fn balance(
     app: &App,
     principal: &Principal,
     request: pb::AccountRef,
 ) -> Result<pb::BalanceSnapshot, OpError> {
-    let account = account_id(&request.account_id)?;
-    let commit_index = app
-        .read_point(
-            principal,
-            &account,
-            fields::consistency(&request.consistency)?,
-        )
-        .await?;
+    let (account, commit_index) =
+        read_point(app, principal, &request.account_id, &request.consistency).await?;
     let snapshot = app.balance(principal, &account).await?;
     Ok(pb::BalanceSnapshot {
         commit_index,
@@ -28,14 +38,8 @@ pub async fn holds(
     principal: &Principal,
     request: pb::AccountRef,
 ) -> Result<pb::Holds, OpError> {
-    let account = account_id(&request.account_id)?;
-    let commit_index = app
-        .read_point(
-            principal,
-            &account,
-            fields::consistency(&request.consistency)?,
-        )
-        .await?;
+    let (account, commit_index) =
+        read_point(app, principal, &request.account_id, &request.consistency).await?;
     let state = app.committed_state(principal, &account).await?;
     let mut holds: Vec<pb::Hold> = state
         .authorizations
@@ -76,14 +80,8 @@ pub async fn positions(
     principal: &Principal,
     request: pb::AccountRef,
 ) -> Result<pb::Positions, OpError> {
-    let account = account_id(&request.account_id)?;
-    let commit_index = app
-        .read_point(
-            principal,
-            &account,
-            fields::consistency(&request.consistency)?,
-        )
-        .await?;
+    let (account, commit_index) =
+        read_point(app, principal, &request.account_id, &request.consistency).await?;
     let state = app.committed_state(principal, &account).await?;
     let positions = state
         .positions
@@ -121,7 +119,8 @@ pub async fn lifecycle_events(
     principal: &Principal,
     request: pb::EntriesRequest,
 ) -> Result<pb::LifecycleEvents, OpError> {
-    let account = account_id(&request.account_id)?;
+    let (account, commit_index) =
+        read_point(app, principal, &request.account_id, &request.consistency).await?;
     let after = if request.after.is_empty() {
         None
     } else {
@@ -129,13 +128,6 @@ pub async fn lifecycle_events(
             OpError::invalid("after", "is a cursor like \"12\" from an earlier page")
         })?)
     };
-    let commit_index = app
-        .read_point(
-            principal,
-            &account,
-            fields::consistency(&request.consistency)?,
-        )
-        .await?;
     let page = app
         .lifecycle_events(principal, &account, after, request.limit)
         .await?;
@@ -183,8 +175,8 @@ pub async fn entries(
     principal: &Principal,
     request: pb::EntriesRequest,
 ) -> Result<pb::Entries, OpError> {
-    let account = account_id(&request.account_id)?;
-    app.may_read(principal, &account)?;
+    let (account, commit_index) =
+        read_point(app, principal, &request.account_id, &request.consistency).await?;
     let after = if request.after.is_empty() {
         After::default()
     } else {
@@ -201,13 +193,6 @@ pub async fn entries(
                 OpError::invalid("after", "is a cursor like \"12-0\" from an earlier page")
             })?
     };
-    let commit_index = app
-        .read_point(
-            principal,
-            &account,
-            fields::consistency(&request.consistency)?,
-        )
-        .await?;
     let page = app
         .entries(principal, &account, after, request.limit)
         .await?;
