@@ -48,7 +48,7 @@ pub use system::AccountSystem;
 #[cfg(not(loom))]
 pub use tandem_storage::{
     BackupError, BackupInfo, ClusterStatus, DIRECTORY_CACHE_ENTRIES_DEFAULT, Derived, Formed,
-    MemberStatus, Role, Setting, SettingsView, WriteFaults,
+    Leader, MemberStatus, Role, Setting, SettingsView, WriteFaults,
 };
 #[cfg(not(loom))]
 pub use view::Change;

@@ -17,7 +17,7 @@ use tandem_core::{
 };
 use tandem_storage::{
     AccountRecord, BackupError, BackupInfo, ClusterStatus, Derived, Engine, EngineStats, Formed,
-    LoadError, Setting, SettingsView,
+    Leader, LoadError, Setting, SettingsView,
 };
 
 use crate::config::SystemConfig;
@@ -314,14 +314,19 @@ impl AccountSystem {
     /// Replaces the FX rates new decisions use, on every node: a log write, answered once
     /// durable and applied here.
     pub async fn set_rates(&self, rates: &RateTable) -> Result<(), ExecuteError> {
+        self.put_settings(vec![Self::rates_setting(rates)?])
+            .await
+            .map(|_| ())
+    }
+
+    /// The setting that commits `rates` as the FX rates ([`RATES_SETTING`]).
+    pub fn rates_setting(rates: &RateTable) -> Result<Setting, ExecuteError> {
         let value = tandem_storage::codec::encode_value(rates)
             .map_err(|error| ExecuteError::CouldNotDecide(error.to_string()))?;
-        self.put_settings(vec![Setting {
+        Ok(Setting {
             name: RATES_SETTING.to_owned(),
             value: Some(value),
-        }])
-        .await
-        .map(|_| ())
+        })
     }
 
     /// The FX rates decisions convert with now.
@@ -361,6 +366,11 @@ impl AccountSystem {
             .linearizable_read()
             .await
             .map_err(ExecuteError::from)
+    }
+
+    /// Who leads the cluster, as this node last learned it (a single node leads itself).
+    pub fn leader(&self) -> Leader {
+        self.engine().leader()
     }
 
     /// The highest index this node knows committed (what every read reports).

@@ -8,6 +8,8 @@
 //! - `wire.rs`: a message body is openraft's own request or response in postcard.
 //! - `service.rs`: the server side: checks the caller is a cluster member, then hands each
 //!   RPC to the local Raft node; a snapshot arrives as a stream of chunks.
+//! - `forward.rs`: a request that reached a member which does not lead, carried to the
+//!   leader as bytes the server encodes and answers (`tandem.raft.v1.Forward`).
 //! - `network.rs`: the client side ([`GrpcNetwork`]): one long-lived channel per peer, a
 //!   deadline on every RPC, snapshots streamed in chunks.
 //!
@@ -16,10 +18,12 @@
 //! no second secret to provision, and the token reveals nothing of the key. API keys, admin
 //! included, are never accepted here.
 
+mod forward;
 mod network;
 mod service;
 mod wire;
 
+pub use forward::{ForwardFailed, ForwardHandler, ForwardService};
 pub use network::GrpcNetwork;
 pub use service::RaftService;
 pub use tandem_proto::raft::raft_server::RaftServer;

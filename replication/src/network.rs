@@ -61,8 +61,13 @@ impl GrpcNetwork {
         })
     }
 
+    /// `message` as a request with the peer token and the deadline.
+    pub(crate) fn request<T>(&self, message: T, deadline: Duration) -> tonic::Request<T> {
+        peer_request(&self.token, message, deadline)
+    }
+
     /// The channel to `target` at `address`: the one kept, unless its address changed.
-    fn channel(&self, target: NodeId, address: &str) -> Result<Channel, String> {
+    pub(crate) fn channel(&self, target: NodeId, address: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((known, channel)) = channels.get(&target)
             && known == address
@@ -122,6 +127,20 @@ impl RaftNetworkFactory<TandemRaft> for GrpcNetwork {
             client,
         }
     }
+}
+
+/// `message` as a request that carries the peer token `token`, with `deadline`.
+fn peer_request<T>(
+    token: &AsciiMetadataValue,
+    message: T,
+    deadline: Duration,
+) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(deadline);
+    request
+        .metadata_mut()
+        .insert(PEER_TOKEN_HEADER, token.clone());
+    request
 }
 
 /// One peer, as openraft's replication to it (or a vote) calls it.
@@ -201,12 +220,7 @@ impl Failed {
 impl Peer {
     /// `message` as a request with the peer token and the deadline.
     fn request<T>(&self, message: T, deadline: Duration) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(deadline);
-        request
-            .metadata_mut()
-            .insert(PEER_TOKEN_HEADER, self.token.clone());
-        request
+        peer_request(&self.token, message, deadline)
     }
 
     fn client(&self) -> Result<RaftClient<Channel>, Failed> {

@@ -55,26 +55,26 @@ impl RaftService {
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX)
     }
+}
 
-    /// Refuses a caller that does not present the cluster's peer token. An API key, however
-    /// privileged, is not a peer token.
-    fn authorized<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let presented = request
-            .metadata()
-            .get(PEER_TOKEN_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .ok_or_else(|| {
-                Status::unauthenticated(
-                    "the peer protocol is for cluster members only: no peer token was presented",
-                )
-            })?;
-        if equal_in_constant_time(presented.as_bytes(), self.token.as_bytes()) {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated(
-                "this peer token is not the cluster's: is the node's PAN key the cluster's?",
-            ))
-        }
+/// Refuses a caller that does not present the cluster's peer token `token`. An API key,
+/// however privileged, is not a peer token.
+pub(crate) fn authorized<T>(request: &Request<T>, token: &str) -> Result<(), Status> {
+    let presented = request
+        .metadata()
+        .get(PEER_TOKEN_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| {
+            Status::unauthenticated(
+                "the peer protocol is for cluster members only: no peer token was presented",
+            )
+        })?;
+    if equal_in_constant_time(presented.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Status::unauthenticated(
+            "this peer token is not the cluster's: is the node's PAN key the cluster's?",
+        ))
     }
 }
 
@@ -100,20 +100,20 @@ fn answer<T: serde::Serialize>(value: &T) -> Result<Response<Message>, Status> {
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
     async fn vote(&self, request: Request<Message>) -> Result<Response<Message>, Status> {
-        self.authorized(&request)?;
+        authorized(&request, &self.token)?;
         let rpc: VoteRequest<NodeId> = wire::decode(request.get_ref()).map_err(malformed)?;
         answer(&self.raft()?.vote(rpc).await.map_err(local)?)
     }
 
     async fn append_entries(&self, request: Request<Message>) -> Result<Response<Message>, Status> {
-        self.authorized(&request)?;
+        authorized(&request, &self.token)?;
         let rpc: AppendEntriesRequest<TandemRaft> =
             wire::decode(request.get_ref()).map_err(malformed)?;
         answer(&self.raft()?.append_entries(rpc).await.map_err(local)?)
     }
 
     async fn read_index(&self, request: Request<Message>) -> Result<Response<Message>, Status> {
-        self.authorized(&request)?;
+        authorized(&request, &self.token)?;
         match self.raft()?.ensure_linearizable().await {
             Ok(read) => answer(&read.map_or(0u64, |log| log.index)),
             Err(error) => Err(Status::failed_precondition(format!(
@@ -126,7 +126,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<Message>, Status> {
-        self.authorized(&request)?;
+        authorized(&request, &self.token)?;
         let mut chunks = request.into_inner();
         let (vote, meta): (Vote, SnapshotMeta<NodeId, BasicNode>) = match chunks.message().await? {
             Some(SnapshotChunk {

@@ -1,8 +1,9 @@
 //! `App`: what every operation runs against. It holds the account system (once recovery has
 //! handed it over), the API keys, the audit log, the card directory's lock and the deadline
 //! bookkeeping, and it executes one command: `App::execute` asks `ops::route` where the
-//! account runs, hands the command to the account system (answered only once durable), and
-//! records metrics and, for admin actions, the audit line.
+//! account runs (here, or forwarded to the leader by `ops::forward`), hands the command to
+//! the account system (answered only once durable), and records metrics and, for admin
+//! actions, the audit line.
 //!
 //! The operations themselves are `impl App` blocks in `crate::ops`, one file per family; the
 //! gateways in `crate::edge` decode their wire and call them. No state is touched before an
@@ -36,6 +37,8 @@ pub struct App {
     pub(crate) faults: std::sync::OnceLock<tandem_actors::WriteFaults>,
     /// Card traffic whose deadline passed and whose timeout mark is not durable yet.
     pub(crate) deadlines: crate::ops::timing_out::Deadlines,
+    /// A cluster member's channels to its peers, for writes forwarded to the leader.
+    pub(crate) peers_network: std::sync::OnceLock<tandem_replication::GrpcNetwork>,
 }
 
 /// The audit log, opened for appending.
@@ -68,6 +71,7 @@ impl App {
             sequence: AtomicU64::new(0),
             faults: std::sync::OnceLock::new(),
             deadlines: Default::default(),
+            peers_network: std::sync::OnceLock::new(),
         }
     }
 
@@ -84,6 +88,36 @@ impl App {
 
     pub fn system(&self) -> Result<&Arc<AccountSystem>, OpError> {
         self.system.get().ok_or_else(OpError::recovering)
+    }
+
+    /// Forwards writes this node does not lead through `network` (a cluster member's).
+    pub fn forward_through(&self, network: tandem_replication::GrpcNetwork) {
+        let _ = self.peers_network.set(network);
+    }
+
+    /// On a cluster member that does not lead, catches up with the leader (a read index
+    /// the leader confirms, then applied here), so that a lookup which found nothing can be
+    /// asked again: this node may only lag. Answers whether it did; a single node and the
+    /// leader have nothing to catch up with.
+    pub(crate) async fn caught_up(&self) -> Result<bool, OpError> {
+        if self.peers.is_none() {
+            return Ok(false);
+        }
+        let system = self.system()?;
+        if system.leader() == tandem_actors::Leader::This {
+            return Ok(false);
+        }
+        system.linearizable_read().await?;
+        Ok(true)
+    }
+
+    /// Where a write runs now (`ops::route`).
+    pub(crate) fn route(&self) -> Result<crate::ops::Route, OpError> {
+        let leader = match &self.peers {
+            None => None,
+            Some(_) => Some(self.system()?.leader()),
+        };
+        crate::ops::route(leader)
     }
 
     // ------------------------------------------------------------------ scope checks
@@ -134,9 +168,8 @@ impl App {
             .await
     }
 
-    /// [`App::execute`] for a command that issues a card with a PAN: the PAN's keyed hash
-    /// goes into the same log record as the card (`AccountSystem::execute_with_pan`).
-    pub(crate) async fn execute_with_pan(
+    /// Decides `command` on this node's account system.
+    pub(crate) async fn execute_here(
         &self,
         principal: &Principal,
         account: &AccountId,
@@ -160,22 +193,19 @@ impl App {
                 serde_json::json!({"account_id": account.as_str(), "idempotency_key": key.as_str()}),
             )?;
         }
-        let outcome = match crate::ops::route(account) {
-            crate::ops::Route::Here => {
-                self.system()?
-                    .execute_with_pan(
-                        account,
-                        Command {
-                            key,
-                            actor,
-                            body,
-                            references,
-                        },
-                        pan_hash,
-                    )
-                    .await
-            }
-        };
+        let outcome = self
+            .system()?
+            .execute_with_pan(
+                account,
+                Command {
+                    key,
+                    actor,
+                    body,
+                    references,
+                },
+                pan_hash,
+            )
+            .await;
         metrics::histogram!("tandem_decision_seconds", "command" => command_name)
             .record(started.elapsed().as_secs_f64());
         let (label, reason) = match &outcome {

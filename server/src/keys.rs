@@ -37,6 +37,32 @@ pub struct Principal {
     /// For `app` keys: the account and member the key acts as.
     pub account: Option<AccountId>,
     pub member: Option<MemberId>,
+    /// What the caller presented, as a leader checks it again for a forwarded request.
+    pub credential: Credential,
+}
+
+impl Principal {
+    /// An ISO 8583 link's traffic: a network's, admitted by the listener.
+    pub fn link() -> Self {
+        Self {
+            key_id: "iso8583-link".to_owned(),
+            role: KeyRole::Network,
+            account: None,
+            member: None,
+            credential: Credential::Link,
+        }
+    }
+}
+
+/// What a caller presented to be let in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Credential {
+    /// A bearer API key, by its token's SHA-256 (the token itself goes no further than the
+    /// node it reached).
+    Token { sha256: String },
+    /// An ISO 8583 link: links are admitted by the listener (and the network's sign-on), not
+    /// by a key.
+    Link,
 }
 
 /// A key as committed (and as `api-keys.json` held it).
@@ -65,6 +91,9 @@ impl StoredKey {
                 .member_id
                 .as_deref()
                 .and_then(|m| MemberId::new(m).ok()),
+            credential: Credential::Token {
+                sha256: self.token_sha256.clone(),
+            },
         }
     }
 
@@ -196,32 +225,40 @@ impl KeyStore {
 
     /// Accepts `token` as an admin key for this run (from `TANDEM_ADMIN_TOKEN`); not stored.
     pub fn add_ephemeral_admin(&self, token: &str) {
+        let hash = sha256_hex(token);
         let principal = Principal {
             key_id: "env-admin".to_owned(),
             role: KeyRole::Admin,
             account: None,
             member: None,
+            credential: Credential::Token {
+                sha256: hash.clone(),
+            },
         };
         self.ephemeral
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(sha256_hex(token), principal);
+            .insert(hash, principal);
     }
 
     /// The principal a presented token stands for, if any; [`NotReady`] while the node
     /// recovers (its committed keys are not known yet).
     pub fn check(&self, token: &str) -> Result<Option<Principal>, NotReady> {
-        let hash = sha256_hex(token);
+        self.check_hash(&sha256_hex(token))
+    }
+
+    /// [`KeyStore::check`] by the token's SHA-256 (hex), as a forwarded request carries it.
+    pub fn check_hash(&self, hash: &str) -> Result<Option<Principal>, NotReady> {
         if let Some(principal) = self
             .ephemeral
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&hash)
+            .get(hash)
         {
             return Ok(Some(principal.clone()));
         }
         let table = self.committed.get().ok_or(NotReady)?.get();
-        Ok(table.by_hash.get(&hash).cloned())
+        Ok(table.by_hash.get(hash).cloned())
     }
 
     /// Takes one request from the key's bucket; false when it is over its rate.

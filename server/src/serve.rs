@@ -364,6 +364,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let raft_service = member
         .as_ref()
         .map(|(_, _, token)| tandem_replication::RaftService::pending(token.clone()));
+    let forward_service = member
+        .as_ref()
+        .map(|(_, _, token)| tandem_replication::ForwardService::pending(token.clone()));
 
     // Listen first, so health and readiness answer while recovery runs.
     let grpc_listener = listen("gRPC", config.grpc_listen).await?;
@@ -398,20 +401,21 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     .into_axum_router();
     // The peer protocol checks its own token, so it is outside the API-key, time-limit and
     // request-metric layers (a snapshot may stream longer than any client request may take).
-    let raft_routes = |router: Router| match &raft_service {
-        Some(service) => {
+    let raft_routes = |router: Router| match (&raft_service, &forward_service) {
+        (Some(raft), Some(forward)) => {
             use tower::ServiceExt;
-            router.route_service(
-                "/tandem.raft.v1.Raft/{*rest}",
-                service
-                    .clone()
-                    .into_server()
-                    .map_request(|request: axum::extract::Request| {
-                        request.map(tonic::body::Body::new)
-                    }),
-            )
+            let body = |request: axum::extract::Request| request.map(tonic::body::Body::new);
+            router
+                .route_service(
+                    "/tandem.raft.v1.Raft/{*rest}",
+                    raft.clone().into_server().map_request(body),
+                )
+                .route_service(
+                    "/tandem.raft.v1.Forward/{*rest}",
+                    forward.clone().into_server().map_request(body),
+                )
         }
-        None => router,
+        _ => router,
     };
     let http_router = crate::edge::http::router(app.clone())
         .route("/healthz", get(healthz))
@@ -488,6 +492,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             engine_config.pan_key = Some(key);
             let network = tandem_replication::GrpcNetwork::new(node_id, &token)
                 .map_err(ServeError::Config)?;
+            app.forward_through(network.clone());
             Engine::open_member(engine_config, network).await
         }
     };
@@ -521,6 +526,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             .map_err(ServeError::Config)?;
     }
     app.recovered(system.clone());
+    if let Some(service) = &forward_service {
+        service.attach(Arc::new(crate::ops::forward::Leader(app.clone())));
+    }
     health_reporter
         .set_serving::<AuthorizationsServer<crate::edge::grpc::Service>>()
         .await;

@@ -240,24 +240,109 @@ async fn three_processes_form_one_cluster_and_every_node_reads_the_leaders_write
     let refused = client.vote(request).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
 
-    // A write that reaches a follower is refused as retryable until forwarding lands.
-    let (code, body) = follower
-        .call(
-            "POST",
-            "/v1/accounts",
-            Some(ADMIN),
-            Some(json!({"account_id": "f", "kind": "joint"})),
-        )
-        .await;
-    assert_eq!(
-        (code, body["code"].as_str()),
-        (503, Some("not_leader")),
-        "{body}"
-    );
+    // The forwarding RPC is the peer protocol's too: no API key opens it.
+    let mut forward = tandem_proto::raft::forward_client::ForwardClient::connect(format!(
+        "http://127.0.0.1:{}",
+        ports[0]
+    ))
+    .await
+    .unwrap();
+    let mut request = tonic::Request::new(tandem_proto::raft::Message { body: vec![0] });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
+    let refused = forward.call(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+
+    writes_through_every_node_land_once(&nodes, leader_id).await;
 
     for node in nodes {
         assert!(node.stop().success());
     }
+}
+
+/// Any node takes any write: each node opens an account and authorizes on it (followers
+/// forward to the leader), a retry of the same key through another node is the same answer
+/// and no second hold, a follower's gRPC unary authorization is decided at the leader, and
+/// every node converges to the same balance and seq.
+async fn writes_through_every_node_land_once(nodes: &[Node], leader_id: u64) {
+    let (_, forwarded_before) = nodes[0].call("GET", "/metrics", None, None).await;
+    for (i, node) in nodes.iter().enumerate() {
+        let account = format!("w{i}");
+        node.account(&account, "joint", &[("ana", "owner")], Some(("EUR", 50_00)))
+            .await;
+        let card = format!("{account}-ana-card");
+        let (code, first) = node
+            .authorize(ADMIN, &format!("{account}-a"), &card, 7_00)
+            .await;
+        assert_eq!(
+            (code, &first["status"]),
+            (200, &json!("approved")),
+            "{first}"
+        );
+        // The same request through the next node: the original answer, once.
+        let other = &nodes[(i + 1) % nodes.len()];
+        let (code, again) = other
+            .authorize(ADMIN, &format!("{account}-a"), &card, 7_00)
+            .await;
+        assert_eq!(code, 200, "{again}");
+        assert_eq!(again["authorization_id"], first["authorization_id"]);
+        let expected = nodes[(leader_id - 1) as usize].balance(&account).await;
+        assert_eq!(
+            expected["balances"][0]["available_minor"],
+            json!(43_00),
+            "one hold of 7.00: {expected}"
+        );
+        for reader in nodes {
+            common::eventually("every node reads the same balance and seq", || async {
+                let seen = reader.balance(&account).await;
+                seen["balances"] == expected["balances"] && seen["seq"] == expected["seq"]
+            })
+            .await;
+        }
+    }
+    // gRPC unary through a follower.
+    let follower = nodes
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i as u64 + 1 != leader_id)
+        .map(|(_, node)| node)
+        .unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", follower.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = tandem_proto::v1::authorizations_client::AuthorizationsClient::new(channel);
+    let mut request = tonic::Request::new(tandem_proto::v1::AuthorizeRequest {
+        idempotency_key: "w0-grpc".into(),
+        card_id: "w0-ana-card".into(),
+        amount_minor: 3_00,
+        currency: "EUR".into(),
+        mcc: "5812".into(),
+        channel: "contactless".into(),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
+    let answer = client.authorize(request).await.unwrap().into_inner();
+    assert_eq!(answer.status, "approved", "{answer:?}");
+    // A card no node knows is unknown everywhere (14 to a network), after asking the leader.
+    let (code, unknown) = follower
+        .authorize(ADMIN, "nobody-1", "no-such-card", 1_00)
+        .await;
+    assert_eq!(code, 200, "{unknown}");
+    assert_eq!(unknown["status"], json!("declined"), "{unknown}");
+    // Followers counted what they forwarded.
+    let (_, metrics) = follower.call("GET", "/metrics", None, None).await;
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics.contains(
+            "tandem_forwarded_requests_total{operation=\"authorize\",result=\"answered\"}"
+        ),
+        "{forwarded_before}"
+    );
 }
 
 /// Bad cluster settings are refused at start, each saying what is wrong, and nothing is

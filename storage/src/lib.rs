@@ -68,7 +68,7 @@ pub use directory::CACHE_ENTRIES_DEFAULT as DIRECTORY_CACHE_ENTRIES_DEFAULT;
 #[cfg(not(loom))]
 pub use engine::{
     BackupError, BackupInfo, ClusterStatus, CommitError, Done, Engine, EngineConfig, EngineStats,
-    Formed, MemberStatus, Role, Slot, restore,
+    Formed, Leader, MemberStatus, Role, Slot, restore,
 };
 #[cfg(not(loom))]
 pub use faults::WriteFaults;

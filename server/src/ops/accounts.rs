@@ -63,6 +63,8 @@ impl App {
             reason: RejectReason::AccountAlreadyOpen,
         } = outcome
         {
+            // Opened at the leader; a follower reads its kind once it has caught up.
+            self.caught_up().await?;
             let existing = self.system()?.snapshot(account).await?;
             if existing.kind != kind {
                 return Err(OpError::conflict(

@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 use tandem_core::{AccountId, Currency, MemberId, RateTable};
 
 use super::OpError;
+use super::forward::Forwarded;
+use super::route::Route;
 use crate::app::App;
 use crate::keys::{KeyRole, KeyStore, Principal};
+use tandem_actors::{AccountSystem, Setting};
 
 /// A key just issued. `token` is shown once, here; only its hash is stored.
 #[derive(Debug, Clone, Serialize)]
@@ -133,7 +136,7 @@ impl App {
         let (setting, id, token) =
             KeyStore::new_key(role, account.clone(), member.clone(), &principal.key_id)
                 .map_err(|e| OpError::internal(e.to_string()))?;
-        self.system()?.put_settings(vec![setting]).await?;
+        self.put_settings(principal, vec![setting]).await?;
         tracing::info!(key_id = %principal.key_id, issued = %id, role = ?role, "API key issued");
         Ok(IssuedKey {
             id,
@@ -147,27 +150,45 @@ impl App {
     /// Revokes a key on every node, once the revocation is committed.
     pub async fn revoke_key(&self, principal: &Principal, id: &str) -> Result<(), OpError> {
         self.admin_only(principal, "revoking API keys")?;
-        let system = self.system()?;
         let revocation = self
             .keys
             .revocation(id)
             .ok_or_else(|| OpError::not_found(format!("no API key {id}")))?;
         self.audit(principal, "revoke_key", serde_json::json!({"revoked": id}))?;
-        system.put_settings(vec![revocation]).await?;
-        Ok(())
+        self.put_settings(principal, vec![revocation]).await
     }
 
     /// Sets the FX rates every account converts with from now on, on every node: answered
     /// once committed.
     pub async fn set_rates(&self, principal: &Principal, table: RateTable) -> Result<(), OpError> {
         self.admin_only(principal, "setting FX rates")?;
-        let system = self.system()?;
+        let setting = AccountSystem::rates_setting(&table)?;
         self.audit(
             principal,
             "set_rates",
             serde_json::json!({"base": table.base().alpha(), "rates": table.rates().len()}),
         )?;
-        system.set_rates(&table).await?;
+        self.put_settings(principal, vec![setting]).await
+    }
+
+    /// Commits `settings` (for an admin, checked by the caller): here, or at the leader.
+    async fn put_settings(
+        &self,
+        principal: &Principal,
+        settings: Vec<Setting>,
+    ) -> Result<(), OpError> {
+        match self.route()? {
+            Route::Here => self.put_settings_here(settings).await,
+            Route::AtLeader { id, address } => self
+                .forward(principal, id, &address, Forwarded::Settings(settings))
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    /// Commits `settings` through this node's log, answered once applied here.
+    pub(crate) async fn put_settings_here(&self, settings: Vec<Setting>) -> Result<(), OpError> {
+        self.system()?.put_settings(settings).await?;
         Ok(())
     }
 

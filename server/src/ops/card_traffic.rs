@@ -186,14 +186,21 @@ impl App {
     ) -> Result<Option<(AccountId, CardId)>, OpError> {
         may_send(principal)?;
         let system = self.system()?;
-        let found = match card {
-            CardName::Id(card) => system
-                .card_account(card)
-                .await
-                .map(|account| account.map(|account| (account, card.clone()))),
-            CardName::PanHash(hash) => system.pan_card(hash).await,
+        let look_up = || async {
+            let found = match card {
+                CardName::Id(card) => system
+                    .card_account(card)
+                    .await
+                    .map(|account| account.map(|account| (account, card.clone()))),
+                CardName::PanHash(hash) => system.pan_card(hash).await,
+            };
+            found.map_err(|e| OpError::internal(format!("card directory: {e}")))
         };
-        found.map_err(|e| OpError::internal(format!("card directory: {e}")))
+        // For a network an unknown card (14) is final: a follower asks the leader first.
+        match look_up().await? {
+            None if self.caught_up().await? => look_up().await,
+            found => Ok(found),
+        }
     }
 
     /// A lifecycle as committed, for a posting that fills what it leaves out (card,
@@ -204,6 +211,9 @@ impl App {
         authorization: &AuthorizationId,
     ) -> Result<Option<Box<Authorization>>, OpError> {
         let mut state = self.committed(account).await?;
+        if !state.authorizations.contains_key(authorization) && self.caught_up().await? {
+            state = self.committed(account).await?;
+        }
         Ok(state.authorizations.remove(authorization))
     }
 
@@ -374,6 +384,7 @@ mod tests {
             role,
             account: None,
             member: None,
+            credential: crate::keys::Credential::Link,
         };
         assert!(may_send(&principal(KeyRole::Network)).is_ok());
         assert!(may_send(&principal(KeyRole::Admin)).is_ok());

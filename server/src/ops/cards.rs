@@ -13,6 +13,8 @@ use tandem_core::{
 
 use super::OpError;
 use super::accounts::accepted;
+use super::forward::{Forwarded, forwarded_outcome};
+use super::route::Route;
 use crate::app::App;
 use crate::keys::{KeyRole, Principal};
 
@@ -29,9 +31,39 @@ impl App {
         pan: Option<&str>,
         expiry: YearMonth,
     ) -> Result<Outcome, OpError> {
+        let pan_hash = pan.map(|pan| self.pan_hash(pan)).transpose()?;
+        match self.route()? {
+            Route::Here => {
+                self.issue_card_here(principal, account, card, member, pan_hash, expiry)
+                    .await
+            }
+            Route::AtLeader { id, address } => {
+                let operation = Forwarded::IssueCard {
+                    account: account.clone(),
+                    card: card.clone(),
+                    member,
+                    pan_hash,
+                    expiry,
+                };
+                forwarded_outcome(self.forward(principal, id, &address, operation).await)
+            }
+        }
+    }
+
+    /// [`App::issue_card`] on the leader (or a single node), with the PAN hashed: the card
+    /// and PAN directories are checked and written under one lock, on one node.
+    pub(crate) async fn issue_card_here(
+        &self,
+        principal: &Principal,
+        account: &AccountId,
+        card: &CardId,
+        member: MemberId,
+        pan_hash: Option<String>,
+        expiry: YearMonth,
+    ) -> Result<Outcome, OpError> {
         let actor = self.actor_for(principal, account)?;
         let _directory = self.directory.lock().await;
-        let (hash, exists_here) = self.claim_card(account, card, pan).await?;
+        let (hash, exists_here) = self.claim_card(account, card, pan_hash).await?;
         let outcome = if exists_here {
             let state = self.existing(account).await?;
             let same = state.cards.get(card).is_some_and(|c| c.member == member);
@@ -74,9 +106,36 @@ impl App {
         pan: Option<&str>,
         expiry: YearMonth,
     ) -> Result<Outcome, OpError> {
+        let pan_hash = pan.map(|pan| self.pan_hash(pan)).transpose()?;
+        match self.route()? {
+            Route::Here => {
+                self.replace_card_here(principal, card, new_card, pan_hash, expiry)
+                    .await
+            }
+            Route::AtLeader { id, address } => {
+                let operation = Forwarded::ReplaceCard {
+                    card,
+                    new_card: new_card.clone(),
+                    pan_hash,
+                    expiry,
+                };
+                forwarded_outcome(self.forward(principal, id, &address, operation).await)
+            }
+        }
+    }
+
+    /// [`App::replace_card`] on the leader (or a single node), with the PAN hashed.
+    pub(crate) async fn replace_card_here(
+        &self,
+        principal: &Principal,
+        card: CardId,
+        new_card: &CardId,
+        pan_hash: Option<String>,
+        expiry: YearMonth,
+    ) -> Result<Outcome, OpError> {
         let (account, actor) = self.card_in_scope(principal, &card).await?;
         let _directory = self.directory.lock().await;
-        let (hash, exists_here) = self.claim_card(&account, new_card, pan).await?;
+        let (hash, exists_here) = self.claim_card(&account, new_card, pan_hash).await?;
         if exists_here {
             return Err(OpError::conflict(
                 "card_exists",
@@ -168,19 +227,25 @@ impl App {
     }
 
     async fn card_account(&self, card: &CardId) -> Result<Option<AccountId>, OpError> {
-        self.system()?
-            .card_account(card)
-            .await
-            .map_err(|e| OpError::internal(format!("card directory: {e}")))
+        let look_up = || async {
+            self.system()?
+                .card_account(card)
+                .await
+                .map_err(|e| OpError::internal(format!("card directory: {e}")))
+        };
+        match look_up().await? {
+            None if self.caught_up().await? => look_up().await,
+            found => Ok(found),
+        }
     }
 
-    /// Checks that `card` (and `pan`, hashed) are free or already this account's card.
-    /// Answers the PAN hash and whether the card already exists here.
+    /// Checks that `card` (and the PAN `pan_hash` stands for) are free or already this
+    /// account's card. Answers the PAN hash and whether the card already exists here.
     async fn claim_card(
         &self,
         account: &AccountId,
         card: &CardId,
-        pan: Option<&str>,
+        pan_hash: Option<String>,
     ) -> Result<(Option<String>, bool), OpError> {
         let exists_here = match self.card_account(card).await? {
             Some(owner) if &owner == account => true,
@@ -192,9 +257,8 @@ impl App {
             }
             None => false,
         };
-        let hash = match pan {
-            Some(pan) => {
-                let hash = self.pan_hash(pan)?;
+        let hash = match pan_hash {
+            Some(hash) => {
                 match self
                     .system()?
                     .pan_card(&hash)

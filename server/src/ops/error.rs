@@ -14,7 +14,9 @@
 use tandem_actors::ExecuteError;
 use tandem_core::RejectReason;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serializable: a leader answers a forwarded request's error as it would its own caller
+/// (`ops::forward`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OpError {
     /// A field is missing or malformed (`invalid_argument`); the message names it.
     InvalidArgument(String),

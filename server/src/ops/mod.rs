@@ -15,7 +15,8 @@
 //! - [`admin`]: API keys, FX rates, fault switches; [`cluster`]: the cluster's status and
 //!   forming it.
 //! - [`error`]: [`OpError`] and its stable codes (each gateway maps it in its own file);
-//!   [`mod@route`]: where an account's commands run.
+//!   [`mod@route`]: where an account's commands run; [`forward`]: a write that reached a
+//!   follower, carried to the leader.
 
 pub mod accounts;
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod cards;
 pub mod cluster;
 pub mod deadline;
 pub mod error;
+pub mod forward;
 pub mod reads;
 pub mod route;
 pub mod timing_out;

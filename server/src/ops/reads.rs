@@ -204,7 +204,10 @@ impl App {
 
     /// [`App::committed`], for an account that was opened.
     pub(crate) async fn existing(&self, account: &AccountId) -> Result<Account, OpError> {
-        let state = self.committed(account).await?;
+        let mut state = self.committed(account).await?;
+        if state.status == AccountStatus::Unopened && self.caught_up().await? {
+            state = self.committed(account).await?;
+        }
         if state.status == AccountStatus::Unopened {
             return Err(OpError::not_found(format!("no account {account}")));
         }

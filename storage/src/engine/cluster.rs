@@ -94,6 +94,17 @@ impl WriteTimes {
     }
 }
 
+/// Who leads the cluster, as this node last learned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leader {
+    /// This node leads: it decides writes.
+    This,
+    /// Another member leads, at its peer address.
+    Other { id: NodeId, address: String },
+    /// No leader is known (an election is under way, or this node is cut off).
+    Unknown,
+}
+
 /// How long a linearizable read waits for this node to apply up to the leader's read index.
 const READ_INDEX_WAIT: Duration = Duration::from_secs(5);
 
@@ -104,28 +115,22 @@ impl Engine {
     /// it). Answers that index. Refused as [`CommitError::NotLeader`] (retryable) when no
     /// leader confirms.
     pub async fn linearizable_read(&self) -> Result<u64, CommitError> {
-        let (leads, leader, address) = {
-            let metrics = self.raft.metrics();
-            let metrics = metrics.borrow();
-            let leader = metrics.current_leader;
-            let address = leader.and_then(|id| {
-                metrics
-                    .membership_config
-                    .membership()
-                    .get_node(&id)
-                    .map(|node| node.addr.clone())
-            });
-            (leader == Some(metrics.id), leader, address)
+        let (leader_id, address) = match self.leader() {
+            Leader::This => {
+                return match self.raft.ensure_linearizable().await {
+                    Ok(read) => Ok(read.map_or(0, |log| log.index)),
+                    Err(_) => Err(CommitError::NotLeader {
+                        leader: self.raft.metrics().borrow().current_leader,
+                    }),
+                };
+            }
+            Leader::Other { id, address } => (id, address),
+            Leader::Unknown => return Err(CommitError::NotLeader { leader: None }),
         };
-        let not_leader = CommitError::NotLeader { leader };
-        if leads {
-            return match self.raft.ensure_linearizable().await {
-                Ok(read) => Ok(read.map_or(0, |log| log.index)),
-                Err(_) => Err(not_leader),
-            };
-        }
-        let (Some(leader_id), Some(address), Some(reads)) = (leader, address, &self.leader_reads)
-        else {
+        let not_leader = CommitError::NotLeader {
+            leader: Some(leader_id),
+        };
+        let Some(reads) = &self.leader_reads else {
             return Err(not_leader);
         };
         let index = reads
@@ -138,6 +143,26 @@ impl Engine {
             .await
             .map_err(|_| not_leader)?;
         Ok(index)
+    }
+
+    /// Who leads, as this node last learned it (its Raft metrics: a read lock, no waiting).
+    pub fn leader(&self) -> Leader {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        match metrics.current_leader {
+            Some(id) if id == metrics.id && metrics.state == openraft::ServerState::Leader => {
+                Leader::This
+            }
+            Some(id) if id != metrics.id => metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map_or(Leader::Unknown, |node| Leader::Other {
+                    id,
+                    address: node.addr.clone(),
+                }),
+            _ => Leader::Unknown,
+        }
     }
 
     /// The highest index this node knows committed: on the leader the highest a majority

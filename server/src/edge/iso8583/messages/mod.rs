@@ -20,7 +20,7 @@ use tandem_core::{
 use tandem_iso8583::{BitmapEncoding, Message, Mti};
 
 use crate::app::App;
-use crate::keys::{KeyRole, Principal};
+use crate::keys::Principal;
 use crate::limits;
 use crate::ops::OpError;
 use crate::ops::card_traffic::{self, CardName, lifecycle_id};
@@ -160,12 +160,7 @@ impl Gateway {
         Self {
             app,
             settings,
-            principal: Principal {
-                key_id: "iso8583-link".to_owned(),
-                role: KeyRole::Network,
-                account: None,
-                member: None,
-            },
+            principal: Principal::link(),
         }
     }
 
