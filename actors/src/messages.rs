@@ -100,6 +100,9 @@ pub(crate) enum ShardMsg {
     LogFailed(AccountId),
     /// Passivate the idle accounts.
     Tick,
+    /// This node stopped leading: every resident account leaves (only the leader runs
+    /// actors; a copy that missed the next leader's records is not kept).
+    Depose,
     /// Makes the shard fail, as a bug would: how the supervisor's restart is tested.
     #[cfg(test)]
     Panic,

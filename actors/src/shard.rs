@@ -90,6 +90,13 @@ impl ractor::Actor for Shard {
             }
             #[cfg(test)]
             ShardMsg::Panic => panic!("a shard failing on purpose (test)"),
+            ShardMsg::Depose => {
+                for (_, slot) in state.accounts.drain() {
+                    if let Residence::Resident(resident) = slot {
+                        resident.leave();
+                    }
+                }
+            }
             ShardMsg::Tick => {
                 let idle = self.shared.config.idle_timeout.unwrap_or(Duration::MAX);
                 let leaving = state.accounts.extract_if(

@@ -62,6 +62,15 @@ impl Shared {
             .clone()
     }
 
+    /// Whether `account` has a view somebody watches.
+    pub(crate) fn is_watched(&self, account: &AccountId) -> bool {
+        self.views
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(account)
+            .is_some_and(|v| v.changes.get().is_some_and(|c| c.receiver_count() > 0))
+    }
+
     pub(crate) fn forget_view(&self, account: &AccountId) {
         let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
         // Keep it while someone watches, so a watcher survives passivation.
@@ -70,6 +79,37 @@ impl Shared {
             .is_some_and(|v| v.changes.get().is_none_or(|c| c.receiver_count() == 0))
         {
             views.remove(account);
+        }
+    }
+}
+
+/// Publishes committed changes of accounts no actor holds to their watchers: on a follower
+/// (which runs no actors) every watcher is served this way, from the records it applies.
+pub(crate) struct AppliedToViews(pub(crate) std::sync::Weak<Shared>);
+
+impl tandem_storage::AppliedWatch for AppliedToViews {
+    fn watched(&self, account: &AccountId) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|shared| shared.is_watched(account))
+    }
+
+    fn applied(&self, account: &tandem_core::Account, causes: Vec<tandem_core::Cause>) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let view = shared
+            .views
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&account.id)
+            .cloned();
+        if let Some(view) = view {
+            let snapshot = Arc::new(BalanceSnapshot::of(account, Timestamp::now()));
+            view.snapshot.publish(snapshot.clone());
+            if let Some(changes) = view.changes.get() {
+                let _ = changes.send(crate::view::Change { snapshot, causes });
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ use tandem_core::{
 };
 use tandem_storage::{
     AccountRecord, BackupError, BackupInfo, ClusterStatus, Derived, Engine, EngineStats, Formed,
-    Leader, LoadError, Setting, SettingsView,
+    Leader, LeaderWatch, LoadError, Setting, SettingsView,
 };
 
 use crate::config::SystemConfig;
@@ -106,6 +106,35 @@ pub struct AccountSystem {
     supervisor: ActorRef<()>,
     shards: Shards,
     sweeper: tokio::task::JoinHandle<()>,
+    /// Makes every resident account leave when this node stops leading ([`depose_loop`]).
+    deposer: tokio::task::JoinHandle<()>,
+}
+
+/// Only the leader runs actors: when this node stops leading, every shard lets its resident
+/// accounts go (`ShardMsg::Depose`), so its reads come from the records it applies from the
+/// next leader, and none of its copies outlives its leadership.
+async fn depose_loop(system: std::sync::Weak<AccountSystem>, mut leadership: LeaderWatch) {
+    let mut leads = system
+        .upgrade()
+        .is_some_and(|system| system.leader() == Leader::This);
+    while let Some(leader) = leadership.changed().await {
+        let now = leader == Leader::This;
+        if leads && !now {
+            let Some(system) = system.upgrade() else {
+                return;
+            };
+            tracing::warn!(
+                ?leader,
+                "this node no longer leads; its accounts leave their actors"
+            );
+            for shard in system.shards.iter() {
+                if let Some(shard) = shard.load().as_ref() {
+                    let _ = shard.cast(ShardMsg::Depose);
+                }
+            }
+        }
+        leads = now;
+    }
 }
 
 impl AccountSystem {
@@ -126,6 +155,13 @@ impl AccountSystem {
             admitted: AtomicUsize::new(0),
             views: RwLock::new(HashMap::new()),
         });
+        shared
+            .engine
+            .reader()
+            .accounts()
+            .set_watch(Arc::new(crate::shared::AppliedToViews(Arc::downgrade(
+                &shared,
+            ))));
         let shards: Shards = (0..shared.config.shards.max(1))
             .map(|_| ArcSwapOption::empty())
             .collect();
@@ -143,13 +179,16 @@ impl AccountSystem {
                 spawn_shard(&shared, supervisor.get_cell()).await?,
             )));
         }
+        let leadership = shared.engine.leader_watch();
         let system = Arc::new_cyclic(|weak: &std::sync::Weak<AccountSystem>| {
             let sweeper = tokio::spawn(sweep_loop(weak.clone(), shared.config.sweep_every));
+            let deposer = tokio::spawn(depose_loop(weak.clone(), leadership));
             AccountSystem {
                 shared,
                 supervisor,
                 shards,
                 sweeper,
+                deposer,
             }
         });
         Ok(system)
@@ -486,6 +525,14 @@ impl AccountSystem {
             .changes
             .get_or_init(|| broadcast::channel(buffer).0)
             .subscribe();
+        if !self.is_resident(account) {
+            // Records applied from now on reach this watcher (`AppliedToViews`); one applied
+            // between the first read and the subscription is in this second read.
+            let current = self.resting_snapshot(account).await?;
+            if current.seq > view.snapshot.load().seq {
+                view.snapshot.publish(current);
+            }
+        }
         Ok((view.snapshot.load(), receiver))
     }
 
@@ -548,6 +595,10 @@ impl AccountSystem {
     /// left (at most [`SWEEP_ROUNDS_MAX`] rounds): a hot account that leaves thousands of
     /// holds open a second keeps pace with them. Returns the sweep decisions made.
     pub async fn sweep_due(&self) -> usize {
+        // Only the leader decides; a follower applies the leader's sweeps.
+        if self.leader() != Leader::This {
+            return 0;
+        }
         let now = self.shared.now().millis();
         let mut swept = 0;
         for _ in 0..SWEEP_ROUNDS_MAX {
@@ -589,6 +640,7 @@ impl AccountSystem {
     /// Stops every shard and the sweeper; answers already durable have been given.
     pub async fn shutdown(self: Arc<Self>) {
         self.sweeper.abort();
+        self.deposer.abort();
         // Each shard gives back its resident accounts with nothing in flight.
         for shard in self.shards.iter() {
             if let Some(shard) = shard.swap(None) {

@@ -255,9 +255,43 @@ async fn three_processes_form_one_cluster_and_every_node_reads_the_leaders_write
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
 
     writes_through_every_node_land_once(&nodes, leader_id).await;
+    a_follower_streams_the_leaders_changes(&nodes, leader_id).await;
 
     for node in nodes {
         assert!(node.stop().success());
+    }
+}
+
+/// A spend app's live balance stream on a follower (which runs no actors) gets every change
+/// decided at the leader, from the records the follower applies, in order.
+async fn a_follower_streams_the_leaders_changes(nodes: &[Node], leader_id: u64) {
+    let leader = &nodes[(leader_id - 1) as usize];
+    let follower = nodes
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i as u64 + 1 != leader_id)
+        .map(|(_, node)| node)
+        .unwrap();
+    let (code, mut body) = follower
+        .sse("/v1/accounts/c/balance/stream", ADMIN, None)
+        .await;
+    assert_eq!(code, 200);
+    let mut buffer = String::new();
+    let (first, _) = common::next_event(&mut body, &mut buffer).await;
+    let mut last = first;
+    for round in 0..3 {
+        let key = format!("watched-{round}");
+        let (code, approved) = leader.authorize(ADMIN, &key, "c-ana-card", 50).await;
+        assert_eq!(code, 200, "{approved}");
+        let written = approved["balance"]["available_minor"].clone();
+        loop {
+            let (id, event) = common::next_event(&mut body, &mut buffer).await;
+            assert!(id > last, "seq only increases: {id} after {last}");
+            last = id;
+            if event["balances"][0]["available_minor"] == written {
+                break;
+            }
+        }
     }
 }
 

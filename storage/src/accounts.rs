@@ -41,8 +41,11 @@ enum Held {
         /// Read, applied to or given back since the last checkpoint.
         touched: bool,
     },
-    /// Lent to the actor holding this lease.
-    Lent(u64),
+    /// Lent to the actor holding this lease. `skipped_to` is the account's seq after the
+    /// last committed record applied while lent (which the state machine left to the actor's
+    /// copy): a copy given back that does not reach it missed records (this node stopped
+    /// leading while it was lent) and is not kept.
+    Lent { token: u64, skipped_to: u64 },
 }
 
 #[derive(Default)]
@@ -61,10 +64,22 @@ pub struct Lease {
 #[derive(Debug, Clone, Copy)]
 pub struct Epoch(u64);
 
+/// Told of each committed record applied to an account held here (no actor holds it): a
+/// node whose accounts are not lent to actors (a follower) publishes its watchers' changes
+/// from this. Called under the account's shard lock: it must be quick and must not touch
+/// [`Accounts`].
+pub trait AppliedWatch: Send + Sync + 'static {
+    /// Whether anybody watches `account` (it then stays in memory, and `applied` is told).
+    fn watched(&self, account: &AccountId) -> bool;
+    /// `account` after a committed record moved it, with its money movements' causes.
+    fn applied(&self, account: &Account, causes: Vec<tandem_core::Cause>);
+}
+
 /// Committed accounts in memory (see the module docs).
 pub struct Accounts {
     shards: Box<[Mutex<Shard>]>,
     leases: std::sync::atomic::AtomicU64,
+    watch: std::sync::OnceLock<std::sync::Arc<dyn AppliedWatch>>,
 }
 
 impl Default for Accounts {
@@ -72,6 +87,7 @@ impl Default for Accounts {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             leases: std::sync::atomic::AtomicU64::new(1),
+            watch: std::sync::OnceLock::new(),
         }
     }
 }
@@ -93,7 +109,13 @@ impl Accounts {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut shard = self.shard(id);
         // A stale lease (an actor that failed without giving it back) is simply replaced.
-        let previous = shard.held.insert(id.clone(), Held::Lent(token));
+        let previous = shard.held.insert(
+            id.clone(),
+            Held::Lent {
+                token,
+                skipped_to: 0,
+            },
+        );
         let resting = match previous {
             Some(Held::Here { resting, .. }) => Some(*resting),
             _ => None,
@@ -102,25 +124,42 @@ impl Accounts {
     }
 
     /// Gives a lent account back with its state, which must be committed (nothing of it
-    /// in flight). Ignored unless `lease` is the account's latest.
+    /// in flight). Ignored unless `lease` is the account's latest. A copy that lacks a
+    /// committed record applied while it was lent (another leader's) is not kept: the
+    /// account is loaded again when next needed.
     pub fn give_back(&self, id: &AccountId, lease: Lease, resting: Account) {
         let mut shard = self.shard(id);
-        if let Some(held) = shard.held.get_mut(id)
-            && matches!(held, Held::Lent(token) if *token == lease.token)
-        {
-            *held = Held::Here {
-                resting: Box::new(resting),
-                index: 0,
-                touched: true,
-            };
+        let Some(held) = shard.held.get_mut(id) else {
+            return;
+        };
+        match held {
+            Held::Lent { token, skipped_to } if *token == lease.token => {
+                if resting.seq >= *skipped_to {
+                    *held = Held::Here {
+                        resting: Box::new(resting),
+                        index: 0,
+                        touched: true,
+                    };
+                } else {
+                    tracing::warn!(account = %id, held_seq = resting.seq, committed_seq = *skipped_to, "an account given back lacks committed records; it will be loaded again");
+                    shard.held.remove(id);
+                    shard.epoch += 1;
+                }
+            }
+            _ => {}
         }
+    }
+
+    /// Watches what is applied to accounts held here, from now on (once).
+    pub fn set_watch(&self, watch: std::sync::Arc<dyn AppliedWatch>) {
+        let _ = self.watch.set(watch);
     }
 
     /// Ends a lease without the state (the actor's copy may hold what never committed): the
     /// account is loaded again from the checkpoint when next needed.
     pub fn end_lease(&self, id: &AccountId, lease: Lease) {
         let mut shard = self.shard(id);
-        if matches!(shard.held.get(id), Some(Held::Lent(token)) if *token == lease.token) {
+        if matches!(shard.held.get(id), Some(Held::Lent { token, .. }) if *token == lease.token) {
             shard.held.remove(id);
         }
     }
@@ -141,7 +180,7 @@ impl Accounts {
 
     /// Whether the account is lent to an actor.
     pub fn is_lent(&self, id: &AccountId) -> bool {
-        matches!(self.shard(id).held.get(id), Some(Held::Lent(_)))
+        matches!(self.shard(id).held.get(id), Some(Held::Lent { .. }))
     }
 
     /// Read before loading an account, and handed to [`Accounts::keep_loaded`].
@@ -173,7 +212,9 @@ impl Accounts {
         let shard = &mut *shard;
         match shard.held.get_mut(&record.account) {
             None => shard.epoch += 1,
-            Some(Held::Lent(_)) => {}
+            Some(Held::Lent { skipped_to, .. }) => {
+                *skipped_to = (*skipped_to).max(record.seq_first + u64::from(record.event_count));
+            }
             Some(Held::Here {
                 resting,
                 index: last,
@@ -196,8 +237,25 @@ impl Accounts {
                 };
                 match events {
                     Some(events) => {
+                        let watch = self
+                            .watch
+                            .get()
+                            .filter(|watch| watch.watched(&record.account));
+                        let causes: Vec<tandem_core::Cause> = match watch {
+                            Some(_) => events
+                                .iter()
+                                .filter_map(|event| match event {
+                                    tandem_core::Event::Movement(movement) => Some(movement.cause),
+                                    _ => None,
+                                })
+                                .collect(),
+                            None => Vec::new(),
+                        };
                         for event in events {
                             tandem_core::apply_owned(resting, event);
+                        }
+                        if let Some(watch) = watch {
+                            watch.applied(resting, causes);
                         }
                     }
                     None => {
@@ -221,12 +279,15 @@ impl Accounts {
     /// previous one and whose last change it holds leave memory.
     pub(crate) fn evict_clean(&self, index: u64) -> usize {
         let mut evicted = 0;
+        let watch = self.watch.get();
         for shard in self.shards.iter() {
             let mut shard = shard
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            shard.held.retain(|_, held| match held {
-                Held::Lent(_) => true,
+            shard.held.retain(|id, held| match held {
+                // A watched account stays, so every record reaches its watchers.
+                Held::Here { .. } if watch.is_some_and(|watch| watch.watched(id)) => true,
+                Held::Lent { .. } => true,
                 Held::Here {
                     index: last,
                     touched,
@@ -250,7 +311,9 @@ impl Accounts {
             let mut shard = shard
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            shard.held.retain(|_, held| matches!(held, Held::Lent(_)));
+            shard
+                .held
+                .retain(|_, held| matches!(held, Held::Lent { .. }));
             shard.epoch += 1;
         }
     }

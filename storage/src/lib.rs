@@ -62,13 +62,13 @@ pub mod state_machine;
 pub mod types;
 
 #[cfg(not(loom))]
-pub use accounts::{Accounts, Lease};
+pub use accounts::{Accounts, AppliedWatch, Lease};
 #[cfg(not(loom))]
 pub use directory::CACHE_ENTRIES_DEFAULT as DIRECTORY_CACHE_ENTRIES_DEFAULT;
 #[cfg(not(loom))]
 pub use engine::{
     BackupError, BackupInfo, ClusterStatus, CommitError, Done, Engine, EngineConfig, EngineStats,
-    Formed, Leader, MemberStatus, Role, Slot, restore,
+    Formed, Leader, LeaderWatch, MemberStatus, Role, Slot, restore,
 };
 #[cfg(not(loom))]
 pub use faults::WriteFaults;

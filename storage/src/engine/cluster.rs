@@ -105,6 +105,42 @@ pub enum Leader {
     Unknown,
 }
 
+/// Tells who leads each time that may have changed (`Engine::leader_watch`).
+pub struct LeaderWatch {
+    engine_metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>,
+}
+
+impl LeaderWatch {
+    /// Who leads, once the Raft metrics changed; `None` once the engine stopped (shut down,
+    /// or fail-stopped on a log it could not write: nobody writes through it any more).
+    pub async fn changed(&mut self) -> Option<Leader> {
+        self.engine_metrics.changed().await.ok()?;
+        let metrics = self.engine_metrics.borrow_and_update();
+        if metrics.state == openraft::ServerState::Shutdown {
+            return None;
+        }
+        Some(leader_of(&metrics))
+    }
+}
+
+/// Who leads, by `metrics`.
+fn leader_of(metrics: &openraft::RaftMetrics<NodeId, BasicNode>) -> Leader {
+    match metrics.current_leader {
+        Some(id) if id == metrics.id && metrics.state == openraft::ServerState::Leader => {
+            Leader::This
+        }
+        Some(id) if id != metrics.id => metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map_or(Leader::Unknown, |node| Leader::Other {
+                id,
+                address: node.addr.clone(),
+            }),
+        _ => Leader::Unknown,
+    }
+}
+
 /// How long a linearizable read waits for this node to apply up to the leader's read index.
 const READ_INDEX_WAIT: Duration = Duration::from_secs(5);
 
@@ -147,21 +183,13 @@ impl Engine {
 
     /// Who leads, as this node last learned it (its Raft metrics: a read lock, no waiting).
     pub fn leader(&self) -> Leader {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow();
-        match metrics.current_leader {
-            Some(id) if id == metrics.id && metrics.state == openraft::ServerState::Leader => {
-                Leader::This
-            }
-            Some(id) if id != metrics.id => metrics
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .map_or(Leader::Unknown, |node| Leader::Other {
-                    id,
-                    address: node.addr.clone(),
-                }),
-            _ => Leader::Unknown,
+        leader_of(&self.raft.metrics().borrow())
+    }
+
+    /// Tells who leads each time that may have changed.
+    pub fn leader_watch(&self) -> LeaderWatch {
+        LeaderWatch {
+            engine_metrics: self.raft.metrics(),
         }
     }
 

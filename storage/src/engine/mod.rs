@@ -44,7 +44,7 @@ mod timer;
 
 pub use self::backup::{BACKUP_SNAPSHOT, BackupError, BackupInfo, restore};
 use self::cluster::WriteTimes;
-pub use self::cluster::{ClusterStatus, Formed, Leader, MemberStatus, Role};
+pub use self::cluster::{ClusterStatus, Formed, Leader, LeaderWatch, MemberStatus, Role};
 pub use self::commit::{Done, Slot};
 use self::commit::{Submission, answer_loop, commit_loop};
 pub use self::config::EngineConfig;
