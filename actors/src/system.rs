@@ -387,6 +387,22 @@ impl AccountSystem {
         self.engine().status()
     }
 
+    /// A digest of this node's applied state and the log index it was taken at: two members
+    /// at the same index hold the same state iff their digests are equal (an SRE's drill, and
+    /// how the tests compare a replica that installed a snapshot). O(state), off the workers;
+    /// taken again while entries apply under it, so index and digest belong together.
+    pub async fn state_digest(&self) -> Result<(u64, String), LoadError> {
+        loop {
+            let before = self.engine().status().applied_index;
+            let digest = self
+                .off_workers(|reader| reader.digest().map_err(LoadError::from))
+                .await?;
+            if self.engine().status().applied_index == before {
+                return Ok((before, digest));
+            }
+        }
+    }
+
     /// Forms the cluster of `members` (see `Engine::form`): safe to repeat on any member.
     pub async fn form_cluster(
         &self,

@@ -74,6 +74,11 @@ pub struct Settings {
     /// longer costs less checkpoint writing and replays more log at start [default: 1000]
     #[arg(long, env = "TANDEM_CHECKPOINT_MS")]
     pub checkpoint_ms: Option<u64>,
+    /// Log entries kept behind a checkpoint when the log is purged up to it: a cluster member
+    /// that lags by fewer catches up from the log, one that lags by more by a snapshot
+    /// [default: 1000]
+    #[arg(long, env = "TANDEM_LOG_KEPT_ENTRIES")]
+    pub log_kept_entries: Option<u64>,
     /// Log writes (each one group commit and its fdatasync) handed to the log at once
     /// [default: 1]
     #[arg(long, env = "TANDEM_LOG_WRITES_IN_FLIGHT")]
@@ -228,6 +233,7 @@ pub struct Config {
     pub directory_cache_entries: usize,
     pub checkpoint_every: Duration,
     pub log_writes_in_flight: usize,
+    pub log_kept_entries: u64,
     pub shutdown_grace: Duration,
     /// (certificate chain, private key) PEM files, when TLS is on.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -278,6 +284,7 @@ impl Settings {
             sled_cache_bytes,
             directory_cache_entries,
             checkpoint_ms,
+            log_kept_entries,
             log_writes_in_flight,
             tls_cert,
             tls_key,
@@ -440,6 +447,9 @@ impl Settings {
                 .map_or(limits::CHECKPOINT_EVERY_DEFAULT, Duration::from_millis)
                 .max(limits::CHECKPOINT_EVERY_MIN),
             log_writes_in_flight: self.log_writes_in_flight.unwrap_or(1).max(1),
+            log_kept_entries: self
+                .log_kept_entries
+                .unwrap_or(limits::LOG_KEPT_ENTRIES_DEFAULT),
             shutdown_grace: self
                 .shutdown_grace_secs
                 .map_or(limits::SHUTDOWN_GRACE_DEFAULT, Duration::from_secs),

@@ -44,6 +44,10 @@ pub const CHECKPOINT_EVERY_DEFAULT: Duration = Duration::from_secs(1);
 /// The shortest checkpoint interval accepted: below it, syncs would crowd out the log's.
 pub const CHECKPOINT_EVERY_MIN: Duration = Duration::from_millis(10);
 
+/// Log entries kept behind a checkpoint: a cluster member that lags by fewer (a restart, a
+/// short partition) catches up from the log, cheaper than a snapshot of the whole state.
+pub const LOG_KEPT_ENTRIES_DEFAULT: u64 = 1_000;
+
 /// How long a stopping node waits for requests in flight to be answered.
 pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(10);
 

@@ -170,6 +170,8 @@ async fn render_metrics(
         let cluster = system.cluster_status();
         metrics::gauge!("tandem_raft_commit_index").set(cluster.commit_index as f64);
         metrics::gauge!("tandem_raft_applied_index").set(cluster.applied_index as f64);
+        metrics::gauge!("tandem_raft_purged_index").set(cluster.purged_index as f64);
+        metrics::gauge!("tandem_raft_snapshot_index").set(cluster.snapshot_index as f64);
         for member in &cluster.members {
             let node = member.node_id.to_string();
             if let Some(lag) = member.lag_entries {
@@ -485,6 +487,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     };
     engine_config.checkpoint_every = config.checkpoint_every;
     engine_config.writes_in_flight_max = config.log_writes_in_flight;
+    engine_config.log_kept_after_checkpoint = config.log_kept_entries;
     let opened = match member {
         None => Engine::open(engine_config).await,
         Some((node_id, key, token)) => {

@@ -34,6 +34,18 @@ fn keygen(dir: &Path) -> PathBuf {
 
 /// `tandem serve` as member `id` of `peers`.
 fn member_command(data_dir: &Path, id: u64, port: u16, peers: &str, key: &Path) -> Command {
+    member_command_with(data_dir, id, port, peers, key, &[])
+}
+
+/// `tandem serve` as member `id` of `peers`, with `extra` arguments.
+fn member_command_with(
+    data_dir: &Path,
+    id: u64,
+    port: u16,
+    peers: &str,
+    key: &Path,
+    extra: &[&str],
+) -> Command {
     let mut command = Command::new(common::binary());
     command
         .arg("serve")
@@ -53,8 +65,94 @@ fn member_command(data_dir: &Path, id: u64, port: u16, peers: &str, key: &Path) 
         ])
         .arg("--pan-key-file")
         .arg(key)
+        .args(extra)
         .env("TANDEM_ADMIN_TOKEN", ADMIN);
     command
+}
+
+/// Three members on loopback, started with the same `extra` arguments, that a test can stop
+/// and start again one by one (each keeps its data directory and ports).
+struct Cluster {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+    ports: Vec<u16>,
+    peers: String,
+    extra: Vec<String>,
+    nodes: Vec<Option<Node>>,
+}
+
+impl Cluster {
+    fn start(extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let key = keygen(dir.path());
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let peers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            dir,
+            key,
+            ports,
+            peers,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+            nodes: vec![None, None, None],
+        };
+        for id in 1..=3 {
+            cluster.start_member(id);
+        }
+        cluster
+    }
+
+    fn start_member(&mut self, id: u64) {
+        let i = (id - 1) as usize;
+        let data = self.dir.path().join(format!("node{id}"));
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let command = member_command_with(&data, id, self.ports[i], &self.peers, &self.key, &extra);
+        self.nodes[i] = Some(Node::spawn_command(command, &data, None));
+    }
+
+    /// SIGTERM to member `id`, which must exit cleanly.
+    fn stop_member(&mut self, id: u64) {
+        let node = self.nodes[(id - 1) as usize].take().expect("running");
+        assert!(node.stop().success(), "node {id} stopped cleanly");
+    }
+
+    fn node(&self, id: u64) -> &Node {
+        self.nodes[(id - 1) as usize].as_ref().expect("running")
+    }
+
+    fn running(&self) -> Vec<&Node> {
+        self.nodes.iter().flatten().collect()
+    }
+}
+
+/// A metric's value in a Prometheus text page (0 when the series is not there yet).
+fn metric(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn metrics_of(node: &Node) -> String {
+    let (_, page) = node.call("GET", "/metrics", None, None).await;
+    page.as_str().unwrap_or_default().to_owned()
+}
+
+/// Waits until every running member names the same leader; answers its id.
+async fn leader_of(cluster: &Cluster) -> u64 {
+    agreed_leader(&cluster.running()).await
+}
+
+/// Waits until `node` reads `account` as `expected` (balances and seq).
+async fn converges(node: &Node, account: &str, expected: &Value) {
+    common::eventually("the member reads the leader's balance and seq", || async {
+        let seen = node.balance(account).await;
+        seen["balances"] == expected["balances"] && seen["seq"] == expected["seq"]
+    })
+    .await;
 }
 
 fn cluster(args: &[&str], node: &Node) -> std::process::Output {
@@ -72,6 +170,10 @@ async fn status(node: &Node) -> Value {
 
 /// Waits (bounded) until every node names the same leader; answers its id.
 async fn leader(nodes: &[Node]) -> u64 {
+    agreed_leader(&nodes.iter().collect::<Vec<_>>()).await
+}
+
+async fn agreed_leader(nodes: &[&Node]) -> u64 {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let mut leaders = Vec::new();
@@ -493,4 +595,145 @@ fn the_cluster_script_brings_three_nodes_up_and_down() {
     }
     let after = run("status");
     assert_eq!(after.status.code(), Some(3), "nothing answers any more");
+}
+
+/// A member's ISO 8583 link is answered with the leader's decisions (authorization, reversal
+/// matched by DE 90, 0800, 14 for a card nobody knows); a member stopped and written past
+/// catches up from the log, one stopped past a purge by a snapshot (and then holds the
+/// leader's state, digest for digest); all three stopped and started again keep their state,
+/// elect a leader and take writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_restart_and_catch_up_by_log_and_by_snapshot() {
+    use common::iso::{Link, PAN, as_mti, authorization, message, original_data, text, with};
+
+    let mut members = Cluster::start(&["--checkpoint-ms", "100", "--log-kept-entries", "8"]);
+    assert!(cluster(&["init"], members.node(1)).status.success());
+    let leader_id = leader_of(&members).await;
+    let follower_id = (1..=3).find(|id| *id != leader_id).unwrap();
+
+    // Card traffic on a follower's ISO 8583 link: set up through the follower too.
+    let follower = members.node(follower_id);
+    common::iso::setup(follower).await;
+    let mut link = Link::connect(&follower.iso8583).await;
+    let echo = link
+        .ask(&message(
+            "0800",
+            &[(7, "1129101500"), (11, "000001"), (70, "301")],
+        ))
+        .await;
+    assert_eq!((echo.mti.as_str(), text(&echo, 39)), ("0810", "00"));
+    let first = authorization(PAN, "000101", "RRN000000101", 30_00);
+    let approved = link.ask(&first).await;
+    assert_eq!((approved.mti.as_str(), text(&approved, 39)), ("0110", "00"));
+    let at_leader = members.node(leader_id).balance("j").await;
+    assert_eq!(at_leader["balances"][0]["available_minor"], json!(70_00));
+    let reversal = link
+        .ask(&with(
+            as_mti(&first, "0400"),
+            &[(11, "000102"), (90, &original_data(&first))],
+        ))
+        .await;
+    assert_eq!((reversal.mti.as_str(), text(&reversal, 39)), ("0410", "00"));
+    let unknown = link
+        .ask(&authorization(
+            "4999999999999999",
+            "000103",
+            "RRN000000103",
+            1_00,
+        ))
+        .await;
+    assert_eq!(text(&unknown, 39), "14");
+    let at_leader = members.node(leader_id).balance("j").await;
+    assert_eq!(
+        at_leader["balances"][0]["available_minor"],
+        json!(100_00),
+        "the reversal released the hold: {at_leader}"
+    );
+    drop(link);
+
+    // A member stopped and written past (fewer entries than the log keeps): from the log.
+    let lagging = (1..=3).rev().find(|id| *id != leader_id).unwrap();
+    members.stop_member(lagging);
+    for i in 0..2 {
+        let (code, body) = members
+            .node(leader_id)
+            .authorize(ADMIN, &format!("past-{i}"), "j-plastic", 1_00)
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    members.start_member(lagging);
+    let expected = members.node(leader_id).balance("j").await;
+    converges(members.node(lagging), "j", &expected).await;
+    let page = metrics_of(members.node(lagging)).await;
+    assert_eq!(
+        metric(&page, "tandem_snapshot_installs_total"),
+        0.0,
+        "caught up from the log, not by a snapshot"
+    );
+
+    // Stopped past a purge: the leader's log no longer holds what it misses.
+    let applied = status(members.node(lagging)).await["applied_index"]
+        .as_u64()
+        .unwrap();
+    members.stop_member(lagging);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut written = 0;
+    while metric(
+        &metrics_of(members.node(leader_id)).await,
+        "tandem_raft_purged_index",
+    ) <= applied as f64
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leader never purged"
+        );
+        let (code, body) = members
+            .node(leader_id)
+            .authorize(ADMIN, &format!("purged-{written}"), "j-plastic", 10)
+            .await;
+        assert_eq!(code, 200, "{body}");
+        written += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    members.start_member(lagging);
+    common::eventually("the member installed a snapshot", || async {
+        metric(
+            &metrics_of(members.node(lagging)).await,
+            "tandem_snapshot_installs_total",
+        ) >= 1.0
+    })
+    .await;
+    let expected = members.node(leader_id).balance("j").await;
+    converges(members.node(lagging), "j", &expected).await;
+    common::eventually("the member's state is the leader's", || async {
+        let there = members.node(leader_id).get("/v1/cluster/digest").await;
+        let here = members.node(lagging).get("/v1/cluster/digest").await;
+        if there["applied_index"] != here["applied_index"] {
+            return false;
+        }
+        assert_eq!(there["digest"], here["digest"], "at the same index");
+        true
+    })
+    .await;
+
+    // All three stopped and started again.
+    for id in 1..=3 {
+        members.stop_member(id);
+    }
+    for id in 1..=3 {
+        members.start_member(id);
+    }
+    leader_of(&members).await;
+    for node in members.running() {
+        converges(node, "j", &expected).await;
+    }
+    for (id, node) in members.running().into_iter().enumerate() {
+        let (code, body) = node
+            .authorize(ADMIN, &format!("after-{id}"), "j-plastic", 1_00)
+            .await;
+        assert_eq!((code, &body["status"]), (200, &json!("approved")), "{body}");
+    }
+    for id in 1..=3 {
+        members.stop_member(id);
+    }
 }

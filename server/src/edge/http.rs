@@ -123,6 +123,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/admin/backup", post(backup))
         .route("/v1/cluster", get(cluster_status))
         .route("/v1/cluster/init", post(cluster_init))
+        .route("/v1/cluster/digest", get(cluster_digest))
         .route("/v1/admin/faults", post(faults))
         .with_state(app)
 }
@@ -383,6 +384,16 @@ async fn revoke_key(
 async fn cluster_status(State(app): Shared, principal: Principal) -> Response {
     match app.cluster_status(&principal) {
         Ok(status) => json(StatusCode::OK, &cluster_json(&status)),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn cluster_digest(State(app): Shared, principal: Principal) -> Response {
+    match app.state_digest(&principal).await {
+        Ok((applied_index, digest)) => json(
+            StatusCode::OK,
+            &serde_json::json!({"applied_index": applied_index, "digest": digest}),
+        ),
         Err(error) => error.into_response(),
     }
 }

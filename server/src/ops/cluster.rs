@@ -15,6 +15,16 @@ impl App {
         Ok(self.system()?.cluster_status())
     }
 
+    /// A digest of this node's applied state at its applied index (`GET /v1/cluster/digest`):
+    /// members at the same index with different digests have diverged.
+    pub async fn state_digest(&self, principal: &Principal) -> Result<(u64, String), OpError> {
+        self.admin_only(principal, "reading the state's digest")?;
+        self.system()?
+            .state_digest()
+            .await
+            .map_err(|e| OpError::internal(format!("reading the applied state: {e}")))
+    }
+
     /// Forms the cluster of this node's `--peers` (`POST /v1/cluster/init`); true when this
     /// call formed it, false when it was formed already (a no-op, on any member).
     pub async fn form_cluster(&self, principal: &Principal) -> Result<bool, OpError> {

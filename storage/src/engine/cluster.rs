@@ -64,6 +64,11 @@ pub struct ClusterStatus {
     /// (a follower applies what it learns is committed at once).
     pub commit_index: u64,
     pub applied_index: u64,
+    /// The last index this node's log was purged up to (entries at or below it are only in
+    /// its checkpoint: a member further behind is sent a snapshot).
+    pub purged_index: u64,
+    /// The index of this node's latest checkpoint offered as a snapshot.
+    pub snapshot_index: u64,
     pub members: Vec<MemberStatus>,
 }
 
@@ -318,6 +323,8 @@ impl Engine {
             term: metrics.current_term,
             commit_index,
             applied_index,
+            purged_index: metrics.purged.map_or(0, |l| l.index),
+            snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
             members,
         }
     }
