@@ -66,6 +66,16 @@ impl GrpcNetwork {
         peer_request(&self.token, message, deadline)
     }
 
+    /// A client of `target` at `address`, on the channel kept for it.
+    fn peer(&self, target: NodeId, address: &str) -> Peer {
+        Peer {
+            this: self.this,
+            target,
+            token: self.token.clone(),
+            client: self.channel(target, address).map(RaftClient::new),
+        }
+    }
+
     /// The channel to `target` at `address`: the one kept, unless its address changed.
     pub(crate) fn channel(&self, target: NodeId, address: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
@@ -96,18 +106,33 @@ impl tandem_storage::network::LeaderReadIndex for GrpcNetwork {
         address: &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + 'a>> {
         Box::pin(async move {
-            let peer = Peer {
-                this: self.this,
-                target: leader,
-                token: self.token.clone(),
-                client: self.channel(leader, address).map(RaftClient::new),
-            };
+            let peer = self.peer(leader, address);
             peer.unary(&(), READ_INDEX_DEADLINE, |mut client, request| async move {
                 client.read_index(request).await
             })
             .await
             .map_err(|failed| format!("{failed:?}"))
         })
+    }
+}
+
+/// How long a starting node waits for each peer to say whether it is already a member.
+const MEMBERS_DEADLINE: Duration = Duration::from_secs(2);
+
+impl GrpcNetwork {
+    /// The voters of the membership `peer` at `address` holds: `Ok(None)` before the cluster
+    /// is formed, `Err` when the peer cannot say (down, still opening its log, or not ours).
+    pub async fn members_at(
+        &self,
+        peer: NodeId,
+        address: &str,
+    ) -> Result<Option<Vec<NodeId>>, String> {
+        self.peer(peer, address)
+            .unary(&(), MEMBERS_DEADLINE, |mut client, request| async move {
+                client.members(request).await
+            })
+            .await
+            .map_err(|failed| format!("{failed:?}"))
     }
 }
 

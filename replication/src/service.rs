@@ -122,6 +122,14 @@ impl RaftRpc for RaftService {
         }
     }
 
+    async fn members(&self, request: Request<Message>) -> Result<Response<Message>, Status> {
+        authorized(&request, &self.token)?;
+        let metrics = self.raft()?.metrics();
+        let metrics = metrics.borrow();
+        let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        answer(&(!voters.is_empty()).then_some(voters))
+    }
+
     async fn install_snapshot(
         &self,
         request: Request<Streaming<SnapshotChunk>>,

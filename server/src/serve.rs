@@ -320,6 +320,40 @@ async fn listen(protocol: &'static str, address: SocketAddr) -> Result<TcpListen
         })
 }
 
+/// Refuses to start a member whose data directory is empty (no log) when a peer's cluster
+/// already counts it as a voter: it would have forgotten its votes and the entries it
+/// acknowledged, and could elect a leader that lacks committed writes. A peer that cannot
+/// answer (down, still opening) counts as not knowing; a cluster being formed for the first
+/// time has no membership anywhere, so its members start.
+async fn refuse_amnesia(
+    cluster: &crate::config::Cluster,
+    data_dir: &std::path::Path,
+    token: &str,
+) -> Result<(), String> {
+    let network = tandem_replication::GrpcNetwork::new(cluster.node_id, token)?;
+    for (peer, address) in &cluster.peers {
+        if *peer == cluster.node_id {
+            continue;
+        }
+        match network.members_at(*peer, address).await {
+            Ok(Some(voters)) if voters.contains(&cluster.node_id) => {
+                return Err(format!(
+                    "node {this} is a voter of the cluster node {peer} ({address}) belongs to \
+                     (voters {voters:?}), but its data directory {dir} holds no log: started like \
+                     this it would vote with amnesia and could lose acknowledged writes. Start it \
+                     on its own data directory; if that is lost, keep it stopped until the cluster \
+                     has replaced it (docs/replication.md, \"A member's disk is lost\")",
+                    this = cluster.node_id,
+                    dir = data_dir.display(),
+                ));
+            }
+            Ok(_) => {}
+            Err(why) => tracing::debug!(peer, %why, "peer could not say whether we are a member"),
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(config: Config) -> Result<(), ServeError> {
     // A cluster member: the cluster's PAN key, and the peer protocol's token derived from it;
     // read before anything is written, so a bad key leaves the data directory untouched.
@@ -329,6 +363,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
                 .map_err(ServeError::Config)?;
             refuse_unimported_files(&config.data_dir).map_err(ServeError::Config)?;
             let token = tandem_replication::peer_token(&key);
+            if !config.data_dir.join("log").exists() {
+                refuse_amnesia(cluster, &config.data_dir, &token)
+                    .await
+                    .map_err(ServeError::Config)?;
+            }
             Some((cluster.node_id, key, token))
         }
         None => None,

@@ -737,3 +737,50 @@ async fn members_restart_and_catch_up_by_log_and_by_snapshot() {
         members.stop_member(id);
     }
 }
+
+/// A member whose data directory is lost refuses to start under its id once the cluster
+/// counts it (it would vote with amnesia), saying what to do, and writes nothing; the two
+/// others keep taking writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_an_empty_data_directory_refuses_to_start() {
+    let mut members = Cluster::start(&[]);
+    assert!(cluster(&["init"], members.node(2)).status.success());
+    let leader_id = leader_of(&members).await;
+    let wiped = (1..=3).find(|id| *id != leader_id).unwrap();
+    members.stop_member(wiped);
+    let data = members.dir.path().join(format!("node{wiped}"));
+    std::fs::remove_dir_all(&data).unwrap();
+
+    let i = (wiped - 1) as usize;
+    let mut child = member_command(&data, wiped, members.ports[i], &members.peers, &members.key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let exited = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a member with an empty data directory started");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!exited.success());
+    assert!(stderr.contains("amnesia"), "{stderr}");
+    assert!(!data.exists(), "nothing written: {stderr}");
+
+    let leader = members.node(leader_id);
+    leader
+        .account("a", "joint", &[("ana", "owner")], Some(("EUR", 10_00)))
+        .await;
+    let (code, body) = leader.authorize(ADMIN, "a-1", "a-ana-card", 1_00).await;
+    assert_eq!((code, &body["status"]), (200, &json!("approved")), "{body}");
+    for id in (1..=3).filter(|id| *id != wiped) {
+        members.stop_member(id);
+    }
+}
