@@ -201,11 +201,17 @@ async fn three_members_elect_one_leader_replicate_and_catch_up_by_snapshot() {
         value(node(&nodes, lagging), "n49").as_deref() == Some("49")
     })
     .await;
-    let snapshot = node(&nodes, lagging).raft().metrics().borrow().snapshot;
-    assert!(
-        snapshot.is_some_and(|s| s.index >= purged),
-        "caught up by a snapshot ({snapshot:?}), not the purged log"
-    );
+    // Its metrics tell of the snapshot once openraft has finished installing it, a moment
+    // after the state is readable.
+    eventually("caught up by a snapshot, not the purged log", || {
+        node(&nodes, lagging)
+            .raft()
+            .metrics()
+            .borrow()
+            .snapshot
+            .is_some_and(|s| s.index >= purged)
+    })
+    .await;
     let applied = node(&nodes, leader).raft().metrics().borrow().last_applied;
     eventually("the same index applied", || {
         node(&nodes, lagging).raft().metrics().borrow().last_applied == applied

@@ -149,8 +149,16 @@ async fn leader_of(cluster: &Cluster) -> u64 {
 /// Waits until `node` reads `account` as `expected` (balances and seq).
 async fn converges(node: &Node, account: &str, expected: &Value) {
     common::eventually("the member reads the leader's balance and seq", || async {
-        let seen = node.balance(account).await;
-        seen["balances"] == expected["balances"] && seen["seq"] == expected["seq"]
+        // A restarted member may not have reached the account yet: not found until it has.
+        let (code, seen) = node
+            .call(
+                "GET",
+                &format!("/v1/accounts/{account}/balance"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        code == 200 && seen["balances"] == expected["balances"] && seen["seq"] == expected["seq"]
     })
     .await;
 }

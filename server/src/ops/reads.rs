@@ -99,7 +99,12 @@ impl App {
         account: &AccountId,
     ) -> Result<Arc<BalanceSnapshot>, OpError> {
         self.may_read(principal, account)?;
-        let snapshot = self.system()?.snapshot(account).await?;
+        let system = self.system()?;
+        let mut snapshot = system.snapshot(account).await?;
+        // A lagging member asks the leader before it says an account does not exist.
+        if snapshot.status == AccountStatus::Unopened && self.caught_up().await? {
+            snapshot = system.snapshot(account).await?;
+        }
         if snapshot.status == AccountStatus::Unopened {
             return Err(OpError::not_found(format!("no account {account}")));
         }

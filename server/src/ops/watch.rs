@@ -34,11 +34,16 @@ impl App {
         seen: Option<u64>,
     ) -> Result<impl Stream<Item = BalanceUpdate> + Send + 'static, OpError> {
         self.may_read(principal, &account)?;
-        let (current, receiver) = self.system()?.watch(&account).await?;
+        let system = self.system()?;
+        let (mut current, mut receiver) = system.watch(&account).await?;
+        // A lagging member asks the leader before it says an account does not exist.
+        if current.status == tandem_core::AccountStatus::Unopened && self.caught_up().await? {
+            (current, receiver) = system.watch(&account).await?;
+        }
         if current.status == tandem_core::AccountStatus::Unopened {
             return Err(OpError::not_found(format!("no account {account}")));
         }
-        let system = self.system()?.clone();
+        let system = system.clone();
         let first = (seen.is_none_or(|s| current.seq > s)).then(|| BalanceUpdate {
             snapshot: current,
             cause: String::new(),
