@@ -336,32 +336,18 @@ async fn three_processes_form_one_cluster_and_every_node_reads_the_leaders_write
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
 
-    // The peer protocol on the node's gRPC listener takes no API key, not even an admin's.
-    let mut client = tandem_proto::raft::raft_client::RaftClient::connect(format!(
-        "http://127.0.0.1:{}",
-        ports[0]
-    ))
-    .await
-    .unwrap();
-    let mut request = tonic::Request::new(tandem_proto::raft::Message { body: vec![0] });
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
-    let refused = client.vote(request).await.unwrap_err();
+    // The peer protocol on the node's gRPC listener takes no API key, not even an admin's;
+    // the forwarding RPC is the peer protocol's too.
+    let peer = format!("http://127.0.0.1:{}", ports[0]);
+    let mut client = tandem_proto::raft::raft_client::RaftClient::connect(peer.clone())
+        .await
+        .unwrap();
+    let refused = client.vote(with_admin_key()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
-
-    // The forwarding RPC is the peer protocol's too: no API key opens it.
-    let mut forward = tandem_proto::raft::forward_client::ForwardClient::connect(format!(
-        "http://127.0.0.1:{}",
-        ports[0]
-    ))
-    .await
-    .unwrap();
-    let mut request = tonic::Request::new(tandem_proto::raft::Message { body: vec![0] });
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
-    let refused = forward.call(request).await.unwrap_err();
+    let mut forward = tandem_proto::raft::forward_client::ForwardClient::connect(peer)
+        .await
+        .unwrap();
+    let refused = forward.call(with_admin_key()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
 
     writes_through_every_node_land_once(&nodes, leader_id).await;
@@ -370,6 +356,15 @@ async fn three_processes_form_one_cluster_and_every_node_reads_the_leaders_write
     for node in nodes {
         assert!(node.stop().success());
     }
+}
+
+/// A peer-protocol message that carries the admin's API key instead of the peer token.
+fn with_admin_key() -> tonic::Request<tandem_proto::raft::Message> {
+    let mut request = tonic::Request::new(tandem_proto::raft::Message { body: vec![0] });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
+    request
 }
 
 /// A spend app's live balance stream on a follower (which runs no actors) gets every change
