@@ -120,6 +120,15 @@ impl Cluster {
         assert!(node.stop().success(), "node {id} stopped cleanly");
     }
 
+    /// The three running members, in id order, for a test that drives them as a slice (the
+    /// data directories stay with the `Cluster`).
+    fn take_nodes(&mut self) -> Vec<Node> {
+        self.nodes
+            .iter_mut()
+            .map(|node| node.take().expect("running"))
+            .collect()
+    }
+
     fn node(&self, id: u64) -> &Node {
         self.nodes[(id - 1) as usize].as_ref().expect("running")
     }
@@ -201,22 +210,9 @@ async fn agreed_leader(nodes: &[&Node]) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_form_one_cluster_and_every_node_reads_the_leaders_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = keygen(dir.path());
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let peers = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            let data = dir.path().join(format!("node{}", i + 1));
-            let command = member_command(&data, i as u64 + 1, ports[i], &peers, &key);
-            Node::spawn_command(command, &data, None)
-        })
-        .collect();
+    let mut members = Cluster::start(&[]);
+    let ports = members.ports.clone();
+    let nodes = members.take_nodes();
 
     let formed = cluster(&["init"], &nodes[1]);
     assert!(

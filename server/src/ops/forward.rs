@@ -37,7 +37,9 @@ pub const FORWARD_DEADLINE: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Forwarded {
     /// One command on one account (card traffic, account and card management, deposits,
-    /// withdrawals), with the keyed hash of a PAN it links.
+    /// withdrawals), with the keyed hash of a PAN it links. The command's fields travel one by
+    /// one: `Command`'s own serde form skips empty references, which postcard (not
+    /// self-describing) cannot decode.
     Execute {
         account: AccountId,
         key: IdempotencyKey,

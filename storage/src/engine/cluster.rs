@@ -112,15 +112,20 @@ pub enum Leader {
 
 /// Tells who leads each time that may have changed (`Engine::leader_watch`).
 pub struct LeaderWatch {
-    engine_metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>,
+    server_metrics: tokio::sync::watch::Receiver<ServerMetrics>,
 }
 
+/// openraft's server metrics: vote, state, leader and membership only. openraft sends them
+/// when one of those changes, not at every log write as it does `RaftMetrics`, so a task that
+/// follows leadership wakes at elections, not on the authorization path.
+type ServerMetrics = openraft::metrics::RaftServerMetrics<NodeId, BasicNode>;
+
 impl LeaderWatch {
-    /// Who leads, once the Raft metrics changed; `None` once the engine stopped (shut down,
-    /// or fail-stopped on a log it could not write: nobody writes through it any more).
+    /// Who leads, once that may have changed; `None` once the engine stopped (shut down, or
+    /// fail-stopped on a log it could not write: nobody writes through it any more).
     pub async fn changed(&mut self) -> Option<Leader> {
-        self.engine_metrics.changed().await.ok()?;
-        let metrics = self.engine_metrics.borrow_and_update();
+        self.server_metrics.changed().await.ok()?;
+        let metrics = self.server_metrics.borrow_and_update();
         if metrics.state == openraft::ServerState::Shutdown {
             return None;
         }
@@ -129,7 +134,7 @@ impl LeaderWatch {
 }
 
 /// Who leads, by `metrics`.
-fn leader_of(metrics: &openraft::RaftMetrics<NodeId, BasicNode>) -> Leader {
+fn leader_of(metrics: &ServerMetrics) -> Leader {
     match metrics.current_leader {
         Some(id) if id == metrics.id && metrics.state == openraft::ServerState::Leader => {
             Leader::This
@@ -188,13 +193,13 @@ impl Engine {
 
     /// Who leads, as this node last learned it (its Raft metrics: a read lock, no waiting).
     pub fn leader(&self) -> Leader {
-        leader_of(&self.raft.metrics().borrow())
+        leader_of(&self.raft.server_metrics().borrow())
     }
 
     /// Tells who leads each time that may have changed.
     pub fn leader_watch(&self) -> LeaderWatch {
         LeaderWatch {
-            engine_metrics: self.raft.metrics(),
+            server_metrics: self.raft.server_metrics(),
         }
     }
 
@@ -330,10 +335,11 @@ impl Engine {
     }
 }
 
-/// Follows the Raft node's metrics: counts leader changes (`tandem_raft_leader_changes_total`)
-/// and keeps the term and whether this node leads as gauges, until the node stops.
+/// Follows the Raft node's server metrics (sent on elections and membership changes only):
+/// counts leader changes (`tandem_raft_leader_changes_total`) and keeps the term and whether
+/// this node leads as gauges, until the node stops.
 pub(super) async fn watch_leadership(raft: Raft<TandemRaft>) {
-    let mut metrics = raft.metrics();
+    let mut metrics = raft.server_metrics();
     let mut leader = None;
     loop {
         {
@@ -344,7 +350,7 @@ pub(super) async fn watch_leadership(raft: Raft<TandemRaft>) {
                 }
                 leader = now.current_leader;
             }
-            metrics::gauge!("tandem_raft_term").set(now.current_term as f64);
+            metrics::gauge!("tandem_raft_term").set(now.vote.leader_id().get_term() as f64);
             let leads = matches!(now.state, openraft::ServerState::Leader);
             metrics::gauge!("tandem_raft_is_leader").set(if leads { 1.0 } else { 0.0 });
         }
