@@ -24,6 +24,7 @@ use tandem_proto::raft::raft_client::RaftClient;
 use tandem_proto::raft::snapshot_chunk::Part;
 use tandem_proto::raft::{Message, SnapshotChunk};
 use tandem_storage::types::{NodeId, TandemRaft, Vote};
+use tokio_stream::StreamExt;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
@@ -310,19 +311,29 @@ impl RaftNetwork<TandemRaft> for Peer {
         let (this, target) = (self.this, self.target);
         let head = postcard::to_allocvec(&(vote, &snapshot.meta))
             .map_err(|e| Failed::Network(e.to_string()).streaming(this, target))?;
-        let data = snapshot.snapshot.into_inner();
-        let chunks = std::iter::once(SnapshotChunk {
-            part: Some(Part::Head(head)),
-        })
-        .chain(
-            data.chunks(SNAPSHOT_CHUNK_BYTES)
-                .map(|bytes| SnapshotChunk {
-                    part: Some(Part::Data(bytes.to_vec())),
-                }),
+        // Read on a blocking thread a few chunks ahead of the send, never whole (see
+        // `tandem_storage::snapshot`). A read that fails ends the stream early, which the
+        // receiver refuses as not whole; the failure is told here too.
+        let read_failed = Arc::new(Mutex::new(None::<std::io::Error>));
+        let failure = read_failed.clone();
+        let data = tokio_stream::wrappers::ReceiverStream::new(
+            snapshot.snapshot.into_chunks(SNAPSHOT_CHUNK_BYTES),
         )
-        .collect::<Vec<_>>();
+        .map_while(move |chunk| match chunk {
+            Ok(bytes) => Some(SnapshotChunk {
+                part: Some(Part::Data(bytes)),
+            }),
+            Err(error) => {
+                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+                None
+            }
+        });
+        let chunks = tokio_stream::iter(std::iter::once(SnapshotChunk {
+            part: Some(Part::Head(head)),
+        }))
+        .chain(data);
         let deadline = option.hard_ttl();
-        let request = self.request(tokio_stream::iter(chunks), deadline);
+        let request = self.request(chunks, deadline);
         let mut client = self.client().map_err(|f| f.streaming(this, target))?;
         let sent = async {
             tokio::time::timeout(deadline, client.install_snapshot(request))
@@ -333,6 +344,10 @@ impl RaftNetwork<TandemRaft> for Peer {
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             answer = sent => {
+                if let Some(error) = read_failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    let why = format!("reading the snapshot to send: {error}");
+                    return Err(Failed::Network(why).streaming(this, target));
+                }
                 let answer = answer.map_err(|f| f.streaming(this, target))?;
                 wire::decode(answer.get_ref())
                     .map_err(|e| Failed::Network(e.to_string()).streaming(this, target))

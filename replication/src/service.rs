@@ -2,8 +2,6 @@
 //! handed to the local Raft node. Errors of the local node (stopped, storage failed) answer
 //! `UNAVAILABLE`, which the calling leader treats as an unreachable peer and retries later.
 
-use std::io::Cursor;
-
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::{BasicNode, Snapshot, SnapshotMeta};
 use tandem_proto::raft::raft_server::Raft as RaftRpc;
@@ -91,6 +89,16 @@ fn local(error: impl std::fmt::Display) -> Status {
     Status::unavailable(format!("this node cannot take it now: {error}"))
 }
 
+/// `work` (file writes) on a blocking thread; its failure is this node's.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(local)?
+        .map_err(local)
+}
+
 fn answer<T: serde::Serialize>(value: &T) -> Result<Response<Message>, Status> {
     wire::encode(value)
         .map(Response::new)
@@ -142,20 +150,31 @@ impl RaftRpc for RaftService {
             }) => postcard::from_bytes(&head).map_err(malformed)?,
             _ => return Err(malformed("a snapshot starts with its head")),
         };
-        let mut data = Vec::new();
+        // Spooled to a file as it arrives (the state machine's spool, under the data
+        // directory), synced, and checked whole before openraft installs it.
+        let raft = self.raft()?;
+        let mut data = raft.begin_receiving_snapshot().await.map_err(local)?;
         while let Some(chunk) = chunks.message().await? {
-            match chunk.part {
-                Some(Part::Data(bytes)) => data.extend_from_slice(&bytes),
+            let bytes = match chunk.part {
+                Some(Part::Data(bytes)) => bytes,
                 _ => return Err(malformed("after its head, a snapshot is data only")),
-            }
+            };
+            data = blocking(move || data.append(&bytes).map(|()| data)).await?;
         }
+        let data = blocking(move || data.finish().map(|_| data))
+            .await
+            .map_err(|e| {
+                malformed(format!(
+                    "the snapshot did not arrive whole: {}",
+                    e.message()
+                ))
+            })?;
         let started = std::time::Instant::now();
         let snapshot = Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: data,
         };
-        let installed = self
-            .raft()?
+        let installed = raft
             .install_full_snapshot(vote, snapshot)
             .await
             .map_err(local)?;

@@ -171,6 +171,14 @@ async fn three_members_elect_one_leader_replicate_and_catch_up_by_snapshot() {
             .unwrap()
             .unwrap();
     }
+    // Values large enough that the snapshot is sent in several chunks.
+    for i in 0..3 {
+        node(&nodes, leader)
+            .submit_settings(vec![setting(&format!("big{i}"), &"x".repeat(700_000))])
+            .await
+            .unwrap()
+            .unwrap();
+    }
     // The leader purges only what no replication has in flight: the stopped member's retries
     // may hold it a moment, so checkpoint until it has purged past all the member holds.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -221,6 +229,38 @@ async fn three_members_elect_one_leader_replicate_and_catch_up_by_snapshot() {
         node(&nodes, lagging).reader().digest().unwrap(),
         node(&nodes, leader).reader().digest().unwrap(),
         "the follower's state is the leader's"
+    );
+    // It was installed into a fresh checkpoint directory, switched to by the pointer file;
+    // the spool and the replaced directory are gone.
+    let data_dir = dirs[(lagging - 1) as usize].path();
+    assert_eq!(
+        std::fs::read_to_string(data_dir.join("checkpoint.current")).unwrap(),
+        "checkpoint-1\n"
+    );
+    eventually("the replaced checkpoint directory removed", || {
+        !data_dir.join("checkpoint").exists()
+    })
+    .await;
+    let left: Vec<String> = std::fs::read_dir(data_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("snapshot."))
+        .collect();
+    assert!(left.is_empty(), "spool files left: {left:?}");
+    // Restarted, it opens the installed checkpoint and still holds the leader's state.
+    let restarted = nodes[(lagging - 1) as usize].take().unwrap();
+    restarted.server.abort();
+    restarted.engine.shutdown().await;
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    nodes[(lagging - 1) as usize] = Some(member(data_dir, lagging, listener).await);
+    eventually("the same index applied after a restart", || {
+        node(&nodes, lagging).raft().metrics().borrow().last_applied == applied
+    })
+    .await;
+    assert_eq!(
+        node(&nodes, lagging).reader().digest().unwrap(),
+        node(&nodes, leader).reader().digest().unwrap(),
+        "the follower's state after a restart is the leader's"
     );
     for n in nodes.into_iter().flatten() {
         n.server.abort();

@@ -23,8 +23,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+
+use crate::dirs::Dirs;
 
 use fjall::Readable;
 
@@ -50,13 +52,67 @@ struct Layers {
 
 /// The store's state as of the last checkpoint, and what was applied after it.
 pub(crate) struct Layered {
-    db: fjall::Database,
-    tree: fjall::Keyspace,
+    /// The store in the current checkpoint directory (`dirs.rs`): replaced whole when a
+    /// snapshot is installed.
+    store: RwLock<Arc<Store>>,
+    dirs: Dirs,
+    cache_bytes: u64,
     layers: RwLock<Layers>,
     /// One checkpoint writes at a time, in freezing order.
     writing: Mutex<()>,
     observer: Option<CheckpointObserver>,
     appendable: Option<Appendable>,
+}
+
+/// One store directory, open.
+pub(crate) struct Store {
+    db: fjall::Database,
+    tree: fjall::Keyspace,
+    dir: PathBuf,
+}
+
+/// One moment of one store, read while the store goes on (a snapshot being sent, a scan):
+/// what fjall's read snapshot sees, kept from compaction until it is dropped.
+pub(crate) struct Pinned {
+    // Dropped before the store it reads.
+    snapshot: fjall::Snapshot,
+    store: Arc<Store>,
+}
+
+impl Pinned {
+    /// The keys in `range` the pinned store holds, in key order.
+    pub(crate) fn range(
+        &self,
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+    ) -> impl DoubleEndedIterator<Item = io::Result<(fjall::Slice, fjall::Slice)>> + '_ {
+        self.snapshot
+            .range::<Vec<u8>, _>(&self.store.tree, range)
+            .map(|guard| guard.into_inner().map_err(store_error))
+    }
+}
+
+impl Store {
+    fn open(dir: &Path, cache_bytes: u64) -> io::Result<Self> {
+        let db = fjall::Database::builder(dir)
+            .cache_size(cache_bytes)
+            // Checkpoints make the journal durable themselves.
+            .manual_journal_persist(true)
+            .open()
+            .map_err(store_error)?;
+        let tree = db
+            .keyspace(KEYSPACE, || {
+                fjall::KeyspaceCreateOptions::default().with_kv_separation(Some(
+                    fjall::KvSeparationOptions::default()
+                        .separation_threshold(SEPARATE_VALUES_FROM),
+                ))
+            })
+            .map_err(store_error)?;
+        Ok(Self {
+            db,
+            tree,
+            dir: dir.to_owned(),
+        })
+    }
 }
 
 /// Told the log index of every checkpoint once it is durable, before the log may be purged
@@ -129,25 +185,18 @@ fn borrowed(range: &(Bound<Vec<u8>>, Bound<Vec<u8>>)) -> (Bound<&[u8]>, Bound<&[
 }
 
 impl Layered {
-    /// Opens (or creates) the store in `path` with a block cache of `cache_bytes`.
+    /// Opens (or creates) the store named `path` with a block cache of `cache_bytes`: the
+    /// directory the pointer beside it names, if a snapshot was installed (`dirs.rs`), and
+    /// removes any other checkpoint directory there (an install cut short, or one replaced).
     pub(crate) fn open(path: &Path, cache_bytes: u64) -> io::Result<Self> {
-        let db = fjall::Database::builder(path)
-            .cache_size(cache_bytes)
-            // Checkpoints make the journal durable themselves.
-            .manual_journal_persist(true)
-            .open()
-            .map_err(store_error)?;
-        let tree = db
-            .keyspace(KEYSPACE, || {
-                fjall::KeyspaceCreateOptions::default().with_kv_separation(Some(
-                    fjall::KvSeparationOptions::default()
-                        .separation_threshold(SEPARATE_VALUES_FROM),
-                ))
-            })
-            .map_err(store_error)?;
+        let dirs = Dirs::new(path);
+        let current = dirs.current()?;
+        let store = Store::open(&current, cache_bytes)?;
+        dirs.remove_all_but(&current)?;
         Ok(Self {
-            db,
-            tree,
+            store: RwLock::new(Arc::new(store)),
+            dirs,
+            cache_bytes,
             layers: RwLock::default(),
             writing: Mutex::new(()),
             observer: None,
@@ -165,9 +214,24 @@ impl Layered {
         self
     }
 
+    /// The store open now.
+    fn store(&self) -> Arc<Store> {
+        read(&self.store).clone()
+    }
+
+    /// The directory the store open now is in.
+    pub(crate) fn dir(&self) -> PathBuf {
+        self.store().dir.clone()
+    }
+
     /// What the durable checkpoint holds under `key`, ignoring memory (`last_applied`).
     pub(crate) fn stored(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
-        Ok(self.tree.get(key).map_err(store_error)?.map(|v| v.to_vec()))
+        let store = self.store();
+        Ok(store
+            .tree
+            .get(key)
+            .map_err(store_error)?
+            .map(|v| v.to_vec()))
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
@@ -177,34 +241,33 @@ impl Layered {
         self.stored(key)
     }
 
-    /// The keys in `range` that `stored` (a snapshot of the store) holds, in key order.
-    fn stored_range(
-        &self,
-        stored: &fjall::Snapshot,
-        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
-    ) -> impl DoubleEndedIterator<Item = io::Result<(fjall::Slice, fjall::Slice)>> {
-        stored
-            .range::<Vec<u8>, _>(&self.tree, range)
-            .map(|guard| guard.into_inner().map_err(store_error))
-    }
-
     /// One view of the layers covering `range` and then one snapshot of the store, in that
     /// order: a layer leaves memory only after its checkpoint is in the store, so whatever
     /// the view lacks, the later snapshot holds. A read that walks the store twice uses the
     /// one snapshot for both walks: the store's own iterators read its newest state, which a
     /// checkpoint's batch may change between them.
-    fn view(&self, range: &(Bound<Vec<u8>>, Bound<Vec<u8>>)) -> (Writes, fjall::Snapshot) {
+    fn view(&self, range: &(Bound<Vec<u8>>, Bound<Vec<u8>>)) -> (Writes, Pinned) {
         let memory = read(&self.layers).range(borrowed(range));
-        (memory, self.db.snapshot())
+        (memory, self.pinned())
+    }
+
+    /// The store as it is now, pinned (see [`Pinned`]).
+    pub(crate) fn pinned(&self) -> Pinned {
+        let store = self.store();
+        Pinned {
+            snapshot: store.db.snapshot(),
+            store,
+        }
     }
 
     /// Removes every stored key starting with `prefix` (keys of older data directories), in
     /// one batch made durable by the next checkpoint: a crash before it removes them again.
     pub(crate) fn remove_stored_prefix(&self, prefix: &[u8]) -> io::Result<()> {
-        let mut batch = self.db.batch();
-        for item in self.tree.prefix(prefix) {
+        let store = self.store();
+        let mut batch = store.db.batch();
+        for item in store.tree.prefix(prefix) {
             let key = item.key().map_err(store_error)?;
-            batch.remove(&self.tree, key);
+            batch.remove(&store.tree, key);
         }
         if !batch.is_empty() {
             batch.commit().map_err(store_error)?;
@@ -212,22 +275,40 @@ impl Layered {
         Ok(())
     }
 
-    /// Replaces the whole stored state with `pairs` in one atomic batch, made durable before
-    /// it answers (a snapshot installed). Memory must have been cleared first.
-    pub(crate) fn replace_stored(
+    /// Replaces the whole state with `pairs` (a snapshot installed), never holding them all:
+    /// they are written in bounded batches into a fresh directory, which is made durable and
+    /// then made the current one in one rename (`dirs.rs`); memory and the store are swapped
+    /// together, and the replaced directory is removed once nothing reads it. A failure
+    /// before the switch leaves the state as it was. Blocking: run it off the async workers.
+    pub(crate) fn install(
         &self,
-        pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
-    ) -> io::Result<()> {
-        let mut batch = self.db.batch();
-        for item in self.tree.iter() {
-            let key = item.key().map_err(store_error)?;
-            batch.remove(&self.tree, key);
-        }
-        for (key, value) in pairs {
-            batch.insert(&self.tree, key, value);
-        }
-        batch.commit().map_err(store_error)?;
-        self.sync()
+        pairs: impl Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>,
+    ) -> io::Result<u64> {
+        let _one_at_a_time = self
+            .writing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let fresh = self.dirs.fresh(&self.dir())?;
+        let written = Store::open(&fresh, self.cache_bytes).and_then(|store| {
+            let written = fill(&store, pairs)?;
+            Ok((store, written))
+        });
+        let (store, written) = match written {
+            Ok(done) => done,
+            Err(error) => {
+                // Nothing switched; the next open removes it if this cannot.
+                let _ = std::fs::remove_dir_all(&fresh);
+                return Err(error);
+            }
+        };
+        self.dirs.switch_to(&fresh)?;
+        let replaced = {
+            let mut layers = write(&self.layers);
+            *layers = Layers::default();
+            std::mem::replace(&mut *write(&self.store), Arc::new(store))
+        };
+        retire(replaced);
+        Ok(written)
     }
 
     /// Visits every key and value in `range` in key order, newest layer first per key,
@@ -265,12 +346,12 @@ impl Layered {
     fn scan_with(
         &self,
         memory: &Writes,
-        stored: &fjall::Snapshot,
+        stored: &Pinned,
         range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
         mut visit: impl FnMut(&[u8], &[u8]) -> io::Result<bool>,
     ) -> io::Result<()> {
         let mut memory = memory.range::<[u8], _>(borrowed(&range));
-        let mut stored = self.stored_range(stored, range);
+        let mut stored = stored.range(range);
         let mut memory_head = memory.next();
         let mut stored_head = stored.next().transpose()?;
         loop {
@@ -308,7 +389,7 @@ impl Layered {
     fn last_with(
         &self,
         memory: &Writes,
-        stored: &fjall::Snapshot,
+        stored: &Pinned,
         range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
     ) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
         let in_memory = memory
@@ -316,7 +397,7 @@ impl Layered {
             .rev()
             .find_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())));
         let mut in_store = None;
-        for item in self.stored_range(stored, range).rev() {
+        for item in stored.range(range).rev() {
             let (key, value) = item?;
             match memory.get(key.as_ref()) {
                 // Removed (or rewritten) since the checkpoint: memory decides.
@@ -368,8 +449,9 @@ impl Layered {
             };
             layers.frozen.iter().take(end + 1).cloned().collect()
         };
+        let store = self.store();
         for layer in &due {
-            let mut batch = self.db.batch();
+            let mut batch = store.db.batch();
             // A value waiting for the ones a later key may append to it.
             let mut open: Option<(&[u8], Vec<u8>)> = None;
             for (key, value) in &layer.writes {
@@ -380,22 +462,22 @@ impl Layered {
                     continue;
                 }
                 if let Some((first, joined)) = open.take() {
-                    batch.insert(&self.tree, first, joined);
+                    batch.insert(&store.tree, first, joined);
                 }
                 match value {
                     Some(value) => open = Some((key.as_slice(), value.clone())),
-                    None => batch.remove(&self.tree, key.as_slice()),
+                    None => batch.remove(&store.tree, key.as_slice()),
                 }
             }
             if let Some((first, joined)) = open {
-                batch.insert(&self.tree, first, joined);
+                batch.insert(&store.tree, first, joined);
             }
             for (key, value) in &layer.marks {
-                batch.insert(&self.tree, *key, value.as_slice());
+                batch.insert(&store.tree, *key, value.as_slice());
             }
             batch.commit().map_err(store_error)?;
         }
-        self.sync()?;
+        store.sync()?;
         {
             let mut layers = write(&self.layers);
             for layer in &due {
@@ -410,15 +492,6 @@ impl Layered {
         Ok(())
     }
 
-    /// Forgets everything in memory (a snapshot replaces the whole state).
-    pub(crate) fn clear(&self) {
-        let _one_at_a_time = self
-            .writing
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *write(&self.layers) = Layers::default();
-    }
-
     /// Entries in memory not yet in a durable checkpoint.
     pub(crate) fn unsaved(&self) -> usize {
         let layers = read(&self.layers);
@@ -428,9 +501,74 @@ impl Layered {
     /// Makes what the store holds durable: an fdatasync of its journal (the store syncs the
     /// tables it flushes from it before it lets a journal go).
     pub(crate) fn sync(&self) -> io::Result<()> {
+        self.store().sync()
+    }
+}
+
+impl Store {
+    fn sync(&self) -> io::Result<()> {
         self.db
             .persist(fjall::PersistMode::SyncData)
             .map_err(store_error)
+    }
+}
+
+/// Bytes of one batch when a snapshot is written into a fresh store.
+const INSTALL_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// Writes `pairs` into `store` in batches of about [`INSTALL_BATCH_BYTES`] and makes them
+/// durable; answers how many there were.
+fn fill(
+    store: &Store,
+    pairs: impl Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>,
+) -> io::Result<u64> {
+    let mut written = 0;
+    let mut batch = store.db.batch();
+    let mut batch_bytes = 0;
+    for pair in pairs {
+        let (key, value) = pair?;
+        batch_bytes += key.len() + value.len();
+        batch.insert(&store.tree, key, value);
+        written += 1;
+        if batch_bytes >= INSTALL_BATCH_BYTES {
+            batch.commit().map_err(store_error)?;
+            batch = store.db.batch();
+            batch_bytes = 0;
+        }
+    }
+    batch.commit().map_err(store_error)?;
+    store
+        .db
+        .persist(fjall::PersistMode::SyncAll)
+        .map_err(store_error)?;
+    Ok(written)
+}
+
+/// Closes a replaced store once nothing reads it any more (a scan, a snapshot being sent)
+/// and removes its directory, on a thread of its own; a process that stops first leaves the
+/// directory to the next open.
+fn retire(replaced: Arc<Store>) {
+    let retiring = std::thread::Builder::new()
+        .name("tandem-retire".into())
+        .spawn(move || {
+            let mut replaced = replaced;
+            let store = loop {
+                match Arc::try_unwrap(replaced) {
+                    Ok(store) => break store,
+                    Err(shared) => {
+                        replaced = shared;
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                }
+            };
+            let dir = store.dir.clone();
+            drop(store);
+            if let Err(error) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(%error, dir = %dir.display(), "a replaced checkpoint stays until the next start");
+            }
+        });
+    if let Err(error) = retiring {
+        tracing::warn!(%error, "a replaced checkpoint stays until the next start");
     }
 }
 
@@ -439,7 +577,7 @@ impl Layered {
 /// made durable, and renamed into place; only then does sled's directory go. A crash at any
 /// point leaves either sled whole (the copy is redone) or the store whole (sled's leftovers
 /// are removed). Answers the keys copied, if there was anything to move.
-pub(crate) fn move_from_sled(sled_dir: &Path, path: &Path) -> io::Result<Option<usize>> {
+pub(crate) fn move_from_sled(sled_dir: &Path, path: &Path) -> io::Result<Option<u64>> {
     let copying = path.with_extension("copying");
     if !sled_dir.join("db").exists() {
         return Ok(None);
@@ -464,25 +602,15 @@ pub(crate) fn move_from_sled(sled_dir: &Path, path: &Path) -> io::Result<Option<
             other => io::Error::other(other),
         })?;
     let copied = {
-        let store = Layered::open(&copying, 64 * 1024 * 1024)?;
-        let mut copied = 0;
-        let mut batch = store.db.batch();
-        let mut batch_bytes = 0;
-        for item in sled.iter() {
-            let (key, value) = item.map_err(io::Error::other)?;
-            batch_bytes += key.len() + value.len();
-            batch.insert(&store.tree, key.to_vec(), value.to_vec());
-            copied += 1;
-            // Bounded batches: the copy is made whole by the rename, not by one batch.
-            if batch_bytes >= 64 * 1024 * 1024 {
-                batch.commit().map_err(store_error)?;
-                batch = store.db.batch();
-                batch_bytes = 0;
-            }
-        }
-        batch.commit().map_err(store_error)?;
-        store.sync()?;
-        copied
+        let store = Store::open(&copying, 64 * 1024 * 1024)?;
+        // Bounded batches: the copy is made whole by the rename, not by one batch.
+        fill(
+            &store,
+            sled.iter().map(|item| {
+                item.map(|(key, value)| (key.to_vec(), value.to_vec()))
+                    .map_err(io::Error::other)
+            }),
+        )?
     };
     drop(sled);
     std::fs::rename(&copying, path)?;
@@ -527,7 +655,8 @@ mod tests {
 
     fn temporary() -> (tempfile::TempDir, Layered) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let layered = Layered::open(dir.path(), 8 * 1024 * 1024).expect("store opens");
+        let layered =
+            Layered::open(&dir.path().join("checkpoint"), 8 * 1024 * 1024).expect("store opens");
         (dir, layered)
     }
 
@@ -609,7 +738,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let large = vec![7u8; 64 * 1024];
         {
-            let layered = Layered::open(dir.path(), 8 * 1024 * 1024).expect("store opens");
+            let layered = Layered::open(&dir.path().join("checkpoint"), 8 * 1024 * 1024)
+                .expect("store opens");
             let mut batch = Writes::new();
             batch.insert(key(1), Some(large.clone()));
             batch.insert(key(2), Some(vec![2]));
@@ -617,15 +747,52 @@ mod tests {
             let frozen = layered.freeze(1, vec![(b"m:applied", vec![1])]);
             layered.checkpoint(&frozen).expect("checkpoint");
         }
-        let layered = Layered::open(dir.path(), 8 * 1024 * 1024).expect("store reopens");
+        let layered =
+            Layered::open(&dir.path().join("checkpoint"), 8 * 1024 * 1024).expect("store reopens");
         assert_eq!(layered.stored(&key(1)).unwrap(), Some(large));
         assert_eq!(layered.stored(&key(2)).unwrap(), Some(vec![2]));
         assert_eq!(layered.stored(b"m:applied").unwrap(), Some(vec![1]));
+        // A snapshot installed: a fresh directory holds only what it brought, and stays the
+        // current one across a reopen.
+        let replaced = layered.dir();
         layered
-            .replace_stored([(key(3), vec![3])])
-            .expect("replace");
+            .install([Ok((key(3), vec![3]))].into_iter())
+            .expect("install");
+        assert_ne!(layered.dir(), replaced);
         assert_eq!(layered.stored(&key(1)).unwrap(), None);
         assert_eq!(layered.stored(&key(3)).unwrap(), Some(vec![3]));
+        let installed = layered.dir();
+        drop(layered);
+        let layered =
+            Layered::open(&dir.path().join("checkpoint"), 8 * 1024 * 1024).expect("store reopens");
+        assert_eq!(layered.dir(), installed);
+        assert_eq!(layered.stored(&key(3)).unwrap(), Some(vec![3]));
+        assert!(!replaced.exists(), "the replaced directory is gone");
+    }
+
+    /// An install whose records fail half-way (a stream not whole, a disk error) switches to
+    /// nothing: the state is what it was, and the fresh directory is gone.
+    #[test]
+    fn an_install_that_fails_half_way_changes_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let layered =
+            Layered::open(&dir.path().join("checkpoint"), 8 * 1024 * 1024).expect("store opens");
+        let mut batch = Writes::new();
+        batch.insert(key(1), Some(vec![1]));
+        layered.apply(batch);
+        let frozen = layered.freeze(1, vec![(b"m:applied", vec![1])]);
+        layered.checkpoint(&frozen).expect("checkpoint");
+        let before = layered.dir();
+        let failing = [
+            Ok((key(2), vec![2])),
+            Err(io::Error::new(io::ErrorKind::UnexpectedEof, "cut")),
+        ];
+        assert!(layered.install(failing.into_iter()).is_err());
+        assert_eq!(layered.dir(), before);
+        assert_eq!(layered.get(&key(1)).unwrap(), Some(vec![1]));
+        assert_eq!(layered.get(&key(2)).unwrap(), None);
+        assert!(!dir.path().join("checkpoint-1").exists());
+        assert!(!dir.path().join("checkpoint.current").exists());
     }
 
     /// A checkpoint leaves nothing in memory and the store holds its writes and marks.

@@ -24,6 +24,10 @@
 //! - `checkpoint.rs`: the checkpoint store: applies go to memory, and a checkpoint writes
 //!   everything up to one log index to fjall in one batch with `last_applied` and syncs it
 //!   before the log may be purged up to it; older data directories' sled is moved into it.
+//!   `dirs.rs`: which directory holds it (a snapshot installed is written into a fresh one,
+//!   switched to by one rename).
+//! - `snapshot.rs`: a snapshot's data as it travels: a stream of records read from the store
+//!   pinned at one index, or spooled into a file, never whole in memory.
 //! - `engine/`: the single-voter Raft node (`mod.rs`), its config, its errors, the committer
 //!   that group-commits and the answering task (`commit.rs`), the checkpoint timer, backup
 //!   and restore; `network.rs`: the Raft network (none for a single voter; replication fills it);
@@ -42,6 +46,8 @@ pub mod codec;
 #[cfg(not(loom))]
 mod directory;
 #[cfg(not(loom))]
+mod dirs;
+#[cfg(not(loom))]
 pub mod engine;
 #[cfg(not(loom))]
 pub mod faults;
@@ -56,6 +62,8 @@ pub mod network;
 pub mod pan_key;
 #[cfg(not(loom))]
 pub mod settings;
+#[cfg(not(loom))]
+pub mod snapshot;
 #[cfg(not(loom))]
 pub mod state_machine;
 #[cfg(not(loom))]

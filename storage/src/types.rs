@@ -5,7 +5,6 @@
 //! the indexes need, so the state machine applies it without decoding events.
 
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
 use tandem_core::{AccountId, CardId};
 
 /// One account's events within a batch.
@@ -80,6 +79,7 @@ openraft::declare_raft_types!(
     pub TandemRaft:
         D = LogBatch,
         R = BatchApplied,
+        SnapshotData = crate::snapshot::SnapshotData,
 );
 
 pub type NodeId = u64;
@@ -87,10 +87,6 @@ pub type LogId = openraft::LogId<NodeId>;
 pub type Vote = openraft::Vote<NodeId>;
 pub type Entry = openraft::Entry<TandemRaft>;
 pub type StorageError = openraft::StorageError<NodeId>;
-
-/// Keeps the default snapshot type's import in use (openraft's macro names it unqualified).
-#[allow(dead_code)]
-type SnapshotBytes = Cursor<Vec<u8>>;
 
 impl AccountRecord {
     /// The record for `events` an account decided, starting at its sequence number
@@ -171,6 +167,7 @@ openraft::declare_raft_types!(
     pub(crate) TandemRaftFormat1:
         D = LogBatchFormat1,
         R = BatchApplied,
+        SnapshotData = crate::snapshot::SnapshotData,
 );
 
 impl From<AccountRecordFormat1> for AccountRecord {
@@ -257,6 +254,7 @@ openraft::declare_raft_types!(
     pub(crate) TandemRaftFormat2:
         D = LogBatchFormat2,
         R = BatchApplied,
+        SnapshotData = crate::snapshot::SnapshotData,
 );
 
 /// An entry as log format 2 wrote it (its settings are dropped: format 2 had none), for

@@ -973,3 +973,63 @@ fn the_time_floor_follows_committed_entries_across_restarts() {
         engine.shutdown().await;
     });
 }
+
+/// A snapshot handed out to be sent (or backed up) reads the state at its index while writes
+/// go on, and holds every checkpoint while it is held: openraft purges the log after each
+/// one, and a purge past the snapshot would leave its follower short of the entries after it.
+#[test]
+fn a_snapshot_being_sent_reads_its_index_and_holds_the_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let config = EngineConfig {
+            snapshot_every_entries: 2,
+            checkpoint_every: std::time::Duration::from_millis(20),
+            ..EngineConfig::new(dir.path())
+        };
+        let engine = Engine::open(config).await.unwrap();
+        engine
+            .submit_settings(vec![setting("a", Some("1"))])
+            .await
+            .unwrap()
+            .unwrap();
+        engine.checkpoint().await.unwrap();
+        let held = engine.raft().metrics().borrow().snapshot;
+        let snapshot = engine.raft().get_snapshot().await.unwrap().unwrap();
+        let index = snapshot.meta.last_log_id.unwrap().index;
+        for i in 0..10 {
+            engine
+                .submit_settings(vec![setting(&format!("b{i}"), Some("2"))])
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            engine.raft().metrics().borrow().snapshot,
+            held,
+            "no checkpoint while a snapshot is held, 10 entries and 15 periods later"
+        );
+        let records: Vec<(Vec<u8>, Vec<u8>)> = snapshot
+            .snapshot
+            .records()
+            .unwrap()
+            .collect::<std::io::Result<_>>()
+            .unwrap();
+        assert!(records.iter().any(|(key, _)| key == b"s:a"));
+        assert!(
+            !records.iter().any(|(key, _)| key.starts_with(b"s:b")),
+            "the snapshot is the state at its index, not what came after"
+        );
+        drop(snapshot);
+        engine
+            .raft()
+            .wait(Some(std::time::Duration::from_secs(10)))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= index + 10),
+                "checkpoints resume once the snapshot is let go",
+            )
+            .await
+            .unwrap();
+        engine.shutdown().await;
+    });
+}

@@ -11,9 +11,9 @@ impl Engine {
         if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
             return Err(BackupError::NotEmpty(dir.display().to_string()));
         }
-        // openraft builds the image on the state machine's task, between two applies: it is
-        // the state exactly at the log index it names, which covers every answer given
-        // before this call.
+        // openraft asks the state machine on its task, between two applies: the store is
+        // pinned right after a checkpoint, the state exactly at the log index it names, which
+        // covers every answer given before this call; it is streamed to the file from there.
         let snapshot = self
             .raft
             .get_snapshot()
@@ -21,15 +21,19 @@ impl Engine {
             .map_err(|e| BackupError::Raft(e.to_string()))?
             .ok_or_else(|| BackupError::Raft("nothing has been applied yet".into()))?;
         let covers = snapshot.meta.last_log_id.map_or(0, |l| l.index);
-        let snapshot = crate::state_machine::encode_snapshot(snapshot)?;
         std::fs::create_dir_all(dir)?;
-        write_copy(&dir.join(BACKUP_SNAPSHOT), &snapshot)?;
+        let path = dir.join(BACKUP_SNAPSHOT);
+        let written = tokio::task::spawn_blocking(move || {
+            crate::state_machine::write_backup(&snapshot, &path)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
         let key = std::fs::read(data_dir.join(crate::pan_key::PAN_KEY_FILE))?;
         write_copy(&dir.join(crate::pan_key::PAN_KEY_FILE), &key)?;
         std::fs::File::open(dir)?.sync_all()?;
         Ok(BackupInfo {
             covers_index: covers,
-            bytes: snapshot.len() as u64 + key.len() as u64,
+            bytes: written + key.len() as u64,
         })
     }
 }
@@ -72,7 +76,13 @@ pub async fn restore(backup: &Path, data_dir: &Path) -> Result<u64, BackupError>
     if data_dir.exists() && std::fs::read_dir(data_dir)?.next().is_some() {
         return Err(BackupError::NotEmpty(data_dir.display().to_string()));
     }
-    let snapshot = std::fs::read(backup.join(BACKUP_SNAPSHOT))?;
+    let snapshot = backup.join(BACKUP_SNAPSHOT);
+    if !snapshot.exists() {
+        return Err(BackupError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} holds no {BACKUP_SNAPSHOT}", backup.display()),
+        )));
+    }
     let key = std::fs::read(backup.join(crate::pan_key::PAN_KEY_FILE))?;
     std::fs::create_dir_all(data_dir)?;
     write_copy(&data_dir.join(crate::pan_key::PAN_KEY_FILE), &key)?;

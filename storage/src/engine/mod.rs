@@ -50,7 +50,7 @@ use self::commit::{Submission, answer_loop, commit_loop};
 pub use self::config::EngineConfig;
 use self::errors::refused;
 pub use self::errors::{CommitError, OpenError};
-use self::timer::checkpoint_timer;
+use self::timer::{Cadence, checkpoint_timer};
 use crate::network::{LeaderReadIndex, NoNetwork};
 
 /// A single node's id in its Raft group (and the id an existing single node keeps as node 1
@@ -263,6 +263,7 @@ impl Engine {
         )
         .await?;
         let reader = machine.reader();
+        let sends = machine.snapshot_sends();
         let fresh = log.state().0.is_none()
             && reader
                 .applied()
@@ -273,7 +274,9 @@ impl Engine {
             heartbeat_interval: 250,
             election_timeout_min: 500,
             election_timeout_max: 1_000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+            // The checkpoint timer asks for every checkpoint, by entries and by time, and
+            // holds them while a snapshot is being sent (`timer.rs`).
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: config.log_kept_after_checkpoint,
             // A snapshot is streamed whole within one deadline.
             install_snapshot_timeout: 30_000,
@@ -324,8 +327,12 @@ impl Engine {
         let leadership = tokio::spawn(cluster::watch_leadership(raft.clone()));
         let checkpoints = tokio::spawn(checkpoint_timer(
             raft.clone(),
-            config.checkpoint_every,
+            Cadence {
+                every: config.checkpoint_every,
+                every_entries: config.snapshot_every_entries,
+            },
             reader.accounts_shared(),
+            sends,
         ));
         Ok(Engine {
             raft,

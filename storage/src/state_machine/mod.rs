@@ -45,9 +45,9 @@
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, OptionalSend, StorageIOError, StoredMembership};
 use serde::{Deserialize, Serialize};
-use std::io::{self, Cursor};
+use std::io;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -65,8 +65,7 @@ mod raft;
 mod reader;
 
 use self::format1::moves_a_format1_expiry;
-pub use self::raft::{CheckpointBuilder, encode_snapshot};
-use self::raft::{SnapshotImage, StoredSnapshot};
+pub use self::raft::{BACKUP_MAGIC, CheckpointBuilder, write_backup};
 pub use self::reader::{LoadError, StateReader};
 use crate::directory::{Directory, NewLinks};
 use crate::keys::*;
@@ -93,6 +92,10 @@ pub struct StateMachine {
     /// openraft asks for the current snapshot once at start, only for its meta; see
     /// `get_current_snapshot`.
     startup_asked: bool,
+    /// Snapshots being sent now (the checkpoint timer waits for them).
+    sends: crate::snapshot::SnapshotSends,
+    /// Where snapshots being received are spooled: the data directory.
+    spool_dir: PathBuf,
 }
 
 /// Checkpoint store settings Tandem sets explicitly (the server's `--checkpoint-cache-bytes`
@@ -135,6 +138,8 @@ impl StateMachine {
         // The `w:` keys of older data directories (see the module docs).
         store.remove_stored_prefix(OLD_EXPIRY_POINTERS)?;
         let directory = Arc::new(Directory::new(settings.directory_cache_entries));
+        let spool_dir = path.parent().unwrap_or(Path::new(".")).to_owned();
+        crate::snapshot::SnapshotData::remove_spools_in(&spool_dir)?;
         // What a restart spends where, for whoever reads a slow one's log.
         tracing::info!(
             store_ms,
@@ -151,6 +156,8 @@ impl StateMachine {
             membership: Membership::default(),
             format1_expiries: None,
             startup_asked: false,
+            sends: Default::default(),
+            spool_dir,
         };
         machine.applied = match machine.store.stored(APPLIED)? {
             Some(bytes) => codec::decode_value(&bytes).map_err(io::Error::other)?,
@@ -212,6 +219,11 @@ impl StateMachine {
         self.store.sync()
     }
 
+    /// The snapshots being sent now, counted (the checkpoint timer waits while any is).
+    pub fn snapshot_sends(&self) -> crate::snapshot::SnapshotSends {
+        self.sends.clone()
+    }
+
     /// Applied writes held in memory, not yet in a durable checkpoint.
     pub fn unsaved(&self) -> usize {
         self.store.unsaved()
@@ -219,16 +231,6 @@ impl StateMachine {
 }
 
 impl StateMachine {
-    fn image(&self) -> io::Result<Vec<u8>> {
-        let mut pairs = Vec::new();
-        self.store
-            .scan((Bound::Unbounded, Bound::Unbounded), |key, value| {
-                pairs.push((key.to_vec(), value.to_vec()));
-                Ok(true)
-            })?;
-        postcard::to_allocvec(&SnapshotImage { pairs }).map_err(io::Error::other)
-    }
-
     fn meta(&self) -> SnapshotMeta<NodeId, openraft::BasicNode> {
         SnapshotMeta {
             last_log_id: self.applied,
@@ -242,14 +244,13 @@ impl StateMachine {
         }
     }
 
-    /// Restores a backup (a [`StoredSnapshot`], what [`encode_snapshot`] writes) into this
-    /// fresh state.
-    pub async fn restore(&mut self, backup: &[u8]) -> io::Result<Option<LogId>> {
-        let stored: StoredSnapshot = postcard::from_bytes(backup)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        self.install_snapshot(&stored.meta, Box::new(Cursor::new(stored.data)))
+    /// Restores the backup file at `path` (what [`write_backup`] writes, or a backup of
+    /// an earlier version) into this fresh state.
+    pub async fn restore(&mut self, path: &Path) -> io::Result<Option<LogId>> {
+        let (meta, data) = raft::read_backup(path, &self.spool_dir)?;
+        self.install_snapshot(&meta, Box::new(data))
             .await
             .map_err(io::Error::other)?;
-        Ok(stored.meta.last_log_id)
+        Ok(meta.last_log_id)
     }
 }

@@ -1,28 +1,86 @@
 //! The openraft seam: the state machine trait, the checkpoint builder (a snapshot is the
-//! checkpoint at one log index), the snapshot image and the backup file's encoding.
+//! checkpoint at one log index, `snapshot.rs` its data) and the backup file.
 
 use super::*;
+use crate::snapshot::SnapshotData;
 
-/// A snapshot as openraft ships it: every key and value of the state.
+/// A snapshot as a backup of an earlier version held it, whole: every key and value.
 #[derive(Serialize, Deserialize)]
 pub(super) struct SnapshotImage {
     pub(super) pairs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// A snapshot as a backup file holds it: meta and image.
+/// A backup file of an earlier version: meta and image.
 #[derive(Serialize, Deserialize)]
 pub(super) struct StoredSnapshot {
     pub(super) meta: SnapshotMeta<NodeId, openraft::BasicNode>,
     pub(super) data: Vec<u8>,
 }
 
-/// Encodes a snapshot openraft handed out (`Raft::get_snapshot`) as a backup file.
-pub fn encode_snapshot(snapshot: Snapshot<TandemRaft>) -> io::Result<Vec<u8>> {
-    postcard::to_allocvec(&StoredSnapshot {
-        meta: snapshot.meta,
-        data: snapshot.snapshot.into_inner(),
-    })
-    .map_err(io::Error::other)
+/// What a backup file starts with: then the meta's length (a big-endian `u32`), the meta,
+/// and the snapshot stream (`snapshot.rs`).
+pub const BACKUP_MAGIC: [u8; 8] = *b"TDMBACK2";
+
+/// The most bytes a backup's meta may take (it is a log id and a membership).
+const BACKUP_META_BYTES_MAX: u32 = 16 * 1024 * 1024;
+
+/// Writes a snapshot openraft handed out (`Raft::get_snapshot`) to a new backup file at
+/// `path` (mode 0600), streamed from the store, and syncs it; answers its size. Blocking.
+pub fn write_backup(snapshot: &Snapshot<TandemRaft>, path: &Path) -> io::Result<u64> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let meta = postcard::to_allocvec(&snapshot.meta).map_err(io::Error::other)?;
+    let meta_len = u32::try_from(meta.len()).map_err(io::Error::other)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    let mut out = std::io::BufWriter::with_capacity(1024 * 1024, file);
+    out.write_all(&BACKUP_MAGIC)?;
+    out.write_all(&meta_len.to_be_bytes())?;
+    out.write_all(&meta)?;
+    snapshot.snapshot.write_to(&mut out)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    file.metadata().map(|m| m.len())
+}
+
+/// The meta and data of the backup file at `path`. A backup of an earlier version (one
+/// postcard image) is converted into a stream spooled in `spool_dir` first.
+pub(super) fn read_backup(
+    path: &Path,
+    spool_dir: &Path,
+) -> io::Result<(SnapshotMeta<NodeId, openraft::BasicNode>, SnapshotData)> {
+    use std::io::Read;
+    let invalid = |e: postcard::Error| io::Error::new(io::ErrorKind::InvalidData, e);
+    let mut file = std::fs::File::open(path)?;
+    let mut magic = [0u8; 8];
+    let new = file.read_exact(&mut magic).is_ok() && magic == BACKUP_MAGIC;
+    if new {
+        let mut len = [0u8; 4];
+        file.read_exact(&mut len)?;
+        let len = u32::from_be_bytes(len);
+        if len > BACKUP_META_BYTES_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a backup's meta cannot be that long",
+            ));
+        }
+        let mut meta = vec![0u8; len as usize];
+        file.read_exact(&mut meta)?;
+        let meta = postcard::from_bytes(&meta).map_err(invalid)?;
+        let data = SnapshotData::file(path, 12 + u64::from(len));
+        return Ok((meta, data));
+    }
+    let stored: StoredSnapshot = postcard::from_bytes(&std::fs::read(path)?).map_err(invalid)?;
+    let image: SnapshotImage = postcard::from_bytes(&stored.data).map_err(invalid)?;
+    let mut stream = Vec::new();
+    crate::snapshot::write_stream(&mut stream, image.pairs.into_iter().map(Ok))?;
+    let mut data = SnapshotData::spool_in(spool_dir)?;
+    data.append(&stream)?;
+    data.finish()?;
+    Ok((stored.meta, data))
 }
 
 /// A checkpoint (what openraft calls building a snapshot): the writes applied up to one log
@@ -60,7 +118,8 @@ impl RaftSnapshotBuilder<TandemRaft> for CheckpointBuilder {
         metrics::histogram!("tandem_checkpoint_seconds").record(started.elapsed().as_secs_f64());
         Ok(Snapshot {
             meta: self.meta.clone(),
-            snapshot: Box::new(Cursor::new(Vec::new())),
+            // openraft keeps only the meta; a snapshot's data is read when one is asked for.
+            snapshot: Box::new(SnapshotData::empty()),
         })
     }
 }
@@ -111,53 +170,70 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        SnapshotData::spool_in(&self.spool_dir)
+            .map(Box::new)
+            .map_err(|e| StorageIOError::write_snapshot(None, &e).into())
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        let image: SnapshotImage = postcard::from_bytes(&data).map_err(|e| {
-            StorageIOError::read_snapshot(Some(meta.signature()), &io::Error::other(e))
+        let started = std::time::Instant::now();
+        let failed = |e: &io::Error| StorageIOError::read_snapshot(Some(meta.signature()), e);
+        let marks = [
+            (APPLIED, encoded(&meta.last_log_id)),
+            (MEMBERSHIP, encoded(&meta.last_membership)),
+        ]
+        .into_iter()
+        .map(|(key, value)| value.map(|value| (key.to_vec(), value)))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(|e| failed(&e))?;
+        // The store is replaced whole, from the stream, on a blocking thread; memory with it.
+        let store = self.store.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let records = snapshot.records()?.filter(|pair| {
+                !pair.as_ref().is_ok_and(|(key, _)| {
+                    // An image from an older node may hold expiry pointers (module docs);
+                    // the marks are the meta's.
+                    key.starts_with(OLD_EXPIRY_POINTERS)
+                        || key.as_slice() == APPLIED
+                        || key.as_slice() == MEMBERSHIP
+                })
+            });
+            store.install(records.chain(marks.into_iter().map(Ok)))
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|written| written)
+        .map_err(|e| {
+            tracing::error!(error = %e, index = ?meta.last_log_id, "installing a snapshot failed");
+            failed(&e)
         })?;
-        // The image replaces everything: what is in memory and what the store holds.
-        self.store.clear();
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        let marks = [
-            (APPLIED, encoded(&self.applied)),
-            (MEMBERSHIP, encoded(&self.membership)),
-        ];
-        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = image
-            .pairs
-            .into_iter()
-            // An image from an older node may hold expiry pointers (see the module docs).
-            .filter(|(key, _)| !key.starts_with(OLD_EXPIRY_POINTERS))
-            .collect();
-        for (key, value) in marks {
-            let value = value.map_err(|e| StorageIOError::write(&e))?;
-            pairs.push((key.to_vec(), value));
-        }
-        self.store
-            .replace_stored(pairs)
-            .map_err(|e| StorageIOError::write(&e))?;
         self.directory.forget();
         self.format1_expiries = None;
         self.accounts.clear();
         self.load_settings()
             .and_then(|()| self.load_time_floor())
             .map_err(|e| StorageIOError::read_state_machine(&e))?;
+        tracing::info!(
+            index = ?meta.last_log_id,
+            keys = written,
+            ms = started.elapsed().as_millis(),
+            dir = %self.store.dir().display(),
+            "snapshot installed into a fresh checkpoint directory"
+        );
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TandemRaft>>, StorageError> {
         // At start openraft only wants the last snapshot's meta, and rebuilds it through the
-        // builder (a sync, no copy) when the log was purged; an image of the whole state
-        // there would cost O(state) at every start.
+        // builder (a sync, no copy) when the log was purged; reading the state there would
+        // cost O(state) at every start.
         if !self.startup_asked {
             self.startup_asked = true;
             return Ok(None);
@@ -165,14 +241,24 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
         if self.applied.is_none() {
             return Ok(None);
         }
-        // This runs on the state machine's task, between applies: the image is exactly the
-        // state at `applied`.
-        let data = self
-            .image()
-            .map_err(|e| StorageIOError::read_state_machine(&e))?;
+        // On the state machine's task, between applies: a checkpoint at `applied` puts
+        // everything applied in the store, and the store pinned right after it is exactly
+        // the state at `applied`, read as it is sent while the store goes on. Checkpoints
+        // wait while it is held (`SnapshotSends`), so the log is not purged past it.
+        let hold = self.sends.hold();
+        let builder = self.get_snapshot_builder().await;
+        let (store, frozen) = (self.store.clone(), builder.frozen.clone());
+        let view = tokio::task::spawn_blocking(move || {
+            store.checkpoint(&frozen)?;
+            Ok::<_, io::Error>(store.pinned())
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|pinned| pinned)
+        .map_err(|e| StorageIOError::read_state_machine(&e))?;
         Ok(Some(Snapshot {
-            meta: self.meta(),
-            snapshot: Box::new(Cursor::new(data)),
+            meta: builder.meta,
+            snapshot: Box::new(SnapshotData::pinned(view, hold)),
         }))
     }
 }
