@@ -450,6 +450,20 @@ mod tests {
             longer.push(0);
             prop_assert!(read_all(&longer).is_err());
         }
+
+        /// Bytes from outside (a peer, a backup file), whatever they are, are read or refused
+        /// with an error: never a panic, never a length taken on trust.
+        #[test]
+        fn any_bytes_are_read_or_refused(
+            tail in proptest::collection::vec(any::<u8>(), 0..200),
+            magic in any::<bool>(),
+        ) {
+            let mut bytes = if magic { MAGIC.to_vec() } else { Vec::new() };
+            bytes.extend_from_slice(&tail);
+            if let Ok(pairs) = read_all(&bytes) {
+                prop_assert_eq!(stream_of(&pairs), bytes);
+            }
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
