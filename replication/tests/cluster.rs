@@ -94,6 +94,20 @@ fn node(nodes: &[Option<Node>], id: u64) -> &Engine {
     &nodes[(id - 1) as usize].as_ref().expect("running").engine
 }
 
+/// Waits until `follower` has applied what `leader` has, then compares their states' digests.
+async fn holds_the_leaders_state(nodes: &[Option<Node>], follower: u64, leader: u64, when: &str) {
+    let applied = node(nodes, leader).raft().metrics().borrow().last_applied;
+    eventually(&format!("the same index applied {when}"), || {
+        node(nodes, follower).raft().metrics().borrow().last_applied == applied
+    })
+    .await;
+    assert_eq!(
+        node(nodes, follower).reader().digest().unwrap(),
+        node(nodes, leader).reader().digest().unwrap(),
+        "the follower's state {when} is the leader's"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_elect_one_leader_replicate_and_catch_up_by_snapshot() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -220,16 +234,7 @@ async fn three_members_elect_one_leader_replicate_and_catch_up_by_snapshot() {
             .is_some_and(|s| s.index >= purged)
     })
     .await;
-    let applied = node(&nodes, leader).raft().metrics().borrow().last_applied;
-    eventually("the same index applied", || {
-        node(&nodes, lagging).raft().metrics().borrow().last_applied == applied
-    })
-    .await;
-    assert_eq!(
-        node(&nodes, lagging).reader().digest().unwrap(),
-        node(&nodes, leader).reader().digest().unwrap(),
-        "the follower's state is the leader's"
-    );
+    holds_the_leaders_state(&nodes, lagging, leader, "after the install").await;
     // It was installed into a fresh checkpoint directory, switched to by the pointer file;
     // the spool and the replaced directory are gone.
     let data_dir = dirs[(lagging - 1) as usize].path();
@@ -253,15 +258,7 @@ async fn three_members_elect_one_leader_replicate_and_catch_up_by_snapshot() {
     restarted.engine.shutdown().await;
     let listener = tokio::net::TcpListener::bind(address).await.unwrap();
     nodes[(lagging - 1) as usize] = Some(member(data_dir, lagging, listener).await);
-    eventually("the same index applied after a restart", || {
-        node(&nodes, lagging).raft().metrics().borrow().last_applied == applied
-    })
-    .await;
-    assert_eq!(
-        node(&nodes, lagging).reader().digest().unwrap(),
-        node(&nodes, leader).reader().digest().unwrap(),
-        "the follower's state after a restart is the leader's"
-    );
+    holds_the_leaders_state(&nodes, lagging, leader, "after a restart").await;
     for n in nodes.into_iter().flatten() {
         n.server.abort();
         n.engine.shutdown().await;
