@@ -57,6 +57,9 @@ pub(crate) struct Layered {
     store: RwLock<Arc<Store>>,
     dirs: Dirs,
     cache_bytes: u64,
+    /// The log index of the last layer written to the store ([`UNKNOWN`] before the first
+    /// and after an install).
+    stored_through: std::sync::atomic::AtomicU64,
     layers: RwLock<Layers>,
     /// One checkpoint writes at a time, in freezing order.
     writing: Mutex<()>,
@@ -197,6 +200,7 @@ impl Layered {
             store: RwLock::new(Arc::new(store)),
             dirs,
             cache_bytes,
+            stored_through: UNKNOWN.into(),
             layers: RwLock::default(),
             writing: Mutex::new(()),
             observer: None,
@@ -305,6 +309,8 @@ impl Layered {
         let replaced = {
             let mut layers = write(&self.layers);
             *layers = Layers::default();
+            self.stored_through
+                .store(UNKNOWN, std::sync::atomic::Ordering::Release);
             std::mem::replace(&mut *write(&self.store), Arc::new(store))
         };
         retire(replaced);
@@ -441,6 +447,33 @@ impl Layered {
             .writing
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.write_through(through)
+    }
+
+    /// Checkpoints through `through` and pins the store right after, before any later layer
+    /// can be written: exactly the state at `through`'s index (a snapshot being sent). If a
+    /// later layer reached the store first, the state at that index is gone from it, and
+    /// this says so (a new snapshot is then asked for). Blocking.
+    pub(crate) fn pinned_at(&self, through: &Arc<Frozen>) -> io::Result<Pinned> {
+        let _one_at_a_time = self
+            .writing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.write_through(through)?;
+        let stored = self
+            .stored_through
+            .load(std::sync::atomic::Ordering::Acquire);
+        if stored != through.index {
+            return Err(io::Error::other(format!(
+                "the store has moved on to index {stored}, past the snapshot's {}: ask for a new one",
+                through.index
+            )));
+        }
+        Ok(self.pinned())
+    }
+
+    /// [`Layered::checkpoint`], with the writing lock held.
+    fn write_through(&self, through: &Arc<Frozen>) -> io::Result<()> {
         let due: Vec<Arc<Frozen>> = {
             let layers = read(&self.layers);
             let Some(end) = layers.frozen.iter().position(|l| Arc::ptr_eq(l, through)) else {
@@ -478,6 +511,8 @@ impl Layered {
             batch.commit().map_err(store_error)?;
         }
         store.sync()?;
+        self.stored_through
+            .store(through.index, std::sync::atomic::Ordering::Release);
         {
             let mut layers = write(&self.layers);
             for layer in &due {
@@ -512,6 +547,9 @@ impl Store {
             .map_err(store_error)
     }
 }
+
+/// [`Layered`]'s `stored_through` when no layer was written since the store was opened.
+const UNKNOWN: u64 = u64::MAX;
 
 /// Bytes of one batch when a snapshot is written into a fresh store.
 const INSTALL_BATCH_BYTES: usize = 16 * 1024 * 1024;
@@ -768,6 +806,37 @@ mod tests {
         assert_eq!(layered.dir(), installed);
         assert_eq!(layered.stored(&key(3)).unwrap(), Some(vec![3]));
         assert!(!replaced.exists(), "the replaced directory is gone");
+    }
+
+    /// A snapshot's layer is pinned at its own index or not at all: writes applied after it
+    /// stay out of the pinned store, and once a later layer reached the store first, the
+    /// snapshot is refused (a new one is asked for) rather than read ahead of its index.
+    #[test]
+    fn a_snapshot_is_pinned_at_its_own_index_or_refused() {
+        let (_dir, layered) = temporary();
+        let write = |k: u8, v: u8| {
+            let mut batch = Writes::new();
+            batch.insert(key(k), Some(vec![v]));
+            layered.apply(batch);
+        };
+        write(1, 1);
+        let at_1 = layered.freeze(1, vec![]);
+        write(2, 2);
+        let pinned = layered.pinned_at(&at_1).expect("pinned at 1");
+        let keys: Vec<Vec<u8>> = pinned
+            .range((Bound::Unbounded, Bound::Unbounded))
+            .map(|pair| pair.unwrap().0.to_vec())
+            .collect();
+        assert_eq!(keys, vec![key(1)], "the write after index 1 is not in it");
+        let at_2 = layered.freeze(2, vec![]);
+        write(3, 3);
+        let at_3 = layered.freeze(3, vec![]);
+        layered.checkpoint(&at_3).unwrap();
+        assert!(
+            layered.pinned_at(&at_2).is_err(),
+            "the store is at 3, past 2"
+        );
+        assert!(layered.pinned_at(&at_3).is_ok());
     }
 
     /// An install whose records fail half-way (a stream not whole, a disk error) switches to

@@ -2,7 +2,8 @@
 //! records, never whole in memory.
 //!
 //! A sender reads it from the store pinned right after a checkpoint at that index
-//! ([`crate::checkpoint::Pinned`]); while any such snapshot is held, the checkpoint timer
+//! ([`crate::checkpoint::Pinned`]), the layer frozen there on the state machine's task and
+//! written when the stream is first read, off that task; while any such snapshot is held, the checkpoint timer
 //! waits ([`SnapshotSends`]), so the log is not purged past an index a follower is being
 //! brought to. A receiver spools the stream into a file under the data directory, syncs it
 //! and checks that it is whole before openraft installs it; the install writes a fresh
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::checkpoint::Pinned;
+use crate::checkpoint::{Frozen, Layered, Pinned};
 
 /// What a snapshot stream starts with.
 pub const MAGIC: [u8; 8] = *b"TDMSNAP1";
@@ -69,8 +70,15 @@ enum Source {
     /// No data: what a checkpoint hands openraft, which keeps only its meta (the store is
     /// the snapshot).
     Empty,
-    /// The store at the snapshot's index, being sent.
-    Pinned { view: Pinned, _hold: Hold },
+    /// The store at the snapshot's index, being sent: frozen there on the state machine's
+    /// task, checkpointed and pinned when first read (on the reader's thread, so applies do
+    /// not wait for the checkpoint).
+    Pinned {
+        store: Arc<Layered>,
+        frozen: Arc<Frozen>,
+        view: std::sync::OnceLock<Pinned>,
+        _hold: Hold,
+    },
     /// Bytes arriving into a spool file.
     Spooling {
         file: BufWriter<File>,
@@ -110,9 +118,15 @@ impl SnapshotData {
         }
     }
 
-    pub(crate) fn pinned(view: Pinned, hold: Hold) -> Self {
+    /// The state at `frozen`'s index, read from `store` once it is checkpointed there.
+    pub(crate) fn frozen(store: Arc<Layered>, frozen: Arc<Frozen>, hold: Hold) -> Self {
         Self {
-            source: Source::Pinned { view, _hold: hold },
+            source: Source::Pinned {
+                store,
+                frozen,
+                view: std::sync::OnceLock::new(),
+                _hold: hold,
+            },
         }
     }
 
@@ -199,10 +213,21 @@ impl SnapshotData {
                 "this snapshot carries no data (a checkpoint's handle)",
             )),
             Source::Spooling { .. } => Err(io::Error::other("this snapshot is still arriving")),
-            Source::Pinned { view, .. } => Ok(Box::new(
-                view.range((Bound::Unbounded, Bound::Unbounded))
-                    .map(|pair| pair.map(|(k, v)| (k.to_vec(), v.to_vec()))),
-            )),
+            Source::Pinned {
+                store,
+                frozen,
+                view,
+                ..
+            } => {
+                if view.get().is_none() {
+                    let _ = view.set(store.pinned_at(frozen)?);
+                }
+                let view = view.get().expect("set above");
+                Ok(Box::new(
+                    view.range((Bound::Unbounded, Bound::Unbounded))
+                        .map(|pair| pair.map(|(k, v)| (k.to_vec(), v.to_vec()))),
+                ))
+            }
             Source::File { path, offset, .. } => {
                 let mut file = File::open(path)?;
                 file.seek(SeekFrom::Start(*offset))?;

@@ -241,24 +241,20 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
         if self.applied.is_none() {
             return Ok(None);
         }
-        // On the state machine's task, between applies: a checkpoint at `applied` puts
-        // everything applied in the store, and the store pinned right after it is exactly
-        // the state at `applied`, read as it is sent while the store goes on. Checkpoints
-        // wait while it is held (`SnapshotSends`), so the log is not purged past it.
+        // On the state machine's task, between applies: what is applied is frozen at
+        // `applied`. When the stream is first read (off this task, so applies go on), a
+        // checkpoint writes it to the store, which is pinned right after: exactly the state
+        // at `applied`, read as it is sent while the store goes on. Checkpoints wait while
+        // it is held (`SnapshotSends`), so the log is not purged past it.
         let hold = self.sends.hold();
         let builder = self.get_snapshot_builder().await;
-        let (store, frozen) = (self.store.clone(), builder.frozen.clone());
-        let view = tokio::task::spawn_blocking(move || {
-            store.checkpoint(&frozen)?;
-            Ok::<_, io::Error>(store.pinned())
-        })
-        .await
-        .map_err(io::Error::other)
-        .and_then(|pinned| pinned)
-        .map_err(|e| StorageIOError::read_state_machine(&e))?;
         Ok(Some(Snapshot {
             meta: builder.meta,
-            snapshot: Box::new(SnapshotData::pinned(view, hold)),
+            snapshot: Box::new(SnapshotData::frozen(
+                self.store.clone(),
+                builder.frozen,
+                hold,
+            )),
         }))
     }
 }
