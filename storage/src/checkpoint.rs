@@ -57,12 +57,10 @@ pub(crate) struct Layered {
     store: RwLock<Arc<Store>>,
     dirs: Dirs,
     cache_bytes: u64,
-    /// The log index of the last layer written to the store ([`UNKNOWN`] before the first
-    /// and after an install).
-    stored_through: std::sync::atomic::AtomicU64,
     layers: RwLock<Layers>,
-    /// One checkpoint writes at a time, in freezing order.
-    writing: Mutex<()>,
+    /// One checkpoint writes at a time, in freezing order; it holds the log index of the
+    /// last layer written to the store ([`UNKNOWN`] before the first and after an install).
+    writing: Mutex<u64>,
     observer: Option<CheckpointObserver>,
     appendable: Option<Appendable>,
 }
@@ -200,9 +198,8 @@ impl Layered {
             store: RwLock::new(Arc::new(store)),
             dirs,
             cache_bytes,
-            stored_through: UNKNOWN.into(),
             layers: RwLock::default(),
-            writing: Mutex::new(()),
+            writing: Mutex::new(UNKNOWN),
             observer: None,
             appendable: None,
         })
@@ -288,10 +285,7 @@ impl Layered {
         &self,
         pairs: impl Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>,
     ) -> io::Result<u64> {
-        let _one_at_a_time = self
-            .writing
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut stored_through = self.writing();
         let fresh = self.dirs.fresh(&self.dir())?;
         let written = Store::open(&fresh, self.cache_bytes).and_then(|store| {
             let written = fill(&store, pairs)?;
@@ -309,8 +303,7 @@ impl Layered {
         let replaced = {
             let mut layers = write(&self.layers);
             *layers = Layers::default();
-            self.stored_through
-                .store(UNKNOWN, std::sync::atomic::Ordering::Release);
+            *stored_through = UNKNOWN;
             std::mem::replace(&mut *write(&self.store), Arc::new(store))
         };
         retire(replaced);
@@ -443,11 +436,14 @@ impl Layered {
     /// each in one atomic batch with its marks, makes the store durable, and only then lets
     /// the layers go. Blocking: run it off the async workers.
     pub(crate) fn checkpoint(&self, through: &Arc<Frozen>) -> io::Result<()> {
-        let _one_at_a_time = self
-            .writing
+        self.write_through(&mut self.writing(), through)
+    }
+
+    /// The writing lock (see `writing`).
+    fn writing(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.writing
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.write_through(through)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Checkpoints through `through` and pins the store right after, before any later layer
@@ -455,14 +451,9 @@ impl Layered {
     /// later layer reached the store first, the state at that index is gone from it, and
     /// this says so (a new snapshot is then asked for). Blocking.
     pub(crate) fn pinned_at(&self, through: &Arc<Frozen>) -> io::Result<Pinned> {
-        let _one_at_a_time = self
-            .writing
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.write_through(through)?;
-        let stored = self
-            .stored_through
-            .load(std::sync::atomic::Ordering::Acquire);
+        let mut stored_through = self.writing();
+        self.write_through(&mut stored_through, through)?;
+        let stored = *stored_through;
         if stored != through.index {
             return Err(io::Error::other(format!(
                 "the store has moved on to index {stored}, past the snapshot's {}: ask for a new one",
@@ -472,8 +463,8 @@ impl Layered {
         Ok(self.pinned())
     }
 
-    /// [`Layered::checkpoint`], with the writing lock held.
-    fn write_through(&self, through: &Arc<Frozen>) -> io::Result<()> {
+    /// [`Layered::checkpoint`], with the writing lock held (`stored_through` is its value).
+    fn write_through(&self, stored_through: &mut u64, through: &Arc<Frozen>) -> io::Result<()> {
         let due: Vec<Arc<Frozen>> = {
             let layers = read(&self.layers);
             let Some(end) = layers.frozen.iter().position(|l| Arc::ptr_eq(l, through)) else {
@@ -511,8 +502,7 @@ impl Layered {
             batch.commit().map_err(store_error)?;
         }
         store.sync()?;
-        self.stored_through
-            .store(through.index, std::sync::atomic::Ordering::Release);
+        *stored_through = through.index;
         {
             let mut layers = write(&self.layers);
             for layer in &due {
@@ -548,7 +538,8 @@ impl Store {
     }
 }
 
-/// [`Layered`]'s `stored_through` when no layer was written since the store was opened.
+/// What [`Layered`]'s writing lock holds when no layer was written since the store was
+/// opened or replaced.
 const UNKNOWN: u64 = u64::MAX;
 
 /// Bytes of one batch when a snapshot is written into a fresh store.

@@ -3,6 +3,13 @@
 
 use super::*;
 
+use std::io::{self, Read, Write};
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use serde::{Deserialize, Serialize};
+
+use crate::snapshot::SnapshotData;
+
 impl Engine {
     /// Writes a consistent copy of the node to `dir` (which must not exist or be empty): a
     /// fresh snapshot covering everything applied when this is called (so every answer given
@@ -23,11 +30,9 @@ impl Engine {
         let covers = snapshot.meta.last_log_id.map_or(0, |l| l.index);
         std::fs::create_dir_all(dir)?;
         let path = dir.join(BACKUP_SNAPSHOT);
-        let written = tokio::task::spawn_blocking(move || {
-            crate::state_machine::write_backup(&snapshot, &path)
-        })
-        .await
-        .map_err(std::io::Error::other)??;
+        let written = tokio::task::spawn_blocking(move || write_backup(&snapshot, &path))
+            .await
+            .map_err(io::Error::other)??;
         let key = std::fs::read(data_dir.join(crate::pan_key::PAN_KEY_FILE))?;
         write_copy(&dir.join(crate::pan_key::PAN_KEY_FILE), &key)?;
         std::fs::File::open(dir)?.sync_all()?;
@@ -58,16 +63,88 @@ pub enum BackupError {
     Raft(String),
 }
 
-pub(super) fn write_copy(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+/// A new file at `path` only its owner may read (mode 0600); an existing one is refused.
+fn create_private(path: &Path) -> io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)?;
+        .open(path)
+}
+
+pub(super) fn write_copy(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = create_private(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+/// What a backup file starts with: then the meta's length (a big-endian `u32`), the meta,
+/// and the snapshot stream (`snapshot.rs`).
+pub const BACKUP_MAGIC: [u8; 8] = *b"TDMBACK2";
+
+/// The most bytes a backup's meta may take (it is a log id and a membership).
+const BACKUP_META_BYTES_MAX: u32 = 16 * 1024 * 1024;
+
+type Meta = SnapshotMeta<NodeId, BasicNode>;
+
+/// A backup file of an earlier version: meta and image.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: Meta,
+    data: Vec<u8>,
+}
+
+/// The image a backup of an earlier version held, whole: every key and value.
+#[derive(Serialize, Deserialize)]
+struct SnapshotImage {
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Writes a snapshot openraft handed out (`Raft::get_snapshot`) to a new backup file at
+/// `path`, streamed from the store, and syncs it; answers its size. Blocking.
+fn write_backup(snapshot: &Snapshot<TandemRaft>, path: &Path) -> io::Result<u64> {
+    let meta = postcard::to_allocvec(&snapshot.meta).map_err(io::Error::other)?;
+    let meta_len = u32::try_from(meta.len()).map_err(io::Error::other)?;
+    let mut out = io::BufWriter::with_capacity(1024 * 1024, create_private(path)?);
+    out.write_all(&BACKUP_MAGIC)?;
+    out.write_all(&meta_len.to_be_bytes())?;
+    out.write_all(&meta)?;
+    snapshot.snapshot.write_to(&mut out)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    file.metadata().map(|m| m.len())
+}
+
+/// The meta and data of the backup file at `path`. A backup of an earlier version (one
+/// postcard image) is converted into a stream spooled in `spool_dir` first.
+fn read_backup(path: &Path, spool_dir: &Path) -> io::Result<(Meta, SnapshotData)> {
+    let invalid = |e: postcard::Error| io::Error::new(io::ErrorKind::InvalidData, e);
+    let mut file = std::fs::File::open(path)?;
+    let mut magic = [0u8; 8];
+    if file.read_exact(&mut magic).is_ok() && magic == BACKUP_MAGIC {
+        let mut len = [0u8; 4];
+        file.read_exact(&mut len)?;
+        let len = u32::from_be_bytes(len);
+        if len > BACKUP_META_BYTES_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a backup's meta cannot be that long",
+            ));
+        }
+        let mut meta = vec![0u8; len as usize];
+        file.read_exact(&mut meta)?;
+        let meta = postcard::from_bytes(&meta).map_err(invalid)?;
+        return Ok((meta, SnapshotData::file(path, 12 + u64::from(len))));
+    }
+    let stored: StoredSnapshot = postcard::from_bytes(&std::fs::read(path)?).map_err(invalid)?;
+    let image: SnapshotImage = postcard::from_bytes(&stored.data).map_err(invalid)?;
+    let mut stream = Vec::new();
+    crate::snapshot::write_stream(&mut stream, image.pairs.into_iter().map(Ok))?;
+    let mut data = SnapshotData::spool_in(spool_dir)?;
+    data.append(&stream)?;
+    data.finish()?;
+    Ok((stored.meta, data))
 }
 
 /// Builds a data directory at `data_dir` (which must not exist or be empty) from a backup
@@ -90,7 +167,12 @@ pub async fn restore(backup: &Path, data_dir: &Path) -> Result<u64, BackupError>
         &data_dir.join(crate::CHECKPOINT_DIR),
         CheckpointSettings::default(),
     )?;
-    let covers = machine.restore(&snapshot).await?;
+    let (meta, data) = read_backup(&snapshot, data_dir)?;
+    machine
+        .install_snapshot(&meta, Box::new(data))
+        .await
+        .map_err(io::Error::other)?;
+    let covers = meta.last_log_id;
     machine.sync()?;
     drop(machine);
     // The log starts empty, purged up to the snapshot: openraft resumes after it.

@@ -44,7 +44,7 @@
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, OptionalSend, StorageIOError, StoredMembership};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::io;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -65,7 +65,7 @@ mod raft;
 mod reader;
 
 use self::format1::moves_a_format1_expiry;
-pub use self::raft::{BACKUP_MAGIC, CheckpointBuilder, write_backup};
+pub use self::raft::CheckpointBuilder;
 pub use self::reader::{LoadError, StateReader};
 use crate::directory::{Directory, NewLinks};
 use crate::keys::*;
@@ -242,15 +242,5 @@ impl StateMachine {
                 |l| format!("{}-{}", l.leader_id.term, l.index),
             ),
         }
-    }
-
-    /// Restores the backup file at `path` (what [`write_backup`] writes, or a backup of
-    /// an earlier version) into this fresh state.
-    pub async fn restore(&mut self, path: &Path) -> io::Result<Option<LogId>> {
-        let (meta, data) = raft::read_backup(path, &self.spool_dir)?;
-        self.install_snapshot(&meta, Box::new(data))
-            .await
-            .map_err(io::Error::other)?;
-        Ok(meta.last_log_id)
     }
 }

@@ -1,87 +1,8 @@
 //! The openraft seam: the state machine trait, the checkpoint builder (a snapshot is the
-//! checkpoint at one log index, `snapshot.rs` its data) and the backup file.
+//! checkpoint at one log index, `snapshot.rs` its data).
 
 use super::*;
 use crate::snapshot::SnapshotData;
-
-/// A snapshot as a backup of an earlier version held it, whole: every key and value.
-#[derive(Serialize, Deserialize)]
-pub(super) struct SnapshotImage {
-    pub(super) pairs: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-/// A backup file of an earlier version: meta and image.
-#[derive(Serialize, Deserialize)]
-pub(super) struct StoredSnapshot {
-    pub(super) meta: SnapshotMeta<NodeId, openraft::BasicNode>,
-    pub(super) data: Vec<u8>,
-}
-
-/// What a backup file starts with: then the meta's length (a big-endian `u32`), the meta,
-/// and the snapshot stream (`snapshot.rs`).
-pub const BACKUP_MAGIC: [u8; 8] = *b"TDMBACK2";
-
-/// The most bytes a backup's meta may take (it is a log id and a membership).
-const BACKUP_META_BYTES_MAX: u32 = 16 * 1024 * 1024;
-
-/// Writes a snapshot openraft handed out (`Raft::get_snapshot`) to a new backup file at
-/// `path` (mode 0600), streamed from the store, and syncs it; answers its size. Blocking.
-pub fn write_backup(snapshot: &Snapshot<TandemRaft>, path: &Path) -> io::Result<u64> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let meta = postcard::to_allocvec(&snapshot.meta).map_err(io::Error::other)?;
-    let meta_len = u32::try_from(meta.len()).map_err(io::Error::other)?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    let mut out = std::io::BufWriter::with_capacity(1024 * 1024, file);
-    out.write_all(&BACKUP_MAGIC)?;
-    out.write_all(&meta_len.to_be_bytes())?;
-    out.write_all(&meta)?;
-    snapshot.snapshot.write_to(&mut out)?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    file.metadata().map(|m| m.len())
-}
-
-/// The meta and data of the backup file at `path`. A backup of an earlier version (one
-/// postcard image) is converted into a stream spooled in `spool_dir` first.
-pub(super) fn read_backup(
-    path: &Path,
-    spool_dir: &Path,
-) -> io::Result<(SnapshotMeta<NodeId, openraft::BasicNode>, SnapshotData)> {
-    use std::io::Read;
-    let invalid = |e: postcard::Error| io::Error::new(io::ErrorKind::InvalidData, e);
-    let mut file = std::fs::File::open(path)?;
-    let mut magic = [0u8; 8];
-    let new = file.read_exact(&mut magic).is_ok() && magic == BACKUP_MAGIC;
-    if new {
-        let mut len = [0u8; 4];
-        file.read_exact(&mut len)?;
-        let len = u32::from_be_bytes(len);
-        if len > BACKUP_META_BYTES_MAX {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a backup's meta cannot be that long",
-            ));
-        }
-        let mut meta = vec![0u8; len as usize];
-        file.read_exact(&mut meta)?;
-        let meta = postcard::from_bytes(&meta).map_err(invalid)?;
-        let data = SnapshotData::file(path, 12 + u64::from(len));
-        return Ok((meta, data));
-    }
-    let stored: StoredSnapshot = postcard::from_bytes(&std::fs::read(path)?).map_err(invalid)?;
-    let image: SnapshotImage = postcard::from_bytes(&stored.data).map_err(invalid)?;
-    let mut stream = Vec::new();
-    crate::snapshot::write_stream(&mut stream, image.pairs.into_iter().map(Ok))?;
-    let mut data = SnapshotData::spool_in(spool_dir)?;
-    data.append(&stream)?;
-    data.finish()?;
-    Ok((stored.meta, data))
-}
 
 /// A checkpoint (what openraft calls building a snapshot): the writes applied up to one log
 /// index, frozen on the state machine's task, go to the store in one batch with that index
