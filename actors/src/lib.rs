@@ -6,6 +6,8 @@
 //! The files stand in layers, each using only those above it:
 //! - `cell.rs`: the snapshot cell readers load without locking (model-checked with loom).
 //! - `config.rs`: how the system runs (bounds, timers, sizes).
+//! - `leadership.rs`: the gate that lets actors decide only while this node leads, from
+//!   everything committed before its term.
 //! - `view.rs`: an account's published side: its committed snapshot and change stream.
 //! - `shared.rs`: what the actors and the system share (engine, config, rates, admission,
 //!   views).
@@ -26,6 +28,8 @@ pub mod account;
 pub mod cell;
 #[cfg(not(loom))]
 pub mod config;
+#[cfg(not(loom))]
+mod leadership;
 #[cfg(not(loom))]
 pub mod messages;
 #[cfg(not(loom))]

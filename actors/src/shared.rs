@@ -9,6 +9,7 @@ use tandem_core::{AccountId, BalanceSnapshot, RateTable, Timestamp};
 use tandem_storage::{Derived, Engine};
 
 use crate::config::SystemConfig;
+use crate::leadership::Gate;
 use crate::view::AccountView;
 
 /// What actors and the system share.
@@ -20,6 +21,8 @@ pub struct Shared {
     pub(crate) rates: Derived<RateTable>,
     pub(crate) admitted: AtomicUsize,
     pub(crate) views: RwLock<HashMap<AccountId, Arc<AccountView>>>,
+    /// Whether actors may decide: this node leads, from its committed state.
+    pub(crate) gate: Gate,
 }
 
 /// The time a decision is made at: the clock, but never before the latest committed entry

@@ -21,6 +21,7 @@ use tandem_storage::{
 };
 
 use crate::config::SystemConfig;
+use crate::leadership::{Gate, LeadChange};
 use crate::messages::{AccountMsg, ExecuteError, ShardMsg};
 use crate::shard::Shard;
 use crate::shared::Shared;
@@ -106,34 +107,50 @@ pub struct AccountSystem {
     supervisor: ActorRef<()>,
     shards: Shards,
     sweeper: tokio::task::JoinHandle<()>,
-    /// Makes every resident account leave when this node stops leading ([`depose_loop`]).
+    /// Opens and closes the decision gate as leadership changes ([`lead_loop`]).
     deposer: tokio::task::JoinHandle<()>,
 }
 
-/// Only the leader runs actors: when this node stops leading, every shard lets its resident
-/// accounts go (`ShardMsg::Depose`), so its reads come from the records it applies from the
-/// next leader, and none of its copies outlives its leadership.
-async fn depose_loop(system: std::sync::Weak<AccountSystem>, mut leadership: LeaderWatch) {
-    let mut leads = system
-        .upgrade()
-        .is_some_and(|system| system.leader() == Leader::This);
-    while let Some(leader) = leadership.changed().await {
-        let now = leader == Leader::This;
-        if leads && !now {
-            let Some(system) = system.upgrade() else {
-                return;
-            };
-            tracing::warn!(
-                ?leader,
-                "this node no longer leads; its accounts leave their actors"
-            );
+/// Only the leader runs actors, and only from its committed state (`leadership.rs`): at each
+/// change of the term this node leads in, every shard lets its resident accounts go
+/// (`ShardMsg::Depose`), so none of its copies outlives the term it was lent in, and its reads
+/// come from the records it applies; a new term's gate opens once it has applied everything
+/// committed before it.
+async fn lead_loop(
+    system: std::sync::Weak<AccountSystem>,
+    built: oneshot::Receiver<()>,
+    mut leadership: LeaderWatch,
+) {
+    // Spawned while the system is being built: it cannot be reached until then.
+    if built.await.is_err() {
+        return;
+    }
+    let mut now = Some(leadership.current());
+    while let Some(leading) = now {
+        let Some(system) = system.upgrade() else {
+            return;
+        };
+        if let LeadChange::Depose { settle } = system.shared.gate.follow(&leading) {
+            if settle.is_none() {
+                tracing::warn!(leader = ?leading.leader, term = leading.term, "this node no longer leads; its accounts leave their actors");
+            }
+            // Cast before the gate can open again: a shard's mailbox is in order, so every
+            // decision of the new term finds the old copies gone.
             for shard in system.shards.iter() {
                 if let Some(shard) = shard.load().as_ref() {
                     let _ = shard.cast(ShardMsg::Depose);
                 }
             }
+            if let Some(term) = settle {
+                let shared = system.shared.clone();
+                tokio::spawn(async move { shared.gate.settle(&shared.engine, term).await });
+            }
         }
-        leads = now;
+        drop(system);
+        now = leadership.changed().await;
+    }
+    if let Some(system) = system.upgrade() {
+        system.shared.gate.engine_stopped();
     }
 }
 
@@ -154,6 +171,7 @@ impl AccountSystem {
             rates,
             admitted: AtomicUsize::new(0),
             views: RwLock::new(HashMap::new()),
+            gate: Gate::default(),
         });
         shared
             .engine
@@ -180,9 +198,10 @@ impl AccountSystem {
             )));
         }
         let leadership = shared.engine.leader_watch();
+        let (built, is_built) = oneshot::channel();
         let system = Arc::new_cyclic(|weak: &std::sync::Weak<AccountSystem>| {
             let sweeper = tokio::spawn(sweep_loop(weak.clone(), shared.config.sweep_every));
-            let deposer = tokio::spawn(depose_loop(weak.clone(), leadership));
+            let deposer = tokio::spawn(lead_loop(weak.clone(), is_built, leadership));
             AccountSystem {
                 shared,
                 supervisor,
@@ -191,6 +210,7 @@ impl AccountSystem {
                 deposer,
             }
         });
+        let _ = built.send(());
         Ok(system)
     }
 
@@ -428,6 +448,11 @@ impl AccountSystem {
         self.engine().leader()
     }
 
+    /// How long this node has known no leader; `None` while it knows one.
+    pub fn leaderless_for(&self) -> Option<Duration> {
+        self.engine().leaderless_for()
+    }
+
     /// The highest index this node knows committed (what every read reports).
     pub fn commit_index(&self) -> u64 {
         self.engine().commit_index()
@@ -478,6 +503,13 @@ impl AccountSystem {
         pan: Option<Vec<u8>>,
         swept_entry: Option<i64>,
     ) -> Result<Outcome, ExecuteError> {
+        if !self.shared.gate.is_open() {
+            self.shared
+                .gate
+                .wait_open(|| self.leader())
+                .await
+                .map_err(|leader| ExecuteError::NotLeader { leader })?;
+        }
         // A shard that stops (it failed, or the system is shutting down) drops our message
         // unanswered; asking again is safe because the command carries its key.
         for _ in 0..3 {

@@ -41,6 +41,11 @@ pub struct App {
     pub(crate) peers_network: std::sync::OnceLock<tandem_replication::GrpcNetwork>,
 }
 
+/// How long a cluster member may know no leader before it says it cannot serve: the
+/// election timeout's upper bound (1 s), so an election that ends normally does not flap
+/// its readiness.
+pub const LEADERLESS_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The audit log, opened for appending.
 fn open_audit(data_dir: &std::path::Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
@@ -109,6 +114,18 @@ impl App {
         }
         system.linearizable_read().await?;
         Ok(true)
+    }
+
+    /// Whether this cluster member has known no leader for longer than an election takes
+    /// ([`LEADERLESS_AFTER`]): it can decide nothing, so `/readyz` answers 503 and an ISO
+    /// 8583 echo 91, and networks and load balancers route around it. Never on a single node.
+    pub fn leaderless(&self) -> bool {
+        self.peers.is_some()
+            && self
+                .system()
+                .ok()
+                .and_then(|system| system.leaderless_for())
+                .is_some_and(|how_long| how_long >= LEADERLESS_AFTER)
     }
 
     /// Where a write runs now (`ops::route`).

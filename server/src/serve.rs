@@ -149,10 +149,12 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
-    if app.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
-    } else {
+    if !app.ready.load(Ordering::Acquire) {
         (StatusCode::SERVICE_UNAVAILABLE, "recovering\n")
+    } else if app.leaderless() {
+        (StatusCode::SERVICE_UNAVAILABLE, "no leader\n")
+    } else {
+        (StatusCode::OK, "ready\n")
     }
 }
 
@@ -580,6 +582,10 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     health_reporter
         .set_serving::<BalancesServer<crate::edge::grpc::Service>>()
         .await;
+    let leaderless_health = config
+        .cluster
+        .is_some()
+        .then(|| tokio::spawn(follow_leaderless(app.clone(), health_reporter.clone())));
     tracing::info!(
         grpc = %grpc_addr,
         http = %http_addr,
@@ -597,6 +603,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     shutdown.await;
     tracing::info!("shutting down: draining in-flight requests");
     app.ready.store(false, Ordering::Release);
+    if let Some(task) = leaderless_health {
+        task.abort();
+    }
     health_reporter
         .set_not_serving::<AuthorizationsServer<crate::edge::grpc::Service>>()
         .await;
@@ -607,6 +616,38 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     system.stop().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Keeps gRPC health in step with `/readyz` on a cluster member: the write services are
+/// not serving while the node has known no leader past an election (`App::leaderless`).
+async fn follow_leaderless(app: Arc<App>, health: tonic_health::server::HealthReporter) {
+    let mut was = false;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let now = app.leaderless();
+        if now == was {
+            continue;
+        }
+        was = now;
+        if now {
+            tracing::warn!("no leader known past an election: not ready until one is");
+            health
+                .set_not_serving::<AuthorizationsServer<crate::edge::grpc::Service>>()
+                .await;
+            health
+                .set_not_serving::<AccountsServer<crate::edge::grpc::Service>>()
+                .await;
+        } else {
+            tracing::info!("a leader is known again: ready");
+            health
+                .set_serving::<AuthorizationsServer<crate::edge::grpc::Service>>()
+                .await;
+            health
+                .set_serving::<AccountsServer<crate::edge::grpc::Service>>()
+                .await;
+        }
+    }
 }
 
 /// Resolves at SIGTERM or SIGINT; both are handled from the call on, not from the first poll.

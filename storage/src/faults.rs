@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// Switches that make log writes fail as on a full disk (ENOSPC), slow, as on a disk in
 /// trouble, or written in log format 1, as a build before format 2 wrote them (how tests
-/// replay an older log). Off unless a test or drill turns them on.
+/// replay an older log), and applies late. Off unless a test or drill turns them on.
 #[derive(Debug, Clone, Default)]
 pub struct WriteFaults(Arc<FaultState>);
 
@@ -17,6 +17,7 @@ pub struct WriteFaults(Arc<FaultState>);
 struct FaultState {
     no_space: AtomicBool,
     delay_ms: AtomicU64,
+    apply_delay_ms: AtomicU64,
     format_1: AtomicBool,
 }
 
@@ -37,6 +38,17 @@ impl WriteFaults {
 
     pub fn write_delay(&self) -> Duration {
         Duration::from_millis(self.0.delay_ms.load(Ordering::Acquire))
+    }
+
+    /// Every apply of committed entries to the state machine waits this long first (0 for
+    /// none): a node that applies far behind what it knows committed, as a loaded one may.
+    pub fn delay_applies(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.0.apply_delay_ms.store(ms, Ordering::Release);
+    }
+
+    pub fn apply_delay(&self) -> Duration {
+        Duration::from_millis(self.0.apply_delay_ms.load(Ordering::Acquire))
     }
 
     /// Log entries appended while set are written in log format 1 (`log_store.rs`).

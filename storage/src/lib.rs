@@ -76,7 +76,7 @@ pub use directory::CACHE_ENTRIES_DEFAULT as DIRECTORY_CACHE_ENTRIES_DEFAULT;
 #[cfg(not(loom))]
 pub use engine::{
     BackupError, BackupInfo, ClusterStatus, CommitError, Done, Engine, EngineConfig, EngineStats,
-    Formed, Leader, LeaderWatch, MemberStatus, Role, Slot, restore,
+    Formed, Leader, LeaderWatch, Leadership, MemberStatus, Role, Slot, restore,
 };
 #[cfg(not(loom))]
 pub use faults::WriteFaults;

@@ -457,6 +457,7 @@ async fn backup(
 struct FaultRequest {
     disk_full: bool,
     commit_delay_ms: u64,
+    apply_delay_ms: u64,
 }
 
 async fn faults(
@@ -464,7 +465,12 @@ async fn faults(
     principal: Principal,
     Body(request): Body<FaultRequest>,
 ) -> Response {
-    match app.set_faults(&principal, request.disk_full, request.commit_delay_ms) {
+    match app.set_faults(
+        &principal,
+        request.disk_full,
+        request.commit_delay_ms,
+        request.apply_delay_ms,
+    ) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),
     }
@@ -501,6 +507,11 @@ pub(crate) fn status_of(error: &OpError) -> StatusCode {
     }
 }
 
+/// What `Retry-After` says on a retryable refusal (503, 429), seconds: an election ends
+/// within one (the election timeout's upper bound), and a retry under the same idempotency
+/// key is always safe.
+const RETRY_AFTER_SECONDS: &str = "1";
+
 #[derive(Serialize)]
 struct Problem<'a> {
     #[serde(rename = "type")]
@@ -523,11 +534,19 @@ impl IntoResponse for OpError {
             detail: &detail,
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        (
+        let mut response = (
             status,
             [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
             bytes,
         )
-            .into_response()
+            .into_response();
+        if self.retryable() {
+            // An election, a busy node, a rate: each passes within a second or two.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }

@@ -193,12 +193,14 @@ impl App {
     }
 
     /// Sets the faults in force, when enabled at start: log writes fail as on a full disk,
-    /// and each waits `commit_delay_ms` first (a slow disk).
+    /// each waits `commit_delay_ms` first (a slow disk), and each apply of committed entries
+    /// waits `apply_delay_ms` (a node applying far behind what it knows committed).
     pub fn set_faults(
         &self,
         principal: &Principal,
         full: bool,
         commit_delay_ms: u64,
+        apply_delay_ms: u64,
     ) -> Result<(), OpError> {
         self.admin_only(principal, "fault injection")?;
         let faults = self.faults.get().ok_or_else(|| {
@@ -207,11 +209,12 @@ impl App {
         self.audit(
             principal,
             "set_faults",
-            serde_json::json!({"disk_full": full, "commit_delay_ms": commit_delay_ms}),
+            serde_json::json!({"disk_full": full, "commit_delay_ms": commit_delay_ms, "apply_delay_ms": apply_delay_ms}),
         )?;
         faults.fail_with_no_space(full);
         faults.delay_writes(std::time::Duration::from_millis(commit_delay_ms));
-        tracing::warn!(key_id = %principal.key_id, full, commit_delay_ms, "faults set");
+        faults.delay_applies(std::time::Duration::from_millis(apply_delay_ms));
+        tracing::warn!(key_id = %principal.key_id, full, commit_delay_ms, apply_delay_ms, "faults set");
         Ok(())
     }
 }

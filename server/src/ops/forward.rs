@@ -33,6 +33,20 @@ use crate::keys::{Credential, Principal};
 /// its own, shorter deadline around it (`ops::deadline`).
 pub const FORWARD_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long a write waits, across an election, for a leader to run it: past the longest
+/// election (the election timeout's upper bound, 1 s, a vote round and the new leader's first
+/// entry) with room to spare, so a command sent as its leader dies is decided by the next one
+/// rather than refused. Callers' own deadlines (ISO 8583's 1.5 s, the request timeout) cut it
+/// shorter; past it the answer is `not_leader`, retryable with the same idempotency key.
+pub const FAILOVER_WAIT: Duration = Duration::from_secs(3);
+
+/// How often a write waiting out an election looks for the new leader.
+const ELECTION_POLL: Duration = Duration::from_millis(20);
+
+/// How long a route that refused a write is passed over before it is tried again (a
+/// leader that answered "not the leader" a moment ago may have been settling its term).
+const SAME_ROUTE_AGAIN: Duration = Duration::from_millis(200);
+
 /// An operation carried to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Forwarded {
@@ -116,6 +130,10 @@ impl App {
     /// [`App::execute`] for a command that issues a card with a PAN: the PAN's keyed hash
     /// goes into the same log record as the card (`AccountSystem::execute_with_pan`). Runs
     /// here, or at the leader (`ops::route`).
+    ///
+    /// Across a failover the command is tried again, under the same idempotency key, once a
+    /// leader is known again (see [`FAILOVER_WAIT`]): a retry gets the original answer if the
+    /// dead leader's decision was committed, and a first decision if not.
     pub(crate) async fn execute_with_pan(
         &self,
         principal: &Principal,
@@ -123,14 +141,47 @@ impl App {
         command: Command,
         pan_hash: Option<String>,
     ) -> Result<Outcome, OpError> {
-        match self.route()? {
-            Route::Here => {
-                self.execute_here(principal, account, command, pan_hash)
-                    .await
-            }
-            Route::AtLeader { id, address } => {
-                let operation = Forwarded::execute(account, command, pan_hash);
-                forwarded_outcome(self.forward(principal, id, &address, operation).await)
+        let until = tokio::time::Instant::now() + FAILOVER_WAIT;
+        // The route that last answered "not the leader", and when.
+        let mut failed: Option<(Route, tokio::time::Instant)> = None;
+        loop {
+            let route = match (self.route(), &failed) {
+                (Ok(route), Some((tried, at)))
+                    if route == *tried && at.elapsed() < SAME_ROUTE_AGAIN =>
+                {
+                    None
+                }
+                (Ok(route), _) => Some(route),
+                (Err(OpError::NotLeader { .. }), _) => None,
+                (Err(error), _) => return Err(error),
+            };
+            let Some(route) = route else {
+                // No leader known yet, or still the one that just failed: the election is
+                // under way.
+                if tokio::time::Instant::now() >= until {
+                    return Err(OpError::NotLeader { leader: None });
+                }
+                tokio::time::sleep(ELECTION_POLL).await;
+                continue;
+            };
+            let command = command.clone();
+            let pan_hash = pan_hash.clone();
+            let answer = match &route {
+                Route::Here => {
+                    self.execute_here(principal, account, command, pan_hash)
+                        .await
+                }
+                Route::AtLeader { id, address } => {
+                    let operation = Forwarded::execute(account, command, pan_hash);
+                    forwarded_outcome(self.forward(principal, *id, address, operation).await)
+                }
+            };
+            match answer {
+                Err(OpError::NotLeader { .. }) if tokio::time::Instant::now() < until => {
+                    metrics::counter!("tandem_failover_retries_total").increment(1);
+                    failed = Some((route, tokio::time::Instant::now()));
+                }
+                answer => return answer,
             }
         }
     }

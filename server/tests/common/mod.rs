@@ -2,6 +2,7 @@
 //! client (hyper), a tonic gRPC client and a raw SSE reader.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod iso;
 
 use http_body_util::{BodyExt, Full};
@@ -169,6 +170,45 @@ impl Node {
         token: Option<&str>,
         body: Vec<u8>,
     ) -> (u16, Value) {
+        self.try_raw(method, path, token, body)
+            .await
+            .expect("HTTP call")
+    }
+
+    /// [`Node::call`] that answers why when no answer came (the node is down, the
+    /// connection was cut): what a client sees of a node killed under it.
+    pub async fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
+        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+        self.try_raw(method, path, token, bytes.into_bytes()).await
+    }
+
+    /// [`Node::raw`] that answers why when no answer came.
+    pub async fn try_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(u16, Value), String> {
+        self.try_raw_with_headers(method, path, token, body)
+            .await
+            .map(|(status, _, value)| (status, value))
+    }
+
+    /// [`Node::try_raw`] with the answer's headers.
+    pub async fn try_raw_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(u16, hyper::HeaderMap, Value), String> {
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.http))
@@ -177,8 +217,13 @@ impl Node {
             request = request.header("authorization", format!("Bearer {token}"));
         }
         let request = request.body(Full::new(Bytes::from(body))).expect("request");
-        let response = self.client.request(request).await.expect("HTTP call");
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let content_type = response
             .headers()
             .get("content-type")
@@ -188,20 +233,20 @@ impl Node {
             .into_body()
             .collect()
             .await
-            .expect("body")
+            .map_err(|e| e.to_string())?
             .to_bytes();
         let value = if content_type.contains("json") && !bytes.is_empty() {
             serde_json::from_slice(&bytes).expect("JSON body")
         } else {
             Value::String(String::from_utf8_lossy(&bytes).into_owned())
         };
-        if status >= 400 {
+        if status >= 400 && path.starts_with("/v1") {
             assert_eq!(
                 content_type, "application/problem+json",
-                "errors are problem+json: {status} {value}"
+                "the API's errors are problem+json: {status} {value}"
             );
         }
-        (status, value)
+        Ok((status, headers, value))
     }
 
     pub async fn admin(&self, method: &str, path: &str, body: Value) -> Value {
@@ -242,6 +287,17 @@ impl Node {
             )
             .await;
         key["token"].as_str().expect("a token").to_owned()
+    }
+
+    /// Makes every apply of committed entries wait `delay_ms` first, on a node started with
+    /// `--fault-injection true`: it applies behind what it knows committed.
+    pub async fn slow_applies(&self, delay_ms: u64) {
+        self.admin(
+            "POST",
+            "/v1/admin/faults",
+            serde_json::json!({ "apply_delay_ms": delay_ms }),
+        )
+        .await;
     }
 
     /// Makes every commit take `delay_ms` (0: as fast as the disk), on a node started with

@@ -120,16 +120,36 @@ pub struct LeaderWatch {
 /// follows leadership wakes at elections, not on the authorization path.
 type ServerMetrics = openraft::metrics::RaftServerMetrics<NodeId, BasicNode>;
 
+/// Who leads, and in which term: a node that leads again in a later term leads anew (another
+/// leader may have written between its two terms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leadership {
+    pub leader: Leader,
+    pub term: u64,
+}
+
 impl LeaderWatch {
+    /// Who leads now, and in which term.
+    pub fn current(&mut self) -> Leadership {
+        leadership_of(&self.server_metrics.borrow_and_update())
+    }
+
     /// Who leads, once that may have changed; `None` once the engine stopped (shut down, or
     /// fail-stopped on a log it could not write: nobody writes through it any more).
-    pub async fn changed(&mut self) -> Option<Leader> {
+    pub async fn changed(&mut self) -> Option<Leadership> {
         self.server_metrics.changed().await.ok()?;
         let metrics = self.server_metrics.borrow_and_update();
         if metrics.state == openraft::ServerState::Shutdown {
             return None;
         }
-        Some(leader_of(&metrics))
+        Some(leadership_of(&metrics))
+    }
+}
+
+fn leadership_of(metrics: &ServerMetrics) -> Leadership {
+    Leadership {
+        leader: leader_of(metrics),
+        term: metrics.vote.leader_id().get_term(),
     }
 }
 
@@ -189,6 +209,28 @@ impl Engine {
             .await
             .map_err(|_| not_leader)?;
         Ok(index)
+    }
+
+    /// Waits, on a node that has just come to lead, until it has applied every entry committed
+    /// before its term: openraft's first entry of the term (a blank one) is committed by a
+    /// majority and applied here, so the accounts at rest hold every decision any earlier
+    /// leader acknowledged. Until then this node's actors must not decide: an account lent
+    /// before would miss them (a second hold for a retried key, funds already spent).
+    /// Refused as [`CommitError::NotLeader`] if it stops leading first; bounded by `wait`.
+    pub async fn settle_lead(&self, wait: Duration) -> Result<u64, CommitError> {
+        let not_leader = || CommitError::NotLeader {
+            leader: self.raft.metrics().borrow().current_leader,
+        };
+        match tokio::time::timeout(wait, self.raft.ensure_linearizable()).await {
+            Ok(Ok(read)) => Ok(read.map_or(0, |log| log.index)),
+            Ok(Err(_)) | Err(_) => Err(not_leader()),
+        }
+    }
+
+    /// How long this node has known no leader (an election under way, or cut off from the
+    /// majority); `None` while it knows one.
+    pub fn leaderless_for(&self) -> Option<Duration> {
+        self.leaderless.for_how_long()
     }
 
     /// Who leads, as this node last learned it (its Raft metrics: a read lock, no waiting).
@@ -335,15 +377,38 @@ impl Engine {
     }
 }
 
+/// Since when this node has known no leader (`None` while it knows one).
+#[derive(Default)]
+pub(super) struct Leaderless(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl Leaderless {
+    fn follow(&self, known: bool) {
+        let mut since = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match (known, *since) {
+            (true, _) => *since = None,
+            (false, None) => *since = Some(std::time::Instant::now()),
+            (false, Some(_)) => {}
+        }
+    }
+
+    fn for_how_long(&self) -> Option<Duration> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|since| since.elapsed())
+    }
+}
+
 /// Follows the Raft node's server metrics (sent on elections and membership changes only):
 /// counts leader changes (`tandem_raft_leader_changes_total`) and keeps the term and whether
 /// this node leads as gauges, until the node stops.
-pub(super) async fn watch_leadership(raft: Raft<TandemRaft>) {
+pub(super) async fn watch_leadership(raft: Raft<TandemRaft>, leaderless: Arc<Leaderless>) {
     let mut metrics = raft.server_metrics();
     let mut leader = None;
     loop {
         {
             let now = metrics.borrow_and_update();
+            leaderless.follow(now.current_leader.is_some());
             if now.current_leader != leader {
                 if leader.is_some() || now.current_leader.is_some() {
                     metrics::counter!("tandem_raft_leader_changes_total").increment(1);

@@ -44,7 +44,9 @@ mod timer;
 
 pub use self::backup::{BACKUP_SNAPSHOT, BackupError, BackupInfo, restore};
 use self::cluster::WriteTimes;
-pub use self::cluster::{ClusterStatus, Formed, Leader, LeaderWatch, MemberStatus, Role};
+pub use self::cluster::{
+    ClusterStatus, Formed, Leader, LeaderWatch, Leadership, MemberStatus, Role,
+};
 pub use self::commit::{Done, Slot};
 use self::commit::{Submission, answer_loop, commit_loop};
 pub use self::config::EngineConfig;
@@ -109,6 +111,22 @@ pub struct EngineStats {
     pub(crate) write_times: WriteTimes,
 }
 
+/// How often the leader sends each follower an append, entries or none (a heartbeat), ms.
+/// It is also openraft's deadline for one append, the follower's fdatasync included (and a
+/// linearizable read's round of heartbeats): 150 ms is tens of times a loaded follower's
+/// append here, and short enough that a follower hears from a live leader several times
+/// within the election timeout.
+pub const HEARTBEAT_MS: u64 = 150;
+
+/// The election timeout's range, ms (openraft picks each timer at random within it). A
+/// follower that has heard from its leader starts an election once it has heard nothing for
+/// the leader's lease (openraft: the range's upper bound) plus one timeout: 0.9–1.2 s after
+/// a leader dies. With the vote, the new leader's first entry and a client's retry that puts
+/// the first acknowledged write after a leader dies near 1–1.3 s, inside the card networks'
+/// 1.5 s deadline (`docs/replication.md`, "Failover"). Shorter would call elections on a
+/// leader a busy machine merely delayed.
+pub const ELECTION_TIMEOUT_MS: (u64, u64) = (300, 600);
+
 /// A running engine.
 pub struct Engine {
     raft: Raft<TandemRaft>,
@@ -121,6 +139,8 @@ pub struct Engine {
     checkpoints: tokio::task::JoinHandle<()>,
     /// Counts leader changes and keeps the term gauge (`cluster::watch_leadership`).
     leadership: tokio::task::JoinHandle<()>,
+    /// Since when no leader is known, kept by the same task.
+    leaderless: Arc<cluster::Leaderless>,
     /// How a follower asks the leader for a read index (a cluster member only).
     leader_reads: Option<Arc<dyn LeaderReadIndex>>,
     pan_key: PanKey,
@@ -256,12 +276,13 @@ impl Engine {
         let state_dir = config.data_dir.join(crate::CHECKPOINT_DIR);
         let sled_dir = config.data_dir.join(crate::LEGACY_SLED_DIR);
         waiting_for_lock(|| crate::checkpoint::move_from_sled(&sled_dir, &state_dir)).await?;
-        let machine = open_state(
+        let mut machine = open_state(
             &state_dir,
             config.checkpoint,
             config.checkpoint_observer.clone(),
         )
         .await?;
+        machine.set_faults(config.write_faults.clone());
         let reader = machine.reader();
         let sends = machine.snapshot_sends();
         let fresh = log.state().0.is_none()
@@ -271,9 +292,9 @@ impl Engine {
                 .is_none();
         let raft_config = Config {
             cluster_name: "tandem".into(),
-            heartbeat_interval: 250,
-            election_timeout_min: 500,
-            election_timeout_max: 1_000,
+            heartbeat_interval: HEARTBEAT_MS,
+            election_timeout_min: ELECTION_TIMEOUT_MS.0,
+            election_timeout_max: ELECTION_TIMEOUT_MS.1,
             // The checkpoint timer asks for every checkpoint, by entries and by time, and
             // holds them while a snapshot is being sent (`timer.rs`).
             snapshot_policy: SnapshotPolicy::Never,
@@ -324,7 +345,8 @@ impl Engine {
             stats.clone(),
         ));
         let answerer = tokio::spawn(answer_loop(answer_queue));
-        let leadership = tokio::spawn(cluster::watch_leadership(raft.clone()));
+        let leaderless = Arc::new(cluster::Leaderless::default());
+        let leadership = tokio::spawn(cluster::watch_leadership(raft.clone(), leaderless.clone()));
         let checkpoints = tokio::spawn(checkpoint_timer(
             raft.clone(),
             Cadence {
@@ -344,6 +366,7 @@ impl Engine {
             answerer,
             checkpoints,
             leadership,
+            leaderless,
             leader_reads: None,
             pan_key,
             thread: None,

@@ -96,6 +96,8 @@ pub struct StateMachine {
     sends: crate::snapshot::SnapshotSends,
     /// Where snapshots being received are spooled: the data directory.
     spool_dir: PathBuf,
+    /// A drill's faults (an apply delay), if any.
+    faults: crate::faults::WriteFaults,
 }
 
 /// Checkpoint store settings Tandem sets explicitly (the server's `--checkpoint-cache-bytes`
@@ -155,6 +157,7 @@ impl StateMachine {
             applied: None,
             membership: Membership::default(),
             format1_expiries: None,
+            faults: crate::faults::WriteFaults::default(),
             startup_asked: false,
             sends: Default::default(),
             spool_dir,
@@ -170,6 +173,11 @@ impl StateMachine {
         machine.load_settings()?;
         machine.load_time_floor()?;
         Ok(machine)
+    }
+
+    /// The drill's faults this state machine obeys (an apply delay).
+    pub(crate) fn set_faults(&mut self, faults: crate::faults::WriteFaults) {
+        self.faults = faults;
     }
 
     pub fn reader(&self) -> StateReader {

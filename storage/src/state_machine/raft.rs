@@ -59,6 +59,10 @@ impl RaftStateMachine<TandemRaft> for StateMachine {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let last = entries.last().map(|e| e.log_id);
+        let delay = self.faults.apply_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         self.apply_entries(entries)
             .map_err(|e| StorageIOError::apply(last.unwrap_or_default(), &e).into())
     }

@@ -35,18 +35,39 @@ pub enum LoadError {
 impl StateReader {
     /// A digest of the applied state: every key and value but the checkpoint's own marks
     /// (`m:`), which say how far the store is written, not what it holds. Two replicas that
-    /// applied the same entries have the same digest. Blocking and O(state): for tests and
-    /// drills.
+    /// applied the same entries have the same digest, wherever each one's checkpoints fell:
+    /// an account's events are hashed as one run of records, not as the values a checkpoint
+    /// happened to join them into (`keys::same_accounts_events`). Blocking and O(state): for
+    /// tests and drills.
     pub fn digest(&self) -> io::Result<String> {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
+        // The events key whose run of records is being hashed.
+        let mut run: Option<Vec<u8>> = None;
         self.store
             .scan((Bound::Unbounded, Bound::Unbounded), |key, value| {
-                if !key.starts_with(b"m:") {
-                    for part in [key, value] {
-                        hasher.update((part.len() as u64).to_be_bytes());
-                        hasher.update(part);
-                    }
+                if key.starts_with(b"m:") {
+                    return Ok(true);
+                }
+                if run
+                    .as_deref()
+                    .is_some_and(|first| crate::keys::same_accounts_events(first, key))
+                {
+                    hasher.update(value);
+                    return Ok(true);
+                }
+                if run.take().is_some() {
+                    hasher.update(u64::MAX.to_be_bytes());
+                }
+                hasher.update((key.len() as u64).to_be_bytes());
+                hasher.update(key);
+                if crate::keys::same_accounts_events(key, key) {
+                    // A run's records are framed by their own lengths.
+                    hasher.update(value);
+                    run = Some(key.to_vec());
+                } else {
+                    hasher.update((value.len() as u64).to_be_bytes());
+                    hasher.update(value);
                 }
                 Ok(true)
             })?;

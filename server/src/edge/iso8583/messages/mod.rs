@@ -193,12 +193,16 @@ impl Gateway {
     }
 
     /// 0800 → 0810: echo (301), sign-on (001), sign-off (002). Returns the answer and the
-    /// link's new signed-on state.
+    /// link's new signed-on state. A cluster member that has known no leader past an
+    /// election (`App::leaderless`) answers an echo or a sign-on 91: it can decide nothing,
+    /// and the network routes around it until it answers 00 again.
     pub fn network_management(&self, request: &Message, signed_on: bool) -> (Message, bool) {
+        let serving = !self.app.leaderless();
         let (code, signed_on) = match request.text(70) {
-            Some("001") => (code::APPROVED, true),
+            Some("001") if serving => (code::APPROVED, true),
             Some("002") => (code::APPROVED, false),
-            Some("301") => (code::APPROVED, signed_on),
+            Some("301") if serving => (code::APPROVED, signed_on),
+            Some("001" | "301") => (code::ISSUER_UNAVAILABLE, signed_on),
             _ => (code::FORMAT_ERROR, signed_on),
         };
         let mut answer = Message::new(request.mti.response());
