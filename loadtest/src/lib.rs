@@ -4,13 +4,15 @@
 //! account choice), `scenario` what they are and which accounts exist, `provision` creates
 //! those accounts through the admin API, `op` is one request of the traffic, `target` speaks
 //! gRPC (unary or the processor stream), HTTP or ISO 8583 (`iso`: links and the translation
-//! of operations into messages), `run` drives open-loop, closed-loop or stepped load,
+//! of operations into messages) to one node, `nodes` spreads calls over a cluster's nodes and
+//! retries them across a failover, `run` drives open-loop, closed-loop or stepped load,
 //! `report` keeps HDR
 //! histograms and writes JSON and Markdown, and `audit` checks the server's money against
 //! every answer the tester was given.
 
 pub mod audit;
 pub mod iso;
+pub mod nodes;
 pub mod op;
 pub mod pending;
 pub mod provision;

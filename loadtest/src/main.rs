@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tandem_loadtest::audit::Ledger;
+use tandem_loadtest::nodes::Nodes;
 use tandem_loadtest::report::{Report, RunContext, load_average};
 use tandem_loadtest::run::{Load, RunState, run};
 use tandem_loadtest::scenario::{Population, Scenario, Traffic};
-use tandem_loadtest::target::{Protocol, Target};
+use tandem_loadtest::target::Protocol;
 use tandem_loadtest::{provision, report};
 
 #[derive(Parser)]
@@ -55,13 +56,23 @@ fn duration(text: &str) -> Result<Duration, String> {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// grpc://HOST:PORT, http://HOST:PORT or iso8583://HOST:PORT
+    /// grpc://HOST:PORT, http://HOST:PORT or iso8583://HOST:PORT; a cluster's nodes comma
+    /// separated (grpc://a,grpc://b,grpc://c): calls are spread over them, and one that meets
+    /// no leader or a node gone is retried, under the same idempotency key, on the next.
     #[arg(long, default_value = "grpc://127.0.0.1:50051")]
     target: String,
     /// For an iso8583:// target: the API (grpc:// or http://) that provisions accounts, serves
-    /// balance reads and answers the audit.
+    /// balance reads and answers the audit (one, or one per node of --target).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     admin_target: String,
+    /// Kill the cluster's leader this far into the run, with --kill-command; the report times
+    /// the first approval after it.
+    #[arg(long, value_parser = duration)]
+    kill_leader_after: Option<Duration>,
+    /// The command (run by `sh -c`) that kills the current leader and prints which node it
+    /// killed, e.g. `scripts/cluster.sh kill-leader`.
+    #[arg(long, default_value = "scripts/cluster.sh kill-leader")]
+    kill_command: String,
     /// An admin API key (it provisions accounts and sends card traffic).
     #[arg(long, env = "TANDEM_TOKEN", hide_env_values = true)]
     token: String,
@@ -167,7 +178,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
     let scenario = Scenario::parse(&args.scenario)?;
     let load_before = load_average();
     let target = Arc::new(
-        Target::connect(
+        Nodes::connect(
             &args.target,
             &args.admin_target,
             &args.token,
@@ -197,7 +208,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
         deposit_minor: 10_000_000_000,
         kid_deposit_minor: 20_000,
     };
-    if args.echo && target.protocol != Protocol::GrpcUnary {
+    if args.echo && target.protocol() != Protocol::GrpcUnary {
         return Err("--echo drives a grpc:// target with unary calls".into());
     }
     if !args.echo {
@@ -223,7 +234,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
         ledger: Mutex::new(ledger),
         population: population.clone(),
     });
-    let protocol = match target.protocol {
+    let protocol = match target.protocol() {
         Protocol::GrpcUnary => "gRPC unary",
         Protocol::GrpcStream => "gRPC stream",
         Protocol::Http => "HTTP/JSON",
@@ -261,7 +272,16 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
             quiet: args.quiet,
         };
         let cpu = report::CpuSample::now(args.server_pid);
+        let killer = args.kill_leader_after.map(|after| {
+            let target = target.clone();
+            let command = args.kill_command.clone();
+            let quiet = args.quiet;
+            tokio::spawn(async move { kill_leader(&target, after, &command, quiet).await })
+        });
         let elapsed = run(shared.clone(), &load).await;
+        if let Some(killer) = killer {
+            killer.await.map_err(|e| e.to_string())??;
+        }
         let mode = match load.closed_loop {
             Some(n) => format!(
                 "closed loop, {n} workers, {:.0} s",
@@ -275,6 +295,7 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
         };
         let mut report = shared.recorder.report(context(mode), elapsed);
         report.cpu = cpu.since(elapsed, report.approved.count);
+        report.cluster = target.counts();
         report
     };
     let passed = if args.no_audit || args.echo {
@@ -293,6 +314,35 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
     std::fs::write(args.report.join("latency.svg"), report.svg()).map_err(|e| e.to_string())?;
     println!("{markdown}");
     Ok(passed)
+}
+
+/// Waits `after`, then runs `command` to kill the cluster's leader, noting when.
+async fn kill_leader(
+    nodes: &Nodes,
+    after: Duration,
+    command: &str,
+    quiet: bool,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    tokio::time::sleep(after).await;
+    let at = std::time::Instant::now();
+    let output = tokio::process::Command::new("sh")
+        .args(["-c", command])
+        .output()
+        .await
+        .map_err(|e| format!("--kill-command {command}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "--kill-command {command} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let killed = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !quiet {
+        eprintln!("killed the leader: {}", killed.trim());
+    }
+    nodes.killed(at, at.duration_since(started).as_secs_f64(), killed);
+    Ok(())
 }
 
 /// Raises the rate by 25% per step until p99 breaks the SLO (or errors appear); reports the

@@ -4,8 +4,9 @@
 use futures_util::StreamExt;
 use tandem_proto::v1 as pb;
 
+use crate::nodes::Nodes;
 use crate::scenario::Population;
-use crate::target::{AdminCall, Target};
+use crate::target::AdminCall;
 
 /// Rates against EUR used by every run (decimal strings, as the API takes them).
 pub const RATES: &[(&str, &str)] = &[
@@ -94,7 +95,7 @@ pub fn account_calls(population: &Population, index: usize) -> Vec<AdminCall> {
 
 /// Provisions every account with up to `parallel` accounts in flight.
 pub async fn provision(
-    target: &Target,
+    target: &Nodes,
     population: &Population,
     parallel: usize,
 ) -> Result<(), String> {

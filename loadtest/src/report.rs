@@ -204,6 +204,7 @@ impl Recorder {
             errors: inner.errors.clone(),
             over_time,
             cpu: None,
+            cluster: None,
             audit: None,
         }
     }
@@ -381,6 +382,8 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     pub over_time: Vec<OverTime>,
     pub cpu: Option<Cpu>,
+    /// Against a cluster: retries, answers in doubt, failovers, leaders killed.
+    pub cluster: Option<crate::nodes::ClusterCounts>,
     pub audit: Option<crate::audit::AuditSummary>,
 }
 
@@ -470,6 +473,30 @@ impl Report {
             out.push_str("\n## Errors\n\n| error | count |\n|---|---|\n");
             for (k, v) in &self.errors {
                 out.push_str(&format!("| {} | {v} |\n", k.replace('|', "/")));
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            out.push_str(&format!(
+                "\n## Cluster\n\n{} nodes; {} requests retried ({} retries in all, the same idempotency key each time), {} in doubt (their first answer lost), {} answered by another node than the one first tried, {} given up after 10 s of retries\n",
+                cluster.nodes,
+                cluster.retried,
+                cluster.retries,
+                cluster.in_doubt,
+                cluster.failovers,
+                cluster.gave_up
+            ));
+            for kill in &cluster.kills {
+                let first = kill
+                    .first_approval_ms
+                    .map_or("none".to_owned(), |ms| format!("{ms:.0} ms"));
+                out.push_str(&format!(
+                    "\n- leader killed at {:.1} s ({}): first approval of a request sent after it {first} later",
+                    kill.at_s,
+                    kill.killed.trim()
+                ));
+            }
+            if !cluster.kills.is_empty() {
+                out.push('\n');
             }
         }
         if let Some(audit) = &self.audit {

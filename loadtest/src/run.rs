@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::audit::{Expected, HoldState, Ledger};
+use crate::nodes::Nodes;
 use crate::report::Recorder;
 use crate::scenario::{Population, Traffic, Work};
 use crate::schedule::Arrivals;
 use crate::schedule::unix_ms;
-use crate::target::{Answer, Op, Target};
+use crate::target::{Answer, Op};
 
 #[derive(Debug, Clone)]
 pub struct Load {
@@ -29,7 +30,7 @@ pub struct Load {
 /// Everything the tasks of one run share: the target, the traffic, the latency recorder, the
 /// ledger the audit checks, and the population of accounts and cards.
 pub struct RunState {
-    pub target: Arc<Target>,
+    pub target: Arc<Nodes>,
     pub traffic: Mutex<Traffic>,
     pub recorder: Recorder,
     pub ledger: Mutex<Ledger>,

@@ -42,6 +42,9 @@ pub struct Target {
     iso: Vec<crate::iso::Link>,
     translator: Option<crate::iso::Translator>,
     next: AtomicUsize,
+    /// What the audit's reads ask for: "" (this node's applied state) or "linearizable"
+    /// (every write acknowledged before, on any node of a cluster).
+    consistency: String,
 }
 
 fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
@@ -120,6 +123,7 @@ impl Target {
                 iso: Vec::new(),
                 translator: None,
                 next: AtomicUsize::new(0),
+                consistency: String::new(),
             })
         } else if let Some(address) = url.strip_prefix("http://") {
             let client = HttpClient::builder(hyper_util::rt::TokioExecutor::new())
@@ -134,12 +138,19 @@ impl Target {
                 iso: Vec::new(),
                 translator: None,
                 next: AtomicUsize::new(0),
+                consistency: String::new(),
             })
         } else {
             Err(format!(
                 "--target must be grpc://HOST:PORT, http://HOST:PORT or iso8583://HOST:PORT, got {url}"
             ))
         }
+    }
+
+    /// Makes the audit's reads linearizable: against a cluster, a node that applies a little
+    /// behind must not look like a money bug.
+    pub fn read_linearizable(&mut self) {
+        self.consistency = "linearizable".into();
     }
 
     fn channel(&self) -> Channel {
@@ -193,7 +204,7 @@ impl Target {
                     .get_balance(with_token(
                         pb::AccountRef {
                             account_id: account,
-                            ..Default::default()
+                            consistency: self.consistency.clone(),
                         },
                         token,
                     ))
@@ -233,7 +244,10 @@ impl Target {
             Op::Refund(r) => ("POST", "/v1/refunds".to_owned(), serde_json::to_vec(r)),
             Op::GetBalance(account) => (
                 "GET",
-                format!("/v1/accounts/{account}/balance"),
+                format!(
+                    "/v1/accounts/{account}/balance?consistency={}",
+                    self.consistency
+                ),
                 Ok(Vec::new()),
             ),
         };
@@ -294,7 +308,10 @@ impl Target {
     pub async fn holds(&self, account: &str) -> Result<pb::Holds, String> {
         if self.http.is_some() {
             return self
-                .get_json(&format!("/v1/accounts/{account}/holds"))
+                .get_json(&format!(
+                    "/v1/accounts/{account}/holds?consistency={}",
+                    self.consistency
+                ))
                 .await;
         }
         let mut balances = BalancesClient::new(self.channel());
@@ -302,7 +319,7 @@ impl Target {
             .list_holds(with_token(
                 pb::AccountRef {
                     account_id: account.to_owned(),
-                    ..Default::default()
+                    consistency: self.consistency.clone(),
                 },
                 &self.token,
             ))
@@ -340,8 +357,9 @@ impl Target {
             return all_pages(|after| async move {
                 let page: P = self
                     .get_json(&format!(
-                        "/v1/accounts/{account}/{}?limit=1000&after={after}",
-                        P::PATH
+                        "/v1/accounts/{account}/{}?limit=1000&after={after}&consistency={}",
+                        P::PATH,
+                        self.consistency
                     ))
                     .await?;
                 Ok(page.split())
@@ -352,7 +370,7 @@ impl Target {
         all_pages(|after| {
             let answer = call(
                 balances.clone(),
-                with_token(feed_page(account, after), &self.token),
+                with_token(feed_page(account, after, &self.consistency), &self.token),
             );
             async move { Ok(answer.await.map_err(status_text)?.into_inner().split()) }
         })
@@ -384,13 +402,14 @@ impl FeedPage for pb::LifecycleEvents {
     }
 }
 
-/// The request for a page of 1,000 of an account's feed after cursor `after`.
-fn feed_page(account: &str, after: String) -> pb::EntriesRequest {
+/// The request for a page of 1,000 of an account's feed after cursor `after`, read as
+/// `consistency` says.
+fn feed_page(account: &str, after: String, consistency: &str) -> pb::EntriesRequest {
     pb::EntriesRequest {
         account_id: account.to_owned(),
         after,
         limit: 1_000,
-        ..Default::default()
+        consistency: consistency.to_owned(),
     }
 }
 
@@ -484,7 +503,7 @@ impl StreamConnection {
                 request: Some(request),
             })
             .await
-            .map_err(|_| "the stream closed".to_string())?;
+            .map_err(|_| "not sent: the stream had closed".to_string())?;
         receiver
             .await
             .map_err(|_| "the stream closed".to_string())?
@@ -504,11 +523,18 @@ pub enum AdminCall {
 }
 
 impl Target {
-    pub async fn admin(&self, call: AdminCall) -> Result<(), String> {
-        if let (AdminCall::Card(card), Some(translator)) = (&call, &self.translator)
+    /// An ISO 8583 target translates card traffic by the PANs it learnt at issuance.
+    pub fn learn_pan(&self, card: &pb::IssueCardRequest) {
+        if let Some(translator) = &self.translator
             && !card.pan.is_empty()
         {
             translator.learn_pan(&card.card_id, &card.pan);
+        }
+    }
+
+    pub async fn admin(&self, call: AdminCall) -> Result<(), String> {
+        if let AdminCall::Card(card) = &call {
+            self.learn_pan(card);
         }
         if let Some(mut accounts) = self.accounts() {
             let token = &self.token;

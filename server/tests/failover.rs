@@ -11,6 +11,7 @@ mod common;
 use common::cluster::*;
 use common::{ADMIN, Node};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -265,4 +266,98 @@ async fn a_member_without_a_leader_says_so_until_one_is_elected() {
         (200, &json!("approved")),
         "{answer}"
     );
+}
+
+/// The load tester as a cluster client: callers spread over the three nodes, the leader
+/// killed with SIGKILL mid-run, every request answered (retried on another node under its
+/// key where the first answer was lost), and the money audit over the cluster clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_tester_rides_out_a_leader_kill_and_the_cluster_audits_clean() {
+    use tandem_loadtest::nodes::Nodes;
+    use tandem_loadtest::report::{Recorder, RunContext};
+    use tandem_loadtest::run::{Load, RunState, audit, run};
+    use tandem_loadtest::scenario::{Population, Scenario, Traffic};
+
+    let mut members = Cluster::start(&[]);
+    assert!(cluster(&["init"], members.node(1)).status.success());
+    let old = leader_of(&members).await;
+    let targets = members
+        .running()
+        .iter()
+        .map(|node| format!("grpc://{}", node.grpc))
+        .collect::<Vec<_>>()
+        .join(",");
+    let nodes = Arc::new(Nodes::connect(&targets, "", ADMIN, false, 2).await.unwrap());
+    let population = Population {
+        run_id: "failover".into(),
+        accounts: 16,
+        members_per_account: 2,
+        kid_every: 4,
+        currencies: vec!["EUR".into()],
+        deposit_minor: 1_000_000,
+        kid_deposit_minor: 20_000,
+    };
+    tandem_loadtest::provision::provision(&nodes, &population, 8)
+        .await
+        .unwrap();
+    let shared = Arc::new(RunState {
+        target: nodes.clone(),
+        traffic: std::sync::Mutex::new(Traffic::new(Scenario::Lifecycle, population.clone(), 3)),
+        recorder: Recorder::default(),
+        ledger: std::sync::Mutex::new(tandem_loadtest::provision::ledger_of_deposits(&population)),
+        population,
+    });
+    let pid = members.node(old).child.id().to_string();
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let at = Instant::now();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        nodes.killed(at, 1.5, format!("node {old}"));
+    };
+    let load = Load {
+        rate: 300.0,
+        duration: Duration::from_secs(5),
+        closed_loop: None,
+        outstanding_max: 10_000,
+        seed: 9,
+        quiet: true,
+    };
+    let (elapsed, ()) = tokio::join!(run(shared.clone(), &load), killer);
+    members.kill_member(old);
+    let mut report = shared.recorder.report(
+        RunContext {
+            command_line: "test".into(),
+            version: "test".into(),
+            target: targets.clone(),
+            protocol: "gRPC unary".into(),
+            scenario: "lifecycle".into(),
+            mode: "open loop".into(),
+            cpus: 2,
+            load_average_before: String::new(),
+            load_average_after: String::new(),
+        },
+        elapsed,
+    );
+    report.cluster = nodes.counts();
+    let counts = report.cluster.clone().unwrap();
+    eprintln!("{}", report.markdown());
+    assert!(report.errors.is_empty(), "{}", report.markdown());
+    assert_eq!(counts.gave_up, 0);
+    assert!(
+        counts.retried > 0,
+        "requests met the dead leader and were retried"
+    );
+    assert!(
+        counts.kills[0].first_approval_ms.is_some(),
+        "approvals resumed after the kill"
+    );
+    let summary = audit(&shared).await;
+    assert!(summary.entries_checked > 0);
+    assert!(summary.findings.is_empty(), "{:#?}", summary.findings);
 }

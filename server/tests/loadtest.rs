@@ -6,11 +6,11 @@ mod common;
 use common::{ADMIN, Node};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tandem_loadtest::nodes::Nodes;
 use tandem_loadtest::provision;
 use tandem_loadtest::report::Recorder;
 use tandem_loadtest::run::{Load, RunState, audit, run};
 use tandem_loadtest::scenario::{Population, Scenario, Traffic};
-use tandem_loadtest::target::Target;
 
 /// Provisions, drives 3 s of `scenario`, and audits; with `hold_expiry` (the server's window)
 /// it waits until holds approved during the run are old enough to have expired.
@@ -22,7 +22,7 @@ async fn load(
     scenario: Scenario,
     hold_expiry: Option<Duration>,
 ) -> tandem_loadtest::audit::AuditSummary {
-    let target = Target::connect(url, setup, ADMIN, stream, 2)
+    let target = Nodes::connect(url, setup, ADMIN, stream, 2)
         .await
         .expect("connect");
     let population = Population {
@@ -64,7 +64,7 @@ async fn load(
             command_line: "test".into(),
             version: "test".into(),
             target: "test".into(),
-            protocol: format!("{:?}", shared.target.protocol),
+            protocol: format!("{:?}", shared.target.protocol()),
             scenario: format!("{scenario:?}"),
             mode: "open loop".into(),
             cpus: 2,
