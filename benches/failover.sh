@@ -29,7 +29,7 @@ stream=""
 results=()
 for round in $(seq 1 "$kills"); do
     report="$CLUSTER_DIR/report-$round"
-    if ! "$lt" run --target "$targets" --token "$token" --accounts 2000 --scenario lifecycle \
+    if ! "$lt" run --target "$targets" --token "$token" --accounts 500 --scenario lifecycle \
         $stream --closed-loop --concurrency "${CALLERS:-32}" --duration 7s --settle \
         --kill-leader-after 3s --kill-command "scripts/cluster.sh kill-leader" \
         --report "$report" --quiet >/dev/null 2>"$report.err"; then

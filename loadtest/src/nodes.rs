@@ -86,6 +86,8 @@ pub struct ClusterCounts {
 pub struct Kill {
     /// Seconds into the run.
     pub at_s: f64,
+    /// When, in milliseconds since the epoch (to line up with the nodes' logs).
+    pub at_unix_ms: i64,
     /// What the kill command printed (the node it killed).
     pub killed: String,
     /// From the kill to the first approval of a request sent after it, ms; `None` if none came.
@@ -243,6 +245,7 @@ impl Nodes {
             at,
             Kill {
                 at_s,
+                at_unix_ms: crate::schedule::unix_ms() - at.elapsed().as_millis() as i64,
                 killed,
                 first_approval_ms: None,
             },

@@ -361,3 +361,90 @@ async fn the_load_tester_rides_out_a_leader_kill_and_the_cluster_audits_clean() 
     assert!(summary.entries_checked > 0);
     assert!(summary.findings.is_empty(), "{:#?}", summary.findings);
 }
+
+/// A follower killed with SIGKILL under load and started again while the load goes on: the
+/// cluster serves throughout (no request lost), the follower catches up, and all three hold
+/// the same state, digest for digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_killed_and_restarted_under_load_catches_up() {
+    use tandem_loadtest::nodes::Nodes;
+    use tandem_loadtest::report::Recorder;
+    use tandem_loadtest::run::{Load, RunState, audit, run};
+    use tandem_loadtest::scenario::{Population, Scenario, Traffic};
+
+    let mut members = Cluster::start(&["--checkpoint-ms", "200", "--log-kept-entries", "50"]);
+    assert!(cluster(&["init"], members.node(1)).status.success());
+    let leader = leader_of(&members).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let target = format!("grpc://{}", members.node(leader).grpc);
+    let nodes = Arc::new(Nodes::connect(&target, "", ADMIN, true, 2).await.unwrap());
+    let population = Population {
+        run_id: "follower".into(),
+        accounts: 16,
+        members_per_account: 2,
+        kid_every: 4,
+        currencies: vec!["EUR".into()],
+        deposit_minor: 1_000_000,
+        kid_deposit_minor: 20_000,
+    };
+    tandem_loadtest::provision::provision(&nodes, &population, 8)
+        .await
+        .unwrap();
+    let shared = Arc::new(RunState {
+        target: nodes.clone(),
+        traffic: std::sync::Mutex::new(Traffic::new(Scenario::Lifecycle, population.clone(), 4)),
+        recorder: Recorder::default(),
+        ledger: std::sync::Mutex::new(tandem_loadtest::provision::ledger_of_deposits(&population)),
+        population,
+    });
+    let load = Load {
+        rate: 400.0,
+        duration: Duration::from_secs(5),
+        closed_loop: None,
+        outstanding_max: 10_000,
+        seed: 4,
+        quiet: true,
+    };
+    let drill = async {
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        members.kill_member(follower);
+        // Down long enough for the leader to purge past it (a snapshot), then back while
+        // the load goes on.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        tokio::task::block_in_place(|| members.start_member(follower));
+    };
+    let (elapsed, ()) = tokio::join!(run(shared.clone(), &load), drill);
+    let report = shared.recorder.report(
+        tandem_loadtest::report::RunContext {
+            command_line: "test".into(),
+            version: "test".into(),
+            target: target.clone(),
+            protocol: "gRPC stream".into(),
+            scenario: "lifecycle".into(),
+            mode: "open loop".into(),
+            cpus: 2,
+            load_average_before: String::new(),
+            load_average_after: String::new(),
+        },
+        elapsed,
+    );
+    assert!(report.errors.is_empty(), "{}", report.markdown());
+    assert!(report.approved.count > 500, "{}", report.markdown());
+    let summary = audit(&shared).await;
+    assert!(summary.findings.is_empty(), "{:#?}", summary.findings);
+    let there = members.node(leader);
+    let here = members.node(follower);
+    common::eventually(
+        "the restarted follower holds the leader's state",
+        || async {
+            let a = there.get("/v1/cluster/digest").await;
+            let b = here.get("/v1/cluster/digest").await;
+            if a["applied_index"] != b["applied_index"] {
+                return false;
+            }
+            assert_eq!(a["digest"], b["digest"], "at the same index");
+            true
+        },
+    )
+    .await;
+}

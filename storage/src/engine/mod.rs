@@ -112,20 +112,22 @@ pub struct EngineStats {
 }
 
 /// How often the leader sends each follower an append, entries or none (a heartbeat), ms.
-/// It is also openraft's deadline for one append, the follower's fdatasync included (and a
-/// linearizable read's round of heartbeats): 150 ms is tens of times a loaded follower's
-/// append here, and short enough that a follower hears from a live leader several times
-/// within the election timeout.
-pub const HEARTBEAT_MS: u64 = 150;
+/// It is also openraft's deadline for one append, the follower's fdatasync included, and
+/// sets how often a follower looks at its election timer (every 1.5 heartbeats): 120 ms is
+/// tens of times a loaded follower's append here, and a follower hears from a live leader
+/// several times within the election timeout.
+pub const HEARTBEAT_MS: u64 = 120;
 
-/// The election timeout's range, ms (openraft picks each timer at random within it). A
-/// follower that has heard from its leader starts an election once it has heard nothing for
-/// the leader's lease (openraft: the range's upper bound) plus one timeout: 0.9–1.2 s after
-/// a leader dies. With the vote, the new leader's first entry and a client's retry that puts
-/// the first acknowledged write after a leader dies near 1–1.3 s, inside the card networks'
-/// 1.5 s deadline (`docs/replication.md`, "Failover"). Shorter would call elections on a
-/// leader a busy machine merely delayed.
-pub const ELECTION_TIMEOUT_MS: (u64, u64) = (300, 600);
+/// The election timeout's range, ms (openraft picks each node's once, at random within it).
+/// A follower that has heard from its leader calls an election once it has heard nothing
+/// for the leader's lease (openraft: the range's upper bound) plus its timeout, seen at its
+/// next timer look: 0.6–1.0 s after a leader dies; when the first candidate is the follower
+/// with the shorter log it loses, and the other calls its own election one timeout later.
+/// With the vote, the new leader's first entry and a client's retry, the first acknowledged
+/// write after a leader dies comes within the card networks' 1.5 s deadline
+/// (`docs/replication.md`, "Failover"; `benches/failover.sh` measures it). Shorter would
+/// call elections on a leader a busy machine merely delayed.
+pub const ELECTION_TIMEOUT_MS: (u64, u64) = (200, 400);
 
 /// A running engine.
 pub struct Engine {
