@@ -41,8 +41,8 @@ pub struct App {
     pub(crate) peers_network: std::sync::OnceLock<tandem_replication::GrpcNetwork>,
 }
 
-/// How long a cluster member may know no leader before it says it cannot serve: the
-/// election timeout's upper bound (1 s), so an election that ends normally does not flap
+/// How long a cluster member may know no leader before it says it cannot serve: past the
+/// time an election takes once called (milliseconds), so an election that ends normally does not flap
 /// its readiness.
 pub const LEADERLESS_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 

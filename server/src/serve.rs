@@ -630,22 +630,18 @@ async fn follow_leaderless(app: Arc<App>, health: tonic_health::server::HealthRe
             continue;
         }
         was = now;
-        if now {
+        let status = if now {
             tracing::warn!("no leader known past an election: not ready until one is");
-            health
-                .set_not_serving::<AuthorizationsServer<crate::edge::grpc::Service>>()
-                .await;
-            health
-                .set_not_serving::<AccountsServer<crate::edge::grpc::Service>>()
-                .await;
+            tonic_health::ServingStatus::NotServing
         } else {
             tracing::info!("a leader is known again: ready");
-            health
-                .set_serving::<AuthorizationsServer<crate::edge::grpc::Service>>()
-                .await;
-            health
-                .set_serving::<AccountsServer<crate::edge::grpc::Service>>()
-                .await;
+            tonic_health::ServingStatus::Serving
+        };
+        for service in [
+            <AuthorizationsServer<crate::edge::grpc::Service> as tonic::server::NamedService>::NAME,
+            <AccountsServer<crate::edge::grpc::Service> as tonic::server::NamedService>::NAME,
+        ] {
+            health.set_service_status(service, status).await;
         }
     }
 }

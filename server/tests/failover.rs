@@ -268,28 +268,20 @@ async fn a_member_without_a_leader_says_so_until_one_is_elected() {
     );
 }
 
-/// The load tester as a cluster client: callers spread over the three nodes, the leader
-/// killed with SIGKILL mid-run, every request answered (retried on another node under its
-/// key where the first answer was lost), and the money audit over the cluster clean.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_load_tester_rides_out_a_leader_kill_and_the_cluster_audits_clean() {
-    use tandem_loadtest::nodes::Nodes;
-    use tandem_loadtest::report::{Recorder, RunContext};
-    use tandem_loadtest::run::{Load, RunState, audit, run};
+/// The load tester over `targets` (comma separated; `stream` for the processor stream), with
+/// a small lifecycle population provisioned: what the load-tester tests below run.
+async fn provisioned(
+    targets: &str,
+    stream: bool,
+    run_id: &str,
+    seed: u64,
+) -> Arc<tandem_loadtest::run::RunState> {
     use tandem_loadtest::scenario::{Population, Scenario, Traffic};
-
-    let mut members = Cluster::start(&[]);
-    assert!(cluster(&["init"], members.node(1)).status.success());
-    let old = leader_of(&members).await;
-    let targets = members
-        .running()
-        .iter()
-        .map(|node| format!("grpc://{}", node.grpc))
-        .collect::<Vec<_>>()
-        .join(",");
-    let nodes = Arc::new(Nodes::connect(&targets, "", ADMIN, false, 2).await.unwrap());
+    let nodes = tandem_loadtest::nodes::Nodes::connect(targets, "", ADMIN, stream, 2)
+        .await
+        .unwrap();
     let population = Population {
-        run_id: "failover".into(),
+        run_id: run_id.into(),
         accounts: 16,
         members_per_account: 2,
         kid_every: 4,
@@ -300,13 +292,67 @@ async fn the_load_tester_rides_out_a_leader_kill_and_the_cluster_audits_clean() 
     tandem_loadtest::provision::provision(&nodes, &population, 8)
         .await
         .unwrap();
-    let shared = Arc::new(RunState {
-        target: nodes.clone(),
-        traffic: std::sync::Mutex::new(Traffic::new(Scenario::Lifecycle, population.clone(), 3)),
-        recorder: Recorder::default(),
+    Arc::new(tandem_loadtest::run::RunState {
+        target: Arc::new(nodes),
+        traffic: std::sync::Mutex::new(Traffic::new(Scenario::Lifecycle, population.clone(), seed)),
+        recorder: tandem_loadtest::report::Recorder::default(),
         ledger: std::sync::Mutex::new(tandem_loadtest::provision::ledger_of_deposits(&population)),
         population,
-    });
+    })
+}
+
+/// Five seconds of open-loop load at `rate` per second.
+fn five_seconds_at(rate: f64, seed: u64) -> tandem_loadtest::run::Load {
+    tandem_loadtest::run::Load {
+        rate,
+        duration: Duration::from_secs(5),
+        closed_loop: None,
+        outstanding_max: 10_000,
+        seed,
+        quiet: true,
+    }
+}
+
+/// The run's report, as the load tester would write it.
+fn report_of(
+    shared: &tandem_loadtest::run::RunState,
+    target: &str,
+    elapsed: Duration,
+) -> tandem_loadtest::report::Report {
+    shared.recorder.report(
+        tandem_loadtest::report::RunContext {
+            command_line: "test".into(),
+            version: "test".into(),
+            target: target.into(),
+            protocol: format!("{:?}", shared.target.protocol()),
+            scenario: "lifecycle".into(),
+            mode: "open loop".into(),
+            cpus: 2,
+            load_average_before: String::new(),
+            load_average_after: String::new(),
+        },
+        elapsed,
+    )
+}
+
+/// The load tester as a cluster client: callers spread over the three nodes, the leader
+/// killed with SIGKILL mid-run, every request answered (retried on another node under its
+/// key where the first answer was lost), and the money audit over the cluster clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_tester_rides_out_a_leader_kill_and_the_cluster_audits_clean() {
+    use tandem_loadtest::run::{audit, run};
+
+    let mut members = Cluster::start(&[]);
+    assert!(cluster(&["init"], members.node(1)).status.success());
+    let old = leader_of(&members).await;
+    let targets = members
+        .running()
+        .iter()
+        .map(|node| format!("grpc://{}", node.grpc))
+        .collect::<Vec<_>>()
+        .join(",");
+    let shared = provisioned(&targets, false, "failover", 3).await;
+    let nodes = shared.target.clone();
     let pid = members.node(old).child.id().to_string();
     let killer = async {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -320,30 +366,10 @@ async fn the_load_tester_rides_out_a_leader_kill_and_the_cluster_audits_clean() 
         );
         nodes.killed(at, 1.5, format!("node {old}"));
     };
-    let load = Load {
-        rate: 300.0,
-        duration: Duration::from_secs(5),
-        closed_loop: None,
-        outstanding_max: 10_000,
-        seed: 9,
-        quiet: true,
-    };
+    let load = five_seconds_at(300.0, 9);
     let (elapsed, ()) = tokio::join!(run(shared.clone(), &load), killer);
     members.kill_member(old);
-    let mut report = shared.recorder.report(
-        RunContext {
-            command_line: "test".into(),
-            version: "test".into(),
-            target: targets.clone(),
-            protocol: "gRPC unary".into(),
-            scenario: "lifecycle".into(),
-            mode: "open loop".into(),
-            cpus: 2,
-            load_average_before: String::new(),
-            load_average_after: String::new(),
-        },
-        elapsed,
-    );
+    let mut report = report_of(&shared, &targets, elapsed);
     report.cluster = nodes.counts();
     let counts = report.cluster.clone().unwrap();
     eprintln!("{}", report.markdown());
@@ -367,44 +393,14 @@ async fn the_load_tester_rides_out_a_leader_kill_and_the_cluster_audits_clean() 
 /// the same state, digest for digest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_killed_and_restarted_under_load_catches_up() {
-    use tandem_loadtest::nodes::Nodes;
-    use tandem_loadtest::report::Recorder;
-    use tandem_loadtest::run::{Load, RunState, audit, run};
-    use tandem_loadtest::scenario::{Population, Scenario, Traffic};
+    use tandem_loadtest::run::{audit, run};
 
     let mut members = Cluster::start(&["--checkpoint-ms", "200", "--log-kept-entries", "50"]);
     assert!(cluster(&["init"], members.node(1)).status.success());
     let leader = leader_of(&members).await;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     let target = format!("grpc://{}", members.node(leader).grpc);
-    let nodes = Arc::new(Nodes::connect(&target, "", ADMIN, true, 2).await.unwrap());
-    let population = Population {
-        run_id: "follower".into(),
-        accounts: 16,
-        members_per_account: 2,
-        kid_every: 4,
-        currencies: vec!["EUR".into()],
-        deposit_minor: 1_000_000,
-        kid_deposit_minor: 20_000,
-    };
-    tandem_loadtest::provision::provision(&nodes, &population, 8)
-        .await
-        .unwrap();
-    let shared = Arc::new(RunState {
-        target: nodes.clone(),
-        traffic: std::sync::Mutex::new(Traffic::new(Scenario::Lifecycle, population.clone(), 4)),
-        recorder: Recorder::default(),
-        ledger: std::sync::Mutex::new(tandem_loadtest::provision::ledger_of_deposits(&population)),
-        population,
-    });
-    let load = Load {
-        rate: 400.0,
-        duration: Duration::from_secs(5),
-        closed_loop: None,
-        outstanding_max: 10_000,
-        seed: 4,
-        quiet: true,
-    };
+    let shared = provisioned(&target, true, "follower", 4).await;
     let drill = async {
         tokio::time::sleep(Duration::from_millis(1_000)).await;
         members.kill_member(follower);
@@ -413,21 +409,9 @@ async fn a_follower_killed_and_restarted_under_load_catches_up() {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         tokio::task::block_in_place(|| members.start_member(follower));
     };
+    let load = five_seconds_at(400.0, 4);
     let (elapsed, ()) = tokio::join!(run(shared.clone(), &load), drill);
-    let report = shared.recorder.report(
-        tandem_loadtest::report::RunContext {
-            command_line: "test".into(),
-            version: "test".into(),
-            target: target.clone(),
-            protocol: "gRPC stream".into(),
-            scenario: "lifecycle".into(),
-            mode: "open loop".into(),
-            cpus: 2,
-            load_average_before: String::new(),
-            load_average_after: String::new(),
-        },
-        elapsed,
-    );
+    let report = report_of(&shared, &target, elapsed);
     assert!(report.errors.is_empty(), "{}", report.markdown());
     assert!(report.approved.count > 500, "{}", report.markdown());
     let summary = audit(&shared).await;

@@ -33,9 +33,8 @@ use crate::keys::{Credential, Principal};
 /// its own, shorter deadline around it (`ops::deadline`).
 pub const FORWARD_DEADLINE: Duration = Duration::from_secs(10);
 
-/// How long a write waits, across an election, for a leader to run it: past the longest
-/// election (the election timeout's upper bound, 1 s, a vote round and the new leader's first
-/// entry) with room to spare, so a command sent as its leader dies is decided by the next one
+/// How long a write waits, across an election, for a leader to run it: past a leader's death
+/// noticed and a new one elected and settled (about 1–2 s, `docs/replication.md` "Failover"), so a command sent as its leader dies is decided by the next one
 /// rather than refused. Callers' own deadlines (ISO 8583's 1.5 s, the request timeout) cut it
 /// shorter; past it the answer is `not_leader`, retryable with the same idempotency key.
 pub const FAILOVER_WAIT: Duration = Duration::from_secs(3);

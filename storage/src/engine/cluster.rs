@@ -182,14 +182,8 @@ impl Engine {
     /// leader confirms.
     pub async fn linearizable_read(&self) -> Result<u64, CommitError> {
         let (leader_id, address) = match self.leader() {
-            Leader::This => {
-                return match self.raft.ensure_linearizable().await {
-                    Ok(read) => Ok(read.map_or(0, |log| log.index)),
-                    Err(_) => Err(CommitError::NotLeader {
-                        leader: self.raft.metrics().borrow().current_leader,
-                    }),
-                };
-            }
+            // The leader's read index is what settling a new term waits for.
+            Leader::This => return self.settle_lead(READ_INDEX_WAIT).await,
             Leader::Other { id, address } => (id, address),
             Leader::Unknown => return Err(CommitError::NotLeader { leader: None }),
         };
