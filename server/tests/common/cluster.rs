@@ -7,13 +7,26 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// A loopback port free a moment ago (the peers list needs each gRPC port before start).
+/// A loopback port free now, for a member's gRPC listener (the peers list needs each port
+/// before start, and a restarted member binds the same one again).
+///
+/// Taken from below Linux's ephemeral range (32768–60999): a port there that a test frees
+/// can be taken at once as the local port of any outgoing connection, and one was, in CI.
+/// Each test process starts at its own offset and never hands a port out twice.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free port below the ephemeral range");
+        let port = (FIRST + (start + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn keygen(dir: &Path) -> PathBuf {
