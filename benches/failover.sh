@@ -42,12 +42,13 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 c = r["cluster"]; k = c["kills"][0]
 print(k["first_approval_ms"] if k["first_approval_ms"] is not None else "none",
+      k.get("first_answer_ms"),
       k["killed"].split()[1], round(r["approvals_per_second"]), c["retried"], c["in_doubt"],
       len(r["errors"]))
 EOF
 )
-    read -r ms killed aps retried doubt errors <<<"$line"
-    echo "round $round: node $killed killed; first approval after ${ms} ms; ${aps} approvals/s; $retried retried, $doubt in doubt, $errors error kinds"
+    read -r ms any killed aps retried doubt errors <<<"$line"
+    echo "round $round: node $killed killed; first approval after ${ms} ms (of any request ${any} ms); ${aps} approvals/s; $retried retried, $doubt in doubt, $errors error kinds"
     results+=("$ms")
     scripts/cluster.sh start "$killed" >/dev/null
     for _ in $(seq 1 100); do

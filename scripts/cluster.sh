@@ -4,7 +4,8 @@
 #   scripts/cluster.sh up      # build (release) if needed, start nodes 1-3, form the cluster
 #   scripts/cluster.sh down    # stop them (SIGTERM: each drains and exits cleanly)
 #   scripts/cluster.sh status  # the cluster as node 1 sees it
-#   scripts/cluster.sh kill-leader  # SIGKILL the current leader; prints "node N (pid P)"
+#   scripts/cluster.sh kill-leader  # SIGKILL the current leader; prints "node N (pid P) at MS"
+#                                 # (MS: the kill's time, milliseconds since the epoch)
 #   scripts/cluster.sh kill N       # SIGKILL node N
 #   scripts/cluster.sh start N      # start node N again on its data directory
 #
@@ -61,9 +62,10 @@ kill_node() {
     local n=$1 pid
     pid=$(cat "$dir/node$n.pid")
     kill -KILL "$pid" 2>/dev/null || true
+    at=$(date +%s%3N)
     while kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
     rm -f "$dir/node$n.pid"
-    echo "node $n (pid $pid)"
+    echo "node $n (pid $pid) at $at"
 }
 
 # The leader's id, as the first node that answers sees it.

@@ -5,7 +5,8 @@
 //! those accounts through the admin API, `op` is one request of the traffic, `target` speaks
 //! gRPC (unary or the processor stream), HTTP or ISO 8583 (`iso`: links and the translation
 //! of operations into messages) to one node, `nodes` spreads calls over a cluster's nodes and
-//! retries them across a failover, `run` drives open-loop, closed-loop or stepped load,
+//! retries them across a failover, `watch` holds live balance streams and times each answer's
+//! change on them, `run` drives open-loop, closed-loop or stepped load,
 //! `report` keeps HDR
 //! histograms and writes JSON and Markdown, and `audit` checks the server's money against
 //! every answer the tester was given.
@@ -21,3 +22,4 @@ pub mod run;
 pub mod scenario;
 pub mod schedule;
 pub mod target;
+pub mod watch;

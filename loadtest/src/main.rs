@@ -19,7 +19,11 @@ use tandem_loadtest::report::{Report, RunContext, load_average};
 use tandem_loadtest::run::{Load, RunState, run};
 use tandem_loadtest::scenario::{Population, Scenario, Traffic};
 use tandem_loadtest::target::Protocol;
+use tandem_loadtest::watch::Watchers;
 use tandem_loadtest::{provision, report};
+
+/// How long after the load the watchers have to show the last answered changes.
+const WATCH_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +77,16 @@ struct RunArgs {
     /// killed, e.g. `scripts/cluster.sh kill-leader`.
     #[arg(long, default_value = "scripts/cluster.sh kill-leader")]
     kill_command: String,
+    /// Hold this many live balance streams on the accounts under load, spread over the
+    /// nodes, and report the lag from each answer to each watcher's update, changes missed
+    /// and reconnects (not with --step).
+    #[arg(long, default_value_t = 0)]
+    watchers: usize,
+    /// Where the watchers connect: grpc:// nodes (`WatchBalance`) or http:// nodes
+    /// (Server-Sent Events, resumed with Last-Event-ID), comma separated; default --target
+    /// (--admin-target for ISO 8583).
+    #[arg(long)]
+    watch_target: Option<String>,
     /// An admin API key (it provisions accounts and sends card traffic).
     #[arg(long, env = "TANDEM_TOKEN", hide_env_values = true)]
     token: String,
@@ -227,12 +241,44 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
     let mut ledger = provision::ledger_of_deposits(&population);
     ledger.hold_expiry_ms = args.hold_expiry.map(|d| d.as_millis() as i64);
     let traffic = Traffic::new(scenario, population.clone(), args.seed).settled(args.settle);
+    let watchers = if args.watchers > 0 && !args.echo {
+        let accounts: Vec<String> = (0..population.accounts)
+            .map(|i| population.account_id(i))
+            .collect();
+        let nodes = args.watch_target.clone().unwrap_or_else(|| {
+            if target.protocol() == Protocol::Iso8583 {
+                args.admin_target.clone()
+            } else {
+                args.target.clone()
+            }
+        });
+        Some(Arc::new(Watchers::new(
+            args.watchers,
+            &accounts,
+            &nodes,
+            &args.token,
+        )?))
+    } else {
+        None
+    };
+    let (stop_watching, watching) = tokio::sync::watch::channel(false);
+    let watcher_tasks: Vec<_> = watchers
+        .iter()
+        .flat_map(|watchers| {
+            (0..args.watchers).map(|i| {
+                let watchers = watchers.clone();
+                let stop = watching.clone();
+                tokio::spawn(async move { watchers.hold(i, stop).await })
+            })
+        })
+        .collect();
     let shared = Arc::new(RunState {
         target: target.clone(),
         traffic: Mutex::new(traffic),
         recorder: report::Recorder::default(),
         ledger: Mutex::new(ledger),
         population: population.clone(),
+        watchers: watchers.clone(),
     });
     let protocol = match target.protocol() {
         Protocol::GrpcUnary => "gRPC unary",
@@ -298,6 +344,19 @@ async fn main_run(args: RunArgs) -> Result<bool, String> {
         report.cluster = target.counts();
         report
     };
+    if let Some(watchers) = &watchers {
+        // The changes answered last reach the watchers a moment after their answers; past
+        // the grace, what no watcher has shown is missed.
+        let grace = tokio::time::Instant::now() + WATCH_GRACE;
+        while watchers.unmatched() > 0 && tokio::time::Instant::now() < grace {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop_watching.send(true);
+        for task in watcher_tasks {
+            let _ = task.await;
+        }
+        report.watch = Some(watchers.counts());
+    }
     let passed = if args.no_audit || args.echo {
         true
     } else {
@@ -325,13 +384,15 @@ async fn kill_leader(
 ) -> Result<(), String> {
     let started = std::time::Instant::now();
     tokio::time::sleep(after).await;
-    let at = std::time::Instant::now();
+    nodes.killing();
     let output = tokio::process::Command::new("sh")
         .args(["-c", command])
         .output()
         .await
-        .map_err(|e| format!("--kill-command {command}: {e}"))?;
+        .map_err(|e| format!("--kill-command {command}: {e}"));
+    let output = output.inspect_err(|_| nodes.kill_failed())?;
     if !output.status.success() {
+        nodes.kill_failed();
         return Err(format!(
             "--kill-command {command} failed: {}",
             String::from_utf8_lossy(&output.stderr)
@@ -341,8 +402,29 @@ async fn kill_leader(
     if !quiet {
         eprintln!("killed the leader: {}", killed.trim());
     }
-    nodes.killed(at, at.duration_since(started).as_secs_f64(), killed);
+    // The kill's own time if the command printed it (`... at <ms since the epoch>`): finding
+    // the leader first takes a process and a status call, and waiting for the process to be
+    // gone takes longer still, neither any part of the failover. Else the command's end.
+    let now = std::time::Instant::now();
+    let at = killed_at(&killed)
+        .and_then(|ms| {
+            let ago = u64::try_from(tandem_loadtest::schedule::unix_ms() - ms).ok()?;
+            now.checked_sub(Duration::from_millis(ago))
+        })
+        .unwrap_or(now);
+    nodes.killed(
+        at,
+        at.saturating_duration_since(started).as_secs_f64(),
+        killed,
+    );
     Ok(())
+}
+
+/// The kill's time a kill command printed as its last word after `at`, ms since the epoch.
+fn killed_at(printed: &str) -> Option<i64> {
+    let mut words = printed.split_whitespace().rev();
+    let ms = words.next()?.parse().ok()?;
+    (words.next()? == "at").then_some(ms)
 }
 
 /// Raises the rate by 25% per step until p99 breaks the SLO (or errors appear); reports the
@@ -373,6 +455,7 @@ async fn step(
             recorder: report::Recorder::default(),
             ledger: Mutex::new(Ledger::default()),
             population: shared.population.clone(),
+            watchers: None,
         });
         let load = Load {
             rate,
@@ -414,4 +497,20 @@ fn merge_ledger(into: &RunState, from: &RunState) {
     into.uncertain.extend(from.uncertain);
     into.uncertain_accounts.extend(from.uncertain_accounts);
     into.touched.extend(from.touched);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::killed_at;
+
+    #[test]
+    fn a_kill_commands_printed_time_is_read_and_anything_else_is_not() {
+        assert_eq!(
+            killed_at("node 2 (pid 4242) at 1796680000123\n"),
+            Some(1_796_680_000_123)
+        );
+        assert_eq!(killed_at("node 2 (pid 4242)"), None);
+        assert_eq!(killed_at("killed 17"), None);
+        assert_eq!(killed_at(""), None);
+    }
 }

@@ -19,7 +19,7 @@ use tandem_proto::v1 as pb;
 use crate::target::{AdminCall, Answer, Op, Protocol, Target};
 
 /// How long a request is retried across nodes before its last error stands: past an election
-/// (about a second) and a node's restart, well inside a run.
+/// (about half a second) and a node's restart, well inside a run.
 const RETRY_FOR: Duration = Duration::from_secs(10);
 
 /// Why a call failed, for whether and how it is retried.
@@ -92,6 +92,54 @@ pub struct Kill {
     pub killed: String,
     /// From the kill to the first approval of a request sent after it, ms; `None` if none came.
     pub first_approval_ms: Option<f64>,
+    /// From the kill to the first approval of any request (one in flight at the kill
+    /// included), ms.
+    #[serde(default)]
+    pub first_answer_ms: Option<f64>,
+}
+
+impl Kill {
+    /// Notes an approval of a request sent at `sent`, answered at `answered`, for the kill at
+    /// `at`.
+    fn observe(&mut self, at: Instant, sent: Instant, answered: Instant) {
+        let Some(since) = answered.checked_duration_since(at) else {
+            return;
+        };
+        let ms = since.as_secs_f64() * 1_000.0;
+        self.first_answer_ms.get_or_insert(ms);
+        if sent >= at {
+            self.first_approval_ms.get_or_insert(ms);
+        }
+    }
+}
+
+/// The leaders killed during the run.
+#[derive(Default)]
+struct Kills {
+    done: Vec<(Instant, Kill)>,
+    /// While a kill command runs, every approval as (sent, answered): the kill's own time is
+    /// known only once the command returns, and a command that waits for the killed process
+    /// to be gone can return after the new leader has approved writes.
+    pending: Option<Vec<(Instant, Instant)>>,
+}
+
+impl Kills {
+    /// An approval of a request sent at `sent`, answered at `answered`.
+    fn approved(&mut self, sent: Instant, answered: Instant) {
+        if let Some(pending) = self.pending.as_mut() {
+            pending.push((sent, answered));
+        } else if let Some((at, kill)) = self.done.last_mut() {
+            kill.observe(*at, sent, answered);
+        }
+    }
+
+    /// The kill command returned: it killed at `at`.
+    fn killed(&mut self, at: Instant, mut kill: Kill) {
+        for (sent, answered) in self.pending.take().unwrap_or_default() {
+            kill.observe(at, sent, answered);
+        }
+        self.done.push((at, kill));
+    }
 }
 
 /// The nodes of the run.
@@ -103,8 +151,7 @@ pub struct Nodes {
     in_doubt: AtomicU64,
     failovers: AtomicU64,
     gave_up: AtomicU64,
-    /// The latest kill, and the first approval after it.
-    kills: Mutex<Vec<(Instant, Kill)>>,
+    kills: Mutex<Kills>,
 }
 
 impl Nodes {
@@ -153,7 +200,7 @@ impl Nodes {
             in_doubt: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             gave_up: AtomicU64::new(0),
-            kills: Mutex::new(Vec::new()),
+            kills: Mutex::new(Kills::default()),
         })
     }
 
@@ -230,26 +277,32 @@ impl Nodes {
     /// An approval of a request sent at `started`: the first one sent after the latest kill
     /// times the failover.
     fn approved(&self, started: Instant) {
+        let now = Instant::now();
         let mut kills = self.kills.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, kill)) = kills.last_mut()
-            && started >= *at
-            && kill.first_approval_ms.is_none()
-        {
-            kill.first_approval_ms = Some(at.elapsed().as_secs_f64() * 1_000.0);
-        }
+        kills.approved(started, now);
     }
 
-    /// Notes a leader killed now, `at_s` into the run, by a command that printed `killed`.
+    /// A kill command starts: approvals are kept until it says when it killed.
+    pub fn killing(&self) {
+        self.kills.lock().unwrap_or_else(|p| p.into_inner()).pending = Some(Vec::new());
+    }
+
+    /// The kill command failed: nothing was killed.
+    pub fn kill_failed(&self) {
+        self.kills.lock().unwrap_or_else(|p| p.into_inner()).pending = None;
+    }
+
+    /// Notes a leader killed at `at`, `at_s` into the run, by a command that printed `killed`.
     pub fn killed(&self, at: Instant, at_s: f64, killed: String) {
-        self.kills.lock().unwrap_or_else(|p| p.into_inner()).push((
-            at,
-            Kill {
-                at_s,
-                at_unix_ms: crate::schedule::unix_ms() - at.elapsed().as_millis() as i64,
-                killed,
-                first_approval_ms: None,
-            },
-        ));
+        let kill = Kill {
+            at_s,
+            at_unix_ms: crate::schedule::unix_ms() - at.elapsed().as_millis() as i64,
+            killed,
+            first_approval_ms: None,
+            first_answer_ms: None,
+        };
+        let mut kills = self.kills.lock().unwrap_or_else(|p| p.into_inner());
+        kills.killed(at, kill);
     }
 
     /// What the report shows; `None` for a single node.
@@ -265,6 +318,7 @@ impl Nodes {
                 .kills
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
+                .done
                 .iter()
                 .map(|(_, kill)| kill.clone())
                 .collect(),
@@ -321,6 +375,32 @@ fn split(list: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kill_is_timed_from_its_own_moment_even_when_its_command_returns_late() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut kills = Kills {
+            pending: Some(Vec::new()),
+            ..Kills::default()
+        };
+        // The command starts at 0; the kill itself is at 100; the command returns at 2,000.
+        kills.approved(ms(0), ms(50)); // before the kill: not counted
+        kills.approved(ms(90), ms(700)); // in flight at the kill, answered by the new leader
+        kills.approved(ms(710), ms(750)); // the first sent after the kill
+        kills.approved(ms(800), ms(820));
+        kills.killed(ms(100), Kill::default());
+        let kill = &kills.done[0].1;
+        assert_eq!(kill.first_answer_ms.map(f64::round), Some(600.0));
+        assert_eq!(kill.first_approval_ms.map(f64::round), Some(650.0));
+        // Later approvals change nothing.
+        kills.approved(ms(900), ms(910));
+        assert_eq!(
+            kills.done[0].1.first_approval_ms.map(f64::round),
+            Some(650.0)
+        );
+        assert!(kills.pending.is_none());
+    }
 
     #[test]
     fn failures_are_retried_only_where_a_retry_may_cure_them() {

@@ -205,6 +205,7 @@ impl Recorder {
             over_time,
             cpu: None,
             cluster: None,
+            watch: None,
             audit: None,
         }
     }
@@ -384,6 +385,9 @@ pub struct Report {
     pub cpu: Option<Cpu>,
     /// Against a cluster: retries, answers in doubt, failovers, leaders killed.
     pub cluster: Option<crate::nodes::ClusterCounts>,
+    /// Live balance streams held during the run (`--watchers`).
+    #[serde(default)]
+    pub watch: Option<crate::watch::WatchCounts>,
     pub audit: Option<crate::audit::AuditSummary>,
 }
 
@@ -489,8 +493,11 @@ impl Report {
                 let first = kill
                     .first_approval_ms
                     .map_or("none".to_owned(), |ms| format!("{ms:.0} ms"));
+                let any = kill
+                    .first_answer_ms
+                    .map_or("none".to_owned(), |ms| format!("{ms:.0} ms"));
                 out.push_str(&format!(
-                    "\n- leader killed at {:.1} s ({}): first approval of a request sent after it {first} later",
+                    "\n- leader killed at {:.1} s ({}): first approval of a request sent after it {first} later (of any request, {any})",
                     kill.at_s,
                     kill.killed.trim()
                 ));
@@ -498,6 +505,27 @@ impl Report {
             if !cluster.kills.is_empty() {
                 out.push('\n');
             }
+        }
+        if let Some(watch) = &self.watch {
+            out.push_str(&format!(
+                "\n## Watchers\n\n{} live balance streams ({}) on {} accounts: {} updates; {} answered changes shown, lag from answer to update p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} missed, {} resyncs, {} reconnects, {} streams that could not be opened{}\n",
+                watch.watchers,
+                watch.via,
+                watch.accounts,
+                watch.updates,
+                watch.matched,
+                watch.lag_p50_ms,
+                watch.lag_p99_ms,
+                watch.lag_max_ms,
+                watch.missed,
+                watch.resyncs,
+                watch.reconnects,
+                watch.open_failures,
+                watch
+                    .last_failure
+                    .as_ref()
+                    .map_or(String::new(), |f| format!(" (last: {f})"))
+            ));
         }
         if let Some(audit) = &self.audit {
             out.push_str(&format!(

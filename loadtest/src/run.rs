@@ -35,6 +35,9 @@ pub struct RunState {
     pub recorder: Recorder,
     pub ledger: Mutex<Ledger>,
     pub population: Population,
+    /// Live balance streams on the accounts under load (`--watchers`), told of every answer
+    /// that moved money.
+    pub watchers: Option<Arc<crate::watch::Watchers>>,
 }
 
 /// `sent_at_ms`: when the request was due, no later than the server's decision (so a hold's
@@ -128,6 +131,15 @@ async fn send(
     shared.recorder.record(name, second, latency, &result);
     let sent_at_ms = unix_ms() - latency.as_millis() as i64;
     note(&shared.ledger, account, &op, &result, sent_at_ms);
+    if let (Some(watchers), Ok(Answer::Card(answer))) = (&shared.watchers, &result)
+        && matches!(
+            answer.status.as_str(),
+            "approved" | "partially_approved" | "accepted"
+        )
+        && let Some(balance) = &answer.balance
+    {
+        watchers.answered(account, balance);
+    }
     result
 }
 

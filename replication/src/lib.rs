@@ -10,6 +10,8 @@
 //!   RPC to the local Raft node; a snapshot arrives as a stream of chunks.
 //! - `forward.rs`: a request that reached a member which does not lead, carried to the
 //!   leader as bytes the server encodes and answers (`tandem.raft.v1.Forward`).
+//! - `prompt.rs`: prompt elections: when the leader falls silent past its lease, the member
+//!   with the greatest log calls the election at once, having asked its peers.
 //! - `network.rs`: the client side ([`GrpcNetwork`]): one long-lived channel per peer, a
 //!   deadline on every RPC, snapshots streamed in chunks.
 //!
@@ -20,6 +22,7 @@
 
 mod forward;
 mod network;
+pub mod prompt;
 mod service;
 mod wire;
 

@@ -100,6 +100,24 @@ impl GrpcNetwork {
     }
 }
 
+impl GrpcNetwork {
+    /// Where peer `target` at `address` stands, asked before a prompt election.
+    pub(crate) async fn standing(
+        &self,
+        target: NodeId,
+        address: &str,
+    ) -> Result<crate::prompt::Standing, String> {
+        let peer = self.peer(target, address);
+        peer.unary(
+            &(),
+            crate::prompt::STANDING_DEADLINE,
+            |mut client, request| async move { client.standing(request).await },
+        )
+        .await
+        .map_err(|failed| format!("{failed:?}"))
+    }
+}
+
 impl tandem_storage::network::LeaderReadIndex for GrpcNetwork {
     fn read_index<'a>(
         &'a self,

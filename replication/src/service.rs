@@ -138,6 +138,14 @@ impl RaftRpc for RaftService {
         answer(&(!voters.is_empty()).then_some(voters))
     }
 
+    async fn standing(&self, request: Request<Message>) -> Result<Response<Message>, Status> {
+        authorized(&request, &self.token)?;
+        let standing = crate::prompt::standing_of(self.raft()?)
+            .await
+            .ok_or_else(|| local("the Raft node stopped"))?;
+        answer(&standing)
+    }
+
     async fn install_snapshot(
         &self,
         request: Request<Streaming<SnapshotChunk>>,

@@ -529,6 +529,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     engine_config.checkpoint_every = config.checkpoint_every;
     engine_config.writes_in_flight_max = config.log_writes_in_flight;
     engine_config.log_kept_after_checkpoint = config.log_kept_entries;
+    let mut peers_network = None;
     let opened = match member {
         None => Engine::open(engine_config).await,
         Some((node_id, key, token)) => {
@@ -537,6 +538,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             let network = tandem_replication::GrpcNetwork::new(node_id, &token)
                 .map_err(ServeError::Config)?;
             app.forward_through(network.clone());
+            peers_network = Some(network.clone());
             Engine::open_member(engine_config, network).await
         }
     };
@@ -549,6 +551,12 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     if let Some(service) = &raft_service {
         service.attach(engine.raft().clone());
     }
+    // A member whose leader falls silent calls the election itself once its peers agree it
+    // should (`tandem_replication::prompt`); it ends with the Raft node.
+    let _prompt_elections = peers_network.map(|network| {
+        let lease = std::time::Duration::from_millis(tandem_storage::engine::ELECTION_TIMEOUT_MS.1);
+        tandem_replication::prompt::spawn(engine.raft().clone(), network, lease)
+    });
     let system_config = SystemConfig {
         in_flight_per_account_max: config.in_flight_per_account_max,
         in_flight_max: config.in_flight_max,

@@ -298,6 +298,7 @@ async fn provisioned(
         recorder: tandem_loadtest::report::Recorder::default(),
         ledger: std::sync::Mutex::new(tandem_loadtest::provision::ledger_of_deposits(&population)),
         population,
+        watchers: None,
     })
 }
 
@@ -351,7 +352,27 @@ async fn the_load_tester_rides_out_a_leader_kill_and_the_cluster_audits_clean() 
         .map(|node| format!("grpc://{}", node.grpc))
         .collect::<Vec<_>>()
         .join(",");
-    let shared = provisioned(&targets, false, "failover", 3).await;
+    let mut shared = provisioned(&targets, false, "failover", 3).await;
+    // Spend apps' live balances: SSE streams over the three nodes, some on the leader.
+    let http = members
+        .running()
+        .iter()
+        .map(|node| format!("http://{}", node.http))
+        .collect::<Vec<_>>()
+        .join(",");
+    let accounts: Vec<String> = (0..shared.population.accounts)
+        .map(|i| shared.population.account_id(i))
+        .collect();
+    let watchers =
+        Arc::new(tandem_loadtest::watch::Watchers::new(6, &accounts, &http, ADMIN).unwrap());
+    Arc::get_mut(&mut shared).unwrap().watchers = Some(watchers.clone());
+    let (stop_watching, watching) = tokio::sync::watch::channel(false);
+    let holders: Vec<_> = (0..6)
+        .map(|i| {
+            let (watchers, stop) = (watchers.clone(), watching.clone());
+            tokio::spawn(async move { watchers.hold(i, stop).await })
+        })
+        .collect();
     let nodes = shared.target.clone();
     let pid = members.node(old).child.id().to_string();
     let killer = async {
@@ -386,6 +407,30 @@ async fn the_load_tester_rides_out_a_leader_kill_and_the_cluster_audits_clean() 
     let summary = audit(&shared).await;
     assert!(summary.entries_checked > 0);
     assert!(summary.findings.is_empty(), "{:#?}", summary.findings);
+
+    // The watchers on the dead node resumed on another with Last-Event-ID, and every change
+    // answered on a watched account reached its watchers.
+    let until = Instant::now() + Duration::from_secs(5);
+    while watchers.unmatched() > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_watching.send(true).unwrap();
+    for holder in holders {
+        holder.await.unwrap();
+    }
+    let watched = watchers.counts();
+    eprintln!("{watched:?}");
+    assert!(watched.matched > 0, "{watched:?}");
+    assert_eq!(watched.missed, 0, "{watched:?}");
+    assert!(watched.reconnects >= 1, "{watched:?}");
+
+    // The survivor with the greater log called the election as soon as the dead leader's
+    // lease allowed, rather than after openraft's random timeout.
+    let mut prompt = 0.0;
+    for node in members.running() {
+        prompt += metric(&metrics_of(node).await, "tandem_prompt_elections_total");
+    }
+    assert!(prompt >= 1.0, "no prompt election was called");
 }
 
 /// A follower killed with SIGKILL under load and started again while the load goes on: the

@@ -44,6 +44,7 @@ async fn load(
         recorder: Recorder::default(),
         ledger: Mutex::new(provision::ledger_of_deposits(&population)),
         population,
+        watchers: None,
     });
     shared.ledger.lock().expect("ledger").hold_expiry_ms =
         hold_expiry.map(|d| d.as_millis() as i64);

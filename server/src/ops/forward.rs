@@ -34,8 +34,9 @@ use crate::keys::{Credential, Principal};
 pub const FORWARD_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How long a write waits, across an election, for a leader to run it: past a leader's death
-/// noticed and a new one elected and settled (about 1–2 s, `docs/replication.md` "Failover"), so a command sent as its leader dies is decided by the next one
-/// rather than refused. Callers' own deadlines (ISO 8583's 1.5 s, the request timeout) cut it
+/// noticed and a new one elected and settled (about half a second; a second or so when
+/// openraft's own timer has to call the election: `docs/replication.md`, "Failover"), so a
+/// command sent as its leader dies is decided by the next one rather than refused. Callers' own deadlines (ISO 8583's 1.5 s, the request timeout) cut it
 /// shorter; past it the answer is `not_leader`, retryable with the same idempotency key.
 pub const FAILOVER_WAIT: Duration = Duration::from_secs(3);
 

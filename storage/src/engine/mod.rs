@@ -119,14 +119,14 @@ pub struct EngineStats {
 pub const HEARTBEAT_MS: u64 = 120;
 
 /// The election timeout's range, ms (openraft picks each node's once, at random within it).
-/// A follower that has heard from its leader calls an election once it has heard nothing
-/// for the leader's lease (openraft: the range's upper bound) plus its timeout, seen at its
-/// next timer look: 0.6–1.0 s after a leader dies; when the first candidate is the follower
-/// with the shorter log it loses, and the other calls its own election one timeout later.
-/// With the vote, the new leader's first entry and a client's retry, the first acknowledged
-/// write after a leader dies comes within the card networks' 1.5 s deadline
-/// (`docs/replication.md`, "Failover"; `benches/failover.sh` measures it). Shorter would
-/// call elections on a leader a busy machine merely delayed.
+/// Its upper bound is also the leader's lease: a follower refuses to vote for another
+/// candidate until it has heard nothing from its leader for that long. A cluster member calls
+/// the election itself 30 ms past the lease when its peers agree it holds the greatest log
+/// (`tandem_replication::prompt`): about 0.45 s from a leader's death to the first
+/// acknowledged write on the next. openraft's own timer, the fallback, calls one once a
+/// follower has heard nothing for the lease plus its timeout, seen at its next timer look:
+/// 0.6–1.0 s (`docs/replication.md`, "Failover"; `benches/failover.sh` measures it). Shorter
+/// would call elections on a leader a busy machine merely delayed.
 pub const ELECTION_TIMEOUT_MS: (u64, u64) = (200, 400);
 
 /// A running engine.
