@@ -3,6 +3,10 @@
 #
 #   benches/compare.sh [quick|full]      (quick: 5 s a shape; full: 20 s, the lifecycle mixes
 #                                          60 s; SECONDS_PER_SHAPE=N overrides)
+#   benches/compare.sh cluster[-full]    three Tandem nodes (scripts/cluster.sh) beside three
+#                                          TigerBeetle replicas, and beside Tandem's own single
+#                                          node, on the shapes of issue 38, plus follower reads
+#                                          (5 s a shape; cluster-full 20 s)
 #
 # For each shape it runs the TigerBeetle peer ($TANDEM_PEERS, default ../shared/peers; read
 # only, its data in a temporary directory) and a fresh release `tandem serve` (a new data
@@ -18,10 +22,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 mode=${1:-quick}
+tb_replicas=1
 case $mode in
   quick) seconds=${SECONDS_PER_SHAPE:-5} ;;
   full) seconds=${SECONDS_PER_SHAPE:-20} ;;
-  *) echo "usage: benches/compare.sh [quick|full]" >&2; exit 2 ;;
+  cluster) seconds=${SECONDS_PER_SHAPE:-5} tb_replicas=3 ;;
+  cluster-full) seconds=${SECONDS_PER_SHAPE:-20} tb_replicas=3 ;;
+  *) echo "usage: benches/compare.sh [quick|full|cluster|cluster-full]" >&2; exit 2 ;;
 esac
 peers=$(cd "${TANDEM_PEERS:-$root/../shared/peers}" && pwd)
 tb=$peers/tigerbeetle
@@ -44,6 +51,7 @@ mkdir -p "$out"
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
+  [ -n "${CLUSTER_DIR:-}" ] && scripts/cluster.sh down >/dev/null 2>&1
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$tmp"
@@ -62,23 +70,31 @@ results=$out/results.tsv
 failed=0
 row() { printf '%s\t' "$@" | sed 's/\t$//' >> "$results"; echo >> "$results"; }
 
-# TigerBeetle: a fresh single replica (as the peer's run.sh starts it), its CPU read from /proc
-# around the client, the client's from /usr/bin/time.
+# TigerBeetle: a fresh cluster of $tb_replicas replicas (as the peer's run.sh starts it: one,
+# or three for the cluster shapes), their CPU read from /proc around the client, the
+# client's from /usr/bin/time.
 tb_port=3390
 peer() { # shape client client-args...
-  local shape=$1 client=$2 dir=$tmp/tb-$1
+  local shape=$1 client=$2 dir=$tmp/tb-$1 r addresses servers=()
   shift 2
   mkdir -p "$dir"
-  "$tb/tigerbeetle" format --cluster=0 --replica=0 --replica-count=1 --development "$dir/0_0.tigerbeetle" >/dev/null 2>&1
-  "$tb/tigerbeetle" start --addresses=127.0.0.1:$tb_port --development "$dir/0_0.tigerbeetle" >"$dir/replica.log" 2>&1 &
-  local server=$!
-  pids+=("$server")
-  wait_port $tb_port || { echo "compare: TigerBeetle did not start ($dir/replica.log)" >&2; exit 1; }
-  local before line after
-  before=$(ticks "$server")
-  line=$(TB_ADDRESSES=127.0.0.1:$tb_port /usr/bin/time -f '%U %S %e' -o "$dir/time" "$client" "$@")
-  after=$(ticks "$server")
-  stop "$server"
+  addresses=$(seq -s, -f '127.0.0.1:%g' $tb_port $((tb_port + tb_replicas - 1)))
+  for ((r = 0; r < tb_replicas; r++)); do
+    "$tb/tigerbeetle" format --cluster=0 --replica=$r --replica-count=$tb_replicas --development "$dir/0_$r.tigerbeetle" >/dev/null 2>&1
+  done
+  for ((r = 0; r < tb_replicas; r++)); do
+    "$tb/tigerbeetle" start --addresses="$addresses" --development "$dir/0_$r.tigerbeetle" >"$dir/replica$r.log" 2>&1 &
+    servers+=($!)
+    pids+=($!)
+  done
+  for ((r = 0; r < tb_replicas; r++)); do
+    wait_port $((tb_port + r)) || { echo "compare: TigerBeetle did not start ($dir/replica$r.log)" >&2; exit 1; }
+  done
+  local before=0 after=0 line server
+  for server in "${servers[@]}"; do before=$((before + $(ticks "$server"))); done
+  line=$(TB_ADDRESSES=$addresses /usr/bin/time -f '%U %S %e' -o "$dir/time" "$client" "$@")
+  for server in "${servers[@]}"; do after=$((after + $(ticks "$server"))); done
+  for server in "${servers[@]}"; do stop "$server"; done
   read -r user sys wall < "$dir/time"
   local client_s
   client_s=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
@@ -183,6 +199,82 @@ echo_service() { # shape callers
   echo "  echo $shape: $(jq -r '.approvals_per_second | floor' "$out/$shape-echo/report.json")/s" >&2
 }
 
+# Three Tandem nodes on loopback (scripts/cluster.sh, a fresh cluster per run); callers spread
+# over all three (followers forward writes to the leader), as a network spreads its links.
+cluster_port_base=7400
+cluster_grpc=grpc://127.0.0.1:7401,grpc://127.0.0.1:7402,grpc://127.0.0.1:7403
+start_cluster() { # name
+  export CLUSTER_DIR=$tmp/cluster-$1 PORT_BASE=$cluster_port_base TANDEM_BIN=$bin/tandem
+  export TANDEM_SERVE_ARGS="${server_flags[*]}"
+  scripts/cluster.sh up > "$out/$1.cluster.log" 2>&1 || {
+    echo "compare: the cluster did not come up ($out/$1.cluster.log)" >&2
+    exit 1
+  }
+  cluster_token=$(cat "$CLUSTER_DIR/admin.token")
+}
+stop_cluster() {
+  scripts/cluster.sh down >/dev/null 2>&1 || true
+  for n in 1 2 3; do cp "$CLUSTER_DIR/node$n.log" "$out/$cluster_run.node$n.log" 2>/dev/null || true; done
+  unset CLUSTER_DIR
+}
+cluster_run=
+tandem3() { # shape side note loadtest-args...
+  local shape=$1 side=$2 note=$3
+  shift 3
+  cluster_run=$shape-$side
+  start_cluster "$cluster_run"
+  local status=0 report=$out/$cluster_run
+  "$bin/tandem-loadtest" run --token "$cluster_token" --quiet --kid-share 0 --report "$report" \
+    "$@" > /dev/null 2> "$report.err" || status=$?
+  stop_cluster
+  if [ ! -f "$report/report.json" ]; then
+    echo "compare: $shape $side failed (exit $status): $(tail -3 "$report.err")" >&2
+    row "$shape" "$side" 0 0 0 0 - - 0 "failed" "$note"
+    failed=1
+    return
+  fi
+  report_row "$shape" "$side" "$report" "$note"
+  if [ "$status" -ne 0 ]; then
+    echo "compare: $shape $side: the money audit is NOT clean (exit $status); see $report/report.md" >&2
+    failed=1
+  fi
+  echo "  tandem $shape $side: $(jq -r '"\(.approvals_per_second | floor) approvals/s, p99 \(.approved.p99_us / 1000) ms"' "$report/report.json")" >&2
+}
+
+# Balance reads over the two followers, linearizable (each confirms the leader's read index
+# over the peer protocol, then reads its own applied state): reads/s and p99 in the row.
+follower_reads() { # shape callers
+  local shape=$1 callers=$2 leader followers=() n
+  cluster_run=$shape
+  start_cluster "$shape"
+  for _ in $(seq 100); do
+    leader=$("$bin/tandem" cluster status --target "127.0.0.1:$((cluster_port_base + 11))" --token "$cluster_token" 2>/dev/null | jq -r '.leader_id // empty')
+    [ -n "$leader" ] && break
+    sleep 0.1
+  done
+  for n in 1 2 3; do
+    [ "$n" = "$leader" ] || followers+=("grpc://127.0.0.1:$((cluster_port_base + n))")
+  done
+  local report=$out/$shape status=0
+  "$bin/tandem-loadtest" run --token "$cluster_token" --quiet --kid-share 0 --report "$report" \
+    --target "$(IFS=,; echo "${followers[*]}")" --scenario reads --accounts 5000 \
+    --closed-loop --concurrency "$callers" --duration "${seconds}s" > /dev/null 2> "$report.err" || status=$?
+  stop_cluster
+  if [ ! -f "$report/report.json" ] || [ "$status" -ne 0 ]; then
+    echo "compare: $shape failed (exit $status): $(tail -3 "$report.err")" >&2
+    row "$shape" "followers" 0 0 0 0 - - 0 "failed" "follower reads"
+    failed=1
+    return
+  fi
+  row "$shape" followers "$(jq -r '.reads.per_second | floor' "$report/report.json")" \
+    "$(jq -r '.reads.count' "$report/report.json")" \
+    "$(jq -r '.reads.p50_us / 1000' "$report/report.json")" \
+    "$(jq -r '.reads.p99_us / 1000' "$report/report.json")" - - 0 \
+    "$(jq -r 'if (.audit.findings | length) == 0 then "clean" else "findings" end' "$report/report.json")" \
+    "balance reads/s (not approvals), linearizable, $callers callers over the two followers (leader: node $leader)"
+  echo "  tandem $shape: $(jq -r '"\(.reads.per_second | floor) reads/s, p99 \(.reads.p99_us / 1000) ms"' "$report/report.json")" >&2
+}
+
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo "+dirty")
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "compare ($mode, ${seconds} s a shape) at $commit, load $load_before" >&2
@@ -190,6 +282,42 @@ closed=(--closed-loop --duration "${seconds}s")
 stream=(--target "grpc://$grpc" --stream --connections 2)
 unary=(--target "grpc://$grpc")
 hot_lifecycle=(--scenario authorize --settle --accounts 1)
+
+if [ "$tb_replicas" = 3 ]; then
+  # Issue 38: the cluster beside a three-replica TigerBeetle (the `tigerbeetle` rows here are
+  # three replicas) and beside Tandem's single node, in one sitting.
+  cstream=(--target "$cluster_grpc" --stream --connections 2)
+  cunary=(--target "$cluster_grpc")
+  holds=(--scenario authorize --accounts 5000)
+  peer hot1-c32-lifecycle "$tb/tb-client-bench" 32 "$seconds" 1 lifecycle
+  tandem3 hot1-c32-lifecycle cluster-stream "three nodes, processor stream" "${cstream[@]}" "${hot_lifecycle[@]}" "${closed[@]}" --concurrency 32
+  tandem hot1-c32-lifecycle single-stream "one node, processor stream" "${stream[@]}" "${hot_lifecycle[@]}" "${closed[@]}" --concurrency 32
+  peer acct5000-c32-holds "$tb/tb-client-bench" 32 "$seconds" 5000 hold
+  tandem3 acct5000-c32-holds cluster-stream "three nodes, processor stream" "${cstream[@]}" "${holds[@]}" "${closed[@]}" --concurrency 32
+  tandem acct5000-c32-holds single-stream "one node, processor stream" "${stream[@]}" "${holds[@]}" "${closed[@]}" --concurrency 32
+  tandem3 acct5000-c32-holds cluster-unary "three nodes, unary" "${cunary[@]}" "${holds[@]}" "${closed[@]}" --concurrency 32
+  tandem acct5000-c32-holds single-unary "one node, unary" "${unary[@]}" "${holds[@]}" "${closed[@]}" --concurrency 32
+  peer acct10000-c1024-lifecycle "$tb/tb-client-bench" 1024 "$seconds" 10000 lifecycle
+  tandem3 acct10000-c1024-lifecycle cluster-stream "three nodes, processor stream" "${cstream[@]}" --scenario authorize --settle \
+    --accounts 10000 "${closed[@]}" --concurrency 1024
+  tandem acct10000-c1024-lifecycle single-stream "one node, processor stream" "${stream[@]}" --scenario authorize --settle \
+    --accounts 10000 "${closed[@]}" --concurrency 1024
+  tb_rate=$(awk -F'\t' '$1 == "hot1-c32-lifecycle" && $2 == "tigerbeetle" { print $3 }' "$results")
+  units=$(awk -v r="$tb_rate" 'BEGIN { printf "%.0f", r / 2 }')
+  peer hot1-open-lifecycle "$tb_open" "$units" "$seconds" 1
+  tandem3 hot1-open-lifecycle cluster-stream "open loop at TigerBeetle's shape-1 rate, $tb_rate approvals/s" \
+    "${cstream[@]}" "${hot_lifecycle[@]}" --rate "$units" --duration "${seconds}s"
+  follower_reads reads-c32-followers 32
+  load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+  python3 "$root/benches/compare_table.py" "$results" "$mode" "$seconds" "$commit" "$load_before" "$load_after" \
+    | tee "$out/table.md"
+  echo "reports in $out" >&2
+  if [ "$failed" -ne 0 ]; then
+    echo "compare: FAILED: a run failed or a money audit was not clean (see above)" >&2
+    exit 1
+  fi
+  exit 0
+fi
 
 # 1. One hot account, 32 callers, lifecycle (hold, then clear in full).
 peer hot1-c32-lifecycle "$tb/tb-client-bench" 32 "$seconds" 1 lifecycle

@@ -95,7 +95,7 @@ struct RunArgs {
     rate: f64,
     #[arg(long, default_value = "30s", value_parser = duration)]
     duration: Duration,
-    /// authorize, lifecycle, hot, kids, fx or mixed
+    /// authorize, lifecycle, hot, kids, fx, mixed or reads
     #[arg(long, default_value = "authorize")]
     scenario: String,
     /// Over gRPC, send card traffic on the bidirectional processor stream instead of unary calls.

@@ -22,6 +22,9 @@ pub enum Scenario {
     Fx,
     /// All of the above, plus spend apps reading balances.
     Mixed,
+    /// Spend apps reading balances only, on uniformly chosen accounts (over a cluster's
+    /// nodes: follower reads, linearizable).
+    Reads,
 }
 
 impl Scenario {
@@ -33,9 +36,10 @@ impl Scenario {
             "kids" => Scenario::Kids,
             "fx" => Scenario::Fx,
             "mixed" => Scenario::Mixed,
+            "reads" => Scenario::Reads,
             other => {
                 return Err(format!(
-                    "--scenario must be one of authorize, lifecycle, hot, kids, fx, mixed; got {other}"
+                    "--scenario must be one of authorize, lifecycle, hot, kids, fx, mixed, reads; got {other}"
                 ));
             }
         })
@@ -232,16 +236,33 @@ impl Traffic {
                         op: Op::GetBalance(self.population.account_id(account)),
                     };
                 }
-                match self.picker.rng().random_range(0..5) {
-                    0 => Scenario::Authorize,
-                    1 => Scenario::Lifecycle,
-                    2 => Scenario::Hot,
-                    3 if self.population.kid_every > 0 => Scenario::Kids,
-                    _ => Scenario::Fx,
-                }
+                self.mixed_kind()
+            }
+            Scenario::Reads => {
+                let account = self.picker.pick();
+                return Work::Single {
+                    account,
+                    op: Op::GetBalance(self.population.account_id(account)),
+                };
             }
             other => other,
         };
+        self.work_of(scenario)
+    }
+
+    /// Which of the card scenarios a mixed work unit is.
+    fn mixed_kind(&mut self) -> Scenario {
+        match self.picker.rng().random_range(0..5) {
+            0 => Scenario::Authorize,
+            1 => Scenario::Lifecycle,
+            2 => Scenario::Hot,
+            3 if self.population.kid_every > 0 => Scenario::Kids,
+            _ => Scenario::Fx,
+        }
+    }
+
+    /// One unit of `scenario`'s card traffic.
+    fn work_of(&mut self, scenario: Scenario) -> Work {
         let home = self
             .population
             .currencies
@@ -249,7 +270,8 @@ impl Traffic {
             .cloned()
             .unwrap_or_else(|| "EUR".into());
         match scenario {
-            Scenario::Authorize | Scenario::Hot | Scenario::Mixed => {
+            // (Reads never come here: `next_work` answers them.)
+            Scenario::Authorize | Scenario::Hot | Scenario::Mixed | Scenario::Reads => {
                 let account = self.adult();
                 let amount = self.picker.rng().random_range(100..20_000);
                 let request = self.spend(account, amount, &home, GROCERY);
@@ -406,6 +428,26 @@ mod tests {
             };
             assert_eq!(seen.len(), expected, "{scenario:?}: {seen:?}");
         }
+    }
+
+    #[test]
+    fn the_reads_scenario_reads_balances_only_and_spreads_over_the_accounts() {
+        let mut reads = Traffic::new(Scenario::Reads, population(50), 7);
+        let mut accounts = std::collections::BTreeSet::new();
+        for _ in 0..1_000 {
+            match reads.next_work() {
+                Work::Single {
+                    account,
+                    op: Op::GetBalance(id),
+                } => {
+                    assert_eq!(id, population(50).account_id(account));
+                    accounts.insert(account);
+                }
+                other => panic!("a reads run sent {other:?}"),
+            }
+        }
+        assert!(accounts.len() > 40, "{} accounts read", accounts.len());
+        assert_eq!(Scenario::parse("reads"), Ok(Scenario::Reads));
     }
 
     #[test]
