@@ -29,6 +29,14 @@ static NEXT_STAN: AtomicU32 = AtomicU32::new(0);
 pub struct Link {
     outbound: mpsc::Sender<Message>,
     waiters: Waiters,
+    /// Set when the link stops reading: the gateway closed it or the node is gone.
+    ended: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl crate::reopen::Closable for Link {
+    fn is_closed(&self) -> bool {
+        self.ended.load(Ordering::Relaxed) || self.outbound.is_closed()
+    }
 }
 
 impl Link {
@@ -58,6 +66,8 @@ impl Link {
             }
         });
         let reader = waiters.clone();
+        let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ending = ended.clone();
         tokio::spawn(async move {
             let framer = Framer::new(65_535);
             let mut buffer = Vec::with_capacity(64 * 1024);
@@ -80,9 +90,14 @@ impl Link {
                 buffer.drain(..start);
             }
             // The link closed: everyone still waiting learns it (their senders drop).
+            ending.store(true, Ordering::Relaxed);
             reader.close(|| None);
         });
-        Ok(Self { outbound, waiters })
+        Ok(Self {
+            outbound,
+            waiters,
+            ended,
+        })
     }
 
     /// Sends `request` with a fresh STAN and waits for its answer.

@@ -4,7 +4,8 @@
 //! account choice), `scenario` what they are and which accounts exist, `provision` creates
 //! those accounts through the admin API, `op` is one request of the traffic, `target` speaks
 //! gRPC (unary or the processor stream), HTTP or ISO 8583 (`iso`: links and the translation
-//! of operations into messages) to one node, `nodes` spreads calls over a cluster's nodes and
+//! of operations into messages) to one node (`reopen`: a stream or link to a node that came
+//! back is opened again), `nodes` spreads calls over a cluster's nodes and
 //! retries them across a failover, `watch` holds live balance streams and times each answer's
 //! change on them, `run` drives open-loop, closed-loop or stepped load,
 //! `report` keeps HDR
@@ -17,6 +18,7 @@ pub mod nodes;
 pub mod op;
 pub mod pending;
 pub mod provision;
+pub mod reopen;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -57,7 +57,10 @@ pub fn classify(error: &str) -> Failure {
         Failure::Refused
     } else if in_doubt.iter().any(|sign| lower.contains(sign)) {
         Failure::InDoubt
-    } else if lower.starts_with("unavailable") || lower.contains("http 503") {
+    } else if lower.starts_with("unavailable")
+        || lower.starts_with("stream error 14:")
+        || lower.contains("http 503")
+    {
         Failure::Refused
     } else {
         Failure::Final
@@ -404,6 +407,12 @@ mod tests {
 
     #[test]
     fn failures_are_retried_only_where_a_retry_may_cure_them() {
+        // A node restarted and still replaying its log, on the processor stream
+        // (UNAVAILABLE is gRPC code 14).
+        assert_eq!(
+            classify("stream error 14: recovering: the node is still recovering; retry shortly"),
+            Failure::Refused
+        );
         assert_eq!(
             classify("Unavailable: this node does not lead the account; retry shortly"),
             Failure::Refused

@@ -5,12 +5,15 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tandem_proto::v1 as pb;
 use tandem_proto::v1::accounts_client::AccountsClient;
 use tandem_proto::v1::authorizations_client::AuthorizationsClient;
 use tandem_proto::v1::balances_client::BalancesClient;
 use tokio::sync::mpsc;
+
+use crate::reopen::{Closable, Reopening};
 use tonic::transport::Channel;
 
 pub use crate::op::Op;
@@ -37,9 +40,12 @@ pub struct Target {
     pub protocol: Protocol,
     token: String,
     channels: Vec<Channel>,
-    streams: Vec<StreamConnection>,
+    /// One processor stream per channel, reopened after the node comes back.
+    streams: Vec<Reopening<StreamConnection>>,
     http: Option<(HttpClient<HttpConnector, Full<Bytes>>, String)>,
-    iso: Vec<crate::iso::Link>,
+    /// ISO 8583 links to `iso_address`, reopened likewise.
+    iso: Vec<Reopening<crate::iso::Link>>,
+    iso_address: String,
     translator: Option<crate::iso::Translator>,
     next: AtomicUsize,
     /// What the audit's reads ask for: "" (this node's applied state) or "linearizable"
@@ -79,8 +85,11 @@ impl Target {
         }
         let mut target = Self::connect_api(admin, token, false, connections).await?;
         for _ in 0..connections.max(1) {
-            target.iso.push(crate::iso::Link::connect(address).await?);
+            target
+                .iso
+                .push(Reopening::new(crate::iso::Link::connect(address).await?));
         }
+        target.iso_address = address.to_owned();
         let run = crate::schedule::unix_ms().unsigned_abs();
         target.translator = Some(crate::iso::Translator::new(run));
         target.protocol = Protocol::Iso8583;
@@ -107,7 +116,9 @@ impl Target {
             let mut streams = Vec::new();
             if stream {
                 for channel in &channels {
-                    streams.push(StreamConnection::open(channel.clone(), token).await?);
+                    streams.push(Reopening::new(
+                        StreamConnection::open(channel.clone(), token).await?,
+                    ));
                 }
             }
             Ok(Self {
@@ -121,6 +132,7 @@ impl Target {
                 streams,
                 http: None,
                 iso: Vec::new(),
+                iso_address: String::new(),
                 translator: None,
                 next: AtomicUsize::new(0),
                 consistency: String::new(),
@@ -136,6 +148,7 @@ impl Target {
                 streams: Vec::new(),
                 http: Some((client, address.trim_end_matches('/').to_owned())),
                 iso: Vec::new(),
+                iso_address: String::new(),
                 translator: None,
                 next: AtomicUsize::new(0),
                 consistency: String::new(),
@@ -173,8 +186,12 @@ impl Target {
             Protocol::Iso8583 if self.channels.is_empty() => self.call_http(op).await,
             Protocol::Http => self.call_http(op).await,
             Protocol::GrpcStream if !matches!(op, Op::GetBalance(_)) => {
-                let n = self.next.fetch_add(1, Ordering::Relaxed);
-                self.streams[n % self.streams.len()].call(op).await
+                let n = self.next.fetch_add(1, Ordering::Relaxed) % self.streams.len();
+                let channel = self.channels[n].clone();
+                let stream = self.streams[n]
+                    .get(|| StreamConnection::open(channel, &self.token))
+                    .await;
+                stream.call(op).await
             }
             _ => self.call_unary(op).await,
         }
@@ -183,8 +200,11 @@ impl Target {
     async fn call_iso(&self, op: Op) -> Result<Answer, String> {
         let translator = self.translator.as_ref().ok_or("not an ISO 8583 target")?;
         let (request, original) = translator.request(&op)?;
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let answer = self.iso[n % self.iso.len()].ask(request).await?;
+        let n = self.next.fetch_add(1, Ordering::Relaxed) % self.iso.len();
+        let link = self.iso[n]
+            .get(|| crate::iso::Link::connect(&self.iso_address))
+            .await;
+        let answer = link.ask(request).await?;
         Ok(Answer::Card(translator.answer(original, &answer)))
     }
 
@@ -439,6 +459,14 @@ struct StreamConnection {
     outbound: mpsc::Sender<pb::StreamRequest>,
     waiters: Waiters,
     ids: AtomicU64,
+    /// Set when the answers stop: the stream ended or broke.
+    ended: Arc<AtomicBool>,
+}
+
+impl Closable for StreamConnection {
+    fn is_closed(&self) -> bool {
+        self.ended.load(Ordering::Relaxed) || self.outbound.is_closed()
+    }
 }
 
 impl StreamConnection {
@@ -455,6 +483,8 @@ impl StreamConnection {
             .into_inner();
         let waiters = Waiters::default();
         let reader = waiters.clone();
+        let ended = Arc::new(AtomicBool::new(false));
+        let ending = ended.clone();
         tokio::spawn(async move {
             loop {
                 let message = answers.message().await;
@@ -475,12 +505,14 @@ impl StreamConnection {
                 reader.answer(&id, result);
             }
             // The stream ended: everyone still waiting learns it.
+            ending.store(true, Ordering::Relaxed);
             reader.close(|| Some(Err("the stream closed".into())));
         });
         Ok(Self {
             outbound,
             waiters,
             ids: AtomicU64::new(0),
+            ended,
         })
     }
 

@@ -434,8 +434,9 @@ async fn the_load_tester_rides_out_a_leader_kill_and_the_cluster_audits_clean() 
 }
 
 /// A follower killed with SIGKILL under load and started again while the load goes on: the
-/// cluster serves throughout (no request lost), the follower catches up, and all three hold
-/// the same state, digest for digest.
+/// cluster serves throughout (no request lost), the load tester's streams to it are opened
+/// again once it is back, the follower catches up, and all three hold the same state, digest
+/// for digest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_killed_and_restarted_under_load_catches_up() {
     use tandem_loadtest::run::{audit, run};
@@ -444,7 +445,14 @@ async fn a_follower_killed_and_restarted_under_load_catches_up() {
     assert!(cluster(&["init"], members.node(1)).status.success());
     let leader = leader_of(&members).await;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
-    let target = format!("grpc://{}", members.node(leader).grpc);
+    // Processor streams to all three nodes: the ones to the killed follower are opened again
+    // once it is back.
+    let target = members
+        .running()
+        .iter()
+        .map(|node| format!("grpc://{}", node.grpc))
+        .collect::<Vec<_>>()
+        .join(",");
     let shared = provisioned(&target, true, "follower", 4).await;
     let drill = async {
         tokio::time::sleep(Duration::from_millis(1_000)).await;
@@ -463,6 +471,15 @@ async fn a_follower_killed_and_restarted_under_load_catches_up() {
     assert!(summary.findings.is_empty(), "{:#?}", summary.findings);
     let there = members.node(leader);
     let here = members.node(follower);
+    // Counted since its restart: the load reached it again over its reopened streams.
+    let forwarded = metric(
+        &metrics_of(here).await,
+        r#"tandem_forwarded_requests_total{operation="authorize",result="answered"}"#,
+    );
+    assert!(
+        forwarded > 0.0,
+        "the restarted follower got no traffic back"
+    );
     common::eventually(
         "the restarted follower holds the leader's state",
         || async {
