@@ -178,8 +178,8 @@ impl Engine {
     /// A linearizable read point: once this answers, this node has applied everything
     /// committed before the call (a read index confirmed by the leader: on the leader by a
     /// round of heartbeats, on a follower by asking the leader, then waiting to apply up to
-    /// it). Answers that index. Refused as [`CommitError::NotLeader`] (retryable) when no
-    /// leader confirms.
+    /// it; a follower's concurrent reads share one question to the leader). Answers that
+    /// index. Refused as [`CommitError::NotLeader`] (retryable) when no leader confirms.
     pub async fn linearizable_read(&self) -> Result<u64, CommitError> {
         let (leader_id, address) = match self.leader() {
             // The leader's read index is what settling a new term waits for.
@@ -193,8 +193,10 @@ impl Engine {
         let Some(reads) = &self.leader_reads else {
             return Err(not_leader);
         };
-        let index = reads
-            .read_index(leader_id, &address)
+        // Shared with the reads that gather meanwhile (`read_rounds.rs`).
+        let index = self
+            .read_rounds
+            .read_index(|| reads.read_index(leader_id, &address))
             .await
             .map_err(|_| not_leader.clone())?;
         self.raft

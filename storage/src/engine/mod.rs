@@ -40,6 +40,7 @@ mod cluster;
 mod commit;
 mod config;
 mod errors;
+mod read_rounds;
 mod timer;
 
 pub use self::backup::{BACKUP_SNAPSHOT, BackupError, BackupInfo, restore};
@@ -145,6 +146,8 @@ pub struct Engine {
     leaderless: Arc<cluster::Leaderless>,
     /// How a follower asks the leader for a read index (a cluster member only).
     leader_reads: Option<Arc<dyn LeaderReadIndex>>,
+    /// A follower's linearizable reads, sharing their rounds to the leader.
+    read_rounds: read_rounds::ReadRounds,
     pan_key: PanKey,
     /// Where the tasks above run; stopped when the engine is dropped.
     thread: Option<EngineThread>,
@@ -370,6 +373,7 @@ impl Engine {
             leadership,
             leaderless,
             leader_reads: None,
+            read_rounds: read_rounds::ReadRounds::default(),
             pan_key,
             thread: None,
         })
