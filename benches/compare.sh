@@ -161,6 +161,24 @@ report_row() { # shape side report-dir note
     "$audit" "$note"
 }
 
+# The row of a Tandem run: its report in $4, tandem-loadtest's exit status $5.
+tandem_row() { # shape side note report status
+  local shape=$1 side=$2 note=$3 report=$4 status=$5
+  if [ ! -f "$report/report.json" ]; then
+    echo "compare: $shape $side failed (exit $status): $(tail -3 "$report.err")" >&2
+    row "$shape" "$side" 0 0 0 0 - - 0 "failed" "$note"
+    failed=1
+    return
+  fi
+  report_row "$shape" "$side" "$report" "$note"
+  # Exit 3: the money audit found something. That fails the comparison, loudly.
+  if [ "$status" -ne 0 ]; then
+    echo "compare: $shape $side: the money audit is NOT clean (exit $status); see $report/report.md" >&2
+    failed=1
+  fi
+  echo "  tandem $shape $side: $(jq -r '"\(.approvals_per_second | floor) approvals/s, p99 \(.approved.p99_us / 1000) ms"' "$report/report.json")" >&2
+}
+
 tandem() { # shape side note loadtest-args...
   local shape=$1 side=$2 note=$3
   shift 3
@@ -169,19 +187,7 @@ tandem() { # shape side note loadtest-args...
   "$bin/tandem-loadtest" run --token $token --quiet --server-pid "$server" \
     --kid-share 0 --report "$out/$shape-$side" "$@" > /dev/null 2> "$out/$shape-$side.err" || status=$?
   stop "$server"
-  if [ ! -f "$out/$shape-$side/report.json" ]; then
-    echo "compare: $shape $side failed (exit $status): $(tail -3 "$out/$shape-$side.err")" >&2
-    row "$shape" "$side" 0 0 0 0 - - 0 "failed" "$note"
-    failed=1
-    return
-  fi
-  report_row "$shape" "$side" "$out/$shape-$side" "$note"
-  # Exit 3: the money audit found something. That fails the comparison, loudly.
-  if [ "$status" -ne 0 ]; then
-    echo "compare: $shape $side: the money audit is NOT clean (exit $status); see $out/$shape-$side/report.md" >&2
-    failed=1
-  fi
-  echo "  tandem $shape $side: $(jq -r '"\(.approvals_per_second | floor) approvals/s, p99 \(.approved.p99_us / 1000) ms"' "$out/$shape-$side/report.json")" >&2
+  tandem_row "$shape" "$side" "$note" "$out/$shape-$side" "$status"
 }
 
 echo_service() { # shape callers
@@ -227,18 +233,7 @@ tandem3() { # shape side note loadtest-args...
   "$bin/tandem-loadtest" run --token "$cluster_token" --quiet --kid-share 0 --report "$report" \
     "$@" > /dev/null 2> "$report.err" || status=$?
   stop_cluster
-  if [ ! -f "$report/report.json" ]; then
-    echo "compare: $shape $side failed (exit $status): $(tail -3 "$report.err")" >&2
-    row "$shape" "$side" 0 0 0 0 - - 0 "failed" "$note"
-    failed=1
-    return
-  fi
-  report_row "$shape" "$side" "$report" "$note"
-  if [ "$status" -ne 0 ]; then
-    echo "compare: $shape $side: the money audit is NOT clean (exit $status); see $report/report.md" >&2
-    failed=1
-  fi
-  echo "  tandem $shape $side: $(jq -r '"\(.approvals_per_second | floor) approvals/s, p99 \(.approved.p99_us / 1000) ms"' "$report/report.json")" >&2
+  tandem_row "$shape" "$side" "$note" "$report" "$status"
 }
 
 # Balance reads over the two followers, linearizable (each confirms the leader's read index

@@ -346,20 +346,10 @@ async fn the_load_tester_rides_out_a_leader_kill_and_the_cluster_audits_clean() 
     let mut members = Cluster::start(&[]);
     assert!(cluster(&["init"], members.node(1)).status.success());
     let old = leader_of(&members).await;
-    let targets = members
-        .running()
-        .iter()
-        .map(|node| format!("grpc://{}", node.grpc))
-        .collect::<Vec<_>>()
-        .join(",");
+    let targets = members.urls("grpc");
     let mut shared = provisioned(&targets, false, "failover", 3).await;
     // Spend apps' live balances: SSE streams over the three nodes, some on the leader.
-    let http = members
-        .running()
-        .iter()
-        .map(|node| format!("http://{}", node.http))
-        .collect::<Vec<_>>()
-        .join(",");
+    let http = members.urls("http");
     let accounts: Vec<String> = (0..shared.population.accounts)
         .map(|i| shared.population.account_id(i))
         .collect();
@@ -447,12 +437,7 @@ async fn a_follower_killed_and_restarted_under_load_catches_up() {
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     // Processor streams to all three nodes: the ones to the killed follower are opened again
     // once it is back.
-    let target = members
-        .running()
-        .iter()
-        .map(|node| format!("grpc://{}", node.grpc))
-        .collect::<Vec<_>>()
-        .join(",");
+    let target = members.urls("grpc");
     let shared = provisioned(&target, true, "follower", 4).await;
     let drill = async {
         tokio::time::sleep(Duration::from_millis(1_000)).await;

@@ -150,6 +150,19 @@ impl Cluster {
     pub fn running(&self) -> Vec<&Node> {
         self.nodes.iter().flatten().collect()
     }
+
+    /// The running members' `grpc://` or `http://` URLs, comma separated (a load tester's
+    /// `--target`).
+    pub fn urls(&self, scheme: &str) -> String {
+        self.running()
+            .iter()
+            .map(|node| match scheme {
+                "http" => format!("http://{}", node.http),
+                _ => format!("grpc://{}", node.grpc),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// A metric's value in a Prometheus text page (0 when the series is not there yet).
