@@ -47,6 +47,40 @@ const ELECTION_POLL: Duration = Duration::from_millis(20);
 /// leader that answered "not the leader" a moment ago may have been settling its term).
 const SAME_ROUTE_AGAIN: Duration = Duration::from_millis(200);
 
+/// When "the leader could not be reached" was last logged.
+static UNREACHABLE_SAID: Every = Every::new(Duration::from_secs(1));
+
+/// Something said at most once per `period`, from any thread.
+struct Every {
+    period: Duration,
+    /// When it was last said, ms after `START`; 0 before the first time.
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+static START: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
+
+impl Every {
+    const fn new(period: Duration) -> Self {
+        Self {
+            period,
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether to say it now; the caller that gets `true` says it.
+    fn due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = START.elapsed().as_millis() as u64 + 1;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        (last == 0 || now.saturating_sub(last) >= self.period.as_millis() as u64)
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
 /// An operation carried to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Forwarded {
@@ -228,7 +262,11 @@ impl App {
                 )),
             ),
             Err(tandem_replication::ForwardFailed::Unreachable(why)) => {
-                tracing::warn!(leader, address, %why, "the leader could not be reached");
+                // Every write waiting out an election meets this every 200 ms: said once a
+                // second at most (the metric counts them all).
+                if UNREACHABLE_SAID.due() {
+                    tracing::warn!(leader, address, %why, "the leader could not be reached");
+                }
                 ("unreachable", Err(not_leader()))
             }
         };
@@ -345,5 +383,20 @@ impl tandem_replication::ForwardHandler for Leader {
                 postcard::to_allocvec(&failed).unwrap_or_default()
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_warning_is_said_once_per_period() {
+        let every = Every::new(Duration::from_millis(50));
+        assert!(every.due(), "the first time is said");
+        assert!(!every.due(), "again at once is not");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(every.due(), "once the period has passed, it is said again");
+        assert!(!every.due());
     }
 }
