@@ -278,6 +278,26 @@ stream=(--target "grpc://$grpc" --stream --connections 2)
 unary=(--target "grpc://$grpc")
 hot_lifecycle=(--scenario authorize --settle --accounts 1)
 
+# The open-loop shape's schedule: TigerBeetle's shape-1 rate, in units of a hold and its
+# clearing (two approvals each).
+open_loop_rate() {
+  tb_rate=$(awk -F'\t' '$1 == "hot1-c32-lifecycle" && $2 == "tigerbeetle" { print $3 }' "$results")
+  units=$(awk -v r="$tb_rate" 'BEGIN { printf "%.0f", r / 2 }')
+}
+
+# Prints the table and exits, non-zero if a run failed or an audit was not clean.
+finish() {
+  load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+  python3 "$root/benches/compare_table.py" "$results" "$mode" "$seconds" "$commit" "$load_before" "$load_after" \
+    | tee "$out/table.md"
+  echo "reports in $out" >&2
+  if [ "$failed" -ne 0 ]; then
+    echo "compare: FAILED: a run failed or a money audit was not clean (see above)" >&2
+    exit 1
+  fi
+  exit 0
+}
+
 if [ "$tb_replicas" = 3 ]; then
   # Issue 38: the cluster beside a three-replica TigerBeetle (the `tigerbeetle` rows here are
   # three replicas) and beside Tandem's single node, in one sitting.
@@ -297,21 +317,12 @@ if [ "$tb_replicas" = 3 ]; then
     --accounts 10000 "${closed[@]}" --concurrency 1024
   tandem acct10000-c1024-lifecycle single-stream "one node, processor stream" "${stream[@]}" --scenario authorize --settle \
     --accounts 10000 "${closed[@]}" --concurrency 1024
-  tb_rate=$(awk -F'\t' '$1 == "hot1-c32-lifecycle" && $2 == "tigerbeetle" { print $3 }' "$results")
-  units=$(awk -v r="$tb_rate" 'BEGIN { printf "%.0f", r / 2 }')
+  open_loop_rate
   peer hot1-open-lifecycle "$tb_open" "$units" "$seconds" 1
   tandem3 hot1-open-lifecycle cluster-stream "open loop at TigerBeetle's shape-1 rate, $tb_rate approvals/s" \
     "${cstream[@]}" "${hot_lifecycle[@]}" --rate "$units" --duration "${seconds}s"
   follower_reads reads-c32-followers 32
-  load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-  python3 "$root/benches/compare_table.py" "$results" "$mode" "$seconds" "$commit" "$load_before" "$load_after" \
-    | tee "$out/table.md"
-  echo "reports in $out" >&2
-  if [ "$failed" -ne 0 ]; then
-    echo "compare: FAILED: a run failed or a money audit was not clean (see above)" >&2
-    exit 1
-  fi
-  exit 0
+  finish
 fi
 
 # 1. One hot account, 32 callers, lifecycle (hold, then clear in full).
@@ -340,8 +351,7 @@ tandem acct10000-c1024-lifecycle stream "processor stream" "${stream[@]}" --scen
 # 4. Open loop (Poisson) at the rate TigerBeetle sustained in shape 1, both sides, p99 from the
 # scheduled time. A unit of work is a hold and its clearing, two approvals, so the schedule
 # runs at half the transfer rate.
-tb_rate=$(awk -F'\t' '$1 == "hot1-c32-lifecycle" && $2 == "tigerbeetle" { print $3 }' "$results")
-units=$(awk -v r="$tb_rate" 'BEGIN { printf "%.0f", r / 2 }')
+open_loop_rate
 open=(--rate "$units" --duration "${seconds}s")
 peer hot1-open-lifecycle "$tb_open" "$units" "$seconds" 1
 tandem hot1-open-lifecycle stream "open loop at TigerBeetle's shape-1 rate, $tb_rate approvals/s" \
@@ -382,11 +392,4 @@ server_flags=()
 tandem hot1-c32-lifecycle-cap stream "lifecycle mix at the open-hold limit (default expiry)" "${stream[@]}" "${mix[@]}" \
   --closed-loop --duration "${mix_seconds}s" --concurrency 32
 
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-python3 "$root/benches/compare_table.py" "$results" "$mode" "$seconds" "$commit" "$load_before" "$load_after" \
-  | tee "$out/table.md"
-echo "reports in $out" >&2
-if [ "$failed" -ne 0 ]; then
-  echo "compare: FAILED: a run failed or a money audit was not clean (see above)" >&2
-  exit 1
-fi
+finish

@@ -86,6 +86,14 @@ async fn run(raft: openraft::Raft<TandemRaft>, network: GrpcNetwork, lease: Dura
     let mut asked: Option<(tokio::time::Instant, tokio::time::Instant)> = None;
     loop {
         tokio::time::sleep(LOOK_EVERY).await;
+        // A watch read, no message to the Raft core (whose thread is the commit path): only
+        // a follower asks the core how long its leader has been silent.
+        let state = raft.server_metrics().borrow().state;
+        match state {
+            ServerState::Follower => {}
+            ServerState::Shutdown => return,
+            _ => continue,
+        }
         let Ok(silence) = raft
             .with_raft_state(move |state| {
                 let vote = state.vote_ref();
