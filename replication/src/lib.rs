@@ -10,6 +10,7 @@
 //!   RPC to the local Raft node; a snapshot arrives as a stream of chunks.
 //! - `forward.rs`: a request that reached a member which does not lead, carried to the
 //!   leader as bytes the server encodes and answers (`tandem.raft.v1.Forward`).
+//! - `lanes.rs`: the streams a member forwards on, one per leader, as its network keeps them.
 //! - `prompt.rs`: prompt elections: when the leader falls silent past its lease, the member
 //!   with the greatest log calls the election at once, having asked its peers.
 //! - `network.rs`: the client side ([`GrpcNetwork`]): one long-lived channel per peer, a
@@ -21,12 +22,14 @@
 //! included, are never accepted here.
 
 mod forward;
+mod lanes;
 mod network;
 pub mod prompt;
 mod service;
 mod wire;
 
-pub use forward::{ForwardFailed, ForwardHandler, ForwardService};
+pub use forward::{ForwardHandler, ForwardService};
+pub use lanes::ForwardFailed;
 pub use network::GrpcNetwork;
 pub use service::RaftService;
 pub use tandem_proto::raft::raft_server::RaftServer;
