@@ -207,12 +207,15 @@ echo_service() { # shape callers
 
 # Three Tandem nodes on loopback (scripts/cluster.sh, a fresh cluster per run); callers spread
 # over all three (followers forward writes to the leader), as a network spreads its links.
+# Three nodes share this machine's cores, so each runs CLUSTER_WORKER_THREADS tokio workers
+# (default 1; docs/operations.md, "Threads"); the single node keeps its default.
 cluster_port_base=7400
+cluster_workers=${CLUSTER_WORKER_THREADS:-1}
 cluster_grpc=grpc://127.0.0.1:7401,grpc://127.0.0.1:7402,grpc://127.0.0.1:7403
 start_cluster() { # name
   export CLUSTER_DIR=$tmp/cluster-$1 PORT_BASE=$cluster_port_base TANDEM_BIN=$bin/tandem
   export TANDEM_SERVE_ARGS="${server_flags[*]}"
-  scripts/cluster.sh up > "$out/$1.cluster.log" 2>&1 || {
+  TOKIO_WORKER_THREADS=$cluster_workers scripts/cluster.sh up > "$out/$1.cluster.log" 2>&1 || {
     echo "compare: the cluster did not come up ($out/$1.cluster.log)" >&2
     exit 1
   }
@@ -305,15 +308,15 @@ if [ "$tb_replicas" = 3 ]; then
   cunary=(--target "$cluster_grpc")
   holds=(--scenario authorize --accounts 5000)
   peer hot1-c32-lifecycle "$tb/tb-client-bench" 32 "$seconds" 1 lifecycle
-  tandem3 hot1-c32-lifecycle cluster-stream "three nodes, processor stream" "${cstream[@]}" "${hot_lifecycle[@]}" "${closed[@]}" --concurrency 32
+  tandem3 hot1-c32-lifecycle cluster-stream "three nodes ($cluster_workers worker each), processor stream" "${cstream[@]}" "${hot_lifecycle[@]}" "${closed[@]}" --concurrency 32
   tandem hot1-c32-lifecycle single-stream "one node, processor stream" "${stream[@]}" "${hot_lifecycle[@]}" "${closed[@]}" --concurrency 32
   peer acct5000-c32-holds "$tb/tb-client-bench" 32 "$seconds" 5000 hold
-  tandem3 acct5000-c32-holds cluster-stream "three nodes, processor stream" "${cstream[@]}" "${holds[@]}" "${closed[@]}" --concurrency 32
+  tandem3 acct5000-c32-holds cluster-stream "three nodes ($cluster_workers worker each), processor stream" "${cstream[@]}" "${holds[@]}" "${closed[@]}" --concurrency 32
   tandem acct5000-c32-holds single-stream "one node, processor stream" "${stream[@]}" "${holds[@]}" "${closed[@]}" --concurrency 32
-  tandem3 acct5000-c32-holds cluster-unary "three nodes, unary" "${cunary[@]}" "${holds[@]}" "${closed[@]}" --concurrency 32
+  tandem3 acct5000-c32-holds cluster-unary "three nodes ($cluster_workers worker each), unary" "${cunary[@]}" "${holds[@]}" "${closed[@]}" --concurrency 32
   tandem acct5000-c32-holds single-unary "one node, unary" "${unary[@]}" "${holds[@]}" "${closed[@]}" --concurrency 32
   peer acct10000-c1024-lifecycle "$tb/tb-client-bench" 1024 "$seconds" 10000 lifecycle
-  tandem3 acct10000-c1024-lifecycle cluster-stream "three nodes, processor stream" "${cstream[@]}" --scenario authorize --settle \
+  tandem3 acct10000-c1024-lifecycle cluster-stream "three nodes ($cluster_workers worker each), processor stream" "${cstream[@]}" --scenario authorize --settle \
     --accounts 10000 "${closed[@]}" --concurrency 1024
   tandem acct10000-c1024-lifecycle single-stream "one node, processor stream" "${stream[@]}" --scenario authorize --settle \
     --accounts 10000 "${closed[@]}" --concurrency 1024
