@@ -2,6 +2,8 @@
 # Three Tandem nodes on loopback, formed into one cluster, in one command.
 #
 #   scripts/cluster.sh up      # build (release) if needed, start nodes 1-3, form the cluster
+#   scripts/cluster.sh up --delay 20ms  # the same, every link between two nodes delayed 20 ms
+#                                 # each way (regions on one machine; kept for `start N`)
 #   scripts/cluster.sh down    # stop them (SIGTERM: each drains and exits cleanly)
 #   scripts/cluster.sh status  # the cluster as node 1 sees it
 #   scripts/cluster.sh kill-leader  # SIGKILL the current leader; prints "node N (pid P) at MS"
@@ -33,8 +35,15 @@ spawn() {
         echo "node $n already runs (pid $(cat "$dir/node$n.pid"))"
         return
     fi
+    local delays=()
+    if [ -s "$dir/link-delay" ]; then
+        local delay others=() m
+        delay=$(cat "$dir/link-delay")
+        for m in 1 2 3; do [ "$m" = "$n" ] || others+=("$m=$delay"); done
+        delays=(--link-delay "$(IFS=,; echo "${others[*]}")")
+    fi
     TANDEM_ADMIN_TOKEN=$token "$bin" serve --data-dir "$dir/node$n" --node-id "$n" \
-        --peers "$peers" --pan-key-file "$dir/pan.key" \
+        --peers "$peers" --pan-key-file "$dir/pan.key" "${delays[@]}" \
         --grpc-listen "127.0.0.1:$(grpc "$n")" --http-listen "127.0.0.1:$(http "$n")" \
         --iso8583-listen "127.0.0.1:$(iso "$n")" ${TANDEM_SERVE_ARGS:-} \
         >"$dir/node$n.out" 2>>"$dir/node$n.log" &
@@ -94,6 +103,11 @@ up() {
         (umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$dir/admin.token")
     fi
     token=$(cat "$dir/admin.token")
+    if [ "${1:-}" = "--delay" ]; then
+        echo "${2:?--delay needs a delay, like 20ms}" >"$dir/link-delay"
+    else
+        rm -f "$dir/link-delay"
+    fi
     for n in 1 2 3; do
         spawn "$n"
     done
@@ -129,7 +143,7 @@ status() {
 }
 
 case "${1:-}" in
-up) up ;;
+up) up "${@:2}" ;;
 down) down ;;
 status) status ;;
 kill-leader) kill_node "$(leader_id)" ;;
@@ -139,7 +153,7 @@ start)
     ready "$2"
     ;;
 *)
-    echo "usage: $0 up|down|status|kill-leader|kill N|start N" >&2
+    echo "usage: $0 up [--delay 20ms]|down|status|kill-leader|kill N|start N" >&2
     exit 2
     ;;
 esac

@@ -30,6 +30,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::lanes::{Asked, ForwardFailed, Lane, Lanes};
+use crate::network::cross;
 use crate::service::authorized;
 use crate::{GrpcNetwork, MESSAGE_BYTES_MAX, PEER_TOKEN_HEADER};
 
@@ -163,6 +164,22 @@ impl GrpcNetwork {
     /// Sends a forwarded request `body` to `leader` at `address` (on the lane kept to it,
     /// opened if need be) and answers the leader's encoded answer, within `deadline`.
     pub async fn forward(
+        &self,
+        leader: NodeId,
+        address: &str,
+        body: Vec<u8>,
+        deadline: Duration,
+    ) -> Result<Vec<u8>, ForwardFailed> {
+        // An injected link delay holds the request, and then its answer, here: each on its
+        // own, so delayed requests still share the lane's batches.
+        let delay = self.link_delay(leader);
+        cross(delay).await;
+        let answer = self.forward_now(leader, address, body, deadline).await;
+        cross(delay).await;
+        answer
+    }
+
+    async fn forward_now(
         &self,
         leader: NodeId,
         address: &str,

@@ -7,7 +7,7 @@
 //! within it is a timeout, and one that cannot be reached is unreachable, which openraft
 //! backs off from.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +45,8 @@ pub struct GrpcNetwork {
     channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
     /// The streams forwarded requests take to a leader (`forward.rs`).
     pub(crate) lanes: crate::lanes::Lanes,
+    /// An injected one-way delay per peer ([`GrpcNetwork::with_link_delays`]).
+    delays: Arc<BTreeMap<NodeId, Duration>>,
     /// Where channels run their connections: the caller's runtime, not the engine's thread,
     /// whose one thread is for the commit path.
     pub(crate) runtime: tokio::runtime::Handle,
@@ -61,8 +63,22 @@ impl GrpcNetwork {
                 .map_err(|_| "a peer token is ASCII text".to_owned())?,
             channels: Arc::new(Mutex::new(HashMap::new())),
             lanes: Default::default(),
+            delays: Default::default(),
             runtime: tokio::runtime::Handle::current(),
         })
+    }
+
+    /// The same network with every message to and from a peer held for that peer's delay,
+    /// each way, as if the link between them were that long: regions on one machine
+    /// (`--link-delay`). A round trip to a peer then takes twice its delay more.
+    pub fn with_link_delays(mut self, delays: BTreeMap<NodeId, Duration>) -> Self {
+        self.delays = Arc::new(delays);
+        self
+    }
+
+    /// The injected one-way delay of the link to `target` (zero unless set).
+    pub(crate) fn link_delay(&self, target: NodeId) -> Duration {
+        self.delays.get(&target).copied().unwrap_or_default()
     }
 
     /// A client of `target` at `address`, on the channel kept for it.
@@ -72,6 +88,7 @@ impl GrpcNetwork {
             target,
             token: self.token.clone(),
             client: self.channel(target, address).map(RaftClient::new),
+            delay: self.link_delay(target),
         }
     }
 
@@ -167,6 +184,7 @@ impl RaftNetworkFactory<TandemRaft> for GrpcNetwork {
             target,
             token: self.token.clone(),
             client,
+            delay: self.link_delay(target),
         }
     }
 }
@@ -192,6 +210,15 @@ pub struct Peer {
     token: AsciiMetadataValue,
     /// `Err` when the peer's address does not parse: every call says so.
     client: Result<RaftClient<Channel>, String>,
+    /// The link's injected one-way delay.
+    delay: Duration,
+}
+
+/// Holds a message for a link's injected delay (none unless one was set).
+pub(crate) async fn cross(delay: Duration) {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// An RPC that went wrong, before openraft's error types are chosen for it.
@@ -284,10 +311,12 @@ impl Peer {
     {
         let message = wire::encode(rpc).map_err(|e| Failed::Network(e.to_string()))?;
         let request = self.request(message, deadline);
+        cross(self.delay).await;
         let answer = tokio::time::timeout(deadline, send(self.client()?, request))
             .await
             .map_err(|_| Failed::Late(deadline))?
             .map_err(Failed::of)?;
+        cross(self.delay).await;
         wire::decode(answer.get_ref()).map_err(|e| Failed::Network(e.to_string()))
     }
 }
@@ -361,11 +390,15 @@ impl RaftNetwork<TandemRaft> for Peer {
         let deadline = option.hard_ttl();
         let request = self.request(chunks, deadline);
         let mut client = self.client().map_err(|f| f.streaming(this, target))?;
+        let delay = self.delay;
         let sent = async {
-            tokio::time::timeout(deadline, client.install_snapshot(request))
+            cross(delay).await;
+            let answer = tokio::time::timeout(deadline, client.install_snapshot(request))
                 .await
                 .map_err(|_| Failed::Late(deadline))?
-                .map_err(Failed::of)
+                .map_err(Failed::of);
+            cross(delay).await;
+            answer
         };
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),

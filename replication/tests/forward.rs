@@ -221,3 +221,35 @@ async fn a_lane_with_the_wrong_token_is_refused_not_left_hanging() {
     }
     leader.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_delay_holds_each_request_and_its_answer() {
+    let (listener, address) = listener();
+    let leader = Leader::start(listener, true);
+    let delay = Duration::from_millis(60);
+    let network = GrpcNetwork::new(2, TOKEN)
+        .unwrap()
+        .with_link_delays([(1, delay)].into_iter().collect());
+    let address = address.to_string();
+    let started = std::time::Instant::now();
+    let asks: Vec<_> = (0..20u8)
+        .map(|i| {
+            let (network, address) = (network.clone(), address.clone());
+            tokio::spawn(async move { network.forward(1, &address, vec![0, i], DEADLINE).await })
+        })
+        .collect();
+    for (i, ask) in asks.into_iter().enumerate() {
+        assert_eq!(ask.await.unwrap(), Ok(vec![i as u8, 0]));
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= 2 * delay,
+        "a request and its answer each cross the link: {elapsed:?}"
+    );
+    // Held each on its own: twenty requests at once are not twenty round trips.
+    assert!(
+        elapsed < 20 * delay,
+        "delayed requests do not queue behind each other: {elapsed:?}"
+    );
+    leader.stop();
+}

@@ -136,6 +136,11 @@ pub struct Settings {
     /// every node (`tandem keygen --pan-key FILE`); required with --peers
     #[arg(long, env = "TANDEM_PAN_KEY_FILE")]
     pub pan_key_file: Option<PathBuf>,
+    /// An injected one-way delay on the links to some peers, each way: 2=20ms,3=20ms. For
+    /// measuring a cluster whose members are regions apart on one machine; never in
+    /// production [default: none]
+    #[arg(long, env = "TANDEM_LINK_DELAY")]
+    pub link_delay: Option<String>,
 }
 
 /// A cluster member's settings (`--node-id`, `--peers`, `--pan-key-file`).
@@ -145,6 +150,52 @@ pub struct Cluster {
     /// Every member's id and gRPC address, this node's included.
     pub peers: std::collections::BTreeMap<u64, String>,
     pub pan_key_file: PathBuf,
+    /// The injected one-way delay of the link to each peer that has one (`--link-delay`).
+    pub link_delays: std::collections::BTreeMap<u64, std::time::Duration>,
+}
+
+/// Reads `--link-delay`: `ID=DELAY,...` with each delay in `ms` or `s` (`20ms`, `1s`), for
+/// peers of `peers` other than `this`.
+pub fn parse_link_delays(
+    text: &str,
+    this: u64,
+    peers: &std::collections::BTreeMap<u64, String>,
+) -> Result<std::collections::BTreeMap<u64, std::time::Duration>, String> {
+    let mut delays = std::collections::BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, delay) = part
+            .split_once('=')
+            .ok_or_else(|| format!("link delay {part:?} is not ID=DELAY (2=20ms)"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("link delay {part:?}: the id must be a peer's id"))?;
+        if id == this || !peers.contains_key(&id) {
+            return Err(format!(
+                "link delay {part:?}: {id} is not one of this node's peers"
+            ));
+        }
+        let delay = delay.trim();
+        let (number, unit) = match delay.strip_suffix("ms") {
+            Some(ms) => (ms, 1),
+            None => (delay.strip_suffix('s').unwrap_or(""), 1_000),
+        };
+        let ms = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .filter(|ms| *ms <= 10_000)
+            .ok_or_else(|| {
+                format!("link delay {part:?}: the delay must be like 20ms or 1s, at most 10s")
+            })?;
+        if delays
+            .insert(id, std::time::Duration::from_millis(ms))
+            .is_some()
+        {
+            return Err(format!("link delay to {id} is given twice"));
+        }
+    }
+    Ok(delays)
 }
 
 /// Reads `1=HOST:PORT,2=HOST:PORT,...`.
@@ -181,6 +232,9 @@ impl Settings {
     /// The cluster settings, checked together: all or none.
     fn cluster(&self) -> Result<Option<Cluster>, String> {
         let Some(text) = &self.peers else {
+            if self.link_delay.is_some() {
+                return Err("--link-delay is for cluster members: give --peers too".to_owned());
+            }
             return match (self.node_id, &self.pan_key_file) {
                 (None, None) => Ok(None),
                 _ => Err(
@@ -201,10 +255,15 @@ impl Settings {
         let pan_key_file = self.pan_key_file.clone().ok_or(
             "--peers needs --pan-key-file: every member hashes PANs with the cluster's key (tandem keygen --pan-key FILE writes one)",
         )?;
+        let link_delays = match &self.link_delay {
+            Some(text) => parse_link_delays(text, node_id, &peers)?,
+            None => Default::default(),
+        };
         Ok(Some(Cluster {
             node_id,
             peers,
             pan_key_file,
+            link_delays,
         }))
     }
 }
@@ -301,7 +360,8 @@ impl Settings {
             shutdown_grace_secs,
             node_id,
             peers,
-            pan_key_file
+            pan_key_file,
+            link_delay
         ))
     }
 
@@ -519,5 +579,30 @@ mod tests {
         std::fs::write(&path, "grpc_port = 1\n").expect("write");
         let error = Settings::default().over_file(Some(&path)).unwrap_err();
         assert!(error.contains("grpc_port"), "{error}");
+    }
+
+    #[test]
+    fn link_delays_are_read_for_peers_only() {
+        let peers = parse_peers("1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3").expect("peers");
+        let delays = parse_link_delays("2=20ms, 3=1s", 1, &peers).expect("read");
+        assert_eq!(delays[&2], std::time::Duration::from_millis(20));
+        assert_eq!(delays[&3], std::time::Duration::from_secs(1));
+        for (text, why) in [
+            ("1=20ms", "this node"),
+            ("4=20ms", "not a peer"),
+            ("2=20", "no unit"),
+            ("2=fast", "not a number"),
+            ("2=11s", "over 10 s"),
+            ("2=20ms,2=30ms", "twice"),
+            ("2", "no delay"),
+        ] {
+            assert!(parse_link_delays(text, 1, &peers).is_err(), "{text}: {why}");
+        }
+        let single = Settings {
+            link_delay: Some("2=20ms".into()),
+            ..Settings::default()
+        };
+        let error = single.resolve().unwrap_err();
+        assert!(error.contains("--link-delay"), "{error}");
     }
 }

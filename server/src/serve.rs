@@ -535,8 +535,20 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         Some((node_id, key, token)) => {
             engine_config.node_id = node_id;
             engine_config.pan_key = Some(key);
+            let link_delays = config
+                .cluster
+                .as_ref()
+                .map(|cluster| cluster.link_delays.clone())
+                .unwrap_or_default();
+            if !link_delays.is_empty() {
+                tracing::warn!(
+                    ?link_delays,
+                    "links to peers carry an injected delay (--link-delay): for measurement only"
+                );
+            }
             let network = tandem_replication::GrpcNetwork::new(node_id, &token)
-                .map_err(ServeError::Config)?;
+                .map_err(ServeError::Config)?
+                .with_link_delays(link_delays);
             app.forward_through(network.clone());
             peers_network = Some(network.clone());
             Engine::open_member(engine_config, network).await
