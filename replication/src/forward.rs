@@ -196,9 +196,10 @@ impl GrpcNetwork {
         for _ in 0..2 {
             match self.lane(leader, address)? {
                 Lane::Calls => {
-                    return self
-                        .forward_call(leader, address, asked.body, deadline)
-                        .await;
+                    let channel = self
+                        .channel(leader, address)
+                        .map_err(ForwardFailed::Unreachable)?;
+                    return call(forward_client(channel), &self.token, asked.body, deadline).await;
                 }
                 Lane::Stream(lane) => match lane.send(asked) {
                     Ok(()) => {
@@ -246,20 +247,6 @@ impl GrpcNetwork {
         let lane = Lane::Stream(sender);
         lanes.insert(leader, (address.to_owned(), lane.clone()));
         Ok(lane)
-    }
-
-    /// `body` forwarded to `leader` at `address` in a call of its own, within `deadline`.
-    async fn forward_call(
-        &self,
-        leader: NodeId,
-        address: &str,
-        body: Vec<u8>,
-        deadline: Duration,
-    ) -> Result<Vec<u8>, ForwardFailed> {
-        let channel = self
-            .channel(leader, address)
-            .map_err(ForwardFailed::Unreachable)?;
-        call(forward_client(channel), &self.token, body, deadline).await
     }
 }
 
